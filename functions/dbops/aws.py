@@ -1,0 +1,26 @@
+"""The one place dbops creates boto3 clients.
+
+boto3 honours AWS_ENDPOINT_URL itself, so the same code reaches AWS or the local moto server.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+
+@cache
+def client(service: str) -> Any:
+    # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE in the environment override these defaults
+    attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", "5"))
+    config = Config(retries={"mode": "standard", "max_attempts": attempts}, connect_timeout=5, read_timeout=60)
+    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+
+
+def reset_clients() -> None:
+    """Forget cached clients (after the endpoint or credentials in the environment change)."""
+    client.cache_clear()

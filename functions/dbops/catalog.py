@@ -1,0 +1,143 @@
+"""The backup catalog, kept in the bucket itself.
+
+Layout: backups/<kind>/<database>/<id>/{database.dump.zst, schema.sql.zst, manifest.json, verification.json}.
+Each kind has its own prefix so lifecycle rules can expire them at different ages. The manifest is written
+last and is the commit marker: objects without one are never listed, restored or counted as a backup.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from dbops import s3stream
+from dbops.errors import BackupNotFound
+
+BackupKind = Literal["nightly", "predeploy", "prerestore", "manual"]
+BACKUP_KINDS: tuple[str, ...] = ("nightly", "predeploy", "prerestore", "manual")
+ROOT = "backups/"
+MANIFEST = "manifest.json"
+VERIFICATION = "verification.json"
+
+
+class TableStat(BaseModel):
+    schema_name: str
+    name: str
+    rows: int = Field(description="exact row count in the dump's snapshot")
+    bytes: int = Field(description="pg_total_relation_size at dump time")
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema_name}.{self.name}"
+
+
+class StoredObject(BaseModel):
+    key: str
+    size: int
+    sha256: str
+    raw_size: int = Field(description="bytes before compression")
+    compression: Literal["zstd"] = "zstd"
+
+
+class BackupManifest(BaseModel):
+    format_version: int = 1
+    id: str
+    database: str
+    kind: BackupKind
+    dump: StoredObject
+    schema_sql: StoredObject | None = None
+    pg_dump_version: str
+    server_version: str
+    server_version_num: int
+    started_at: datetime
+    finished_at: datetime
+    duration_seconds: float
+    tables: list[TableStat]
+
+    @property
+    def prefix(self) -> str:
+        return backup_prefix(self.kind, self.database, self.id)
+
+
+class Verification(BaseModel):
+    backup_id: str
+    ok: bool
+    checked_at: datetime
+    seconds: float
+    detail: str
+
+
+class CatalogEntry(BaseModel):
+    manifest: BackupManifest
+    verification: Verification | None = None
+
+    @property
+    def verified(self) -> bool | None:
+        return None if self.verification is None else self.verification.ok
+
+    def age_seconds(self, now: datetime | None = None) -> float:
+        return ((now or datetime.now(UTC)) - self.manifest.finished_at).total_seconds()
+
+
+def new_backup_id(now: datetime | None = None) -> str:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def backup_prefix(kind: str, database: str, backup_id: str) -> str:
+    return f"{ROOT}{kind}/{database}/{backup_id}/"
+
+
+def write_manifest(bucket: str, manifest: BackupManifest) -> None:
+    s3stream.put_json(bucket, manifest.prefix + MANIFEST, manifest.model_dump_json(indent=2))
+
+
+def record_verification(bucket: str, manifest: BackupManifest, result: Verification) -> None:
+    s3stream.put_json(bucket, manifest.prefix + VERIFICATION, result.model_dump_json(indent=2))
+
+
+def _manifest_keys(bucket: str, kind: str | None, database: str | None) -> list[str]:
+    prefix = ROOT
+    if kind:
+        prefix += f"{kind}/"
+        if database:
+            prefix += f"{database}/"
+    keys = [k for k in s3stream.list_keys(bucket, prefix) if k.endswith("/" + MANIFEST)]
+    if database:
+        keys = [k for k in keys if k.split("/")[2] == database]
+    return keys
+
+
+def _load(bucket: str, manifest_key: str) -> CatalogEntry | None:
+    text = s3stream.get_text(bucket, manifest_key)
+    if text is None:
+        return None
+    manifest = BackupManifest.model_validate_json(text)
+    verification_text = s3stream.get_text(bucket, manifest.prefix + VERIFICATION)
+    verification = Verification.model_validate_json(verification_text) if verification_text else None
+    return CatalogEntry(manifest=manifest, verification=verification)
+
+
+def list_backups(bucket: str, *, kind: str | None = None, database: str | None = None) -> list[CatalogEntry]:
+    """Committed backups, newest first."""
+    entries = [e for k in _manifest_keys(bucket, kind, database) if (e := _load(bucket, k)) is not None]
+    return sorted(entries, key=lambda e: e.manifest.finished_at, reverse=True)
+
+
+def find_backup(bucket: str, ref: str, *, kind: str | None = None, database: str | None = None) -> CatalogEntry:
+    """A backup by id, or the newest one for `latest`."""
+    if ref == "latest":
+        entries = list_backups(bucket, kind=kind, database=database)
+        if not entries:
+            scope = " ".join(x for x in (kind, database and f"of {database}") if x) or "any"
+            raise BackupNotFound(f"no committed backup ({scope}) in bucket {bucket}")
+        return entries[0]
+    for key in _manifest_keys(bucket, kind, database):
+        if key.split("/")[-2] == ref:
+            entry = _load(bucket, key)
+            if entry is not None:
+                return entry
+    raise BackupNotFound(f"backup {ref} not found in bucket {bucket}; `dbops backups list` shows the committed backups")

@@ -1,0 +1,141 @@
+"""dbops sample-data | backup | backups list | verify."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from dbops import catalog
+from dbops.backup import BackupRequest, run_backup
+from dbops.catalog import BACKUP_KINDS
+from dbops.cli.common import (
+    EnvDefault,
+    add_bucket,
+    add_database_url,
+    add_pg_bin,
+    human_age,
+    human_bytes,
+    print_json,
+    print_table,
+    spec_from,
+)
+from dbops.connection import connect
+from dbops.errors import VerificationFailed
+from dbops.sample_data import create_sample_data
+from dbops.verify import verify_backup
+
+
+def _progress(what: str, raw: int) -> None:
+    print(f"  {what}: {human_bytes(raw)} read", file=sys.stderr, flush=True)
+
+
+def cmd_sample_data(args: argparse.Namespace) -> int:
+    spec = spec_from(args)
+    with connect(spec.for_database("postgres")) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [spec.dbname]).fetchone()
+        if not exists:
+            from psycopg import sql
+
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.dbname)))
+    counts = create_sample_data(spec, args.scale, progress=lambda t, n: print(f"  {t}: {n} rows", flush=True))
+    print(f"sample data in {spec.dbname}: {sum(counts.values())} rows in {len(counts)} tables")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    spec = spec_from(args)
+    request = BackupRequest(
+        database=args.database_name or spec.dbname, bucket=args.bucket, kind=args.kind, pg_bin_dir=args.pg_bin
+    )
+    manifest = run_backup(spec, request, progress=_progress)
+    print(
+        f"backup {manifest.id} ({manifest.kind}) of {manifest.database}: {human_bytes(manifest.dump.size)} "
+        f"from {human_bytes(manifest.dump.raw_size)} in {manifest.duration_seconds:.1f}s, "
+        f"{len(manifest.tables)} tables"
+    )
+    return 0
+
+
+def _entry_row(entry: catalog.CatalogEntry) -> dict[str, Any]:
+    m = entry.manifest
+    return {
+        "id": m.id,
+        "kind": m.kind,
+        "database": m.database,
+        "finished_at": m.finished_at.isoformat(),
+        "age_seconds": round(entry.age_seconds()),
+        "size": m.dump.size,
+        "verified": entry.verified,
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    entries = catalog.list_backups(args.bucket, kind=args.kind, database=args.database)
+    if args.json:
+        print_json([_entry_row(e) for e in entries])
+        return 0
+    verified = {True: "yes", False: "FAILED", None: "-"}
+    print_table(
+        ["ID", "KIND", "DATABASE", "AGE", "SIZE", "VERIFIED"],
+        [
+            [
+                e.manifest.id,
+                e.manifest.kind,
+                e.manifest.database,
+                human_age(e.age_seconds()),
+                human_bytes(e.manifest.dump.size),
+                verified[e.verified],
+            ]
+            for e in entries
+        ],
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        result = verify_backup(args.bucket, args.backup, kind=args.kind, database=args.database, pg_bin_dir=args.pg_bin)
+    except VerificationFailed as exc:
+        print(f"FAILED: {exc}")
+        return 1
+    print(f"verified backup {result.backup_id} in {result.seconds:.1f}s: {result.detail}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("sample-data", help="create the Sprint Reports v2 sample schema and data")
+    add_database_url(p)
+    p.add_argument("--scale", type=float, default=1.0, help="1 is about 100 MB")
+    p.set_defaults(run=cmd_sample_data)
+
+    p = sub.add_parser("backup", help="dump a database into the backup bucket")
+    add_database_url(p)
+    add_bucket(p)
+    add_pg_bin(p)
+    p.add_argument("--kind", action=EnvDefault, envvar="DBOPS_KIND", default="nightly", choices=BACKUP_KINDS)
+    p.add_argument(
+        "--database-name",
+        action=EnvDefault,
+        envvar="DBOPS_DATABASE_NAME",
+        required=False,
+        help="name in the catalog (default: the URL's database)",
+    )
+    p.set_defaults(run=cmd_backup)
+
+    p = sub.add_parser("backups", help="the backup catalog")
+    backups_sub = p.add_subparsers(dest="action", required=True)
+    lp = backups_sub.add_parser("list", help="committed backups, newest first")
+    add_bucket(lp)
+    lp.add_argument("--kind", choices=BACKUP_KINDS)
+    lp.add_argument("--database")
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("verify", help="check a backup's size, sha256 and a full pg_restore read")
+    p.add_argument("backup", metavar="BACKUP_ID|latest")
+    add_bucket(p)
+    add_pg_bin(p)
+    p.add_argument("--kind", choices=BACKUP_KINDS)
+    p.add_argument("--database")
+    p.set_defaults(run=cmd_verify)

@@ -1,0 +1,95 @@
+"""Flags shared by the commands; each also readable from an environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from dbops.connection import ConnectionSpec
+from dbops.errors import ConfigError
+
+
+class EnvDefault(argparse.Action):
+    """A flag whose default comes from an environment variable; required only when neither is set."""
+
+    def __init__(self, envvar: str, required: bool = True, default: Any = None, **kwargs: Any) -> None:
+        default = os.environ.get(envvar, default)
+        if default is not None:
+            required = False
+        kwargs["help"] = f"{kwargs.get('help', '')} [env {envvar}]".strip()
+        super().__init__(default=default, required=required, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Any = None) -> None:
+        setattr(namespace, self.dest, values)
+
+
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        action=EnvDefault,
+        envvar="DBOPS_DATABASE_URL",
+        help="postgresql://user:password@host:port/dbname (never logged)",
+    )
+    parser.add_argument(
+        "--sslmode", action=EnvDefault, envvar="PGSSLMODE", required=False, help="libpq sslmode, e.g. verify-full"
+    )
+    parser.add_argument(
+        "--sslrootcert",
+        action=EnvDefault,
+        envvar="PGSSLROOTCERT",
+        required=False,
+        help="CA bundle for verify-ca / verify-full",
+    )
+
+
+def add_bucket(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bucket", action=EnvDefault, envvar="DBOPS_BUCKET", help="the backup bucket")
+
+
+def add_pg_bin(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pg-bin",
+        action=EnvDefault,
+        envvar="DBOPS_PG_BIN",
+        required=False,
+        help="folder holding pg_dump / pg_restore (default: layer, wheel, PATH)",
+    )
+
+
+def spec_from(args: argparse.Namespace) -> ConnectionSpec:
+    if not args.database_url:
+        raise ConfigError("give --database-url or DBOPS_DATABASE_URL")
+    return ConnectionSpec.from_url(args.database_url, sslmode=args.sslmode, sslrootcert=args.sslrootcert)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def human_age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))

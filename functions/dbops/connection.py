@@ -1,0 +1,158 @@
+"""Database targets: where a database is and how to log in, without ever exposing the password.
+
+A target comes from an operator's URL (local use) or an RDS-style Secrets Manager secret (Lambda).
+psycopg gets keyword arguments; libpq tools (pg_dump, pg_restore) get environment variables, so the
+password never appears on a command line or in a process listing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from dbops import aws
+from dbops.errors import ConfigError, DatabaseError
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class ConnectionSpec(BaseModel):
+    """Everything needed to open a session on one database."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "localhost"
+    port: int = 5432
+    user: str = "postgres"
+    password: SecretStr | None = None
+    dbname: str = "postgres"
+    sslmode: SslMode = "prefer"
+    sslrootcert: str | None = None
+    connect_timeout: int = 10
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> ConnectionSpec:
+        try:
+            params = conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            raise ConfigError("the database URL is not a valid PostgreSQL connection string") from None
+        known = {k: v for k, v in params.items() if k in cls.model_fields and v is not None}
+        return cls.model_validate({**known, **{k: v for k, v in overrides.items() if v is not None}})
+
+    @classmethod
+    def from_secret(cls, secret_id: str, **overrides: Any) -> ConnectionSpec:
+        """Read an RDS-style secret: {"username", "password", "host", "port", "dbname"}."""
+        try:
+            raw = aws.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
+            doc = json.loads(raw)
+        except Exception as exc:
+            raise ConfigError(f"could not read database secret {secret_id}: {type(exc).__name__}") from None
+        fields = {
+            "host": doc.get("host"),
+            "port": doc.get("port"),
+            "user": doc.get("username"),
+            "password": doc.get("password"),
+            "dbname": doc.get("dbname"),
+        }
+        fields = {k: v for k, v in fields.items() if v is not None}
+        return cls.model_validate({**fields, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def for_database(self, dbname: str) -> ConnectionSpec:
+        return self.model_copy(update={"dbname": dbname})
+
+    def describe(self) -> str:
+        """Safe to log: no password."""
+        return f"{self.dbname} on {self.host}:{self.port} as {self.user}"
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "dbname": self.dbname,
+            "sslmode": self.sslmode,
+            "connect_timeout": self.connect_timeout,
+            "application_name": "dbops",
+        }
+        if self.password is not None:
+            kwargs["password"] = self.password.get_secret_value()
+        if self.sslrootcert:
+            kwargs["sslrootcert"] = self.sslrootcert
+        return kwargs
+
+    def libpq_env(self) -> dict[str, str]:
+        """Environment for libpq client tools; the password travels here, not in argv."""
+        env = {
+            "PGHOST": self.host,
+            "PGPORT": str(self.port),
+            "PGUSER": self.user,
+            "PGDATABASE": self.dbname,
+            "PGSSLMODE": self.sslmode,
+            "PGCONNECT_TIMEOUT": str(self.connect_timeout),
+            "PGAPPNAME": "dbops",
+        }
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password.get_secret_value()
+        if self.sslrootcert:
+            env["PGSSLROOTCERT"] = self.sslrootcert
+        return env
+
+
+class DatabaseConfig(BaseModel):
+    """One managed database as configured by the operator (CDK context, env var or CLI flag)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+    url: SecretStr | None = None
+    secret_id: str | None = None
+    sslmode: SslMode | None = None
+    sslrootcert: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatabaseConfig:
+        if (self.url is None) == (self.secret_id is None):
+            raise ValueError("give exactly one of 'url' or 'secret_id' for each database")
+        return self
+
+    def spec(self) -> ConnectionSpec:
+        overrides = {"sslmode": self.sslmode, "sslrootcert": self.sslrootcert}
+        if self.url is not None:
+            return ConnectionSpec.from_url(self.url.get_secret_value(), **overrides)
+        assert self.secret_id is not None
+        return ConnectionSpec.from_secret(self.secret_id, **overrides)
+
+
+def describe_error(exc: BaseException) -> str:
+    """psycopg's message, first line only: it never carries the password."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+@contextmanager
+def connect(
+    spec: ConnectionSpec, *, autocommit: bool = True, statement_timeout_ms: int = 60_000
+) -> Iterator[psycopg.Connection[Any]]:
+    """A session with a statement timeout, so no query of ours can hang forever."""
+    try:
+        conn = psycopg.connect(
+            **spec.connect_kwargs(),
+            autocommit=autocommit,
+            options=f"-c statement_timeout={int(statement_timeout_ms)}",
+        )
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot connect to {spec.describe()}: {describe_error(exc)}") from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def server_version_num(conn: psycopg.Connection[Any]) -> int:
+    return int(conn.info.server_version)

@@ -1,0 +1,33 @@
+"""Domain errors: each says what failed, where, and what to do next — never a secret."""
+
+
+class DbopsError(Exception):
+    """Base for every error dbops raises on purpose."""
+
+
+class ConfigError(DbopsError):
+    """A setting, event or request is invalid."""
+
+
+class DatabaseError(DbopsError):
+    """The database could not be reached or refused a statement."""
+
+
+class ToolError(DbopsError):
+    """A PostgreSQL client tool is missing, too old, or failed."""
+
+
+class StorageError(DbopsError):
+    """S3 refused or failed an operation."""
+
+
+class BackupError(DbopsError):
+    """A backup did not complete; nothing was committed to the catalog."""
+
+
+class BackupNotFound(DbopsError):
+    """No committed backup matches the request."""
+
+
+class VerificationFailed(DbopsError):
+    """A backup object does not match its manifest or cannot be read whole."""

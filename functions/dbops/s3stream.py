@@ -1,0 +1,194 @@
+"""Streaming to and from S3 with bounded memory.
+
+MultipartUpload takes bytes as they come, hashes them, and uploads fixed-size parts from a background
+thread through a short queue, so compression and upload overlap and memory stays at a few parts. On any
+failure the upload is aborted: S3 never holds a completed object that was not finished on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dbops import aws
+from dbops.errors import StorageError
+
+PART_SIZE = 16 * 1024 * 1024
+_STOP = object()
+
+
+class MultipartUpload:
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        part_size: int = PART_SIZE,
+        queue_depth: int = 2,
+        extra_args: dict[str, Any] | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.key = key
+        self.part_size = part_size
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self._s3 = aws.client("s3")
+        self._buffer = bytearray()
+        self._parts: list[dict[str, Any]] = []
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_depth)
+        self._error: BaseException | None = None
+        self._upload_id: str | None = None
+        self._extra = extra_args or {}
+        self._worker: threading.Thread | None = None
+
+    def __enter__(self) -> MultipartUpload:
+        try:
+            resp = self._s3.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot start upload of s3://{self.bucket}/{self.key}: {exc}") from None
+        self._upload_id = resp["UploadId"]
+        self._worker = threading.Thread(target=self._upload_parts, name="s3-part-uploader", daemon=True)
+        self._worker.start()
+        return self
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._raise_if_failed()
+        self.sha256.update(data)
+        self.size += len(data)
+        self._buffer += data
+        while len(self._buffer) >= self.part_size:
+            self._enqueue(bytes(self._buffer[: self.part_size]))
+            del self._buffer[: self.part_size]
+
+    def _enqueue(self, part: bytes) -> None:
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(part, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise StorageError(f"upload of s3://{self.bucket}/{self.key} failed: {self._error}")
+
+    def _upload_parts(self) -> None:
+        number = 0
+        while True:
+            part = self._queue.get()
+            if part is _STOP:
+                return
+            if self._error is not None:
+                continue  # drain so the producer never blocks on a dead worker
+            number += 1
+            try:
+                resp = self._s3.upload_part(
+                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=part
+                )
+                self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+            except Exception as exc:  # any failure must reach the producer thread
+                self._error = exc
+
+    def _finish_worker(self) -> None:
+        if self._worker is not None and self._worker.is_alive():
+            self._queue.put(_STOP)
+            self._worker.join()
+
+    def complete(self) -> str:
+        """Flush the last part and complete the upload; returns the object's sha256 (hex)."""
+        if self._buffer or (not self._parts and self._queue.empty()):
+            self._enqueue(bytes(self._buffer))
+            self._buffer.clear()
+        self._finish_worker()
+        self._raise_if_failed()
+        try:
+            self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": sorted(self._parts, key=lambda p: p["PartNumber"])},
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"cannot complete upload of s3://{self.bucket}/{self.key}: {exc}") from None
+        self._upload_id = None
+        return self.sha256.hexdigest()
+
+    def abort(self) -> None:
+        if self._error is None:
+            self._error = RuntimeError("aborted")
+        self._finish_worker()
+        if self._upload_id is None:
+            return
+        try:
+            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+        except (BotoCoreError, ClientError):
+            pass  # the bucket's lifecycle rule aborts incomplete uploads after a day
+        self._upload_id = None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._upload_id is not None:
+            self.abort()
+
+
+def iter_object(bucket: str, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+    try:
+        body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from None
+    try:
+        yield from body.iter_chunks(chunk_size)
+    finally:
+        body.close()
+
+
+def put_json(bucket: str, key: str, body: str) -> None:
+    try:
+        aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"cannot write s3://{bucket}/{key}: {exc}") from None
+
+
+def get_text(bucket: str, key: str) -> str | None:
+    """The object's text, or None when it does not exist."""
+    try:
+        return str(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode())
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from None
+    except BotoCoreError as exc:
+        raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from None
+
+
+def list_keys(bucket: str, prefix: str) -> Iterator[str]:
+    try:
+        pages = aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield item["Key"]
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
+
+
+def delete_prefix(bucket: str, prefix: str) -> None:
+    keys = [{"Key": k} for k in list_keys(bucket, prefix)]
+    for start in range(0, len(keys), 1000):
+        aws.client("s3").delete_objects(Bucket=bucket, Delete={"Objects": keys[start : start + 1000]})
+
+
+def delete_object(bucket: str, key: str) -> None:
+    try:
+        aws.client("s3").delete_object(Bucket=bucket, Key=key)
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"cannot delete s3://{bucket}/{key}: {exc}") from None

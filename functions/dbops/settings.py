@@ -1,0 +1,33 @@
+"""Settings read once at the edge (environment variables) into pydantic models."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dbops.connection import DatabaseConfig
+from dbops.errors import ConfigError
+
+
+class FunctionSettings(BaseSettings):
+    """What every dbops Lambda function is configured with (env vars prefixed DBOPS_)."""
+
+    model_config = SettingsConfigDict(env_prefix="DBOPS_", extra="ignore")
+
+    bucket: str = Field(min_length=3)
+    databases: list[DatabaseConfig] = Field(min_length=1)
+    pg_bin_dir: str | None = None
+    compression_level: int = 3
+    # seconds kept back from the Lambda timeout to abort cleanly instead of being killed
+    deadline_margin_s: float = 30.0
+
+    def database(self, name: str | None) -> DatabaseConfig:
+        if name is None:
+            if len(self.databases) == 1:
+                return self.databases[0]
+            raise ConfigError("several databases are configured: name one with 'database'")
+        for db in self.databases:
+            if db.name == name:
+                return db
+        known = ", ".join(db.name for db in self.databases)
+        raise ConfigError(f"unknown database {name!r}; configured: {known}")

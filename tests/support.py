@@ -1,0 +1,167 @@
+"""Helpers the tests share: content checksums, real fault injection, EMF metric capture."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from psycopg import sql
+
+from dbops.connection import ConnectionSpec, connect
+from dbops.local.lambda_runtime import LocalLambdaContext, scheduled_event
+
+__all__ = ["LocalLambdaContext", "scheduled_event"]
+
+
+def table_checksums(spec: ConnectionSpec) -> dict[str, tuple[int, str]]:
+    """Row count and md5 over every user table's rows in a stable order."""
+    result: dict[str, tuple[int, str]] = {}
+    with connect(spec) as conn:
+        tables = conn.execute("SELECT schemaname, relname FROM pg_stat_user_tables ORDER BY 1, 2").fetchall()
+        for schema, name in tables:
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM {} t"
+                ).format(sql.Identifier(schema, name))
+            ).fetchone()
+            assert row is not None
+            result[f"{schema}.{name}"] = (int(row[0]), str(row[1]))
+    return result
+
+
+def emf_metrics(output: str) -> list[dict[str, Any]]:
+    """Every EMF metric printed to stdout: [{name, value, dimensions}]."""
+    found = []
+    for line in output.splitlines():
+        line = line.strip()
+        if not line.startswith("{") or "_aws" not in line:
+            continue
+        doc = json.loads(line)
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            dims = {d: doc.get(d) for group in directive["Dimensions"] for d in group}
+            for metric in directive["Metrics"]:
+                found.append({"name": metric["Name"], "value": doc[metric["Name"]], "dimensions": dims})
+    return found
+
+
+def _children(name: str) -> list[int]:
+    me = os.getpid()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        except (OSError, ValueError):
+            continue
+        if comm == name and ppid == me:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _written(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+class WhenProcessWrites:
+    """Runs `action(pid)` once a child process of ours named `name` has written `threshold` bytes.
+
+    Used to inject faults mid-stream: the watched process is real and so is what the action does to it.
+    """
+
+    def __init__(self, name: str, threshold: int, action: Callable[[int], None], timeout: float = 60) -> None:
+        self.name, self.threshold, self.action, self.timeout = name, threshold, action, timeout
+        self.fired_at_bytes: int | None = None
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> WhenProcessWrites:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join(timeout=self.timeout)
+
+    def _watch(self) -> None:
+        end = time.monotonic() + self.timeout
+        while time.monotonic() < end:
+            for pid in _children(self.name):
+                with contextlib.suppress(OSError):
+                    written = _written(pid)
+                    if written >= self.threshold:
+                        self.fired_at_bytes = written
+                        self.action(pid)
+                        return
+            time.sleep(0.001)
+
+
+def kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+
+class TcpProxy:
+    """A TCP forwarder in front of a local server; `cut()` drops every connection and refuses new ones."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._up = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self._up:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self._up = False
+        with self._lock:
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                    conn.close()
+            self._conns.clear()
+
+    def restore(self) -> None:
+        self._up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
