@@ -50,9 +50,7 @@ class ToolVersion:
     text: str
     major: int
 
-    @property
-    def number(self) -> str:
-        return self.text.split()[-1]
+    number: str
 
 
 def tool_version(path: Path) -> ToolVersion:
@@ -61,10 +59,10 @@ def tool_version(path: Path) -> ToolVersion:
     except (OSError, subprocess.SubprocessError) as exc:
         raise ToolError(f"cannot run {path} --version: {exc}") from None
     text = out.stdout.strip()
-    match = re.search(r"\)\s+(\d+)(?:\.(\d+))?", text)
+    match = re.search(r"\)\s+((\d+)(?:\.\d+)?)", text)
     if not match:
         raise ToolError(f"cannot read the version of {path}: {text!r}")
-    return ToolVersion(path=path, text=text, major=int(match.group(1)))
+    return ToolVersion(path=path, text=text, major=int(match.group(2)), number=match.group(1))
 
 
 def server_major(server_version_num: int) -> int:

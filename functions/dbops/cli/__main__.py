@@ -1,0 +1,5 @@
+import sys
+
+from dbops.cli import main
+
+sys.exit(main())

@@ -1,0 +1,159 @@
+"""Faults injected for real during a backup run through the Lambda handler.
+
+Each one must leave no manifest, no completed object and no open multipart upload, raise a clear error
+naming the database and what failed (never the password), and emit BackupFailed.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dbops import aws
+from dbops.connection import ConnectionSpec, connect
+from dbops.local.aws import LocalAws
+from dbops.local.postgres import LocalPostgres, debian_bin_dir
+from dbops.sample_data import create_sample_data
+from handlers.backup import BackupsFailed, handler
+from tests.support import LocalLambdaContext, TcpProxy, WhenProcessWrites, emf_metrics, kill, scheduled_event
+
+DATABASE = "sprint_reports_v2"
+MIDSTREAM = 1024 * 1024  # faults strike after pg_dump has written 1 MB of a ~20 MB dump
+
+
+def _load(url: str) -> None:
+    admin = ConnectionSpec.from_url(url)
+    with connect(admin) as conn:
+        conn.execute(f"CREATE DATABASE {DATABASE}")
+    create_sample_data(admin.for_database(DATABASE), scale=0.3)
+
+
+@pytest.fixture(scope="module")
+def big_db(pg: LocalPostgres) -> Iterator[str]:
+    """A database large enough that a fault lands mid-stream; yields its URL."""
+    _load(pg.url())
+    yield pg.url(DATABASE)
+    with connect(ConnectionSpec.from_url(pg.url())) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+def _configure(monkeypatch: pytest.MonkeyPatch, bucket: str, url: str, **extra: str) -> None:
+    monkeypatch.setenv("DBOPS_BUCKET", bucket)
+    monkeypatch.setenv("DBOPS_DATABASES", json.dumps([{"name": DATABASE, "url": url}]))
+    for key, value in extra.items():
+        monkeypatch.setenv(key, value)
+
+
+def _run_failing(capsys: pytest.CaptureFixture[str], context: LocalLambdaContext | None = None) -> str:
+    with pytest.raises(BackupsFailed) as info:
+        handler(scheduled_event("dbops-nightly-backup"), context or LocalLambdaContext())
+    out = capsys.readouterr().out
+    failed = [m for m in emf_metrics(out) if m["name"] == "BackupFailed"]
+    assert failed == [{"name": "BackupFailed", "value": [1.0], "dimensions": {"database": DATABASE}}]
+    assert not [m for m in emf_metrics(out) if m["name"] == "BackupSucceeded"]
+    return str(info.value)
+
+
+def _assert_nothing_committed(bucket: str) -> None:
+    s3 = aws.client("s3")
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0, "no object may remain"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == [], "multipart uploads aborted"
+
+
+def test_pg_dump_killed_mid_stream(
+    big_db: str, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _configure(monkeypatch, bucket, big_db)
+    with WhenProcessWrites("pg_dump", MIDSTREAM, kill) as fault:
+        message = _run_failing(capsys)
+    assert fault.fired_at_bytes is not None
+    assert f"pg_dump of database {DATABASE} failed (killed by signal 9)" in message
+    _assert_nothing_committed(bucket)
+
+
+def test_server_stopped_mid_dump(
+    pg: LocalPostgres, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = LocalPostgres(pg.bin_dir).start()  # its own server: this test stops it
+    try:
+        _load(server.url())
+        _configure(monkeypatch, bucket, server.url(DATABASE))
+        with WhenProcessWrites("pg_dump", MIDSTREAM, lambda pid: server.kill()) as fault:
+            message = _run_failing(capsys)
+        assert fault.fired_at_bytes is not None
+        assert DATABASE in message
+        assert "failed" in message
+        assert server.password not in message
+        _assert_nothing_committed(bucket)
+    finally:
+        server.destroy()
+
+
+def test_s3_endpoint_gone_mid_upload(
+    big_db: str, local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = f"dbops-fault-{uuid.uuid4().hex[:10]}"
+    aws.client("s3").create_bucket(Bucket=bucket)
+    proxy = TcpProxy(local_aws.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    aws.reset_clients()
+    aborts: list[Any] = []
+
+    def endpoint_back_for_abort(**kwargs: Any) -> None:
+        aborts.append(kwargs)
+        proxy.restore()  # the outage ends before cleanup: the abort must then go through
+
+    try:
+        aws.client("s3").meta.events.register("before-send.s3.AbortMultipartUpload", endpoint_back_for_abort)
+        _configure(monkeypatch, bucket, big_db)
+        with WhenProcessWrites("pg_dump", MIDSTREAM, lambda pid: proxy.cut()) as fault:
+            message = _run_failing(capsys)
+        assert fault.fired_at_bytes is not None
+        assert f"upload of s3://{bucket}/backups/nightly/{DATABASE}/" in message
+        assert aborts, "the multipart upload was aborted"
+    finally:
+        proxy.close()
+        monkeypatch.undo()
+        aws.reset_clients()
+    _assert_nothing_committed(bucket)
+
+
+def test_wrong_password(
+    big_db: str, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = "not-the-password-" + uuid.uuid4().hex
+    spec = ConnectionSpec.from_url(big_db)
+    _configure(monkeypatch, bucket, f"postgresql://{spec.user}:{wrong}@{spec.host}:{spec.port}/{DATABASE}")
+    message = _run_failing(capsys)
+    assert "password authentication failed" in message
+    assert DATABASE in message
+    assert wrong not in message
+    assert wrong not in capsys.readouterr().out
+    _assert_nothing_committed(bucket)
+
+
+@pytest.mark.skipif(debian_bin_dir(15) is None, reason="Debian's PostgreSQL 15 client tools are not installed")
+def test_pg_dump_older_than_the_server_is_refused(
+    pg18: LocalPostgres, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _configure(monkeypatch, bucket, pg18.url(), DBOPS_PG_BIN=str(debian_bin_dir(15)))
+    message = _run_failing(capsys)
+    assert "pg_dump 15." in message
+    assert "older than the server of database" in message
+    assert "PostgreSQL 18" in message
+    _assert_nothing_committed(bucket)
+
+
+def test_time_running_out_in_lambda_aborts_cleanly(
+    big_db: str, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 30 s left and a 30 s safety margin: the deadline is reached as the first bytes arrive
+    _configure(monkeypatch, bucket, big_db, DBOPS_DEADLINE_MARGIN_S="30")
+    message = _run_failing(capsys, LocalLambdaContext(remaining_ms=30_000))
+    assert "time limit is near" in message
+    _assert_nothing_committed(bucket)

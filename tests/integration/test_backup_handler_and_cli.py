@@ -1,0 +1,117 @@
+"""The Lambda handler (credentials from Secrets Manager) and the operator CLI, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dbops import aws, catalog
+from dbops.connection import ConnectionSpec
+from dbops.local.aws import LocalAws
+from handlers.backup import handler
+from tests.support import LocalLambdaContext, emf_metrics, scheduled_event
+
+
+def test_scheduled_event_backs_up_with_credentials_from_secrets_manager(
+    sample_db: ConnectionSpec, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert sample_db.password is not None
+    secret = aws.client("secretsmanager").create_secret(
+        Name=f"dbops/{bucket}",
+        SecretString=json.dumps(
+            {
+                "engine": "postgres",
+                "host": sample_db.host,
+                "port": sample_db.port,
+                "username": sample_db.user,
+                "password": sample_db.password.get_secret_value(),
+                "dbname": sample_db.dbname,
+            }
+        ),
+    )
+    monkeypatch.setenv("DBOPS_BUCKET", bucket)
+    monkeypatch.setenv("DBOPS_DATABASES", json.dumps([{"name": "sprint_reports_v2", "secret_id": secret["ARN"]}]))
+
+    result = handler(scheduled_event("dbops-nightly-backup"), LocalLambdaContext())
+
+    out = capsys.readouterr().out
+    [entry] = catalog.list_backups(bucket)
+    assert result["results"][0]["backup_id"] == entry.manifest.id
+    assert result["results"][0]["ok"] is True
+    names = {m["name"]: m for m in emf_metrics(out)}
+    assert names["BackupSucceeded"]["dimensions"] == {"database": "sprint_reports_v2"}
+    assert names["BackupBytes"]["value"] == [float(entry.manifest.dump.size)]
+    assert "BackupDurationSeconds" in names
+    assert sample_db.password.get_secret_value() not in out
+
+
+def test_unknown_database_in_event_fails_before_any_work(
+    sample_db: ConnectionSpec, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBOPS_BUCKET", bucket)
+    monkeypatch.setenv("DBOPS_DATABASES", json.dumps([{"name": "sprint_reports_v2", "url": "postgresql://x@h/db"}]))
+    with pytest.raises(Exception, match="unknown database 'billing'; configured: sprint_reports_v2"):
+        handler({"kind": "nightly", "database": "billing"}, LocalLambdaContext())
+    assert catalog.list_backups(bucket) == []
+
+
+def test_missing_settings_are_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DBOPS_BUCKET", raising=False)
+    monkeypatch.delenv("DBOPS_DATABASES", raising=False)
+    with pytest.raises(Exception, match="bucket"):
+        handler(scheduled_event("r"), LocalLambdaContext())
+
+
+def _dbops(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "dbops.cli", *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+def test_cli_backup_list_and_verify(sample_db: ConnectionSpec, bucket: str, local_aws: LocalAws) -> None:
+    assert sample_db.password is not None
+    url = (
+        f"postgresql://{sample_db.user}:{sample_db.password.get_secret_value()}@{sample_db.host}:"
+        f"{sample_db.port}/{sample_db.dbname}"
+    )
+    backup = _dbops(
+        "backup",
+        "--bucket",
+        bucket,
+        "--kind",
+        "predeploy",
+        "--database-name",
+        "sr",
+        env_extra={"DBOPS_DATABASE_URL": url},
+    )
+    assert backup.returncode == 0, backup.stderr
+    assert "backup " in backup.stdout and "(predeploy) of sr" in backup.stdout
+
+    listed = _dbops("backups", "list", "--bucket", bucket, "--json")
+    rows = json.loads(listed.stdout)
+    assert [(r["kind"], r["database"], r["verified"]) for r in rows] == [("predeploy", "sr", None)]
+
+    verified = _dbops("verify", "latest", "--bucket", bucket)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    table = _dbops("backups", "list", "--bucket", bucket)
+    assert rows[0]["id"] in table.stdout and "yes" in table.stdout
+
+    key = catalog.find_backup(bucket, rows[0]["id"]).manifest.dump.key
+    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=b"not a backup")
+    failed = _dbops("verify", rows[0]["id"], "--bucket", bucket)
+    assert failed.returncode == 1
+    assert "failed verification" in failed.stdout
+
+
+def test_cli_reports_unknown_backup_and_missing_flags(bucket: str, local_aws: LocalAws) -> None:
+    unknown = _dbops("verify", "nope", "--bucket", bucket)
+    assert unknown.returncode == 1
+    assert "backup nope not found" in unknown.stderr
+
+    missing = _dbops("backup", env_extra={"DBOPS_DATABASE_URL": "", "DBOPS_BUCKET": ""})
+    assert missing.returncode in (1, 2)
