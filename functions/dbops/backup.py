@@ -36,7 +36,9 @@ STDERR_LIMIT = 64 * 1024
 Progress = Callable[[str, int], None]
 
 LIST_TABLES = sql.SQL("""
-    SELECT n.nspname, c.relname, pg_total_relation_size(c.oid)
+    SELECT n.nspname, c.relname, pg_total_relation_size(c.oid),
+           (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid),
+           (SELECT count(*) FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x'))
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'm')
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -55,6 +57,7 @@ class BackupRequest(BaseModel):
     compression_threads: int = Field(default=2, ge=0, le=16)
     pg_bin_dir: str | None = None
     lock_wait_timeout_s: int = 120
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass
@@ -94,7 +97,7 @@ class _SnapshotHolder:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
-        self.tables: list[tuple[str, str, int]] = []
+        self.tables: list[tuple[str, str, int, int, int]] = []
         self.counts: dict[tuple[str, str], int] = {}
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -104,7 +107,7 @@ class _SnapshotHolder:
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
-        self.tables = [(r[0], r[1], int(r[2])) for r in self.conn.execute(LIST_TABLES).fetchall()]
+        self.tables = [(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in self.conn.execute(LIST_TABLES).fetchall()]
         return str(row[0])
 
     def start_counting(self) -> None:
@@ -113,7 +116,7 @@ class _SnapshotHolder:
 
     def _count(self) -> None:
         try:
-            for schema, name, _ in self.tables:
+            for schema, name, *_ in self.tables:
                 query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))
                 row = self.conn.execute(query).fetchone()
                 self.counts[(schema, name)] = int(row[0]) if row else 0
@@ -125,7 +128,10 @@ class _SnapshotHolder:
             self._thread.join()
         if self.error is not None:
             raise BackupError(f"backup of {database}: counting rows failed: {describe_error(self.error)}")
-        return [TableStat(schema_name=s, name=n, rows=self.counts[(s, n)], bytes=size) for s, n, size in self.tables]
+        return [
+            TableStat(schema_name=s, name=n, rows=self.counts[(s, n)], bytes=size, indexes=idx, constraints=con)
+            for s, n, size, idx, con in self.tables
+        ]
 
 
 def _widen_pipe(stream: IO[bytes]) -> None:
@@ -258,6 +264,7 @@ def run_backup(
             finished_at=finished,
             duration_seconds=round(time.monotonic() - t0, 3),
             tables=tables,
+            labels=request.labels,
         )
         limit.check(request.database)
         catalog.write_manifest(request.bucket, manifest)

@@ -28,6 +28,8 @@ class TableStat(BaseModel):
     name: str
     rows: int = Field(description="exact row count in the dump's snapshot")
     bytes: int = Field(description="pg_total_relation_size at dump time")
+    indexes: int = Field(default=0, description="indexes on the table at dump time")
+    constraints: int = Field(default=0, description="constraints other than foreign keys at dump time")
 
     @property
     def qualified(self) -> str:
@@ -56,6 +58,7 @@ class BackupManifest(BaseModel):
     finished_at: datetime
     duration_seconds: float
     tables: list[TableStat]
+    labels: dict[str, str] = Field(default_factory=dict, description="e.g. the restore a safety backup belongs to")
 
     @property
     def prefix(self) -> str:

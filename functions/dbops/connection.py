@@ -104,6 +104,29 @@ class ConnectionSpec(BaseModel):
         return env
 
 
+class AppHook(BaseModel):
+    """How to stop and start the application around a restore (the guide's docker-compose down / up).
+
+    `ssm`: write `stop_value` / `start_value` to an SSM parameter the application reads as maintenance mode.
+    `eventbridge`: put an event (detail-type "ApplicationStop" / "ApplicationStart") on a bus.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["ssm", "eventbridge"]
+    parameter: str | None = None
+    stop_value: str = "on"
+    start_value: str = "off"
+    event_bus: str = "default"
+    source: str = "dbops"
+
+    @model_validator(mode="after")
+    def _complete(self) -> AppHook:
+        if self.type == "ssm" and not self.parameter:
+            raise ValueError("an ssm application hook needs 'parameter'")
+        return self
+
+
 class DatabaseConfig(BaseModel):
     """One managed database as configured by the operator (CDK context, env var or CLI flag)."""
 
@@ -114,6 +137,7 @@ class DatabaseConfig(BaseModel):
     secret_id: str | None = None
     sslmode: SslMode | None = None
     sslrootcert: str | None = None
+    app_hook: AppHook | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DatabaseConfig:

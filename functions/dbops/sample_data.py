@@ -91,7 +91,8 @@ FILL = [
         SELECT g, 1 + (g %% %(teams)s), 'Sprint ' || g, 'Goal ' || md5(g::text),
                (current_date - 1095) + (g * 1095 / %(sprints)s),
                (current_date - 1095) + (g * 1095 / %(sprints)s) + 14,
-               CASE WHEN g > %(sprints)s - %(teams)s THEN 'active' ELSE 'closed' END,
+               CASE WHEN g > %(used_sprints)s THEN 'planned'
+                    WHEN g > %(used_sprints)s - %(teams)s THEN 'active' ELSE 'closed' END,
                now() - interval '1095 days' + g * (interval '1095 days' / %(sprints)s)
         FROM generate_series(1, %(sprints)s) g""",
     ),
@@ -99,7 +100,7 @@ FILL = [
         "issues",
         """
         INSERT INTO issues (id, sprint_id, assignee_id, key, title, status, story_points, created_at, resolved_at)
-        SELECT g, 1 + (g %% %(sprints)s), 1 + (g %% %(users)s), 'SR-' || g,
+        SELECT g, 1 + (g %% %(used_sprints)s), 1 + (g %% %(used_users)s), 'SR-' || g,
                'Issue ' || md5(g::text) || ' ' || md5((g + 1)::text),
                (ARRAY['todo', 'in_progress', 'done', 'done'])[1 + g %% 4], 1 + g %% 13,
                now() - (g %% 1095) * interval '1 day',
@@ -110,7 +111,7 @@ FILL = [
         "report_snapshots",
         """
         INSERT INTO report_snapshots (id, sprint_id, created_by, is_baseline, payload, created_at)
-        SELECT g, 1 + (g %% %(sprints)s), 1 + (g %% %(users)s), g %% 10 = 0,
+        SELECT g, 1 + (g %% %(used_sprints)s), 1 + (g %% %(used_users)s), g %% 10 = 0,
                jsonb_build_object(
                    'velocity', g %% 60, 'committed', g %% 80, 'completed', g %% 70,
                    'burndown', (SELECT jsonb_agg(jsonb_build_object('day', d, 'remaining', (g + d) %% 50,
@@ -123,10 +124,15 @@ FILL = [
 
 
 def row_counts_for(scale: float) -> dict[str, int]:
+    """Rows per table; the newest 5 % of sprints (planned) and 20 % of users (new hires) have no issues yet."""
+    sprints = max(20, round(2_000 * scale))
+    users = max(10, round(2_000 * scale))
     return {
+        "used_sprints": sprints - max(1, sprints // 20),
+        "used_users": users - max(1, users // 5),
         "teams": max(2, round(20 * min(scale, 5))),
-        "users": max(10, round(2_000 * scale)),
-        "sprints": max(20, round(2_000 * scale)),
+        "users": users,
+        "sprints": sprints,
         "issues": max(50, round(150_000 * scale)),
         "snapshots": max(50, round(60_000 * scale)),
     }

@@ -20,6 +20,12 @@ class FunctionSettings(BaseSettings):
     compression_level: int = 3
     # seconds kept back from the Lambda timeout to abort cleanly instead of being killed
     deadline_margin_s: float = 30.0
+    topic_arn: str | None = Field(default=None, description="SNS topic for restore and drill notifications")
+    work_dir: str | None = Field(default=None, description="scratch folder for archives (Lambda: /tmp)")
+    restore_jobs: int = Field(default=2, ge=1, le=16, description="pg_restore -j")
+    pre_restore_keep_days: int = Field(default=7, ge=0)
+    # archives larger than this restore in the Fargate task instead of Lambda (15 min, 10 GB /tmp)
+    fargate_threshold_bytes: int = 4 * 1024**3
 
     def database(self, name: str | None) -> DatabaseConfig:
         if name is None:

@@ -1,0 +1,100 @@
+"""The restore request (state machine input and CLI) and the state passed from step to step."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dbops.catalog import BackupKind
+
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+
+
+class RestoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backup: str = Field(default="latest", description="a backup id, or latest")
+    kind: BackupKind | None = Field(default=None, description="with latest: the newest of this kind")
+    database: str | None = Field(default=None, description="the configured database (default: the only one)")
+    tables: list[str] = Field(default_factory=list, description="empty: the whole database")
+    target: str | None = Field(default=None, description="target database name (default: the backup's)")
+    mode: Literal["restore", "drill"] = "restore"
+    dry_run: bool = False
+
+    @field_validator("tables")
+    @classmethod
+    def _table_names(cls, tables: list[str]) -> list[str]:
+        for name in tables:
+            if not _TABLE.match(name):
+                raise ValueError(f"{name!r} is not a table name (schema.table or table)")
+        if len(set(tables)) != len(tables):
+            raise ValueError("a table is named twice")
+        return tables
+
+
+class TablePlan(BaseModel):
+    schema_name: str
+    name: str
+    rows: int
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema_name}.{self.name}"
+
+
+class StepError(BaseModel):
+    """What Step Functions' Catch puts at $.error."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    error: str = Field(default="", alias="Error")
+    cause: str = Field(default="", alias="Cause")
+
+    def message(self) -> str:
+        import json
+
+        try:
+            doc: Any = json.loads(self.cause)
+            return str(doc.get("errorMessage") or self.cause)
+        except (ValueError, AttributeError):
+            return self.cause or self.error
+
+
+class RestoreState(BaseModel):
+    """The execution's state: the request plus what each step found or did. Steps return it updated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: RestoreRequest
+    restore_id: str = Field(default_factory=lambda: secrets.token_hex(4))
+    started_at: datetime | None = None
+    database: str | None = None
+    backup_id: str | None = None
+    backup_kind: BackupKind | None = None
+    backup_finished_at: datetime | None = None
+    archive_key: str | None = None
+    archive_size: int = 0
+    archive_sha256: str | None = None
+    target_db: str | None = None
+    work_db: str | None = None
+    pre_restore_db: str | None = None
+    target_existed: bool = False
+    tables: list[TablePlan] = Field(default_factory=list)
+    use_fargate: bool = False
+    safety_backup_id: str | None = None
+    app_stopped: bool = False
+    checked: list[str] = Field(default_factory=list)
+    swapped: bool = False
+    outcome: str | None = None
+    error: StepError | None = None
+
+    @property
+    def selective(self) -> bool:
+        return bool(self.request.tables)
+
+    @property
+    def drill(self) -> bool:
+        return self.request.mode == "drill"

@@ -1,0 +1,46 @@
+"""Restore and drill results kept in the bucket beside the backups: restores/<db>/<id>.json, drills/<db>/<id>.json."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from dbops import s3stream
+
+
+class RestoreRecord(BaseModel):
+    restore_id: str
+    kind: Literal["restore", "drill"]
+    database: str
+    backup_id: str | None
+    target_db: str | None
+    tables: list[str]
+    ok: bool
+    started_at: datetime
+    finished_at: datetime
+    seconds: float
+    detail: str
+    pre_restore_db: str | None = None
+    keep_until: datetime | None = None
+
+
+def _key(record: RestoreRecord) -> str:
+    folder = "drills" if record.kind == "drill" else "restores"
+    return f"{folder}/{record.database}/{record.restore_id}.json"
+
+
+def save(bucket: str, record: RestoreRecord) -> None:
+    s3stream.put_json(bucket, _key(record), record.model_dump_json(indent=2))
+
+
+def load_all(bucket: str, kind: Literal["restore", "drill"], database: str | None = None) -> list[RestoreRecord]:
+    folder = "drills" if kind == "drill" else "restores"
+    prefix = f"{folder}/{database}/" if database else f"{folder}/"
+    records = []
+    for key in s3stream.list_keys(bucket, prefix):
+        text = s3stream.get_text(bucket, key)
+        if text:
+            records.append(RestoreRecord.model_validate_json(text))
+    return sorted(records, key=lambda r: r.finished_at, reverse=True)

@@ -1,0 +1,386 @@
+"""The restore steps. Each takes the execution state and returns it updated; each is idempotent, so a
+retried step does no harm. Nothing touches the target before `swap`, and `rollback` puts it back as it was.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from psycopg import sql
+
+from dbops import catalog, sns
+from dbops.backup import BackupRequest, run_backup
+from dbops.catalog import BackupManifest
+from dbops.connection import ConnectionSpec, connect
+from dbops.errors import ConfigError, DbopsError
+from dbops.pgrestore import run_pg_restore
+from dbops.pgtools import find_tool, server_major, tool_version
+from dbops.restore import archive, databases, hooks, records
+from dbops.restore.models import RestoreState, TablePlan
+from dbops.restore.table_swap import swap_tables
+from dbops.settings import FunctionSettings
+from dbops.verify import verify_backup
+
+
+class RestoreRefused(DbopsError):
+    """The request cannot be carried out; nothing was touched."""
+
+
+class CheckFailed(DbopsError):
+    """The staged copy does not match the backup's manifest."""
+
+
+def _spec(state: RestoreState, settings: FunctionSettings) -> ConnectionSpec:
+    return settings.database(state.database).spec()
+
+
+def _target(state: RestoreState, settings: FunctionSettings) -> ConnectionSpec:
+    assert state.target_db is not None
+    return _spec(state, settings).for_database(state.target_db)
+
+
+def _work(state: RestoreState, settings: FunctionSettings) -> ConnectionSpec:
+    assert state.work_db is not None
+    return _spec(state, settings).for_database(state.work_db)
+
+
+def _manifest(state: RestoreState, settings: FunctionSettings) -> BackupManifest:
+    assert state.backup_id is not None
+    return catalog.find_backup(settings.bucket, state.backup_id, database=state.database).manifest
+
+
+def _resolve_tables(names: list[str], manifest: BackupManifest) -> list[TablePlan]:
+    in_archive = {t.qualified: t for t in manifest.tables}
+    plans = []
+    for name in names:
+        qualified = name if "." in name else f"public.{name}"
+        if qualified not in in_archive:
+            raise RestoreRefused(
+                f"{name!r} is not a table in backup {manifest.id}; its tables are: {', '.join(sorted(in_archive))}"
+            )
+        t = in_archive[qualified]
+        plans.append(TablePlan(schema_name=t.schema_name, name=t.name, rows=t.rows))
+    return plans
+
+
+def _tables_in(spec: ConnectionSpec, plans: list[TablePlan]) -> list[str]:
+    """Qualified names of the planned tables that are missing (or not tables) in a database."""
+    with connect(spec) as conn:
+        missing = []
+        for t in plans:
+            row = conn.execute(
+                "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                [t.schema_name, t.name],
+            ).fetchone()
+            if row is None or row[0] not in ("r", "p"):
+                missing.append(t.qualified)
+    return missing
+
+
+def _choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> catalog.CatalogEntry:
+    """`latest` without a kind means the newest backup the operator took, not a safety copy of a restore."""
+    if ref == "latest" and kind is None:
+        for entry in catalog.list_backups(bucket, database=database):
+            if entry.manifest.kind != "prerestore":
+                return entry
+    return catalog.find_backup(bucket, ref, kind=kind, database=database)
+
+
+def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """Check everything before anything is touched: backup, verification, tables, target, versions."""
+    req = state.request
+    db = settings.database(req.database)
+    spec = db.spec()
+    entry = _choose_backup(settings.bucket, req.backup, req.kind, db.name)
+    manifest = entry.manifest
+    if entry.verified is False:
+        raise RestoreRefused(
+            f"backup {manifest.id} failed verification: {entry.verification and entry.verification.detail}"
+        )
+    if entry.verified is None:
+        verify_backup(settings.bucket, manifest.id, database=db.name, pg_bin_dir=settings.pg_bin_dir)
+    plans = (
+        _resolve_tables(req.tables, manifest)
+        if req.tables
+        else [TablePlan(schema_name=t.schema_name, name=t.name, rows=t.rows) for t in manifest.tables]
+    )
+    pg_restore = tool_version(find_tool("pg_restore", settings.pg_bin_dir))
+    if pg_restore.major < int(manifest.pg_dump_version.split(".")[0]):
+        raise RestoreRefused(
+            f"pg_restore {pg_restore.number} cannot read an archive made by pg_dump {manifest.pg_dump_version}"
+        )
+    with connect(spec.for_database("postgres")) as conn:
+        server = int(conn.info.server_version)
+    if server_major(server) < server_major(manifest.server_version_num):
+        raise RestoreRefused(
+            f"the server is PostgreSQL {server_major(server)}, older than the backup's "
+            f"{server_major(manifest.server_version_num)}: restoring to an older major version is not supported"
+        )
+    target = spec.dbname if req.mode == "drill" else (req.target or spec.dbname)
+    target_existed = databases.exists(spec, target)
+    if req.tables and req.mode == "restore":
+        if not target_existed:
+            raise RestoreRefused(f"target database {target} does not exist: a selective restore needs it")
+        missing = _tables_in(spec.for_database(target), plans)
+        if missing:
+            raise RestoreRefused(f"not tables in target {target}: {', '.join(missing)}")
+    purpose = "drill" if req.mode == "drill" else "restore"
+    return state.model_copy(
+        update={
+            "started_at": state.started_at or datetime.now(UTC),
+            "database": db.name,
+            "backup_id": manifest.id,
+            "backup_kind": manifest.kind,
+            "backup_finished_at": manifest.finished_at,
+            "archive_key": manifest.dump.key,
+            "archive_size": manifest.dump.raw_size,
+            "archive_sha256": manifest.dump.sha256,
+            "target_db": None if req.mode == "drill" else target,
+            "target_existed": target_existed and req.mode == "restore",
+            "work_db": databases.work_name(target, state.restore_id, purpose),
+            "pre_restore_db": databases.work_name(target, state.restore_id, "pre_restore")
+            if req.mode == "restore" and not req.tables and target_existed
+            else None,
+            "tables": plans,
+            "use_fargate": manifest.dump.raw_size > settings.fargate_threshold_bytes,
+        }
+    )
+
+
+def safety_backup(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """A fresh backup of the target as it is now (kind prerestore), unless the target is new."""
+    if state.drill or not state.target_existed or state.safety_backup_id:
+        return state
+    for entry in catalog.list_backups(settings.bucket, kind="prerestore", database=state.database):
+        if entry.manifest.labels.get("restore_id") == state.restore_id:  # a retried step: reuse it
+            return state.model_copy(update={"safety_backup_id": entry.manifest.id})
+    manifest = run_backup(
+        _target(state, settings),
+        BackupRequest(
+            database=str(state.database),
+            bucket=settings.bucket,
+            kind="prerestore",
+            pg_bin_dir=settings.pg_bin_dir,
+            labels={"restore_id": state.restore_id},
+        ),
+    )
+    return state.model_copy(update={"safety_backup_id": manifest.id})
+
+
+def stop_application(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    hook = settings.database(state.database).app_hook
+    if hook is None or state.drill:
+        return state
+    hooks.signal_application(hook, "stop", str(state.database), state.restore_id)
+    return state.model_copy(update={"app_stopped": True})
+
+
+def stage(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """Restore into the work database (`<db>__restore_<id>`), from a local copy so pg_restore -j can run."""
+    spec = _spec(state, settings)
+    assert state.work_db is not None
+    databases.drop(spec, state.work_db)  # a retried stage starts clean
+    databases.create(spec, state.work_db)
+    folder = Path(tempfile.mkdtemp(prefix="dbops-restore-", dir=settings.work_dir))
+    try:
+        manifest = _manifest(state, settings)
+        local = archive.download(settings.bucket, manifest.dump, folder / "archive.dump")
+        args = [f"--jobs={settings.restore_jobs}"]
+        if state.selective:
+            tables = [t.qualified for t in state.tables]
+            args.append(f"--use-list={archive.selective_list(local, tables, folder, settings.pg_bin_dir)}")
+        run_pg_restore(_work(state, settings), args, archive=local, pg_bin_dir=settings.pg_bin_dir)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return state
+
+
+def check(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """Every restored table's row count, indexes and constraints match the manifest."""
+    manifest = {t.qualified: t for t in _manifest(state, settings).tables}
+    problems, checked = [], []
+    with connect(_work(state, settings), statement_timeout_ms=0) as conn:
+        for plan in state.tables:
+            expected = manifest[plan.qualified]
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM pg_index WHERE indrelid = c.oid), "
+                "(SELECT count(*) FROM pg_constraint WHERE conrelid = c.oid AND contype IN ('p','u','c','x')) "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s",
+                [plan.schema_name, plan.name],
+            ).fetchone()
+            if row is None:
+                problems.append(f"{plan.qualified} is missing")
+                continue
+            count = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(plan.schema_name, plan.name))
+            ).fetchone()
+            rows = int(count[0]) if count else -1
+            if rows != expected.rows:
+                problems.append(f"{plan.qualified} has {rows} rows, the backup {expected.rows}")
+            if (int(row[0]), int(row[1])) != (expected.indexes, expected.constraints):
+                problems.append(
+                    f"{plan.qualified} has {row[0]} indexes and {row[1]} constraints, "
+                    f"the backup {expected.indexes} and {expected.constraints}"
+                )
+            checked.append(plan.qualified)
+    if problems:
+        raise CheckFailed(
+            f"staged copy {state.work_db} does not match backup {state.backup_id}: " + "; ".join(problems)
+        )
+    return state.model_copy(update={"checked": checked})
+
+
+def swap(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """Put the checked copy in place. Full: two renames; selective: one transaction on the target."""
+    spec = _spec(state, settings)
+    assert state.target_db is not None and state.work_db is not None
+    if state.selective:
+        if not state.swapped:
+            swap_tables(_work(state, settings), _target(state, settings), [t.qualified for t in state.tables])
+        return state.model_copy(update={"swapped": True})
+    target, work, pre = state.target_db, state.work_db, state.pre_restore_db
+    if pre is None:  # a new target: nothing to keep aside
+        if databases.exists(spec, work):
+            databases.rename(spec, work, target)
+        return state.model_copy(update={"swapped": True})
+    if databases.exists(spec, pre) and databases.exists(spec, target) and not databases.exists(spec, work):
+        return state.model_copy(update={"swapped": True})  # done by an earlier attempt
+    if databases.exists(spec, target):
+        databases.allow_connections(spec, target, False)
+        databases.end_connections(spec, target)
+        databases.rename(spec, target, pre)
+    try:
+        databases.rename(spec, work, target)
+    except DbopsError:
+        databases.rename(spec, pre, target)
+        databases.allow_connections(spec, target, True)
+        raise
+    return state.model_copy(update={"swapped": True})
+
+
+def start_application(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    hook = settings.database(state.database).app_hook
+    if hook is not None and state.app_stopped:
+        hooks.signal_application(hook, "start", str(state.database), state.restore_id)
+    return state.model_copy(update={"app_stopped": False})
+
+
+def elapsed(state: RestoreState) -> float:
+    return round((datetime.now(UTC) - (state.started_at or datetime.now(UTC))).total_seconds(), 3)
+
+
+def _record(state: RestoreState, settings: FunctionSettings, ok: bool, detail: str) -> None:
+    if state.database is None:
+        return
+    now = datetime.now(UTC)
+    keep = state.pre_restore_db if ok and state.swapped else None
+    records.save(
+        settings.bucket,
+        records.RestoreRecord(
+            restore_id=state.restore_id,
+            kind="drill" if state.drill else "restore",
+            database=state.database,
+            backup_id=state.backup_id,
+            target_db=state.target_db,
+            tables=[t.qualified for t in state.tables],
+            ok=ok,
+            started_at=state.started_at or now,
+            finished_at=now,
+            seconds=elapsed(state),
+            detail=detail,
+            pre_restore_db=keep,
+            keep_until=now + timedelta(days=settings.pre_restore_keep_days) if keep else None,
+        ),
+    )
+
+
+def _drop_expired_copies(state: RestoreState, settings: FunctionSettings) -> None:
+    spec = _spec(state, settings)
+    now = datetime.now(UTC)
+    for rec in records.load_all(settings.bucket, "restore", state.database):
+        if (
+            rec.pre_restore_db
+            and rec.keep_until
+            and rec.keep_until < now
+            and databases.exists(spec, rec.pre_restore_db)
+        ):
+            databases.drop(spec, rec.pre_restore_db)
+
+
+def describe(state: RestoreState) -> str:
+    what = (
+        f"{len(state.tables)} tables ({', '.join(t.qualified for t in state.tables)})"
+        if state.selective
+        else "the whole database"
+    )
+    if state.drill:
+        return f"drill of backup {state.backup_id}: {what} restored into {state.work_db}, checked"
+    return f"backup {state.backup_id} ({state.backup_kind}): {what} into {state.target_db}"
+
+
+def finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """Success: drop the scratch copy, record the result, notify."""
+    req = state.request
+    if req.dry_run:
+        outcome = f"dry run, nothing changed: would restore {describe(state)}"
+        if state.target_existed and not state.drill:
+            outcome += f"; a safety backup of {state.target_db} would be taken first"
+        if state.pre_restore_db:
+            outcome += f"; the current database would be kept as {state.pre_restore_db}"
+    else:
+        spec = _spec(state, settings)
+        if (state.selective or state.drill) and state.work_db:
+            databases.drop(spec, state.work_db)
+        outcome = f"restored {describe(state)} in {elapsed(state):.1f}s"
+        if state.pre_restore_db:
+            outcome += f"; previous database kept as {state.pre_restore_db} for {settings.pre_restore_keep_days} days"
+        _record(state, settings, True, outcome)
+        _drop_expired_copies(state, settings)
+    sns.notify(
+        settings.topic_arn,
+        f"dbops {req.mode} {'succeeded' if not req.dry_run else 'dry run'}: {state.database}",
+        outcome,
+    )
+    return state.model_copy(update={"outcome": outcome})
+
+
+def rollback(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """Any failure: the target exactly as it was, the scratch copy gone, the application started again."""
+    if state.database is None or state.work_db is None:  # failed in validate: nothing was touched
+        return state
+    spec = _spec(state, settings)
+    target, work, pre = state.target_db, state.work_db, state.pre_restore_db
+    if target and pre and databases.exists(spec, pre):
+        if databases.exists(spec, target) and not databases.exists(spec, work):
+            databases.rename(spec, target, work)  # the swap went through before the failure was seen
+        if not databases.exists(spec, target):
+            databases.rename(spec, pre, target)
+    if target and state.target_existed and databases.exists(spec, target):
+        databases.allow_connections(spec, target, True)
+    databases.drop(spec, work)
+    return start_application(state, settings)
+
+
+def notify_failure(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    reason = state.error.message() if state.error else "unknown error"
+    outcome = f"{state.request.mode} of {state.database or state.request.database or 'database'} failed: {reason}"
+    if state.work_db and state.database:
+        outcome += f"; target {state.target_db} left as it was" if state.target_db else ""
+    try:
+        _record(state, settings, False, outcome)
+    except DbopsError:
+        pass  # the notification below still goes out
+    sns.notify(settings.topic_arn, f"dbops {state.request.mode} FAILED: {state.database}", outcome)
+    return state.model_copy(update={"outcome": outcome})
+
+
+def require_database(settings: FunctionSettings, name: str | None) -> None:
+    try:
+        settings.database(name)
+    except ConfigError as exc:
+        raise RestoreRefused(str(exc)) from None
