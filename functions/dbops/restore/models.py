@@ -49,7 +49,7 @@ class TablePlan(BaseModel):
 class StepError(BaseModel):
     """What Step Functions' Catch puts at $.error."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
     error: str = Field(default="", alias="Error")
     cause: str = Field(default="", alias="Cause")
 
@@ -58,7 +58,7 @@ class StepError(BaseModel):
 
         try:
             doc: Any = json.loads(self.cause)
-            return str(doc.get("errorMessage") or self.cause)
+            return f"{doc.get('errorType', self.error)}: {doc.get('errorMessage') or self.cause}"
         except (ValueError, AttributeError):
             return self.cause or self.error
 
@@ -90,6 +90,7 @@ class RestoreState(BaseModel):
     swapped: bool = False
     outcome: str | None = None
     error: StepError | None = None
+    rollback_error: StepError | None = None
 
     @property
     def selective(self) -> bool:

@@ -319,7 +319,7 @@ def describe(state: RestoreState) -> str:
         else "the whole database"
     )
     if state.drill:
-        return f"drill of backup {state.backup_id}: {what} restored into {state.work_db}, checked"
+        return f"backup {state.backup_id}: {what} restored into {state.work_db}, checked and dropped"
     return f"backup {state.backup_id} ({state.backup_kind}): {what} into {state.target_db}"
 
 
@@ -336,7 +336,7 @@ def finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         spec = _spec(state, settings)
         if (state.selective or state.drill) and state.work_db:
             databases.drop(spec, state.work_db)
-        outcome = f"restored {describe(state)} in {elapsed(state):.1f}s"
+        outcome = f"{'drill passed' if state.drill else 'restored'}: {describe(state)} in {elapsed(state):.1f}s"
         if state.pre_restore_db:
             outcome += f"; previous database kept as {state.pre_restore_db} for {settings.pre_restore_keep_days} days"
         _record(state, settings, True, outcome)
@@ -368,7 +368,8 @@ def rollback(state: RestoreState, settings: FunctionSettings) -> RestoreState:
 
 def notify_failure(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     reason = state.error.message() if state.error else "unknown error"
-    outcome = f"{state.request.mode} of {state.database or state.request.database or 'database'} failed: {reason}"
+    name = state.database or state.request.database or "/".join(d.name for d in settings.databases)
+    outcome = f"{state.request.mode} of {name} failed: {reason}"
     if state.work_db and state.database:
         outcome += f"; target {state.target_db} left as it was" if state.target_db else ""
     try:

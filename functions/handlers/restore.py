@@ -1,0 +1,102 @@
+"""Restore workflow steps, one Lambda handler each, called by the Step Functions state machine.
+
+Every handler takes the execution state and returns it updated (the state machine passes it on whole).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dbops.restore import steps
+from dbops.restore.models import RestoreRequest, RestoreState
+from dbops.settings import FunctionSettings
+from handlers.observability import emit, logger, parse, tracer
+
+Step = Callable[[RestoreState, FunctionSettings], RestoreState]
+
+
+def parse_state(event: Any) -> RestoreState:
+    """Validate gets {"request": ...} (or the bare request); later steps get the state it returned.
+
+    A step that failed in Validate is caught with the input it had, plus $.error.
+    """
+    if isinstance(event, dict) and "restore_id" in event:
+        return parse(RestoreState, event, "restore state")
+    if isinstance(event, dict) and "request" in event:
+        request = parse(RestoreRequest, event["request"], "restore request")
+        return parse(RestoreState, {"request": request, "error": event.get("error")}, "restore state")
+    return RestoreState(request=parse(RestoreRequest, event, "restore request"))
+
+
+def _run(step: Step, event: dict[str, Any]) -> dict[str, Any]:
+    state = parse_state(event)
+    logger.append_keys(restore_id=state.restore_id, database=state.database or state.request.database)
+    logger.info(f"restore step {step.__name__}", extra={"mode": state.request.mode, "dry_run": state.request.dry_run})
+    new_state = step(state, FunctionSettings())
+    return new_state.model_dump(mode="json")
+
+
+def _entry(step: Step) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return _run(step, event)
+
+    handler.__name__ = step.__name__
+    return handler
+
+
+validate = _entry(steps.validate)
+safety_backup = _entry(steps.safety_backup)
+stop_application = _entry(steps.stop_application)
+stage = _entry(steps.stage)
+check = _entry(steps.check)
+swap = _entry(steps.swap)
+start_application = _entry(steps.start_application)
+rollback = _entry(steps.rollback)
+
+
+def _finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    done = steps.finish(state, settings)
+    if not state.request.dry_run and state.database:
+        prefix = "Drill" if state.drill else "Restore"
+        emit(f"{prefix}Succeeded", 1, MetricUnit.Count, state.database)
+        emit(
+            "RestoreSeconds" if not state.drill else "DrillSeconds",
+            steps.elapsed(state),
+            MetricUnit.Seconds,
+            state.database,
+        )
+    return done
+
+
+def _notify_failure(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    done = steps.notify_failure(state, settings)
+    database = state.database or state.request.database or settings.databases[0].name
+    emit("DrillFailed" if state.drill else "RestoreFailed", 1, MetricUnit.Count, database)
+    logger.error("restore failed", extra={"outcome": done.outcome})
+    return done
+
+
+_finish.__name__ = "finish"
+_notify_failure.__name__ = "notify_failure"
+finish = _entry(_finish)
+notify_failure = _entry(_notify_failure)
+
+# step name in the state machine -> handler attribute; infra and the workflow tests read this
+STEPS = {
+    "Validate": "validate",
+    "SafetyBackup": "safety_backup",
+    "StopApplication": "stop_application",
+    "Stage": "stage",
+    "Check": "check",
+    "Swap": "swap",
+    "StartApplication": "start_application",
+    "Finish": "finish",
+    "Rollback": "rollback",
+    "NotifyFailure": "notify_failure",
+}

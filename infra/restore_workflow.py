@@ -1,0 +1,194 @@
+"""The restore state machine: validate → safety backup → stop app → stage → check → swap → start app → finish.
+
+Any failure before the swap is caught and goes to rollback (the target exactly as it was) → notify → Fail,
+with the cause in the execution's error. Transient errors (database or S3 unreachable) are retried.
+Archives too large for Lambda are staged by an ECS Fargate task running the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
+
+from aws_cdk import Duration
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+# Step name in the state machine -> handler in functions/handlers/restore.py
+STEP_HANDLERS: dict[str, str] = {
+    "Validate": "handlers.restore.validate",
+    "SafetyBackup": "handlers.restore.safety_backup",
+    "StopApplication": "handlers.restore.stop_application",
+    "Stage": "handlers.restore.stage",
+    "Check": "handlers.restore.check",
+    "Swap": "handlers.restore.swap",
+    "StartApplication": "handlers.restore.start_application",
+    "Finish": "handlers.restore.finish",
+    "Rollback": "handlers.restore.rollback",
+    "NotifyFailure": "handlers.restore.notify_failure",
+}
+TRANSIENT_ERRORS = ["DatabaseError", "StorageError"]
+T = TypeVar("T", bound=sfn.TaskStateBase)
+
+
+class StageTask(Construct):
+    """The stage step as a Fargate task (same image and code), for restores beyond Lambda's limits."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        image: ecs.ContainerImage,
+        environment: Mapping[str, str],
+        vpc: ec2.IVpc | None = None,
+        security_groups: Sequence[ec2.ISecurityGroup] | None = None,
+        cpu: int = 2048,
+        memory_mib: int = 8192,
+        ephemeral_storage_gib: int = 200,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "TaskDefinition",
+            cpu=cpu,
+            memory_limit_mib=memory_mib,
+            ephemeral_storage_gib=ephemeral_storage_gib,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.ARM64, operating_system_family=ecs.OperatingSystemFamily.LINUX
+            ),
+        )
+        self.container = self.task_definition.add_container(
+            "stage",
+            image=image,
+            command=["python", "-m", "handlers.restore_task"],
+            environment=dict(environment),
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="restore-stage", log_retention=logs.RetentionDays.ONE_MONTH),
+        )
+        self.security_groups = list(security_groups or [])
+
+
+class RestoreWorkflow(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: Mapping[str, lambda_.IFunction],
+        stage_task: StageTask | None = None,
+        retry_interval_s: int = 20,
+        retry_attempts: int = 3,
+        timeout_hours: int = 4,
+        logs_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        missing = sorted(set(STEP_HANDLERS) - set(functions))
+        if missing:
+            raise ValueError(f"RestoreWorkflow needs a function for every step; missing: {', '.join(missing)}")
+
+        def invoke(name: str, *, retry: bool = True) -> tasks.LambdaInvoke:
+            task = tasks.LambdaInvoke(
+                self,
+                name,
+                lambda_function=functions[name],
+                payload_response_only=True,
+                retry_on_service_exceptions=True,
+            )
+            if retry:
+                task.add_retry(
+                    errors=TRANSIENT_ERRORS,
+                    interval=Duration.seconds(retry_interval_s),
+                    max_attempts=retry_attempts,
+                    backoff_rate=2,
+                )
+            return task
+
+        failed = sfn.Fail(self, "RestoreFailed", error_path="$.error.Error", cause_path="$.outcome")
+        notify_failure = invoke("NotifyFailure")
+        notify_failure.add_catch(
+            sfn.Fail(
+                self, "NotifyFailed", error="NotificationFailed", cause="the restore failed and so did its notification"
+            ),
+            result_path="$.notify_error",
+        )
+        notify_failure.next(failed)
+        rollback = invoke("Rollback")
+        rollback.add_catch(notify_failure, result_path="$.rollback_error")
+        rollback.next(notify_failure)
+
+        def guarded(task: T, on_error: sfn.IChainable) -> T:
+            task.add_catch(on_error, result_path="$.error")
+            return task
+
+        finish = invoke("Finish")
+        finish.add_catch(notify_failure, result_path="$.error")
+        finish.next(sfn.Succeed(self, "Restored"))
+        start_app = guarded(invoke("StartApplication"), notify_failure)
+        start_app.next(finish)
+        swap = guarded(invoke("Swap"), rollback)
+        swap.next(start_app)
+        check = guarded(invoke("Check"), rollback)
+        check.next(
+            sfn.Choice(self, "DrillOrSwap")
+            .when(sfn.Condition.string_equals("$.request.mode", "drill"), finish)
+            .otherwise(swap)
+        )
+        stage_lambda = guarded(invoke("Stage"), rollback)
+        stage_lambda.next(check)
+        where = sfn.Choice(self, "StageWhere")
+        if stage_task is not None:
+            stage_fargate = tasks.EcsRunTask(
+                self,
+                "StageOnFargate",
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                cluster=stage_task.cluster,
+                task_definition=stage_task.task_definition,
+                launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
+                security_groups=stage_task.security_groups or None,
+                container_overrides=[
+                    tasks.ContainerOverride(
+                        container_definition=stage_task.container,
+                        environment=[
+                            tasks.TaskEnvironmentVariable(
+                                name="DBOPS_RESTORE_STATE",
+                                value=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
+                            )
+                        ],
+                    )
+                ],
+                result_path=sfn.JsonPath.DISCARD,
+                task_timeout=sfn.Timeout.duration(Duration.hours(3)),
+            )
+            guarded(stage_fargate, rollback)
+            stage_fargate.next(check)
+            where.when(sfn.Condition.boolean_equals("$.use_fargate", True), stage_fargate)
+        where.otherwise(stage_lambda)
+        stop_app = guarded(invoke("StopApplication"), rollback)
+        stop_app.next(where)
+        safety = guarded(invoke("SafetyBackup"), rollback)
+        safety.next(stop_app)
+        validate = guarded(invoke("Validate"), rollback)
+        validate.next(
+            sfn.Choice(self, "WhatNext")
+            .when(sfn.Condition.boolean_equals("$.request.dry_run", True), finish)
+            .when(sfn.Condition.string_equals("$.request.mode", "drill"), where)
+            .otherwise(safety)
+        )
+        start = sfn.Pass(self, "Request", parameters={"request.$": "$"})
+        start.next(validate)
+
+        self.log_group = logs.LogGroup(self, "Logs", retention=logs_retention)
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(start),
+            timeout=Duration.hours(timeout_hours),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+        )
