@@ -86,7 +86,8 @@ def _dispatch(
     name = function_name.split(":")[-1] if function_name.startswith("arn:") else function_name
     target = _handlers.get(name)
     if target is None:
-        return bytes(_original_invoke(self, function_name, qualifier, body, headers, response_headers) or b"")
+        result = _original_invoke(self, function_name, qualifier, body, headers, response_headers) or b""
+        return result.encode() if isinstance(result, str) else result
     module, attr = target.rsplit(".", 1)
     handler = getattr(importlib.import_module(module), attr)
     try:

@@ -49,7 +49,7 @@ def follow(
             if "stateEnteredEventDetails" in event:
                 on_state("entered", event["stateEnteredEventDetails"]["name"])
             elif event["type"].endswith("Failed") and event["type"] != "ExecutionFailed":
-                details = next((v for k, v in event.items() if k.endswith("FailedEventDetails")), {})
+                details: dict[str, Any] = next((v for k, v in event.items() if k.endswith("FailedEventDetails")), {})
                 on_state("failed", f"{details.get('error', '')}")
         seen = len(events)
         if description["status"] != "RUNNING":
