@@ -69,21 +69,25 @@ def _children(name: str) -> list[int]:
     return pids
 
 
-def _written(pid: int) -> int:
+def _io_bytes(pid: int, counter: str) -> int:
     for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("wchar:"):
+        if line.startswith(counter + ":"):
             return int(line.split()[1])
     return 0
 
 
 class WhenProcessWrites:
-    """Runs `action(pid)` once a child process of ours named `name` has written `threshold` bytes.
+    """Runs `action(pid)` once a child process of ours named `name` has written `threshold` bytes
+    (`counter="rchar"`: read them; socket traffic counts in neither).
 
     Used to inject faults mid-stream: the watched process is real and so is what the action does to it.
     """
 
-    def __init__(self, name: str, threshold: int, action: Callable[[int], None], timeout: float = 60) -> None:
+    def __init__(
+        self, name: str, threshold: int, action: Callable[[int], None], timeout: float = 60, counter: str = "wchar"
+    ) -> None:
         self.name, self.threshold, self.action, self.timeout = name, threshold, action, timeout
+        self.counter = counter
         self.fired_at_bytes: int | None = None
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -99,7 +103,7 @@ class WhenProcessWrites:
         while time.monotonic() < end:
             for pid in _children(self.name):
                 with contextlib.suppress(OSError):
-                    written = _written(pid)
+                    written = _io_bytes(pid, self.counter)
                     if written >= self.threshold:
                         self.fired_at_bytes = written
                         self.action(pid)

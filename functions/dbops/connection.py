@@ -174,6 +174,10 @@ def connect(
         raise DatabaseError(f"cannot connect to {spec.describe()}: {describe_error(exc)}") from None
     try:
         yield conn
+    except psycopg.OperationalError as exc:
+        if conn.broken:  # the server went away: a DatabaseError, which callers may retry
+            raise DatabaseError(f"lost the connection to {spec.describe()}: {describe_error(exc)}") from None
+        raise
     finally:
         conn.close()
 

@@ -57,6 +57,8 @@ def _check(entry: CatalogEntry, bucket: str, pg_bin_dir: str | None) -> None:
         raise VerificationFailed("sha256 of the object differs from the manifest's")
     if problem:
         raise VerificationFailed(problem)
+    if returncode < 0:
+        raise VerificationFailed(f"pg_restore was killed by signal {-returncode} while reading the archive")
     if returncode != 0:
         raise VerificationFailed(f"pg_restore could not read the whole archive: {stderr or returncode}")
 

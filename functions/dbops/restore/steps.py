@@ -260,6 +260,7 @@ def swap(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         databases.rename(spec, pre, target)
         databases.allow_connections(spec, target, True)
         raise
+    databases.allow_connections(spec, pre, True)  # the kept copy is open for inspection, under its own name
     return state.model_copy(update={"swapped": True})
 
 
