@@ -85,6 +85,7 @@ class RestoreWorkflow(Construct):
         retry_interval_s: int = 20,
         retry_attempts: int = 3,
         timeout_hours: int = 4,
+        state_machine_name: str | None = "dbops-restore",
         logs_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -187,6 +188,7 @@ class RestoreWorkflow(Construct):
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
+            state_machine_name=state_machine_name,
             definition_body=sfn.DefinitionBody.from_chainable(start),
             timeout=Duration.hours(timeout_hours),
             tracing_enabled=True,

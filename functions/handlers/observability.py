@@ -5,10 +5,12 @@ cover several databases, so a per-invocation dimension set would not do)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.base import SingleMetric
 from pydantic import BaseModel, ValidationError
 
 NAMESPACE = "dbops"
@@ -19,10 +21,15 @@ logger = Logger(service="dbops")
 tracer = Tracer(service="dbops")
 
 
-def emit(name: str, value: float, unit: MetricUnit, database: str) -> None:
-    """One EMF metric with the database as its dimension."""
-    with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
-        metric.add_dimension(name="database", value=database)
+def emit(name: str, value: float, unit: MetricUnit, database: str, **dimensions: str) -> None:
+    """One EMF metric with the database (and any extra dimensions) as its dimensions, and nothing else:
+    alarms match dimension sets exactly, so no service dimension is added behind their back."""
+    metric = SingleMetric(namespace=NAMESPACE, service="")
+    metric.add_metric(name=name, unit=unit, value=value)
+    metric.add_dimension(name="database", value=database)
+    for key, val in dimensions.items():
+        metric.add_dimension(name=key, value=val)
+    print(json.dumps(metric.serialize_metric_set(), separators=(",", ":")), flush=True)
 
 
 def parse(model: type[M], data: Any, what: str) -> M:

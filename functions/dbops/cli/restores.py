@@ -1,0 +1,97 @@
+"""dbops restore | restores list: start the restore state machine and follow it live."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dbops import aws
+from dbops.catalog import BACKUP_KINDS
+from dbops.cli.common import EnvDefault, print_json, print_table
+from dbops.errors import ConfigError
+from dbops.restore.models import RestoreRequest
+from dbops.restore.runner import follow, list_restores, outcome, start_restore
+
+
+def find_state_machine(explicit: str | None) -> str:
+    """The deployed (or local) restore state machine: given, or the one named dbops-restore*."""
+    if explicit:
+        return explicit
+    machines = aws.client("stepfunctions").list_state_machines()["stateMachines"]
+    found = [
+        m["stateMachineArn"]
+        for m in machines
+        if m["name"].lower().startswith("dbops-restore") or "RestoreStateMachine" in m["name"]
+    ]
+    if len(found) != 1:
+        raise ConfigError(
+            "cannot tell which restore state machine to use "
+            f"({len(found)} found): pass --state-machine-arn or set DBOPS_RESTORE_STATE_MACHINE_ARN"
+        )
+    return found[0]
+
+
+def _print_state(kind: str, name: str) -> None:
+    print(f"  {'->' if kind == 'entered' else '!!'} {name}", flush=True)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    request = RestoreRequest(
+        backup=args.backup,
+        kind=args.kind,
+        database=args.database,
+        tables=args.table or [],
+        target=args.target,
+        mode="drill" if args.drill else "restore",
+        dry_run=args.dry_run,
+    )
+    arn = find_state_machine(args.state_machine_arn)
+    execution = start_restore(arn, request)
+    print(f"started {execution.rsplit(':', 1)[-1]}", flush=True)
+    description = follow(execution, _print_state)
+    text = outcome(description)
+    print(("succeeded: " if description["status"] == "SUCCEEDED" else "FAILED: ") + text)
+    return 0 if description["status"] == "SUCCEEDED" else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    executions = list_restores(find_state_machine(args.state_machine_arn), limit=args.limit)
+    if args.json:
+        print_json(executions)
+        return 0
+    rows: list[list[str]] = [
+        [e["name"], e["status"], str(e["startDate"])[:19], str(e.get("stopDate", ""))[:19]] for e in executions
+    ]
+    print_table(["EXECUTION", "STATUS", "STARTED", "STOPPED"], rows)
+    return 0
+
+
+def _machine_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state-machine-arn",
+        action=EnvDefault,
+        envvar="DBOPS_RESTORE_STATE_MACHINE_ARN",
+        required=False,
+        help="default: the state machine named dbops-restore*",
+    )
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("restore", help="restore side by side through the state machine, following it live")
+    p.add_argument("--backup", default="latest", help="backup id or latest (default)")
+    p.add_argument("--kind", choices=BACKUP_KINDS, help="with latest: newest of this kind")
+    p.add_argument("--database", help="configured database name (default: the only one)")
+    p.add_argument("--table", action="append", help="restore only this table (repeatable)")
+    p.add_argument("--target", help="target database (default: the backup's)")
+    p.add_argument("--drill", action="store_true", help="restore into a scratch database, check, drop")
+    p.add_argument("--dry-run", action="store_true", help="validate and show the plan; change nothing")
+    _machine_flag(p)
+    p.set_defaults(run=cmd_restore)
+
+    p = sub.add_parser("restores", help="restore executions")
+    rsub = p.add_subparsers(dest="action", required=True)
+    lp = rsub.add_parser("list", help="recent restore and drill executions")
+    _machine_flag(lp)
+    lp.add_argument("--limit", type=int, default=20)
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(run=cmd_list)

@@ -1,0 +1,52 @@
+"""`dbops restore` starts the state machine and follows it live; `dbops restores list` shows executions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from dbops.backup import BackupRequest, run_backup
+from dbops.cli import main
+from dbops.connection import ConnectionSpec, connect
+from tests.support import table_checksums
+
+
+def test_cli_selective_restore_follows_the_execution_state_by_state(
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], restore_machine: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure(sample_db)
+    good = table_checksums(sample_db)
+    run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))
+    with connect(sample_db) as conn:
+        conn.execute("DELETE FROM sprints WHERE state = 'planned'")
+
+    code = main(["restore", "--table", "sprints", "--state-machine-arn", restore_machine])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = [line.strip() for line in out.splitlines() if line.strip().startswith("->")]
+    assert lines[:2] == ["-> Request", "-> Validate"]
+    assert "-> Swap" in lines and lines[-1] == "-> Restored"
+    assert "succeeded: restored: backup" in out
+    assert table_checksums(sample_db) == good
+
+    assert main(["restores", "list", "--json"]) == 0
+    executions = json.loads(capsys.readouterr().out)
+    assert executions[0]["status"] == "SUCCEEDED"
+
+
+def test_cli_restore_failure_exits_non_zero_with_the_cause(
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], restore_machine: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure(sample_db)
+    run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))
+
+    code = main(["restore", "--table", "no_such_table", "--dry-run"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAILED: restore of sprint_reports_v2 failed: RestoreRefused: 'no_such_table' is not a table" in out
