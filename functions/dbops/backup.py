@@ -53,7 +53,7 @@ class BackupRequest(BaseModel):
     database: str = Field(description="the database's name in the catalog")
     bucket: str
     kind: BackupKind = "nightly"
-    compression_level: int = Field(default=3, ge=-7, le=19)
+    compression_level: int = Field(default=1, ge=-7, le=19)
     compression_threads: int = Field(default=2, ge=0, le=16)
     pg_bin_dir: str | None = None
     lock_wait_timeout_s: int = 120
@@ -183,6 +183,7 @@ def _stream_dump(
 
 
 def _upload_dump(
+    expected_bytes: int,
     argv: list[str],
     env: dict[str, str],
     key: str,
@@ -191,7 +192,7 @@ def _upload_dump(
     progress: Progress | None,
     what: str,
 ) -> StoredObject:
-    with s3stream.MultipartUpload(request.bucket, key) as upload:
+    with s3stream.MultipartUpload(request.bucket, key, part_size=s3stream.part_size_for(expected_bytes)) as upload:
         raw = _stream_dump(argv, env, upload, request, deadline, progress, what)
         digest = upload.complete()
     return StoredObject(key=key, size=upload.size, sha256=digest, raw_size=raw)
@@ -227,7 +228,9 @@ def run_backup(
                 f"--snapshot={snapshot}",
                 f"--lock-wait-timeout={request.lock_wait_timeout_s}s",
             ]
+            expected = sum(t[2] for t in holder.tables)  # the archive is never larger than the tables
             dump = _upload_dump(
+                expected,
                 [*common, "--format=custom", "--compress=0"],
                 env,
                 prefix + "database.dump.zst",
@@ -240,6 +243,7 @@ def run_backup(
             schema_sql = None
             if request.kind == "predeploy":
                 schema_sql = _upload_dump(
+                    0,
                     [*common, "--schema-only", "--format=plain"],
                     env,
                     prefix + "schema.sql.zst",

@@ -138,6 +138,10 @@ class DatabaseConfig(BaseModel):
     sslmode: SslMode | None = None
     sslrootcert: str | None = None
     app_hook: AppHook | None = None
+    restore_checks: list[str] = Field(
+        default_factory=list,
+        description="operator SQL queries run on a staged restore; each must return one row whose first value is true",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DatabaseConfig:

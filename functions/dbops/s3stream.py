@@ -19,7 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dbops import aws
 from dbops.errors import StorageError
 
-PART_SIZE = 16 * 1024 * 1024
+PART_SIZE = 8 * 1024 * 1024
+MAX_PARTS = 10_000  # S3's limit per upload
 _STOP = object()
 
 
@@ -30,7 +31,7 @@ class MultipartUpload:
         key: str,
         *,
         part_size: int = PART_SIZE,
-        queue_depth: int = 2,
+        queue_depth: int = 1,
         extra_args: dict[str, Any] | None = None,
     ) -> None:
         self.bucket = bucket
@@ -139,6 +140,11 @@ class MultipartUpload:
     ) -> None:
         if self._upload_id is not None:
             self.abort()
+
+
+def part_size_for(expected_bytes: int) -> int:
+    """8 MB parts, larger when the object could otherwise need more than S3's 10,000 parts."""
+    return max(PART_SIZE, -(-expected_bytes // (MAX_PARTS - 100)))
 
 
 def iter_object(bucket: str, key: str, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:

@@ -17,7 +17,7 @@ class FunctionSettings(BaseSettings):
     bucket: str = Field(min_length=3)
     databases: list[DatabaseConfig] = Field(min_length=1)
     pg_bin_dir: str | None = Field(default=None, validation_alias="DBOPS_PG_BIN")
-    compression_level: int = 3
+    compression_level: int = 1
     # seconds kept back from the Lambda timeout to abort cleanly instead of being killed
     deadline_margin_s: float = 30.0
     topic_arn: str | None = Field(default=None, description="SNS topic for restore and drill notifications")

@@ -14,7 +14,10 @@ from tests.support import table_checksums
 
 
 def test_cli_selective_restore_follows_the_execution_state_by_state(
-    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], restore_machine: str,
+    sample_db: ConnectionSpec,
+    bucket: str,
+    configure: Callable[..., None],
+    restore_machine: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     configure(sample_db)
@@ -39,7 +42,10 @@ def test_cli_selective_restore_follows_the_execution_state_by_state(
 
 
 def test_cli_restore_failure_exits_non_zero_with_the_cause(
-    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], restore_machine: str,
+    sample_db: ConnectionSpec,
+    bucket: str,
+    configure: Callable[..., None],
+    restore_machine: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     configure(sample_db)

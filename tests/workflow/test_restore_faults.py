@@ -157,3 +157,22 @@ def test_server_stopped_during_stage(
         assert table_checksums(spec) == before
     finally:
         server.destroy()
+
+
+def test_custom_check_that_fails_stops_the_restore_before_the_swap(
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
+) -> None:
+    configure(
+        sample_db,
+        restore_checks=[
+            "SELECT count(*) > 0 FROM users",
+            "SELECT NOT EXISTS (SELECT 1 FROM sprints WHERE state = 'planned')",  # false in the backup
+        ],
+    )
+    before = _backup_then_change(sample_db, bucket)
+
+    result = run_restore()
+
+    _assert_failed_cleanly(result, 'custom check "SELECT NOT EXISTS', sample_db, before)
+    assert "Swap" not in result["states"]
+    assert _work_databases(sample_db) == []

@@ -9,6 +9,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 from psycopg import sql
 
 from dbops import catalog, sns
@@ -228,6 +229,17 @@ def check(state: RestoreState, settings: FunctionSettings) -> RestoreState:
                     f"the backup {expected.indexes} and {expected.constraints}"
                 )
             checked.append(plan.qualified)
+        conn.execute("SET default_transaction_read_only = on")  # custom checks may read, never write
+        for query in settings.database(state.database).restore_checks:
+            try:  # operator configuration, like the SQL of a migration: trusted, but run read-only
+                row = conn.execute(sql.SQL(query)).fetchone()
+            except psycopg.Error as exc:
+                problems.append(f"custom check {query!r} failed: {str(exc).strip().splitlines()[0]}")
+                continue
+            if not row or row[0] is not True:
+                problems.append(f"custom check {query!r} returned {row[0] if row else 'no row'}")
+            else:
+                checked.append(f"check: {query}")
     if problems:
         raise CheckFailed(
             f"staged copy {state.work_db} does not match backup {state.backup_id}: " + "; ".join(problems)

@@ -1,0 +1,75 @@
+"""Backup benchmark: `dbops backup` into the moto server vs plain `pg_dump -Fc -Z0 > /dev/null` (the limit) and
+the guide's `pg_dump -Fc --compress=9` to a file, in one run, on generated Sprint Reports data.
+
+    python -m bench.backup [--scale 9 --small-scale 3]
+
+Prints wall-time ratios, archive sizes, and the backup process's peak RSS at two sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import mb, measure, moto_process, sample_server
+from dbops import aws, catalog
+from dbops.pgtools import find_tool
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=float, default=9.0, help="the large sample (9 is about 1 GB)")
+    parser.add_argument("--small-scale", type=float, default=3.0, help="the second size, for memory")
+    parser.add_argument("--repeat", type=int, default=2, help="best of N for the fast commands")
+    args = parser.parse_args()
+
+    with moto_process(), sample_server({"large": args.scale, "small": args.small_scale}) as (pg, specs):
+        bucket = "dbops-bench"
+        aws.client("s3").create_bucket(Bucket=bucket)
+        pg_dump = str(find_tool("pg_dump"))
+        results: dict[str, dict[str, float]] = {}
+        for name, spec in specs.items():
+            env = {**os.environ, **spec.libpq_env()}
+            ours_env = {**os.environ, "DBOPS_DATABASE_URL": pg.url(spec.dbname), "DBOPS_BUCKET": bucket}
+            ours_cmd = [sys.executable, "-m", "dbops.cli", "backup", "--database-name", name]
+            measure(["sh", "-c", f"{pg_dump} -Fc -Z0 > /dev/null"], env)  # warm the cache
+            limit = min(
+                measure(["sh", "-c", f"{pg_dump} -Fc -Z0 > /dev/null"], env).seconds for _ in range(args.repeat)
+            )
+            ours_runs = [measure(ours_cmd, ours_env) for _ in range(args.repeat)]
+            ours = min(r.seconds for r in ours_runs)
+            rss = max(r.peak_rss for r in ours_runs)
+            size = catalog.list_backups(bucket, database=name)[0].manifest.dump.size
+            row = {"limit_s": limit, "ours_s": ours, "rss": rss, "ours_bytes": size}
+            if name == "large":
+                with tempfile.TemporaryDirectory() as tmp:
+                    out = Path(tmp) / "guide.dump"
+                    row["guide_s"] = measure([pg_dump, "-Fc", "--compress=9", "-f", str(out)], env).seconds
+                    row["guide_bytes"] = out.stat().st_size
+            results[name] = row
+            print(f"# {name} done", flush=True)
+
+        large, small = results["large"], results["small"]
+        print()
+        print("| measure | large | small |")
+        print("|---|---|---|")
+        print(f"| pg_dump -Fc -Z0 > /dev/null (limit) | {large['limit_s']:.2f} s | {small['limit_s']:.2f} s |")
+        print(f"| dbops backup into moto S3 | {large['ours_s']:.2f} s | {small['ours_s']:.2f} s |")
+        print(
+            f"| ratio ours / limit (target <= 1.25) | {large['ours_s'] / large['limit_s']:.2f}x | "
+            f"{small['ours_s'] / small['limit_s']:.2f}x |"
+        )
+        print(f"| guide pg_dump -Fc --compress=9 | {large['guide_s']:.2f} s | |")
+        print(f"| speed-up vs guide (target >= 4) | {large['guide_s'] / large['ours_s']:.1f}x | |")
+        print(
+            f"| archive: ours (zstd) / guide (gzip 9) | {mb(large['ours_bytes'])} / {mb(large['guide_bytes'])} | "
+            f"{mb(small['ours_bytes'])} |"
+        )
+        print(f"| peak RSS of the backup process (target < 256 MB) | {mb(large['rss'])} | {mb(small['rss'])} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Shared setup for the benchmarks: a PostgreSQL 18 server with sample data and a moto server in its own
+process (so the S3 side does not share our process's interpreter), plus process timing with peak RSS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from dbops import aws
+from dbops.connection import ConnectionSpec, connect
+from dbops.local.postgres import LocalPostgres, embedded_bin_dir, free_port
+from dbops.sample_data import create_sample_data
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss: int
+
+
+def measure(argv: list[str], env: dict[str, str] | None = None, stdout: int | None = subprocess.DEVNULL) -> Run:
+    """Run a command; wall time and the peak RSS of its main process (sampled every 20 ms)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    peak = 0
+    ps = psutil.Process(proc.pid)
+
+    def sample() -> None:
+        nonlocal peak
+        while proc.poll() is None:
+            try:
+                peak = max(peak, ps.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    elapsed = time.perf_counter() - t0
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    return Run(elapsed, peak)
+
+
+@contextmanager
+def moto_process() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    aws.reset_clients()
+    try:
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+@contextmanager
+def sample_server(scales: dict[str, float]) -> Iterator[tuple[LocalPostgres, dict[str, ConnectionSpec]]]:
+    """One server, one sample database per name at the given scale (1 is about 116 MB)."""
+    pg = LocalPostgres(embedded_bin_dir()).start()
+    try:
+        admin = ConnectionSpec.from_url(pg.url())
+        specs = {}
+        for name, scale in scales.items():
+            with connect(admin) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            spec = admin.for_database(name)
+            t0 = time.perf_counter()
+            create_sample_data(spec, scale)
+            with connect(spec) as conn:
+                conn.execute("VACUUM (FREEZE, ANALYZE)")
+                size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+            print(
+                f"# sample {name}: scale {scale}, {size[0] / 1e9 if size else 0:.2f} GB, "
+                f"generated in {time.perf_counter() - t0:.0f}s",
+                flush=True,
+            )
+            specs[name] = spec
+        yield pg, specs
+    finally:
+        pg.destroy()
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:,.0f} MB"

@@ -1,0 +1,79 @@
+"""Restore benchmark: a full dbops restore (validate, stage side by side, check, swap) of a ~1 GB sample,
+against plain `pg_restore -j2` of the same archive from a local file, in one run.
+
+    python -m bench.restore [--scale 9]
+
+The safety backup a real restore takes first is timed on its own line: it is a backup, not restore work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import measure, moto_process, sample_server
+from dbops import aws, catalog
+from dbops.backup import BackupRequest, run_backup
+from dbops.connection import connect
+from dbops.pgtools import find_tool
+from dbops.restore import archive, steps
+from dbops.restore.models import RestoreRequest, RestoreState
+from dbops.settings import FunctionSettings
+from dbops.verify import verify_backup
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=float, default=9.0, help="9 is about 1 GB")
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    with moto_process(), sample_server({"sprint_reports_v2": args.scale}) as (pg, specs):
+        spec = specs["sprint_reports_v2"]
+        bucket = "dbops-bench"
+        aws.client("s3").create_bucket(Bucket=bucket)
+        manifest = run_backup(spec, BackupRequest(database="sprint_reports_v2", bucket=bucket))
+        verify_backup(bucket, manifest.id)
+        os.environ.update(
+            {
+                "DBOPS_BUCKET": bucket,
+                "DBOPS_RESTORE_JOBS": str(args.jobs),
+                "DBOPS_DATABASES": json.dumps([{"name": "sprint_reports_v2", "url": pg.url("sprint_reports_v2")}]),
+            }
+        )
+        settings = FunctionSettings()  # type: ignore[call-arg]
+
+        with tempfile.TemporaryDirectory() as tmp:
+            local = archive.download(
+                bucket, catalog.find_backup(bucket, manifest.id).manifest.dump, Path(tmp) / "archive.dump"
+            )
+            with connect(spec.for_database("postgres")) as conn:
+                conn.execute("CREATE DATABASE baseline")
+            env = {**os.environ, **spec.for_database("baseline").libpq_env()}
+            baseline = measure(
+                [str(find_tool("pg_restore")), f"-j{args.jobs}", "-d", "baseline", str(local)], env
+            ).seconds
+
+        timings: dict[str, float] = {}
+        state = RestoreState(request=RestoreRequest(backup=manifest.id))
+        for step in (steps.validate, steps.safety_backup, steps.stage, steps.check, steps.swap):
+            t0 = time.perf_counter()
+            state = step(state, settings)
+            timings[step.__name__] = time.perf_counter() - t0
+        restore = sum(v for k, v in timings.items() if k != "safety_backup")
+
+        print()
+        print(f"| measure (archive {manifest.dump.raw_size / 1e9:.2f} GB, {args.jobs} jobs) | seconds |")
+        print("|---|---|")
+        print(f"| plain pg_restore -j{args.jobs} from a local file | {baseline:.2f} |")
+        for name, seconds in timings.items():
+            print(f"| dbops step {name} | {seconds:.2f} |")
+        print(f"| dbops restore (validate + stage + check + swap) | {restore:.2f} |")
+        print(f"| ratio dbops / pg_restore (target <= 1.3) | {restore / baseline:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
