@@ -154,3 +154,13 @@ def test_wraparound_age_is_measured_and_graded(sample_db: ConnectionSpec) -> Non
     age = healthy.values["xid_wraparound_age"]
     assert isinstance(age, int) and age > 0
     assert alarmed.status is Status.WARN
+
+
+def test_past_the_exact_limit_sizes_are_estimated_and_the_largest_measured(sample_db: ConnectionSpec) -> None:
+    exact = check(sample_db).probe("sizes")
+    estimated = check(sample_db, exact_sizes_max_tables=2, top=2).probe("sizes")
+
+    assert estimated.status is Status.OK
+    assert "(estimated from planner statistics: more than 2 tables; the largest measured)" in estimated.message
+    assert estimated.details == exact.details[:2]  # ranked by estimate, shown with measured sizes
+    assert 0 < estimated.values["tables_size_bytes"] <= exact.values["tables_size_bytes"]  # type: ignore[operator]

@@ -21,6 +21,9 @@ class HealthSettings(BaseModel):
     statement_timeout_ms: int = Field(default=5_000, ge=1, description="applies to every probe query")
     lock_timeout_ms: int = Field(default=1_000, ge=0, description="a probe never queues long behind a lock")
     top: int = Field(default=10, ge=1, le=100, description="rows listed per probe (largest tables, slowest queries)")
+    exact_sizes_max_tables: int = Field(
+        default=5_000, ge=0, description="measure every table up to this many; past it, estimate and measure the top"
+    )
 
 
 class HealthEnvironment(BaseSettings):
@@ -32,6 +35,7 @@ class HealthEnvironment(BaseSettings):
     statement_timeout_ms: int = Field(default=5_000, ge=1)
     lock_timeout_ms: int = Field(default=1_000, ge=0)
     top: int = Field(default=10, ge=1, le=100)
+    exact_sizes_max_tables: int = Field(default=5_000, ge=0)
 
     def for_database(self, name: str, bucket: str | None) -> HealthSettings:
         return HealthSettings(
@@ -41,4 +45,5 @@ class HealthEnvironment(BaseSettings):
             statement_timeout_ms=self.statement_timeout_ms,
             lock_timeout_ms=self.lock_timeout_ms,
             top=self.top,
+            exact_sizes_max_tables=self.exact_sizes_max_tables,
         )

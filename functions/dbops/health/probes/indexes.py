@@ -1,7 +1,8 @@
 """Index usage: unused, invalid and duplicate indexes (PgHero's checks, in SQL).
 
 Unused: never scanned since statistics were reset, at least `unused_index_min_bytes`, not backing a
-constraint. Invalid: left by a failed CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY (`*_ccnew`); still
+constraint; only indexes the planner's page count puts near that size are measured (opening every index of
+a large schema would cost more than the rest of the run). Invalid: left by a failed CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY (`*_ccnew`); still
 updated on every write, never used by a query. Duplicate: an index whose columns, operator classes and
 predicate another index on the same table repeats (exactly, or as the leading columns of a b-tree).
 """
@@ -20,7 +21,9 @@ UNUSED = sql.SQL(
     candidates AS (
         SELECT s.schemaname, s.relname, s.indexrelname, s.indexrelid
         FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+        JOIN pg_class c ON c.oid = s.indexrelid
         WHERE s.idx_scan = 0 AND i.indisvalid AND NOT i.indisunique AND NOT i.indisprimary
+          AND c.relpages::bigint * current_setting('block_size')::bigint >= %(min_bytes)s / 2
           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = s.indexrelid)
           AND s.indexrelid NOT IN (SELECT relation FROM locked) AND s.relid NOT IN (SELECT relation FROM locked)
     ),
