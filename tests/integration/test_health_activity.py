@@ -29,6 +29,7 @@ def test_blocked_query_is_reported_with_the_session_blocking_it(sample_db: Conne
             time.sleep(0.3)
             report = check(sample_db, lock_wait_warn_seconds=0.2, lock_wait_critical_seconds=60)
             holder.rollback()
+            blocked.finish()
 
     assert quiet.status is Status.OK
     assert quiet.values["blocked_queries"] == 1

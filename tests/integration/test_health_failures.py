@@ -57,7 +57,7 @@ def test_a_probe_that_times_out_is_an_error_and_the_others_run(sample_db: Connec
     with connect(sample_db) as conn:
         conn.execute("CREATE EXTENSION pg_stat_statements")
     with open_transaction(sample_db, "LOCK TABLE pg_stat_statements IN ACCESS EXCLUSIVE MODE"):
-        report = check(sample_db, statement_timeout_ms=300, lock_timeout_ms=0)
+        report = check(sample_db, statement_timeout_ms=1000, lock_timeout_ms=0)
 
     probe = report.probe("slow_queries")
     assert probe.status is Status.ERROR
