@@ -54,7 +54,8 @@ def _database_probes(
 ) -> tuple[list[ProbeResult], str | None]:
     t0 = time.perf_counter()
     try:
-        spec = target.spec() if isinstance(target, DatabaseConfig) else target
+        spec = target.spec() if isinstance(target, DatabaseConfig) else target  # may read a secret
+        t0 = time.perf_counter()
         with connect(spec, autocommit=True, statement_timeout_ms=settings.statement_timeout_ms) as conn:
             connect_ms = (time.perf_counter() - t0) * 1000
             conn.execute(SESSION_SETUP, {"lock_timeout": str(settings.lock_timeout_ms)})

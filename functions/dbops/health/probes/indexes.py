@@ -1,10 +1,11 @@
 """Index usage: unused, invalid and duplicate indexes (PgHero's checks, in SQL).
 
 Unused: never scanned since statistics were reset, at least `unused_index_min_bytes`, not backing a
-constraint; only indexes the planner's page count puts near that size are measured (opening every index of
-a large schema would cost more than the rest of the run). Invalid: left by a failed CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY (`*_ccnew`); still
-updated on every write, never used by a query. Duplicate: an index whose columns, operator classes and
-predicate another index on the same table repeats (exactly, or as the leading columns of a b-tree).
+constraint; only indexes the planner's page count puts near that size are measured (opening every index
+of a large schema would cost more than the rest of the run). Invalid: left by a failed CREATE INDEX
+CONCURRENTLY or REINDEX CONCURRENTLY (`*_ccnew`); still updated on every write, never used by a query.
+Duplicate: an index whose columns, operator classes and predicate another index on the same table repeats
+(exactly, or as the leading columns of a b-tree).
 """
 
 from __future__ import annotations
