@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from dbops.connection import ConnectionSpec, connect
-from dbops.health import Status
+from dbops.health import HealthSettings, Status, run_health
 from dbops.local.postgres import free_port
 from tests.integration.health_helpers import check, open_transaction
 
@@ -79,3 +80,13 @@ def test_an_unreachable_database_is_critical_and_never_shows_the_password(sample
     assert report.exit_code == 2
     assert nowhere.password is not None
     assert nowhere.password.get_secret_value() not in report.model_dump_json()
+
+
+def test_probes_past_the_deadline_are_not_run_and_count_as_errors(sample_db: ConnectionSpec) -> None:
+    report = run_health(sample_db, HealthSettings(), deadline=time.monotonic() - 1)
+
+    skipped = [p for p in report.probes if p.message == "not run: out of time for this health run"]
+    assert len(skipped) == len(report.probes) - 1  # all but backup freshness, which needs no database time
+    assert {p.status for p in skipped} == {Status.ERROR}
+    assert report.probe_errors == len(skipped)
+    assert report.exit_code == 3

@@ -33,7 +33,8 @@ def _run_probe(probe: Probe, ctx: ProbeContext, deadline: float | None) -> Probe
     if ctx.conn.closed:
         finding = Finding(status=Status.ERROR, message="not run: the database connection was lost")
     elif deadline is not None and time.monotonic() > deadline:
-        finding = Finding(status=Status.UNKNOWN, message="not run: out of time for this health run")
+        # an error, not unknown: a run that keeps running out of time must raise HealthProbeErrors
+        finding = Finding(status=Status.ERROR, message="not run: out of time for this health run")
     else:
         try:
             finding = probe.run(ctx)
@@ -110,7 +111,7 @@ def run_health(
     now: datetime | None = None,
     deadline: float | None = None,
 ) -> HealthReport:
-    """Every probe on one database; `deadline` (time.monotonic()) skips probes that would start after it."""
+    """Every probe on one database; `deadline` (time.monotonic()) fails probes that would start after it."""
     settings = settings or HealthSettings()
     t0 = time.monotonic()
     now = now or datetime.now(UTC)
