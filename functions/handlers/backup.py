@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -13,17 +13,8 @@ from dbops.backup import BackupRequest, run_backup
 from dbops.catalog import BackupKind
 from dbops.errors import DbopsError
 from dbops.settings import FunctionSettings
+from handlers.events import ScheduledEvent
 from handlers.observability import emit, logger, parse, tracer
-
-
-class ScheduledEvent(BaseModel):
-    """An EventBridge scheduled event; `detail` may name a kind and a database."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
-    source: str
-    id: str
-    detail: dict[str, Any] = Field(default_factory=dict)
 
 
 class BackupInvocation(BaseModel):

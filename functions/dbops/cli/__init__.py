@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dbops.cli import backups, restores
+from dbops.cli import backups, health, restores
 from dbops.errors import DbopsError
 
-COMMAND_GROUPS = [backups, restores]
+COMMAND_GROUPS = [backups, restores, health]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,67 @@
+"""Health function: an EventBridge schedule (every 5 minutes) or a direct invoke naming a database.
+
+Per database: run every probe, emit one EMF metric per probe value (plus HealthStatus and HealthProbeErrors),
+log the report, and return the reports. A critical finding is a result, not a failure: the function only
+fails on bad input, so alarms (not Lambda errors) carry the health signal.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from dbops.health import HealthEnvironment, HealthReport, run_health
+from dbops.settings import FunctionSettings
+from handlers.events import ScheduledEvent
+from handlers.observability import emit, logger, parse, tracer
+
+
+class HealthInvocation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    database: str | None = Field(default=None, description="omit to check every configured database")
+
+
+class HealthResponse(BaseModel):
+    reports: list[HealthReport]
+
+
+def parse_event(event: Any) -> HealthInvocation:
+    if isinstance(event, dict) and "detail-type" in event:
+        scheduled = parse(ScheduledEvent, event, "scheduled event")
+        return parse(HealthInvocation, scheduled.detail, "scheduled event detail")
+    return parse(HealthInvocation, event, "health event")
+
+
+def publish(report: HealthReport) -> None:
+    for point in report.metrics():
+        emit(point.name, point.value, MetricUnit(point.unit), report.database)
+    logger.info(
+        "health report",
+        extra={
+            "database": report.database,
+            "status": report.status.value,
+            "probe_errors": report.probe_errors,
+            "report": report.model_dump(mode="json"),
+        },
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = FunctionSettings()
+    health = HealthEnvironment()
+    invocation = parse_event(event)
+    names = [invocation.database] if invocation.database else [db.name for db in settings.databases]
+    configs = [settings.database(name) for name in names]  # an unknown name fails before any work starts
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - settings.deadline_margin_s
+    reports = []
+    for config in configs:
+        report = run_health(config, health.for_database(config.name, settings.bucket), deadline=deadline)
+        publish(report)
+        reports.append(report)
+    return HealthResponse(reports=reports).model_dump(mode="json")
