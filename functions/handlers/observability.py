@@ -5,6 +5,7 @@ cover several databases, so a per-invocation dimension set would not do)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Tracer
@@ -19,10 +20,12 @@ logger = Logger(service="dbops")
 tracer = Tracer(service="dbops")
 
 
-def emit(name: str, value: float, unit: MetricUnit, database: str) -> None:
-    """One EMF metric with the database as its dimension."""
+def emit(name: str, value: float, unit: MetricUnit, database: str, dimensions: Mapping[str, str] | None = None) -> None:
+    """One EMF metric with the database as its dimension, plus any extra dimensions (e.g. the task)."""
     with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
         metric.add_dimension(name="database", value=database)
+        for key, dim_value in (dimensions or {}).items():
+            metric.add_dimension(name=key, value=dim_value)
 
 
 def parse(model: type[M], data: Any, what: str) -> M:

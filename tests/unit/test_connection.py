@@ -14,7 +14,12 @@ URL = "postgresql://backup:s3cr3t-pw@db.example.internal:6432/sprint_reports_v2?
 def test_url_is_parsed_into_fields() -> None:
     spec = ConnectionSpec.from_url(URL)
     assert (spec.host, spec.port, spec.user, spec.dbname, spec.sslmode) == (
-        "db.example.internal", 6432, "backup", "sprint_reports_v2", "verify-full")
+        "db.example.internal",
+        6432,
+        "backup",
+        "sprint_reports_v2",
+        "verify-full",
+    )
 
 
 def test_password_travels_only_in_the_libpq_environment() -> None:

@@ -1,0 +1,129 @@
+"""How each maintenance statement runs: in one autocommit session with its own lock and statement timeouts,
+a lock timeout retried a few times and then recorded as skipped, any other error recorded as failed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from dbops.connection import ConnectionSpec, connect, describe_error
+from dbops.errors import DbopsError
+from dbops.maintenance.models import Progress, ProgressEvent
+from dbops.maintenance.settings import MaintenanceConfig
+
+T = TypeVar("T")
+
+SET_TIMEOUTS = (
+    "SELECT set_config('lock_timeout', %(lock)s, %(local)s), set_config('statement_timeout', %(statement)s, %(local)s),"
+    " set_config('idle_in_transaction_session_timeout', %(idle)s, %(local)s)"
+)
+
+
+class LockUnavailable(Exception):
+    """The object was skipped because another session holds a lock on it (VACUUM SKIP_LOCKED)."""
+
+
+# a lock timeout or a deadlock (we were chosen as the victim) is worth another try after a pause
+RETRYABLE = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected, LockUnavailable)
+
+
+def ms(seconds: float) -> str:
+    return str(max(1, round(seconds * 1000)))
+
+
+@dataclass
+class Deadline:
+    at: float | None = None
+
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+
+class Session:
+    """One autocommit session for a whole run; reopened when the server dropped it."""
+
+    def __init__(self, spec: ConnectionSpec, config: MaintenanceConfig) -> None:
+        self.spec = spec
+        self.config = config
+        self._stack = ExitStack()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._notices: list[psycopg.errors.Diagnostic] = []
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.broken or self._conn.closed:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = self._stack.enter_context(
+                connect(self.spec, statement_timeout_ms=int(self.config.batch_statement_timeout_s * 1000))
+            )
+            self._conn.add_notice_handler(self._notices.append)
+        return self._conn
+
+    def set_timeouts(self, lock_s: float, statement_s: float, *, local: bool = False) -> None:
+        """Session-wide (autocommit statements) or for the current transaction only (local)."""
+        self.conn.execute(
+            SET_TIMEOUTS,
+            {"lock": ms(lock_s), "statement": ms(statement_s), "idle": ms(statement_s), "local": local},
+        )
+
+    def take_notices(self) -> list[psycopg.errors.Diagnostic]:
+        notices, self._notices[:] = list(self._notices), []
+        return notices
+
+
+@dataclass
+class Attempted(Generic[T]):
+    status: Literal["done", "skipped", "failed"]
+    attempts: int
+    value: T | None = None
+    detail: str | None = None
+
+
+def attempt(
+    fn: Callable[[], T],
+    *,
+    what: str,
+    config: MaintenanceConfig,
+    progress: Progress,
+    deadline: Deadline,
+    lock_timeout_s: float | None = None,
+) -> Attempted[T]:
+    """Run fn; retry it after a lock timeout up to config.lock_retries times, then give up as skipped."""
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return Attempted("done", tries, fn())
+        except RETRYABLE as exc:
+            reason = _lock_reason(exc, lock_timeout_s or config.lock_timeout_s)
+            if tries > config.lock_retries or deadline.passed():
+                return Attempted("skipped", tries, detail=f"{reason}; gave up after {tries} attempt(s)")
+            progress(
+                ProgressEvent(event="retry", object=what, message=f"{reason}; retry {tries}/{config.lock_retries}")
+            )
+            time.sleep(config.retry_delay_s)
+        except psycopg.Error as exc:
+            return Attempted("failed", tries, detail=describe_error(exc))
+        except DbopsError as exc:
+            return Attempted("failed", tries, detail=str(exc))
+
+
+def _lock_reason(exc: BaseException, lock_timeout_s: float) -> str:
+    if isinstance(exc, pgerrors.DeadlockDetected):
+        return "deadlock with another session"
+    if isinstance(exc, LockUnavailable):
+        return str(exc)
+    return f"lock not available within lock_timeout {lock_timeout_s:g}s (another session holds it)"
