@@ -50,8 +50,8 @@ def parse_event(event: Any) -> MaintenanceInvocation:
 def _log_progress(database: str, task: Task) -> Progress:
     def log(event: ProgressEvent) -> None:
         logger.info(
-            "maintenance progress",
-            extra={"database": database, "task": task, **event.model_dump()},
+            f"maintenance {event.event}: {event.message}",
+            extra={"database": database, "task": task, "object": event.object, "rows": event.rows},
         )
 
     return log

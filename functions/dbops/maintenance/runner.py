@@ -29,6 +29,14 @@ class LockUnavailable(Exception):
     """The object was skipped because another session holds a lock on it (VACUUM SKIP_LOCKED)."""
 
 
+class GiveUp(Exception):
+    """Stop retrying this object: record it with `status` and the message."""
+
+    def __init__(self, status: Literal["skipped", "failed"], message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 # a lock timeout or a deadlock (we were chosen as the victim) is worth another try after a pause
 RETRYABLE = (pgerrors.LockNotAvailable, pgerrors.DeadlockDetected, LockUnavailable)
 
@@ -53,7 +61,7 @@ class Session:
         self.config = config
         self._stack = ExitStack()
         self._conn: psycopg.Connection[Any] | None = None
-        self._notices: list[psycopg.errors.Diagnostic] = []
+        self._notices: list[tuple[str | None, str | None]] = []
 
     def __enter__(self) -> Session:
         return self
@@ -69,7 +77,7 @@ class Session:
             self._conn = self._stack.enter_context(
                 connect(self.spec, statement_timeout_ms=int(self.config.batch_statement_timeout_s * 1000))
             )
-            self._conn.add_notice_handler(self._notices.append)
+            self._conn.add_notice_handler(self._on_notice)
         return self._conn
 
     def set_timeouts(self, lock_s: float, statement_s: float, *, local: bool = False) -> None:
@@ -79,8 +87,14 @@ class Session:
             {"lock": ms(lock_s), "statement": ms(statement_s), "idle": ms(statement_s), "local": local},
         )
 
-    def take_notices(self) -> list[psycopg.errors.Diagnostic]:
-        notices, self._notices[:] = list(self._notices), []
+    def _on_notice(self, diagnostic: psycopg.errors.Diagnostic) -> None:
+        # read now: the diagnostic is only valid inside the callback
+        self._notices.append((diagnostic.sqlstate, diagnostic.message_primary))
+
+    def take_notices(self) -> list[tuple[str | None, str | None]]:
+        """(sqlstate, message) of the notices and warnings received since the last call."""
+        notices = list(self._notices)
+        self._notices.clear()
         return notices
 
 
@@ -108,20 +122,22 @@ def attempt(
         try:
             return Attempted("done", tries, fn())
         except RETRYABLE as exc:
-            reason = _lock_reason(exc, lock_timeout_s or config.lock_timeout_s)
+            reason = lock_reason(exc, lock_timeout_s or config.lock_timeout_s)
             if tries > config.lock_retries or deadline.passed():
                 return Attempted("skipped", tries, detail=f"{reason}; gave up after {tries} attempt(s)")
             progress(
                 ProgressEvent(event="retry", object=what, message=f"{reason}; retry {tries}/{config.lock_retries}")
             )
             time.sleep(config.retry_delay_s)
+        except GiveUp as exc:
+            return Attempted(exc.status, tries, detail=str(exc))
         except psycopg.Error as exc:
             return Attempted("failed", tries, detail=describe_error(exc))
         except DbopsError as exc:
             return Attempted("failed", tries, detail=str(exc))
 
 
-def _lock_reason(exc: BaseException, lock_timeout_s: float) -> str:
+def lock_reason(exc: BaseException, lock_timeout_s: float) -> str:
     if isinstance(exc, pgerrors.DeadlockDetected):
         return "deadlock with another session"
     if isinstance(exc, LockUnavailable):

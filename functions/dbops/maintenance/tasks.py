@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect, server_version_num
+from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
 from dbops.errors import DbopsError
 from dbops.maintenance import objects, retention
 from dbops.maintenance.models import (
@@ -34,7 +34,7 @@ from dbops.maintenance.models import (
 )
 from dbops.maintenance.report import human_age, human_bytes
 from dbops.maintenance.rules import CheckedRule, check_rules
-from dbops.maintenance.runner import Deadline, LockUnavailable, Session, attempt
+from dbops.maintenance.runner import RETRYABLE, Deadline, GiveUp, LockUnavailable, Session, attempt, lock_reason
 from dbops.maintenance.settings import MaintenanceConfig, Task
 
 SKIP_LOCKED_SINCE = 120000
@@ -337,7 +337,7 @@ def _run_statement_object(ctx: _Context, plan: Plan, obj: PlannedObject, name: s
         session.take_notices()
         options = "ANALYZE, SKIP_LOCKED" if plan.server_version >= SKIP_LOCKED_SINCE else "ANALYZE"
         session.conn.execute(sql.SQL("VACUUM ({}) {}").format(sql.SQL(options), ident))
-        if any(n.sqlstate == LOCK_NOT_AVAILABLE for n in session.take_notices()):
+        if any(sqlstate == LOCK_NOT_AVAILABLE for sqlstate, _ in session.take_notices()):
             raise LockUnavailable("another session holds a lock on the table (VACUUM SKIP_LOCKED passed it)")
 
     def drop_leftover() -> None:
@@ -350,9 +350,17 @@ def _run_statement_object(ctx: _Context, plan: Plan, obj: PlannedObject, name: s
         before = {r[0] for r in session.conn.execute(INVALID_INDEXES, [obj.schema_name, obj.table]).fetchall()}
         try:
             session.conn.execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(ident))
-        except psycopg.Error:
-            _drop_own_leftovers(session, obj, before, config)
-            raise
+        except psycopg.Error as exc:
+            left = _drop_own_leftovers(session, obj, before, lock_s, config)
+            if not left:
+                raise
+            # retrying now would only add another leftover next to the one we could not drop
+            leftover = (
+                f"its invalid {', '.join(left)} could not be dropped yet (same wait): the next reindex run drops it"
+            )
+            if isinstance(exc, RETRYABLE):
+                raise GiveUp("skipped", f"{lock_reason(exc, lock_s)}; {leftover}") from None
+            raise GiveUp("failed", f"{describe_error(exc)}; {leftover}") from None
 
     run = {"leftover": drop_leftover, "index": reindex}.get(obj.kind) or (vacuum if plan.task == "vacuum" else analyze)
     t0 = time.monotonic()
@@ -370,18 +378,26 @@ def _run_statement_object(ctx: _Context, plan: Plan, obj: PlannedObject, name: s
     )
 
 
-def _drop_own_leftovers(session: Session, obj: PlannedObject, before: set[int], config: MaintenanceConfig) -> None:
-    """A failed REINDEX CONCURRENTLY leaves its invalid new index behind: drop it now (the next plan would)."""
+def _drop_own_leftovers(
+    session: Session, obj: PlannedObject, before: set[int], lock_s: float, config: MaintenanceConfig
+) -> list[str]:
+    """A failed REINDEX CONCURRENTLY leaves its invalid new index behind: drop it now. Returns those still there."""
+    left = []
     try:
         rows = session.conn.execute(INVALID_INDEXES, [obj.schema_name, obj.table]).fetchall()
-        for oid, name in rows:
-            if oid not in before and LEFTOVER.search(name):
-                session.set_timeouts(config.lock_timeout_s, config.statement_timeout_s)
-                session.conn.execute(
-                    sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(obj.schema_name, name))
-                )
     except psycopg.Error:
-        pass  # still invalid and still named _ccnew: the next run's plan drops it
+        return []  # the session is gone; the next plan finds any leftover by name
+    for oid, name in rows:
+        if oid in before or not LEFTOVER.search(name):
+            continue
+        try:
+            session.set_timeouts(lock_s, config.statement_timeout_s)
+            session.conn.execute(
+                sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(obj.schema_name, name))
+            )
+        except psycopg.Error:
+            left.append(name)
+    return left
 
 
 def run_task(
