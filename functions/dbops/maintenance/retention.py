@@ -3,9 +3,10 @@
 Each batch is one short transaction:
   1. lock the next `batch_size` rows the rule names, oldest first, `FOR UPDATE SKIP LOCKED` (a row the
      application is writing right now is left for a later batch instead of waited for);
-  2. archive mode: move the rows that reference them through foreign keys, deepest first, each table with one
+  2. delete mode: delete them, in the same statement as 1;
+     archive mode: move the rows that reference them through foreign keys, deepest first, each table with one
      `WITH moved AS (DELETE ... RETURNING ...) INSERT INTO <table>_archive SELECT ... FROM moved`; then the
-     locked rows themselves the same way. Delete mode: delete the locked rows.
+     locked rows themselves the same way (locking them first also holds off new references to them);
   3. commit: a batch's inserts and deletes commit together, so a run killed at any moment loses no row and
      duplicates none (archive tables get the source's primary key, which would refuse a duplicate anyway);
      running again continues where it stopped.
@@ -166,31 +167,42 @@ def run_rule(
 def _batch(
     session: Session, checked: CheckedRule, cutoff: datetime, after: Any, config: MaintenanceConfig
 ) -> tuple[dict[str, int], Any]:
-    """One transaction: lock the next rows, move or delete them (and what references them), commit."""
+    """One transaction: lock the next rows, move or delete them (and what references them), commit.
+    Returns rows per table and the newest timestamp handled (where the next batch starts)."""
     rule = checked.rule
     ts = sql.Identifier(rule.timestamp_column)
     predicate = rule_predicate(rule)
     if after is not None:
         predicate = sql.SQL("{} AND {} >= %(after)s").format(predicate, ts)
-    lock = sql.SQL("SELECT ctid::text, {ts} FROM {table} WHERE {p} ORDER BY {ts} LIMIT %(n)s FOR UPDATE SKIP LOCKED")
+    params = {"cutoff": cutoff, "after": after, "n": rule.batch_size}
+    pick = sql.SQL("SELECT {ctid} FROM {table} WHERE {p} ORDER BY {ts} LIMIT %(n)s FOR UPDATE SKIP LOCKED")
     conn = session.conn
     with conn.transaction():
         session.set_timeouts(config.lock_timeout_s, config.batch_statement_timeout_s, local=True)
+        if checked.tree is None:
+            # one statement: no round trip carrying the row addresses
+            delete = sql.SQL(
+                "WITH deleted AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY({pick})) RETURNING {ts}) "
+                "SELECT count(*), max({ts}) FROM deleted"
+            ).format(
+                table=checked.table.ident,
+                pick=pick.format(ctid=sql.SQL("ctid"), table=checked.table.ident, p=predicate, ts=ts),
+                ts=ts,
+            )
+            row = conn.execute(delete, params).fetchone()
+            assert row is not None
+            return ({checked.table.display: row[0]}, row[1]) if row[0] else ({}, None)
         rows = conn.execute(
-            lock.format(ts=ts, table=checked.table.ident, p=predicate),
-            {"cutoff": cutoff, "after": after, "n": rule.batch_size},
+            pick.format(ctid=sql.SQL("ctid::text, {}").format(ts), table=checked.table.ident, p=predicate, ts=ts),
+            params,
         ).fetchall()
         if not rows:
             return {}, None
-        params = {"ctids": [r[0] for r in rows]}
+        by_ctid = {"ctids": [r[0] for r in rows]}
         counts: dict[str, int] = {}
-        if checked.tree is None:
-            cur = conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(checked.table.ident, BY_CTID), params)
-            counts[checked.table.display] = cur.rowcount
-        else:
-            for node, where in batch_predicates(checked.tree, BY_CTID):
-                cur = conn.execute(_move(node, where), params)
-                counts[node.table.display] = counts.get(node.table.display, 0) + cur.rowcount
+        for node, where in batch_predicates(checked.tree, BY_CTID):
+            cur = conn.execute(_move(node, where), by_ctid)
+            counts[node.table.display] = counts.get(node.table.display, 0) + cur.rowcount
     return counts, max(r[1] for r in rows)
 
 
