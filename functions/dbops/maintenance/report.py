@@ -55,7 +55,7 @@ def format_summary(summary: MaintenanceSummary) -> str:
         f"{summary.task} on {summary.database}{' (dry run)' if summary.dry_run else ''}: "
         f"{summary.done} done, {summary.skipped} skipped, {summary.failed} failed; "
         f"{summary.rows_deleted} rows deleted, {summary.rows_archived} rows archived; "
-        f"{summary.duration_seconds:.1f}s"
+        f"{summary.duration_seconds:.2f}s"
     )
     lines = [head]
     if summary.error:
@@ -67,7 +67,7 @@ def format_summary(summary: MaintenanceSummary) -> str:
                 o.name,
                 o.action,
                 str(o.rows_deleted + o.rows_archived) if o.kind == "rule" else "",
-                f"{o.seconds:.1f}s",
+                f"{o.seconds:.2f}s",
                 ", ".join(f"{t} {n}" for t, n in o.rows_by_table.items()) if len(o.rows_by_table) > 1 else "",
                 o.detail or "",
             ]
