@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,24 @@ def test_bad_rules_are_refused_before_any_change(sample_db: ConnectionSpec, task
         if config.rules_for(task).count(rule):  # type: ignore[arg-type]
             assert f"rule {rule.name!r}: " in message and problem in message, (rule.name, message)
     assert table_checksums(sample_db) == before  # nothing deleted, no archive table created
+
+
+def test_cleanup_stopped_by_the_time_limit_keeps_its_batches_and_the_next_run_finishes(
+    sample_db: ConnectionSpec,
+) -> None:
+    config = MaintenanceConfig(rules=[CLEANUP_RULE.model_copy(update={"batch_size": 100})], batch_pause_s=0.25)
+    named = len(
+        _ids(
+            sample_db,
+            "SELECT id FROM report_snapshots WHERE created_at < now() - interval '6 months' AND NOT is_baseline",
+        )
+    )
+
+    plan = plan_task(sample_db, "cleanup", config)
+    first = execute_plan(sample_db, plan, config, deadline=time.monotonic() + 1.0)  # a Lambda near its timeout
+
+    (stopped,) = first.objects
+    assert stopped.status == "skipped" and "time limit" in (stopped.detail or "")
+    assert 0 < stopped.rows_deleted < named
+    second = run_task(sample_db, "cleanup", config.model_copy(update={"batch_pause_s": 0.0}))
+    assert second.rows_deleted == named - stopped.rows_deleted

@@ -52,13 +52,20 @@ class Deadline:
     def passed(self) -> bool:
         return self.at is not None and time.monotonic() >= self.at
 
+    def cap(self, seconds: float) -> float:
+        """A statement timeout that ends by the deadline (at least 1 s), so Lambda never kills us mid-statement."""
+        if self.at is None:
+            return seconds
+        return max(1.0, min(seconds, self.at - time.monotonic()))
+
 
 class Session:
     """One autocommit session for a whole run; reopened when the server dropped it."""
 
-    def __init__(self, spec: ConnectionSpec, config: MaintenanceConfig) -> None:
+    def __init__(self, spec: ConnectionSpec, config: MaintenanceConfig, deadline: Deadline | None = None) -> None:
         self.spec = spec
         self.config = config
+        self.deadline = deadline or Deadline()
         self._stack = ExitStack()
         self._conn: psycopg.Connection[Any] | None = None
         self._notices: list[tuple[str | None, str | None]] = []
@@ -82,6 +89,7 @@ class Session:
 
     def set_timeouts(self, lock_s: float, statement_s: float, *, local: bool = False) -> None:
         """Session-wide (autocommit statements) or for the current transaction only (local)."""
+        statement_s = self.deadline.cap(statement_s)
         self.conn.execute(
             SET_TIMEOUTS,
             {"lock": ms(lock_s), "statement": ms(statement_s), "idle": ms(statement_s), "local": local},

@@ -274,11 +274,12 @@ def execute_plan(
     started, t0 = datetime.now(UTC), time.monotonic()
     report = progress or _ignore
     results: list[ObjectResult] = []
-    with Session(spec, config) as session:
+    time_limit = Deadline(deadline)
+    with Session(spec, config, time_limit) as session:
         rules = [o.rule for o in plan.objects if o.rule is not None]
         # checked again right before running: the schema may have changed since the plan was made
         checked = {c.rule.name: c for c in check_rules(session.conn, rules)} if rules else {}
-        ctx = _Context(session, config, report, Deadline(deadline), checked)
+        ctx = _Context(session, config, report, time_limit, checked)
         for obj in plan.objects:
             results.append(_execute_object(ctx, plan, obj))
     return MaintenanceSummary(
