@@ -311,7 +311,12 @@ def _execute_object(ctx: _Context, plan: Plan, obj: PlannedObject) -> ObjectResu
             result = _run_statement_object(ctx, plan, obj, name)
     except (psycopg.Error, DbopsError) as exc:
         result = ObjectResult(
-            kind=obj.kind, name=name, action=obj.action, status="failed", seconds=time.monotonic() - t0, detail=str(exc)
+            kind=obj.kind,
+            name=name,
+            action=obj.action,
+            status="failed",
+            seconds=round(time.monotonic() - t0, 3),
+            detail=str(exc),
         )
     ctx.progress(
         ProgressEvent(
