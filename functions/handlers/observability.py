@@ -6,6 +6,7 @@ cover several databases, so a per-invocation dimension set would not do)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Tracer
@@ -21,14 +22,14 @@ logger = Logger(service="dbops")
 tracer = Tracer(service="dbops")
 
 
-def emit(name: str, value: float, unit: MetricUnit, database: str, **dimensions: str) -> None:
-    """One EMF metric with the database (and any extra dimensions) as its dimensions, and nothing else:
+def emit(name: str, value: float, unit: MetricUnit, database: str, dimensions: Mapping[str, str] | None = None) -> None:
+    """One EMF metric with the database and any extra dimensions (e.g. the task), and nothing else:
     alarms match dimension sets exactly, so no service dimension is added behind their back."""
     metric = SingleMetric(namespace=NAMESPACE, service="")
     metric.add_metric(name=name, unit=unit, value=value)
     metric.add_dimension(name="database", value=database)
-    for key, val in dimensions.items():
-        metric.add_dimension(name=key, value=val)
+    for key, dim_value in (dimensions or {}).items():
+        metric.add_dimension(name=key, value=dim_value)
     print(json.dumps(metric.serialize_metric_set(), separators=(",", ":")), flush=True)
 
 
