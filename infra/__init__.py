@@ -1,0 +1,1 @@
+"""The dbops CDK app: constructs per concern (storage, layers, functions, schedules, monitoring), composed in stack.py."""
