@@ -7,8 +7,8 @@ import sys
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from infra.application import build_app  # noqa: E402
-from infra.settings import SettingsError  # noqa: E402
+from infra.application import build_app
+from infra.settings import SettingsError
 
 
 def main() -> int:

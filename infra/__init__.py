@@ -1,1 +1,1 @@
-"""The dbops CDK app: constructs per concern (storage, layers, functions, schedules, monitoring), composed in stack.py."""
+"""The dbops CDK app: one construct per concern (storage, layers, functions, schedules, monitoring); see stack.py."""

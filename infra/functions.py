@@ -279,7 +279,9 @@ class Functions(Construct):
                         sid="DecryptDatabaseSecrets",
                         actions=["kms:Decrypt"],
                         resources=secret_keys,
-                        conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Stack.of(self).region}.amazonaws.com"}},
+                        conditions={
+                            "StringEquals": {"kms:ViaService": f"secretsmanager.{Stack.of(self).region}.amazonaws.com"}
+                        },
                     )
                 )
         if self._vpc is not None:

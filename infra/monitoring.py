@@ -65,9 +65,7 @@ def database_rules(alarms: AlarmSettings, health_scheduled: bool) -> list[AlarmR
             "no backup succeeded in the last 26 hours (no data counts as missing)",
         ),
         AlarmRule("RestoreFailed", "RestoreFailed", "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a restore failed"),
-        AlarmRule(
-            "DrillFailed", "DrillFailed", "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a restore drill failed"
-        ),
+        AlarmRule("DrillFailed", "DrillFailed", "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a restore drill failed"),
         AlarmRule(
             "HealthCritical",
             "HealthStatus",
@@ -204,12 +202,24 @@ class Monitoring(Construct):
                 resources=["*"],
             )
         )
-        topic = sns.Topic(
-            self, "AlarmTopic", display_name="dbops alarms", master_key=self.topic_key, enforce_ssl=True
-        )
+        topic = sns.Topic(self, "AlarmTopic", display_name="dbops alarms", master_key=self.topic_key, enforce_ssl=True)
         if alarms.email:
             topic.add_subscription(subscriptions.EmailSubscription(alarms.email))
         return topic
+
+    def grant_publish(self, grantee: iam.IGrantable) -> None:
+        """sns:Publish on the alarm topic and exactly the key actions publishing needs (no kms wildcard)."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(sid="PublishAlarms", actions=["sns:Publish"], resources=[self.topic.topic_arn])
+        )
+        if self.topic_key is not None:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="EncryptAlarms",
+                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                    resources=[self.topic_key.key_arn],
+                )
+            )
 
     def _database_alarm(self, rule: AlarmRule, database: str) -> cw.Alarm:
         return self._add(
@@ -301,9 +311,7 @@ class Monitoring(Construct):
                     [dbops_metric("BackupAgeHours", database)],
                     [
                         cw.HorizontalAnnotation(value=RPO_HOURS, label="RPO 24 h"),
-                        cw.HorizontalAnnotation(
-                            value=self.settings.alarms.thresholds.backup_age_hours, label="alarm"
-                        ),
+                        cw.HorizontalAnnotation(value=self.settings.alarms.thresholds.backup_age_hours, label="alarm"),
                     ],
                 ),
                 _graph(
@@ -314,9 +322,7 @@ class Monitoring(Construct):
             )
             dashboard.add_widgets(
                 _graph("Health status (0 ok, 1 warn, 2 critical)", [dbops_metric("HealthStatus", database)]),
-                _graph(
-                    "Connections used (% of max_connections)", [dbops_metric("ConnectionsUsedPercent", database)]
-                ),
+                _graph("Connections used (% of max_connections)", [dbops_metric("ConnectionsUsedPercent", database)]),
                 _graph(
                     "Blocked queries / probe errors",
                     [

@@ -1,6 +1,6 @@
 """EventBridge schedules: nightly backup, health every 5 minutes, maintenance tasks, the weekly restore drill.
 
-Every expression comes from cdk.json (`schedules`), with the guide's rhythm as the default; null turns one off.
+Every expression comes from cdk.json (`schedules`), with the guide's rhythm as the default; "off" turns one off.
 """
 
 from __future__ import annotations
@@ -69,9 +69,7 @@ class Schedules(Construct):
                 f"RestoreDrill{i}",
                 self.schedules.restore_drill,
                 f"dbops: weekly restore drill of {database}",
-                targets.SfnStateMachine(
-                    state_machine, input=events.RuleTargetInput.from_object(drill_input(database))
-                ),
+                targets.SfnStateMachine(state_machine, input=events.RuleTargetInput.from_object(drill_input(database))),
             )
             if rule is not None:
                 rules.append(rule)

@@ -19,7 +19,30 @@ SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-
 Architecture = Literal["arm64", "x86_64"]
 
 # CloudWatch Logs accepts only these retention periods
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 _CRON = re.compile(r"cron\(([^()]+)\)")
@@ -129,7 +152,7 @@ class DatabaseSettings(_Model):
 
 
 class Schedules(_Model):
-    """EventBridge schedule expressions (UTC); null turns a schedule off."""
+    """EventBridge schedule expressions (UTC); "off" turns a schedule off (CDK context drops JSON nulls)."""
 
     backup: str | None = "cron(0 2 * * ? *)"  # nightly, 02:00
     health: str | None = "rate(5 minutes)"
@@ -143,7 +166,7 @@ class Schedules(_Model):
     @field_validator("*")
     @classmethod
     def _expression(cls, value: str | None) -> str | None:
-        return None if value is None else check_schedule(value)
+        return None if value is None or value == "off" else check_schedule(value)
 
     def maintenance(self) -> dict[str, str | None]:
         return {task: getattr(self, task) for task in MAINTENANCE_TASKS}
@@ -155,7 +178,7 @@ class RetentionDays(_Model):
     nightly: int = Field(default=30, ge=1)  # the guide: 30 days
     predeploy: int = Field(default=90, ge=1)
     prerestore: int = Field(default=30, ge=1)
-    manual: int | None = Field(default=None, ge=1, description="null: manual backups never expire")
+    manual: int | None = Field(default=None, ge=1, description="absent: manual backups never expire")
     noncurrent_versions: int = Field(default=7, ge=1, description="deleted or overwritten versions kept this long")
     access_logs: int = Field(default=365, ge=1)
     logs: int = Field(default=90, description="CloudWatch Logs retention of the functions' log groups")
@@ -270,6 +293,8 @@ def load_settings(context: Mapping[str, Any] | None, base_dir: Path) -> tuple[St
     if missing:
         raise SettingsError(
             "invalid dbops settings in cdk.json:\n"
-            + "\n".join(f"  {CONTEXT_KEY}.databases: ca_bundle {name!r} is not a file in {certs_dir}" for name in missing)
+            + "\n".join(
+                f"  {CONTEXT_KEY}.databases: ca_bundle {name!r} is not a file in {certs_dir}" for name in missing
+            )
         )
     return settings, certs_dir

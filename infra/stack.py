@@ -1,11 +1,11 @@
 """The dbops stack: one construct per concern, composed here.
 
-    Storage      KMS key, backup bucket (lifecycle per backup kind), access-log bucket
-    Layers       pgtools (pg_dump/pg_restore/psql 18, TLS libpq), python (dependencies), certificates (CA bundles)
-    Functions    Backup, Health, Maintenance (+ restore steps), each with its own role and log group
-    Schedules    EventBridge rules (backup, health, maintenance tasks, restore drill)
-    Monitoring   SNS topic, alarms, dashboard
-    Restore      the restore state machine (infra/restore_workflow.py, issue 3) — see RESTORE WORKFLOW below
+Storage      KMS key, backup bucket (lifecycle per backup kind), access-log bucket
+Layers       pgtools (pg_dump/pg_restore/psql 18, TLS libpq), python (dependencies), certificates (CA bundles)
+Functions    Backup, Health, Maintenance (+ restore steps), each with its own role and log group
+Schedules    EventBridge rules (backup, health, maintenance tasks, restore drill)
+Monitoring   SNS topic, alarms, dashboard
+Restore      the restore state machine (infra/restore_workflow.py, issue 3) — see RESTORE WORKFLOW below
 """
 
 from __future__ import annotations

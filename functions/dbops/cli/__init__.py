@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dbops.cli import backups
+from dbops.cli import backups, roles
 from dbops.errors import DbopsError
 
-COMMAND_GROUPS = [backups]
+COMMAND_GROUPS = [backups, roles]
 
 
 def build_parser() -> argparse.ArgumentParser:
