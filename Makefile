@@ -21,7 +21,7 @@ demo: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check functions tests bench infra layers app.py
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 unit: venv

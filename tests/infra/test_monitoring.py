@@ -165,3 +165,19 @@ def test_an_existing_topic_replaces_the_created_one() -> None:
     assert all(
         a["Properties"]["AlarmActions"] == ["arn:aws:sns:eu-west-1:123456789012:ops-pager"] for a in alarms.values()
     )
+
+
+def test_every_alarm_kind_has_a_runbook_section_in_the_readme(synthesized: Synth) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    runbook = readme[readme.index("## Runbook") :]
+    kinds = {
+        desc.split("-> ")[1].rstrip(".")
+        for desc in (
+            a["Properties"]["AlarmDescription"] for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        )
+    }
+    assert kinds >= {"BackupFailed", "BackupMissing", "RestoreFailed", "HealthCritical", "MaintenanceFailed"}
+    for kind in sorted(kinds):
+        assert f"\n### {kind}\n" in runbook, f"README runbook has no section for {kind}"
