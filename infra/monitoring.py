@@ -357,10 +357,13 @@ class Monitoring(Construct):
                     width=12,
                 ),
             )
-        dashboard.add_widgets(
+        return dashboard
+
+    def add_alarm_overview(self) -> None:
+        """The dashboard's alarm-status row; call it once every alarm exists (the stack does, last)."""
+        self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="dbops alarms", alarms=list(self.alarms.values()), width=24, height=6)
         )
-        return dashboard
 
 
 def _graph(

@@ -80,6 +80,7 @@ class DbopsStack(Stack):
         self.restore_workflow: Any = None
         if restore_steps:
             self._restore_workflow(restore_steps)
+        self.monitoring.add_alarm_overview()
         self._outputs()
 
     def _restore_workflow(self, steps: tuple[str, ...]) -> None:

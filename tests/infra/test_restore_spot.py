@@ -122,6 +122,9 @@ def test_state_machine_and_step_functions_are_alarmed(with_restore: Synth) -> No
         assert props["MetricName"] == f"Executions{what}"
         assert props["Threshold"] == 1
     assert "FunctionErrors-Restore-validate" in alarms
+    (dashboard,) = with_restore.resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    assert with_restore.logical_id(alarms["ExecutionsFailed-Restore"]) in body  # in the alarm overview
 
 
 def test_the_stack_with_a_workflow_still_passes_the_checks(with_restore: Synth) -> None:
