@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: venv demo test lint typecheck unit integration infra workflow bench synth clean
+.PHONY: venv demo test lint typecheck unit integration infra-test workflow bench layers layers-lock synth clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,8 +33,22 @@ integration: venv
 test: venv lint
 	$(VENV)/bin/pytest -q
 
+infra-test: venv
+	$(VENV)/bin/pytest tests/infra -q
+
+# Lambda layers without Docker, from locked wheels (layers/*.lock): pgtools-{arm64,x86_64}, python-{arm64,x86_64}
+layers: venv
+	$(PY) layers/builder.py build
+
+# re-resolve the layers' wheels and rewrite their sha256 locks (after changing requirements.txt)
+layers-lock: venv
+	$(PY) layers/builder.py lock
+
+# synthesize offline: the Python app, then the aws-cdk CLI (package.json) when npm is there
 synth: venv
 	$(PY) app.py
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent && npx cdk synth --quiet; \
+	else echo "npm not found: skipped npx cdk synth"; fi
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache .demo layers/build node_modules

@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dbops.cli import backups, health, maintain, restores
+from dbops.cli import backups, health, maintain, restores, roles
 from dbops.errors import DbopsError
 
-COMMAND_GROUPS = [backups, restores, health, maintain]
+COMMAND_GROUPS = [backups, restores, health, maintain, roles]
 
 
 def build_parser() -> argparse.ArgumentParser:

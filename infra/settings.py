@@ -1,0 +1,305 @@
+"""The stack's settings: the "dbops" object in cdk.json's context, parsed once into pydantic models.
+
+A mistake is reported with the setting's path and what is wrong with it, before any construct is made.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from infra.constants import BACKUPS_PREFIX, CERTS_DIR_IN_LAMBDA, CONTEXT_KEY, MAINTENANCE_TASKS
+
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+Architecture = Literal["arm64", "x86_64"]
+
+# CloudWatch Logs accepts only these retention periods
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
+_CRON = re.compile(r"cron\(([^()]+)\)")
+
+
+class SettingsError(ValueError):
+    """The cdk.json settings are invalid; the message names every wrong setting."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_schedule(expression: str) -> str:
+    """An EventBridge schedule expression: rate(N unit) or cron(6 fields, one day field '?')."""
+    rate = _RATE.fullmatch(expression)
+    if rate:
+        value, unit = int(rate.group(1)), rate.group(2)
+        if value < 1:
+            raise ValueError(f"{expression!r}: the rate must be at least 1")
+        if (value == 1) != (not unit.endswith("s")):
+            raise ValueError(f"{expression!r}: EventBridge wants 'rate(1 {unit.rstrip('s')})' or 'rate(N {unit}s)'")
+        return expression
+    cron = _CRON.fullmatch(expression)
+    if cron:
+        fields = cron.group(1).split()
+        if len(fields) != 6:
+            raise ValueError(
+                f"{expression!r}: an EventBridge cron has 6 fields (minutes hours day-of-month month "
+                f"day-of-week year), not {len(fields)}"
+            )
+        if "?" not in (fields[2], fields[4]):
+            raise ValueError(f"{expression!r}: day-of-month or day-of-week must be '?'")
+        return expression
+    raise ValueError(f"{expression!r} is not an EventBridge schedule: use rate(5 minutes) or cron(0 2 * * ? *)")
+
+
+class VpcPlacement(_Model):
+    """Where the database is reachable: the functions run in these subnets with these security groups."""
+
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8}([0-9a-f]{9})?$")
+    subnet_ids: list[str] = Field(min_length=1)
+    security_group_ids: list[str] = Field(min_length=1)
+
+    @field_validator("subnet_ids")
+    @classmethod
+    def _subnets(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.fullmatch(r"subnet-[0-9a-f]{8}([0-9a-f]{9})?", item):
+                raise ValueError(f"{item!r} is not a subnet id (subnet-0123abcd...)")
+        return value
+
+    @field_validator("security_group_ids")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not re.fullmatch(r"sg-[0-9a-f]{8}([0-9a-f]{9})?", item):
+                raise ValueError(f"{item!r} is not a security group id (sg-0123abcd...)")
+        return value
+
+
+class DatabaseSettings(_Model):
+    """One database dbops looks after. Host, port, user and password come from the secret (RDS format)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+    secret_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$",
+        description="the complete ARN, with the 6-character suffix Secrets Manager adds",
+    )
+    secret_kms_key_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
+        description="only when the secret is encrypted with a customer-managed key",
+    )
+    sslmode: SslMode = "verify-full"
+    ca_bundle: str | None = Field(
+        default=None,
+        description="a PEM file in certs_dir (shipped to /opt/certs), or 'system' for the runtime's CA store",
+    )
+    vpc: VpcPlacement | None = None
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _bundle_name(cls, value: str | None) -> str | None:
+        if value is not None and value != "system" and not re.fullmatch(r"[A-Za-z0-9_.-]+\.(pem|crt)", value):
+            raise ValueError(f"{value!r}: give a .pem or .crt file name inside certs_dir, or 'system'")
+        return value
+
+    @model_validator(mode="after")
+    def _verify_needs_ca(self) -> DatabaseSettings:
+        if self.sslmode in ("verify-ca", "verify-full") and self.ca_bundle is None:
+            raise ValueError(f"sslmode {self.sslmode} needs ca_bundle (for RDS: the region's CA bundle from AWS)")
+        return self
+
+    @property
+    def sslrootcert(self) -> str | None:
+        if self.ca_bundle is None or self.ca_bundle == "system":
+            return self.ca_bundle
+        return f"{CERTS_DIR_IN_LAMBDA}/{self.ca_bundle}"
+
+    def function_config(self) -> dict[str, Any]:
+        """This database as the functions read it (dbops.connection.DatabaseConfig in DBOPS_DATABASES)."""
+        config: dict[str, Any] = {"name": self.name, "secret_id": self.secret_arn, "sslmode": self.sslmode}
+        if self.sslrootcert is not None:
+            config["sslrootcert"] = self.sslrootcert
+        return config
+
+
+class Schedules(_Model):
+    """EventBridge schedule expressions (UTC); "off" turns a schedule off (CDK context drops JSON nulls)."""
+
+    backup: str | None = "cron(0 2 * * ? *)"  # nightly, 02:00
+    health: str | None = "rate(5 minutes)"
+    analyze: str | None = "cron(0 4 ? * SUN *)"  # weekly (the guide)
+    vacuum: str | None = "cron(30 3 * * ? *)"  # nightly, acts only where dead tuples pass the threshold
+    reindex: str | None = "cron(0 5 1 * ? *)"  # monthly, concurrently
+    cleanup: str | None = "cron(0 4 ? * SAT *)"  # weekly retention cleanup
+    archive: str | None = "cron(30 4 ? * SAT *)"  # weekly archive of old sprint data
+    restore_drill: str | None = "cron(0 6 ? * SUN *)"  # weekly proof that the latest backup restores
+
+    @field_validator("*")
+    @classmethod
+    def _expression(cls, value: str | None) -> str | None:
+        return None if value is None or value == "off" else check_schedule(value)
+
+    def maintenance(self) -> dict[str, str | None]:
+        return {task: getattr(self, task) for task in MAINTENANCE_TASKS}
+
+
+class RetentionDays(_Model):
+    """How long things are kept. Backups: S3 lifecycle per kind (prefix backups/<kind>/)."""
+
+    nightly: int = Field(default=30, ge=1)  # the guide: 30 days
+    predeploy: int = Field(default=90, ge=1)
+    prerestore: int = Field(default=30, ge=1)
+    manual: int | None = Field(default=None, ge=1, description="absent: manual backups never expire")
+    noncurrent_versions: int = Field(default=7, ge=1, description="deleted or overwritten versions kept this long")
+    access_logs: int = Field(default=365, ge=1)
+    logs: int = Field(default=90, description="CloudWatch Logs retention of the functions' log groups")
+
+    @field_validator("logs")
+    @classmethod
+    def _log_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{value} is not a CloudWatch Logs retention; use one of {LOG_RETENTION_DAYS}")
+        return value
+
+    def backup_days(self) -> dict[str, int | None]:
+        return {
+            f"{BACKUPS_PREFIX}nightly/": self.nightly,
+            f"{BACKUPS_PREFIX}predeploy/": self.predeploy,
+            f"{BACKUPS_PREFIX}prerestore/": self.prerestore,
+            f"{BACKUPS_PREFIX}manual/": self.manual,
+        }
+
+
+class AlarmThresholds(_Model):
+    """Defaults from the guide's RPO (24 h, plus 2 h for the nightly run) and check_postgres' critical levels."""
+
+    backup_age_hours: float = Field(default=26, gt=0)
+    connections_used_percent: float = Field(default=95, gt=0, le=100)
+    blocked_queries: int = Field(default=1, ge=1)
+    blocked_minutes: int = Field(default=15, ge=5, description="how long queries stay blocked before it alarms")
+    xid_wraparound_age: int = Field(default=1_400_000_000, gt=0)
+
+
+class AlarmSettings(_Model):
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$")
+    thresholds: AlarmThresholds = AlarmThresholds()
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> AlarmSettings:
+        if self.email and self.topic_arn:
+            raise ValueError(
+                "give either email (dbops creates an encrypted topic and subscribes it) or topic_arn "
+                "(an existing topic), not both"
+            )
+        return self
+
+
+class StackSettings(_Model):
+    stack_name: str = Field(default="dbops", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+    architecture: Architecture = "arm64"
+    databases: list[DatabaseSettings] = Field(min_length=1)
+    certs_dir: str = Field(default="certs", description="folder of CA bundles, relative to cdk.json")
+    schedules: Schedules = Schedules()
+    retention_days: RetentionDays = RetentionDays()
+    alarms: AlarmSettings = AlarmSettings()
+    restore_task_image: str | None = Field(
+        default=None,
+        description="container image (this repository's functions/ and layers) for restores too large for Lambda; "
+        "absent: every restore stages in Lambda",
+    )
+    require_layers: bool = Field(
+        default=False, description="fail the synth when `make layers` has not been run (set it for deploys)"
+    )
+
+    @model_validator(mode="after")
+    def _unique_and_one_vpc(self) -> StackSettings:
+        names = [db.name for db in self.databases]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"database names must be unique; repeated: {', '.join(duplicates)}")
+        vpcs = {db.vpc.vpc_id for db in self.databases if db.vpc is not None}
+        if len(vpcs) > 1:
+            raise ValueError(
+                f"the databases are in different VPCs ({', '.join(sorted(vpcs))}); the functions run in one VPC: "
+                "deploy one dbops stack per VPC"
+            )
+        if vpcs and any(db.vpc is None for db in self.databases):
+            raise ValueError("either every database has a vpc placement or none has: the functions run in one place")
+        return self
+
+    def placement(self) -> VpcPlacement | None:
+        """The functions' placement: the databases' VPC, all their subnets and security groups (in order)."""
+        placed = [db.vpc for db in self.databases if db.vpc is not None]
+        if not placed:
+            return None
+        subnets = list(dict.fromkeys(s for p in placed for s in p.subnet_ids))
+        groups = list(dict.fromkeys(g for p in placed for g in p.security_group_ids))
+        return VpcPlacement(vpc_id=placed[0].vpc_id, subnet_ids=subnets, security_group_ids=groups)
+
+    def ca_bundles(self) -> list[str]:
+        return sorted({db.ca_bundle for db in self.databases if db.ca_bundle and db.ca_bundle != "system"})
+
+    def functions_databases_json(self) -> str:
+        """The DBOPS_DATABASES environment variable."""
+        return json.dumps([db.function_config() for db in self.databases], separators=(",", ":"))
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {CONTEXT_KEY}.{where}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(context: Mapping[str, Any] | None, base_dir: Path) -> tuple[StackSettings, Path]:
+    """Parse the "dbops" context object; returns the settings and the resolved certificates folder."""
+    if context is None:
+        raise SettingsError(f'cdk.json has no "{CONTEXT_KEY}" object in its "context": see README "Deploying"')
+    if not isinstance(context, Mapping):
+        raise SettingsError(f'cdk.json context "{CONTEXT_KEY}" must be an object, not {type(context).__name__}')
+    try:
+        settings = StackSettings.model_validate(dict(context))
+    except ValidationError as exc:
+        raise SettingsError(f"invalid dbops settings in cdk.json:\n{_describe(exc)}") from None
+    certs_dir = (base_dir / settings.certs_dir).resolve()
+    missing = [name for name in settings.ca_bundles() if not (certs_dir / name).is_file()]
+    if missing:
+        raise SettingsError(
+            "invalid dbops settings in cdk.json:\n"
+            + "\n".join(
+                f"  {CONTEXT_KEY}.databases: ca_bundle {name!r} is not a file in {certs_dir}" for name in missing
+            )
+        )
+    return settings, certs_dir

@@ -1,0 +1,125 @@
+"""The dbops stack: one construct per concern, composed here.
+
+Storage      KMS key, backup bucket (lifecycle per backup kind), access-log bucket
+Layers       pgtools (pg_dump/pg_restore/psql 18, TLS libpq), python (dependencies), certificates (CA bundles)
+Functions    Backup, Health, Maintenance (+ restore steps), each with its own role and log group
+Schedules    EventBridge rules (backup, health, maintenance tasks, restore drill)
+Monitoring   SNS topic, alarms, dashboard
+Restore      the restore state machine (infra/restore_workflow.py, issue 3) — see RESTORE WORKFLOW below
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Annotations, CfnOutput, Stack
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.constants import LAYERS_BUILD_DIR
+from infra.functions import Functions
+from infra.layers import Layers
+from infra.monitoring import Monitoring
+from infra.restore_workflow import STEP_HANDLERS, RestoreWorkflow, StageTask
+from infra.schedules import Schedules
+from infra.settings import StackSettings
+from infra.storage import BackupStorage
+
+# ==== RESTORE WORKFLOW (issue 3) ==========================================================================
+# The restore steps' handler names in functions/handlers/restore.py (e.g. "validate", "safety_backup", ...).
+# Each becomes a function `handlers.restore.<name>` made by Functions.restore_steps (own role: read/write
+# backups/*, the database secrets, the backup key; 2 GB, 15 min, 10 GB /tmp). While this is empty, the stack
+# has no restore workflow; fill it in together with infra/restore_workflow.py (see DbopsStack._restore_workflow).
+RESTORE_STEPS: tuple[str, ...] = tuple(handler.rsplit(".", 1)[1] for handler in STEP_HANDLERS.values())
+# ==========================================================================================================
+
+
+class DbopsStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StackSettings,
+        certs_dir: Path,
+        layers_build_dir: Path = LAYERS_BUILD_DIR,
+        restore_steps: tuple[str, ...] = RESTORE_STEPS,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("description", "dbops: PostgreSQL backups, restores, health and maintenance")
+        super().__init__(scope, construct_id, **kwargs)
+        self.settings = settings
+        self.storage = BackupStorage(self, "Storage", retention=settings.retention_days)
+        self.layers = Layers(
+            self,
+            "Layers",
+            arch=settings.architecture,
+            certs_dir=certs_dir,
+            ca_bundles=settings.ca_bundles(),
+            require_built=settings.require_layers,
+            build_dir=layers_build_dir,
+        )
+        self.functions = Functions(
+            self,
+            "Functions",
+            settings=settings,
+            bucket=self.storage.bucket,
+            key=self.storage.key,
+            layers=self.layers,
+        )
+        self.schedules = Schedules(
+            self,
+            "Schedules",
+            schedules=settings.schedules,
+            backup=self.functions.backup,
+            health=self.functions.health,
+            maintenance=self.functions.maintenance,
+        )
+        self.monitoring = Monitoring(self, "Monitoring", settings=settings, functions=self.functions.by_name)
+        self.restore_functions: dict[str, lambda_.Function] = {}
+        self.restore_workflow: Any = None
+        if restore_steps:
+            self._restore_workflow(restore_steps)
+        self.monitoring.add_alarm_overview()
+        self._outputs()
+
+    def _restore_workflow(self, steps: tuple[str, ...]) -> None:
+        """The restore state machine over one function per step, its drill schedule, alarms and output."""
+        self.restore_functions = self.functions.restore_steps(
+            steps, environment={"DBOPS_TOPIC_ARN": self.monitoring.topic.topic_arn, "DBOPS_WORK_DIR": "/tmp"}
+        )
+        for name, function in self.restore_functions.items():
+            self.monitoring.watch_function(f"Restore-{name}", function)
+            self.monitoring.grant_publish(function)
+        by_step = {step: self.restore_functions[handler.rsplit(".", 1)[1]] for step, handler in STEP_HANDLERS.items()}
+        stage_task = None
+        if self.settings.restore_task_image and self.functions.vpc is None:
+            Annotations.of(self).add_warning_v2(
+                "dbops:restore-task-vpc",
+                "restore_task_image is set but the databases have no VPC placement: restores stage in Lambda only",
+            )
+        elif self.settings.restore_task_image:
+            stage_task = StageTask(
+                self,
+                "RestoreStageTask",
+                image=ecs.ContainerImage.from_registry(self.settings.restore_task_image),
+                environment={**self.functions.environment(), "DBOPS_TOPIC_ARN": self.monitoring.topic.topic_arn},
+                vpc=self.functions.vpc,
+                security_groups=self.functions.security_groups,
+                subnets=self.functions.subnets,
+            )
+            self.functions.grant_restore_access(stage_task.task_definition.task_role)
+        self.restore_workflow = RestoreWorkflow(self, "Restore", functions=by_step, stage_task=stage_task)
+        state_machine = self.restore_workflow.state_machine
+        self.schedules.add_restore_drill(state_machine, [db.name for db in self.settings.databases])
+        self.monitoring.watch_state_machine("Restore", state_machine)
+        CfnOutput(self, "RestoreStateMachineArn", value=state_machine.state_machine_arn)
+
+    def _outputs(self) -> None:
+        CfnOutput(self, "BackupBucketName", value=self.storage.bucket.bucket_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
+        for name, function in self.functions.by_name.items():
+            CfnOutput(self, f"{name}FunctionName", value=function.function_name)

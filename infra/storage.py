@@ -1,0 +1,83 @@
+"""The backup bucket and its key: encrypted, TLS-only, versioned, logged, and expiring by backup kind."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.settings import RetentionDays
+
+
+class BackupStorage(Construct):
+    """`key` (KMS, rotated yearly), `bucket` (the backups) and `access_logs` (the bucket's server access logs)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, retention: RetentionDays) -> None:
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(
+            self,
+            "BackupKey",
+            description="dbops: encrypts the database backups",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            # S3 server access logging delivers only to SSE-S3 buckets
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=False,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=Duration.days(retention.access_logs),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        Validations.of(self.access_logs).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-S1",
+                reason="This is the access-log bucket itself; logging it into itself would log its own deliveries.",
+            )
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Backups",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=True,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="backups-bucket/",
+            lifecycle_rules=lifecycle_rules(retention),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+
+def lifecycle_rules(retention: RetentionDays) -> list[s3.LifecycleRule]:
+    """One expiry per backup kind; bucket-wide: stale multipart uploads and old versions go."""
+    rules = [
+        s3.LifecycleRule(
+            id="all-abort-multipart-expire-noncurrent",
+            abort_incomplete_multipart_upload_after=Duration.days(1),
+            noncurrent_version_expiration=Duration.days(retention.noncurrent_versions),
+            expired_object_delete_marker=True,
+        )
+    ]
+    for prefix, days in retention.backup_days().items():
+        if days is None:
+            continue
+        kind = prefix.rstrip("/").rsplit("/", 1)[-1]
+        rules.append(s3.LifecycleRule(id=f"expire-{kind}", prefix=prefix, expiration=Duration.days(days)))
+    return rules

@@ -1,0 +1,107 @@
+"""One synth of the whole app per test session (settings exercising every option), shared by the infra tests."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+VPC_ID = "vpc-0a1b2c3d4e5f60718"
+SUBNETS = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003"]
+GROUPS = ["sg-0a1b2c3d4e5f60001", "sg-0a1b2c3d4e5f60002"]
+SECRET_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0a1b2c3d-0000-4000-8000-0a1b2c3d4e5f"
+
+
+def secret_arn(name: str) -> str:
+    return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:dbops/{name}-AbCdEf"
+
+
+def settings_dict() -> dict[str, Any]:
+    """Two databases in one VPC, verify-full with a CA bundle, overridden schedules and retention, email alarms."""
+    return {
+        "stack_name": "dbops-test",
+        "architecture": "arm64",
+        "databases": [
+            {
+                "name": "sprint_reports_v2",
+                "secret_arn": secret_arn("sprint_reports_v2"),
+                "sslmode": "verify-full",
+                "ca_bundle": "test-ca.pem",
+                "vpc": {"vpc_id": VPC_ID, "subnet_ids": SUBNETS[:2], "security_group_ids": GROUPS[:1]},
+            },
+            {
+                "name": "billing",
+                "secret_arn": secret_arn("billing"),
+                "secret_kms_key_arn": SECRET_KEY,
+                "sslmode": "verify-full",
+                "ca_bundle": "test-ca.pem",
+                "vpc": {"vpc_id": VPC_ID, "subnet_ids": SUBNETS[1:], "security_group_ids": GROUPS},
+            },
+        ],
+        "schedules": {"vacuum": "cron(15 1 * * ? *)", "archive": "off"},
+        "retention_days": {"predeploy": 120, "prerestore": 21, "manual": 400, "noncurrent_versions": 10, "logs": 30},
+        "alarms": {"email": "dba@example.com"},
+        "restore_task_image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/dbops-restore:1.0",
+    }
+
+
+@dataclass
+class Synth:
+    app: Any
+    stack: Any
+    template: Any  # aws_cdk.assertions.Template
+    outdir: Path
+    settings: dict[str, Any]
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return self.template.to_json()  # type: ignore[no-any-return]
+
+    def resources(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.json["Resources"].items() if v["Type"] == kind}
+
+    def logical_id(self, construct: Any) -> str:
+        return str(self.stack.resolve(self.stack.get_logical_id(construct.node.default_child)))
+
+
+def make_base_dir(root: Path) -> Path:
+    certs = root / "certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    (certs / "test-ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    return root
+
+
+def synth(root: Path, settings: dict[str, Any], **build_kwargs: Any) -> Synth:
+    from aws_cdk.assertions import Template
+
+    from infra.application import build_app
+
+    outdir = root / "cdk.out"
+    app, stack = build_app(
+        {"dbops": copy.deepcopy(settings)},
+        outdir=str(outdir),
+        base_dir=make_base_dir(root),
+        layers_build_dir=build_kwargs.pop("layers_build_dir", root / "layers-not-built"),
+        **build_kwargs,
+    )
+    app.synth()
+    return Synth(app=app, stack=stack, template=Template.from_stack(stack), outdir=outdir, settings=settings)
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synth]:
+    yield synth(tmp_path_factory.mktemp("synth"), settings_dict())
+
+
+def validation_report(outdir: Path) -> dict[str, Any]:
+    return json.loads((outdir / "validation-report.json").read_text())  # type: ignore[no-any-return]

@@ -1,0 +1,184 @@
+"""Alarms on the shared metrics contract, one KMS-encrypted SNS topic, and the dashboard."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.infra.conftest import Synth
+
+DATABASES = ("sprint_reports_v2", "billing")
+
+
+def _alarm(synthesized: Synth, name: str) -> dict[str, Any]:
+    alarm = synthesized.stack.monitoring.alarms[name]
+    return synthesized.json["Resources"][synthesized.logical_id(alarm)]["Properties"]  # type: ignore[no-any-return]
+
+
+# (alarm kind, metric, statistic, period s, comparison, threshold, evaluation periods, missing data)
+DATABASE_ALARMS = [
+    ("BackupFailed", "BackupFailed", "Sum", 300, "GreaterThanOrEqualToThreshold", 1, 1, "notBreaching"),
+    ("BackupMissing", "BackupSucceeded", "Sum", 26 * 3600, "LessThanThreshold", 1, 1, "breaching"),
+    ("RestoreFailed", "RestoreFailed", "Sum", 300, "GreaterThanOrEqualToThreshold", 1, 1, "notBreaching"),
+    ("DrillFailed", "DrillFailed", "Sum", 300, "GreaterThanOrEqualToThreshold", 1, 1, "notBreaching"),
+    ("HealthCritical", "HealthStatus", "Maximum", 300, "GreaterThanOrEqualToThreshold", 2, 2, "breaching"),
+    ("HealthProbeErrors", "HealthProbeErrors", "Sum", 300, "GreaterThanOrEqualToThreshold", 1, 2, "notBreaching"),
+    ("BackupStale", "BackupAgeHours", "Maximum", 300, "GreaterThanThreshold", 26, 3, "notBreaching"),
+    (
+        "ConnectionsHigh",
+        "ConnectionsUsedPercent",
+        "Maximum",
+        300,
+        "GreaterThanOrEqualToThreshold",
+        95,
+        2,
+        "notBreaching",
+    ),
+    ("QueriesBlocked", "BlockedQueries", "Minimum", 300, "GreaterThanOrEqualToThreshold", 1, 3, "notBreaching"),
+    ("XidWraparound", "XidWraparoundAge", "Maximum", 300, "GreaterThanThreshold", 1_400_000_000, 1, "notBreaching"),
+]
+
+
+@pytest.mark.parametrize("database", DATABASES)
+@pytest.mark.parametrize(
+    ("kind", "metric", "statistic", "period", "comparison", "threshold", "periods", "missing"), DATABASE_ALARMS
+)
+def test_database_alarm(
+    synthesized: Synth,
+    database: str,
+    kind: str,
+    metric: str,
+    statistic: str,
+    period: int,
+    comparison: str,
+    threshold: float,
+    periods: int,
+    missing: str,
+) -> None:
+    alarm = _alarm(synthesized, f"{kind}-{database}")
+    topic = {"Ref": synthesized.logical_id(synthesized.stack.monitoring.topic)}
+    assert alarm["Namespace"] == "dbops"
+    assert alarm["MetricName"] == metric
+    assert alarm["Dimensions"] == [{"Name": "database", "Value": database}]
+    assert alarm["Statistic"] == statistic
+    assert alarm["Period"] == period
+    assert alarm["ComparisonOperator"] == comparison
+    assert alarm["Threshold"] == threshold
+    assert alarm["EvaluationPeriods"] == periods
+    assert alarm["DatapointsToAlarm"] == periods
+    assert alarm["TreatMissingData"] == missing
+    assert alarm["AlarmActions"] == [topic]
+    assert alarm["OKActions"] == [topic]
+    assert alarm["AlarmName"] == f"dbops-test-{kind}-{database}"
+    assert f"-> {kind}." in alarm["AlarmDescription"]  # points at the README runbook section
+
+
+@pytest.mark.parametrize("task", ["analyze", "vacuum", "reindex", "cleanup", "archive"])
+def test_maintenance_failure_alarm_per_task(synthesized: Synth, task: str) -> None:
+    alarm = _alarm(synthesized, f"MaintenanceFailed-{task}-billing")
+    assert alarm["MetricName"] == "MaintenanceFailed"
+    assert alarm["Dimensions"] == [{"Name": "database", "Value": "billing"}, {"Name": "task", "Value": task}]
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+@pytest.mark.parametrize("function", ["Backup", "Health", "Maintenance"])
+def test_lambda_errors_alarm_per_function(synthesized: Synth, function: str) -> None:
+    alarm = _alarm(synthesized, f"FunctionErrors-{function}")
+    fn_id = synthesized.logical_id(synthesized.stack.functions.by_name[function])
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/Lambda", "Errors", "Sum")
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": fn_id}}]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+
+
+def test_alarm_count_is_exactly_the_documented_set(synthesized: Synth) -> None:
+    per_database = len(DATABASE_ALARMS) + 5
+    restore = 10 + 3  # an Errors alarm per restore step function; executions failed, timed out, aborted
+    assert len(synthesized.resources("AWS::CloudWatch::Alarm")) == per_database * len(DATABASES) + 3 + restore
+
+
+def test_topic_is_kms_encrypted_tls_only_and_subscribed_by_email(synthesized: Synth) -> None:
+    monitoring = synthesized.stack.monitoring
+    topic_id = synthesized.logical_id(monitoring.topic)
+    key_id = synthesized.logical_id(monitoring.topic_key)
+    topic = synthesized.json["Resources"][topic_id]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    key = synthesized.json["Resources"][key_id]["Properties"]
+    assert key["EnableKeyRotation"] is True
+    cloudwatch = [
+        s for s in key["KeyPolicy"]["Statement"] if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert cloudwatch and cloudwatch[0]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    (policy,) = synthesized.resources("AWS::SNS::TopicPolicy").values()
+    (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    (subscription,) = synthesized.resources("AWS::SNS::Subscription").values()
+    assert subscription["Properties"] == {
+        "Protocol": "email",
+        "TopicArn": {"Ref": topic_id},
+        "Endpoint": "dba@example.com",
+    }
+
+
+def test_dashboard_shows_backup_size_duration_rpo_rto_and_health(synthesized: Synth) -> None:
+    (dashboard,) = synthesized.resources("AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for metric in (
+        "BackupBytes",
+        "BackupDurationSeconds",
+        "BackupAgeHours",
+        "RestoreSeconds",
+        "HealthStatus",
+        "ConnectionsUsedPercent",
+        "BlockedQueries",
+        "XidWraparoundAge",
+        "DrillFailed",
+    ):
+        assert metric in body, metric
+    assert "RPO 24 h" in body and "RTO 4 h" in body
+    assert dashboard["Properties"]["DashboardName"] == "dbops-test-dbops"
+
+
+def test_an_existing_topic_replaces_the_created_one() -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk.assertions import Template
+
+    from infra.monitoring import Monitoring
+    from infra.settings import StackSettings
+    from tests.infra.conftest import settings_dict
+
+    raw = settings_dict()
+    raw["alarms"] = {"topic_arn": "arn:aws:sns:eu-west-1:123456789012:ops-pager"}
+    stack = Stack(App(), "TopicTest")
+    Monitoring(stack, "Monitoring", settings=StackSettings.model_validate(raw), functions={})
+    template = Template.from_stack(stack)
+    template.resource_count_is("AWS::SNS::Topic", 0)
+    template.resource_count_is("AWS::KMS::Key", 0)
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    assert alarms
+    assert all(
+        a["Properties"]["AlarmActions"] == ["arn:aws:sns:eu-west-1:123456789012:ops-pager"] for a in alarms.values()
+    )
+
+
+def test_every_alarm_kind_has_a_runbook_section_in_the_readme(synthesized: Synth) -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    runbook = readme[readme.index("## Runbook") :]
+    kinds = {
+        desc.split("-> ")[1].rstrip(".")
+        for desc in (
+            a["Properties"]["AlarmDescription"] for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        )
+    }
+    assert kinds >= {"BackupFailed", "BackupMissing", "RestoreFailed", "HealthCritical", "MaintenanceFailed"}
+    for kind in sorted(kinds):
+        assert f"\n### {kind}\n" in runbook, f"README runbook has no section for {kind}"

@@ -1,0 +1,103 @@
+"""The restore state machine in the stack: one function per step, Retry on transient errors, Catch to the
+rollback path, a timeout, the Fargate stage for large archives, the weekly drill and the alarms."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.restore_workflow import STEP_HANDLERS, TRANSIENT_ERRORS
+from tests.infra.conftest import Synth
+
+BEFORE_SWAP = ("Validate", "SafetyBackup", "StopApplication", "Stage", "Check", "Swap", "StageOnFargate")
+
+
+@pytest.fixture(scope="module")
+def definition(synthesized: Synth) -> dict[str, Any]:
+    (machine,) = synthesized.resources("AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))  # type: ignore[no-any-return]
+
+
+def test_every_step_is_a_function_of_handlers_restore(synthesized: Synth) -> None:
+    functions = synthesized.stack.restore_functions
+    assert {f"handlers.restore.{name}" for name in functions} == set(STEP_HANDLERS.values())
+    props = synthesized.json["Resources"][synthesized.logical_id(functions["stage"])]["Properties"]
+    assert props["EphemeralStorage"] == {"Size": 10240}
+    assert props["Timeout"] == 900
+    assert props["Environment"]["Variables"]["DBOPS_WORK_DIR"] == "/tmp"
+    assert "DBOPS_TOPIC_ARN" in props["Environment"]["Variables"]
+
+
+def test_every_step_before_the_swap_is_caught_into_rollback_then_notify_then_fail(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    for name in BEFORE_SWAP:
+        assert [c["Next"] for c in states[name]["Catch"]] == ["Rollback"], name
+        assert states[name]["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+    assert states["Rollback"]["Next"] == "NotifyFailure"
+    assert states["Rollback"]["Catch"][0]["Next"] == "NotifyFailure"
+    assert states["NotifyFailure"]["Next"] == "RestoreFailed"
+    assert states["RestoreFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.outcome"}
+    for name in ("StartApplication", "Finish"):  # after the swap the data is restored: report, do not roll back
+        assert states[name]["Catch"][0]["Next"] == "NotifyFailure"
+
+
+def test_transient_errors_are_retried_and_the_whole_restore_is_bounded_by_the_rto(definition: dict[str, Any]) -> None:
+    for name in ("Validate", "Stage", "Swap", "Rollback"):
+        retries = definition["States"][name]["Retry"]
+        assert any(r["ErrorEquals"] == TRANSIENT_ERRORS and r["MaxAttempts"] == 3 for r in retries), name
+    assert definition["TimeoutSeconds"] == 4 * 3600
+
+
+def test_large_archives_stage_on_fargate_with_the_same_code(definition: dict[str, Any], synthesized: Synth) -> None:
+    states = definition["States"]
+    assert states["StageWhere"]["Choices"][0] == {
+        "Variable": "$.use_fargate",
+        "BooleanEquals": True,
+        "Next": "StageOnFargate",
+    }
+    assert states["StageWhere"]["Default"] == "Stage"
+    assert states["StageOnFargate"]["Resource"].endswith(":states:::ecs:runTask.sync")
+    (task,) = synthesized.resources("AWS::ECS::TaskDefinition").values()
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    assert container["Command"] == ["python", "-m", "handlers.restore_task"]
+    assert container["Image"] == synthesized.settings["restore_task_image"]
+
+
+def test_drill_schedules_start_the_state_machine_in_drill_mode(synthesized: Synth) -> None:
+    rules = synthesized.stack.schedules.rules
+    machine_id = synthesized.logical_id(synthesized.stack.restore_workflow.state_machine)
+    drills = [
+        synthesized.json["Resources"][synthesized.logical_id(rules[f"RestoreDrill{i}"])]["Properties"] for i in (0, 1)
+    ]
+    assert [d["ScheduleExpression"] for d in drills] == ["cron(0 6 ? * SUN *)"] * 2
+    inputs = [json.loads(d["Targets"][0]["Input"]) for d in drills]
+    assert [(i["database"], i["mode"]) for i in inputs] == [("sprint_reports_v2", "drill"), ("billing", "drill")]
+    assert all(d["Targets"][0]["Arn"] == {"Ref": machine_id} for d in drills)
+
+
+def test_restore_step_role_reaches_only_its_prefixes(synthesized: Synth) -> None:
+    function = synthesized.stack.restore_functions["validate"]
+    role_id = synthesized.logical_id(function.role)
+    (policy,) = [
+        p for p in synthesized.resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    by_sid = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    bucket_id = synthesized.logical_id(synthesized.stack.storage.bucket)
+    objects = [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{p}*"]]} for p in ("backups/", "restores/", "drills/")
+    ]
+    assert by_sid["ReadBackups"]["Resource"] == objects
+    assert by_sid["WriteBackups"]["Resource"] == objects
+    assert by_sid["PublishAlarms"]["Action"] == "sns:Publish"
+
+
+def test_state_machine_and_step_functions_are_alarmed(synthesized: Synth) -> None:
+    alarms = synthesized.stack.monitoring.alarms
+    for what in ("Failed", "TimedOut", "Aborted"):
+        props = synthesized.json["Resources"][synthesized.logical_id(alarms[f"Executions{what}-Restore"])]["Properties"]
+        assert (props["Namespace"], props["MetricName"], props["Threshold"]) == ("AWS/States", f"Executions{what}", 1)
+    assert "FunctionErrors-Restore-validate" in alarms
+    assert "RestoreStateMachineArn" in synthesized.json["Outputs"]

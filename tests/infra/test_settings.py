@@ -1,0 +1,89 @@
+"""cdk.json settings: defaults from the guide, and every mistake named with its path before anything is built."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.settings import SettingsError, check_schedule, load_settings
+from tests.infra.conftest import make_base_dir, settings_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(raw: dict[str, Any], tmp_path: Path) -> Any:
+    settings, _ = load_settings(raw, make_base_dir(tmp_path))
+    return settings
+
+
+def test_the_shipped_cdk_json_is_valid_and_keeps_the_guides_defaults() -> None:
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]["dbops"]
+    settings, _ = load_settings(context, ROOT)
+    assert settings.architecture == "arm64"
+    assert settings.retention_days.nightly == 30
+    assert settings.schedules.backup == "cron(0 2 * * ? *)"
+    assert settings.alarms.thresholds.backup_age_hours == 26
+
+
+def test_minimal_settings_get_verify_full_defaults_and_need_a_ca_bundle(tmp_path: Path) -> None:
+    raw = {"databases": [{"name": "app", "secret_arn": settings_dict()["databases"][0]["secret_arn"]}]}
+    with pytest.raises(SettingsError, match=r"dbops\.databases\.0: sslmode verify-full needs ca_bundle"):
+        _load(raw, tmp_path)
+    raw["databases"][0]["ca_bundle"] = "test-ca.pem"
+    settings = _load(raw, tmp_path)
+    assert settings.databases[0].function_config()["sslrootcert"] == "/opt/certs/test-ca.pem"
+    assert settings.placement() is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda s: s["databases"][0].update(secret_arn="dbops/secret"),
+            r"dbops\.databases\.0\.secret_arn: String should match",
+        ),
+        (lambda s: s["databases"][0]["vpc"].update(subnet_ids=["subnet-1"]), r"'subnet-1' is not a subnet id"),
+        (lambda s: s["databases"][1]["vpc"].update(vpc_id="vpc-0123456789abcdef0"), r"different VPCs"),
+        (lambda s: s["databases"][1].pop("vpc"), r"either every database has a vpc placement or none"),
+        (lambda s: s["databases"][1].update(name="sprint_reports_v2"), r"repeated: sprint_reports_v2"),
+        (lambda s: s["schedules"].update(backup="cron(0 2 * * *)"), r"6 fields"),
+        (lambda s: s["schedules"].update(health="rate(1 minutes)"), r"rate\(1 minute\)"),
+        (lambda s: s["schedules"].update(health="every 5 minutes"), r"not an EventBridge schedule"),
+        (lambda s: s["retention_days"].update(logs=45), r"retention_days\.logs: 45 is not a CloudWatch Logs retention"),
+        (lambda s: s["alarms"].update(topic_arn="arn:aws:sns:eu-west-1:123456789012:ops"), r"not both"),
+        (lambda s: s.update(architecture="sparc"), r"dbops\.architecture: Input should be 'arm64' or 'x86_64'"),
+        (lambda s: s.update(databses=[]), r"dbops\.databses: Extra inputs are not permitted"),
+        (lambda s: s["databases"][0].update(ca_bundle="missing.pem"), r"ca_bundle 'missing.pem' is not a file in"),
+        (lambda s: s["databases"][0].update(ca_bundle="../etc/passwd"), r"give a \.pem or \.crt file name"),
+    ],
+)
+def test_a_bad_setting_is_refused_with_its_path(tmp_path: Path, change: Any, message: str) -> None:
+    raw = settings_dict()
+    change(raw)
+    with pytest.raises(SettingsError, match=message):
+        _load(raw, tmp_path)
+
+
+def test_missing_context_says_where_settings_go(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match=r'cdk\.json has no "dbops" object'):
+        load_settings(None, tmp_path)
+
+
+def test_placement_joins_the_databases_subnets_and_groups_in_order(tmp_path: Path) -> None:
+    placement = _load(settings_dict(), tmp_path).placement()
+    assert placement.subnet_ids == [
+        "subnet-0a1b2c3d4e5f60001",
+        "subnet-0a1b2c3d4e5f60002",
+        "subnet-0a1b2c3d4e5f60003",
+    ]
+    assert placement.security_group_ids == ["sg-0a1b2c3d4e5f60001", "sg-0a1b2c3d4e5f60002"]
+
+
+@pytest.mark.parametrize(
+    "good", ["rate(1 minute)", "rate(5 minutes)", "rate(2 days)", "cron(0 2 * * ? *)", "cron(0 4 ? * SUN *)"]
+)
+def test_valid_schedule_expressions(good: str) -> None:
+    assert check_schedule(good) == good
