@@ -157,6 +157,19 @@ class DatabaseConfig(BaseModel):
         return ConnectionSpec.from_secret(self.secret_id, **overrides)
 
 
+def find_database(databases: list[DatabaseConfig], name: str | None) -> DatabaseConfig:
+    """The configured database of that name; with no name, the only one."""
+    if name is None:
+        if len(databases) == 1:
+            return databases[0]
+        raise ConfigError("several databases are configured: name one with 'database'")
+    for db in databases:
+        if db.name == name:
+            return db
+    known = ", ".join(db.name for db in databases)
+    raise ConfigError(f"unknown database {name!r}; configured: {known}")
+
+
 def describe_error(exc: BaseException) -> str:
     """psycopg's message, first line only: it never carries the password."""
     text = str(exc).strip().splitlines()

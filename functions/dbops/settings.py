@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dbops.connection import DatabaseConfig
-from dbops.errors import ConfigError
+from dbops.connection import DatabaseConfig, find_database
 
 
 class FunctionSettings(BaseSettings):
@@ -28,12 +27,4 @@ class FunctionSettings(BaseSettings):
     fargate_threshold_bytes: int = 4 * 1024**3
 
     def database(self, name: str | None) -> DatabaseConfig:
-        if name is None:
-            if len(self.databases) == 1:
-                return self.databases[0]
-            raise ConfigError("several databases are configured: name one with 'database'")
-        for db in self.databases:
-            if db.name == name:
-                return db
-        known = ", ".join(db.name for db in self.databases)
-        raise ConfigError(f"unknown database {name!r}; configured: {known}")
+        return find_database(self.databases, name)

@@ -14,8 +14,6 @@ from dbops.cli.common import (
     add_bucket,
     add_database_url,
     add_pg_bin,
-    human_age,
-    human_bytes,
     print_json,
     print_table,
     spec_from,
@@ -23,6 +21,7 @@ from dbops.cli.common import (
 from dbops.connection import connect
 from dbops.errors import VerificationFailed
 from dbops.sample_data import create_sample_data
+from dbops.text import human_age, human_bytes
 from dbops.verify import verify_backup
 
 
@@ -70,11 +69,7 @@ def _entry_row(entry: catalog.CatalogEntry) -> dict[str, Any]:
     }
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    entries = catalog.list_backups(args.bucket, kind=args.kind, database=args.database)
-    if args.json:
-        print_json([_entry_row(e) for e in entries])
-        return 0
+def print_catalog(entries: list[catalog.CatalogEntry]) -> None:
     verified = {True: "yes", False: "FAILED", None: "-"}
     print_table(
         ["ID", "KIND", "DATABASE", "AGE", "SIZE", "VERIFIED"],
@@ -90,6 +85,14 @@ def cmd_list(args: argparse.Namespace) -> int:
             for e in entries
         ],
     )
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    entries = catalog.list_backups(args.bucket, kind=args.kind, database=args.database)
+    if args.json:
+        print_json([_entry_row(e) for e in entries])
+        return 0
+    print_catalog(entries)
     return 0
 
 

@@ -20,7 +20,8 @@ from typing import Any
 from psycopg import sql
 
 from dbops import aws, catalog
-from dbops.cli.common import human_age, human_bytes, print_table
+from dbops.cli.backups import print_catalog
+from dbops.cli.common import print_table
 from dbops.connection import ConnectionSpec, connect
 from dbops.local.aws import LocalAws
 from dbops.local.lambda_runtime import LocalLambdaContext, scheduled_event
@@ -28,6 +29,7 @@ from dbops.local.postgres import LocalPostgres, embedded_bin_dir
 from dbops.pgrestore import run_pg_restore
 from dbops.s3stream import iter_object
 from dbops.sample_data import create_sample_data
+from dbops.text import human_bytes
 
 DATABASE = "sprint_reports_v2"
 BUCKET = "dbops-demo-backups"
@@ -197,20 +199,7 @@ def run(scale: float) -> int:
 
         def show_catalog() -> catalog.CatalogEntry:
             entries = catalog.list_backups(BUCKET)
-            print_table(
-                ["ID", "KIND", "DATABASE", "AGE", "SIZE", "VERIFIED"],
-                [
-                    [
-                        e.manifest.id,
-                        e.manifest.kind,
-                        e.manifest.database,
-                        human_age(e.age_seconds()),
-                        human_bytes(e.manifest.dump.size),
-                        str(e.verified),
-                    ]
-                    for e in entries
-                ],
-            )
+            print_catalog(entries)
             return entries[0]
 
         entry = demo.step("list the catalog", show_catalog)

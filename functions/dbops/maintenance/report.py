@@ -3,31 +3,7 @@
 from __future__ import annotations
 
 from dbops.maintenance.models import MaintenanceSummary, Plan
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-def human_age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 86400:.1f}d"
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return lines
+from dbops.text import table_lines
 
 
 def _version(num: int) -> str:
@@ -45,7 +21,7 @@ def format_plan(plan: Plan) -> str:
         for o in plan.objects:
             why = o.reason + (f" — will be skipped: {o.skip_reason}" if o.skip_reason else "")
             rows.append([o.kind, o.rule.name if o.rule else o.display, o.action, why])
-        lines += ["  " + line for line in _table(["KIND", "OBJECT", "ACTION", "WHY"], rows)]
+        lines += ["  " + line for line in table_lines(["KIND", "OBJECT", "ACTION", "WHY"], rows)]
     lines += [f"  note: {n}" for n in plan.notes]
     return "\n".join(lines)
 
@@ -74,5 +50,5 @@ def format_summary(summary: MaintenanceSummary) -> str:
             for o in summary.objects
         ]
         headers = ["STATUS", "OBJECT", "ACTION", "ROWS", "TIME", "BY TABLE", "DETAIL"]
-        lines += ["  " + line for line in _table(headers, rows)]
+        lines += ["  " + line for line in table_lines(headers, rows)]
     return "\n".join(lines)

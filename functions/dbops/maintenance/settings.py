@@ -10,8 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dbops.connection import DatabaseConfig
-from dbops.errors import ConfigError
+from dbops.connection import DatabaseConfig, find_database
 
 Task = Literal["analyze", "vacuum", "reindex", "cleanup", "archive"]
 TASKS: tuple[Task, ...] = ("analyze", "vacuum", "reindex", "cleanup", "archive")
@@ -127,12 +126,4 @@ class MaintenanceSettings(BaseSettings):
     deadline_margin_s: float = 60.0
 
     def database(self, name: str | None) -> DatabaseConfig:
-        if name is None:
-            if len(self.databases) == 1:
-                return self.databases[0]
-            raise ConfigError("several databases are configured: name one with 'database'")
-        for db in self.databases:
-            if db.name == name:
-                return db
-        known = ", ".join(db.name for db in self.databases)
-        raise ConfigError(f"unknown database {name!r}; configured: {known}")
+        return find_database(self.databases, name)

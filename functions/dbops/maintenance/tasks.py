@@ -32,10 +32,10 @@ from dbops.maintenance.models import (
     Progress,
     ProgressEvent,
 )
-from dbops.maintenance.report import human_age, human_bytes
 from dbops.maintenance.rules import CheckedRule, check_rules
 from dbops.maintenance.runner import RETRYABLE, Deadline, GiveUp, LockUnavailable, Session, attempt, lock_reason
 from dbops.maintenance.settings import MaintenanceConfig, Task
+from dbops.text import human_age, human_bytes
 
 SKIP_LOCKED_SINCE = 120000
 CONCURRENT_REINDEX_SINCE = 120000
