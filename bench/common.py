@@ -55,7 +55,7 @@ def measure(argv: list[str], env: dict[str, str] | None = None, stdout: int | No
 
 
 @contextmanager
-def moto_process() -> Iterator[str]:
+def moto_process() -> Iterator[psutil.Process]:
     port = free_port()
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
@@ -79,7 +79,7 @@ def moto_process() -> Iterator[str]:
     )
     aws.reset_clients()
     try:
-        yield endpoint
+        yield psutil.Process(proc.pid)
     finally:
         proc.terminate()
         proc.wait()
