@@ -44,6 +44,7 @@ def main() -> None:
             moto_cpu = sum(moto.cpu_times()[:2])
             ours_runs = [measure(ours_cmd, ours_env) for _ in range(args.repeat)]
             moto_cpu = (sum(moto.cpu_times()[:2]) - moto_cpu) / args.repeat
+            os.sync()
             t0 = time.perf_counter()  # the same code warm in this process, as the Lambda handler runs it
             run_backup(spec, BackupRequest(database=name, bucket=bucket))
             in_process = time.perf_counter() - t0

@@ -30,6 +30,7 @@ class Run:
 
 def measure(argv: list[str], env: dict[str, str] | None = None, stdout: int | None = subprocess.DEVNULL) -> Run:
     """Run a command; wall time and the peak RSS of its main process (sampled every 20 ms)."""
+    os.sync()  # start with no dirty pages left by the previous measurement
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=stdout, stderr=subprocess.PIPE)
     peak = 0
