@@ -13,8 +13,8 @@ from dbops.backup import BackupRequest, run_backup
 from dbops.catalog import BackupKind
 from dbops.errors import DbopsError
 from dbops.settings import FunctionSettings
-from handlers.events import ScheduledEvent
-from handlers.observability import emit, logger, parse, tracer
+from handlers.events import parse_invocation
+from handlers.observability import emit, logger, tracer
 
 
 class BackupInvocation(BaseModel):
@@ -42,10 +42,7 @@ class BackupResponse(BaseModel):
 
 
 def parse_event(event: Any) -> BackupInvocation:
-    if isinstance(event, dict) and "detail-type" in event:
-        scheduled = parse(ScheduledEvent, event, "scheduled event")
-        return parse(BackupInvocation, scheduled.detail, "scheduled event detail")
-    return parse(BackupInvocation, event, "backup event")
+    return parse_invocation(BackupInvocation, event, "backup event")
 
 
 def _backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadline: float) -> BackupResult:

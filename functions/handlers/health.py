@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dbops.health import HealthEnvironment, HealthReport, run_health
 from dbops.settings import FunctionSettings
-from handlers.events import ScheduledEvent
-from handlers.observability import emit, logger, parse, tracer
+from handlers.events import parse_invocation
+from handlers.observability import emit, logger, tracer
 
 
 class HealthInvocation(BaseModel):
@@ -30,10 +30,7 @@ class HealthResponse(BaseModel):
 
 
 def parse_event(event: Any) -> HealthInvocation:
-    if isinstance(event, dict) and "detail-type" in event:
-        scheduled = parse(ScheduledEvent, event, "scheduled event")
-        return parse(HealthInvocation, scheduled.detail, "scheduled event detail")
-    return parse(HealthInvocation, event, "health event")
+    return parse_invocation(HealthInvocation, event, "health event")
 
 
 def publish(report: HealthReport) -> None:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from dbops.errors import DbopsError
 from dbops.maintenance import MaintenanceSettings, MaintenanceSummary, ProgressEvent, Task, run_task
 from dbops.maintenance.models import Progress
-from handlers.observability import emit, logger, parse, tracer
+from handlers.events import parse_invocation
+from handlers.observability import emit, logger, tracer
 
 
 class ScheduledEvent(BaseModel):
@@ -41,10 +42,7 @@ class MaintenanceResponse(BaseModel):
 
 
 def parse_event(event: Any) -> MaintenanceInvocation:
-    if isinstance(event, dict) and "detail-type" in event:
-        scheduled = parse(ScheduledEvent, event, "scheduled event")
-        return parse(MaintenanceInvocation, scheduled.detail, "scheduled event detail")
-    return parse(MaintenanceInvocation, event, "maintenance event")
+    return parse_invocation(MaintenanceInvocation, event, "maintenance event")
 
 
 def _log_progress(database: str, task: Task) -> Progress:

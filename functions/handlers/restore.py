@@ -86,17 +86,3 @@ _finish.__name__ = "finish"
 _notify_failure.__name__ = "notify_failure"
 finish = _entry(_finish)
 notify_failure = _entry(_notify_failure)
-
-# step name in the state machine -> handler attribute; infra and the workflow tests read this
-STEPS = {
-    "Validate": "validate",
-    "SafetyBackup": "safety_backup",
-    "StopApplication": "stop_application",
-    "Stage": "stage",
-    "Check": "check",
-    "Swap": "swap",
-    "StartApplication": "start_application",
-    "Finish": "finish",
-    "Rollback": "rollback",
-    "NotifyFailure": "notify_failure",
-}

@@ -17,7 +17,7 @@ from dbops import catalog, sns
 from dbops.backup import BackupRequest, run_backup
 from dbops.catalog import BackupManifest
 from dbops.connection import ConnectionSpec, connect
-from dbops.errors import ConfigError, DbopsError
+from dbops.errors import DbopsError
 from dbops.pgrestore import run_pg_restore
 from dbops.pgtools import find_tool, server_major, tool_version
 from dbops.restore import archive, databases, hooks, records
@@ -408,10 +408,3 @@ def notify_failure(state: RestoreState, settings: FunctionSettings) -> RestoreSt
         pass  # the notification below still goes out
     sns.notify(settings.topic_arn, f"dbops {state.request.mode} FAILED: {state.database}", outcome)
     return state.model_copy(update={"outcome": outcome})
-
-
-def require_database(settings: FunctionSettings, name: str | None) -> None:
-    try:
-        settings.database(name)
-    except ConfigError as exc:
-        raise RestoreRefused(str(exc)) from None
