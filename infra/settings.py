@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dbops.connection import AppHook
 from infra.constants import BACKUPS_PREFIX, CERTS_DIR_IN_LAMBDA, CONTEXT_KEY, MAINTENANCE_TASKS
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -123,6 +124,10 @@ class DatabaseSettings(_Model):
         description="a PEM file in certs_dir (shipped to /opt/certs), or 'system' for the runtime's CA store",
     )
     vpc: VpcPlacement | None = None
+    app_hook: AppHook | None = Field(
+        default=None, description="stop/start the application around a restore: an SSM parameter or an event"
+    )
+    restore_checks: list[str] = Field(default_factory=list, description="SQL checks a staged restore must pass")
 
     @field_validator("ca_bundle")
     @classmethod
@@ -148,6 +153,10 @@ class DatabaseSettings(_Model):
         config: dict[str, Any] = {"name": self.name, "secret_id": self.secret_arn, "sslmode": self.sslmode}
         if self.sslrootcert is not None:
             config["sslrootcert"] = self.sslrootcert
+        if self.app_hook is not None:
+            config["app_hook"] = self.app_hook.model_dump(exclude_defaults=True)
+        if self.restore_checks:
+            config["restore_checks"] = self.restore_checks
         return config
 
 

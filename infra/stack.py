@@ -15,6 +15,7 @@ from typing import Any
 
 from aws_cdk import Annotations, CfnOutput, Stack
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -93,6 +94,7 @@ class DbopsStack(Stack):
         for name, function in self.restore_functions.items():
             self.monitoring.watch_function(f"Restore-{name}", function)
             self.monitoring.grant_publish(function)
+        self._grant_app_hooks()
         by_step = {step: self.restore_functions[handler.rsplit(".", 1)[1]] for step, handler in STEP_HANDLERS.items()}
         stage_task = None
         if self.settings.restore_task_image and self.functions.vpc is None:
@@ -116,6 +118,36 @@ class DbopsStack(Stack):
         self.schedules.add_restore_drill(state_machine, [db.name for db in self.settings.databases])
         self.monitoring.watch_state_machine("Restore", state_machine)
         CfnOutput(self, "RestoreStateMachineArn", value=state_machine.state_machine_arn)
+
+    def _grant_app_hooks(self) -> None:
+        """The steps that stop and start the application may write exactly the configured parameter or bus."""
+        stack = Stack.of(self)
+        resources: dict[str, list[str]] = {"ssm": [], "eventbridge": []}
+        for db in self.settings.databases:
+            hook = db.app_hook
+            if hook is None:
+                continue
+            if hook.type == "ssm":
+                name = (hook.parameter or "").lstrip("/")
+                resources["ssm"].append(stack.format_arn(service="ssm", resource="parameter", resource_name=name))
+            else:
+                resources["eventbridge"].append(
+                    stack.format_arn(service="events", resource="event-bus", resource_name=hook.event_bus)
+                )
+        for step in ("stop_application", "start_application", "rollback"):
+            function = self.restore_functions[step]
+            if resources["ssm"]:
+                function.add_to_role_policy(
+                    iam.PolicyStatement(
+                        sid="ApplicationMaintenanceMode", actions=["ssm:PutParameter"], resources=resources["ssm"]
+                    )
+                )
+            if resources["eventbridge"]:
+                function.add_to_role_policy(
+                    iam.PolicyStatement(
+                        sid="ApplicationEvents", actions=["events:PutEvents"], resources=resources["eventbridge"]
+                    )
+                )
 
     def _outputs(self) -> None:
         CfnOutput(self, "BackupBucketName", value=self.storage.bucket.bucket_name)

@@ -52,7 +52,7 @@ def emf_metrics(output: str) -> list[dict[str, Any]]:
     return found
 
 
-def _children(name: str) -> list[int]:
+def _children(name: str, arg: str | None = None) -> list[int]:
     me = os.getpid()
     pids = []
     for entry in Path("/proc").iterdir():
@@ -65,6 +65,13 @@ def _children(name: str) -> list[int]:
         except (OSError, ValueError):
             continue
         if comm == name and ppid == me:
+            if arg is not None:
+                try:
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if not any(a.decode(errors="replace").startswith(arg) for a in argv):
+                    continue
             pids.append(int(entry.name))
     return pids
 
@@ -84,10 +91,16 @@ class WhenProcessWrites:
     """
 
     def __init__(
-        self, name: str, threshold: int, action: Callable[[int], None], timeout: float = 60, counter: str = "wchar"
+        self,
+        name: str,
+        threshold: int,
+        action: Callable[[int], None],
+        timeout: float = 60,
+        counter: str = "wchar",
+        arg: str | None = None,
     ) -> None:
         self.name, self.threshold, self.action, self.timeout = name, threshold, action, timeout
-        self.counter = counter
+        self.counter, self.arg = counter, arg  # arg: only a process with an argument starting so
         self.fired_at_bytes: int | None = None
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -101,7 +114,7 @@ class WhenProcessWrites:
     def _watch(self) -> None:
         end = time.monotonic() + self.timeout
         while time.monotonic() < end:
-            for pid in _children(self.name):
+            for pid in _children(self.name, self.arg):
                 with contextlib.suppress(OSError):
                     written = _io_bytes(pid, self.counter)
                     if written >= self.threshold:

@@ -38,6 +38,8 @@ def settings_dict() -> dict[str, Any]:
                 "sslmode": "verify-full",
                 "ca_bundle": "test-ca.pem",
                 "vpc": {"vpc_id": VPC_ID, "subnet_ids": SUBNETS[:2], "security_group_ids": GROUPS[:1]},
+                "app_hook": {"type": "ssm", "parameter": "/sprint-reports/maintenance-mode"},
+                "restore_checks": ["SELECT count(*) > 0 FROM users"],
             },
             {
                 "name": "billing",

@@ -201,6 +201,8 @@ def test_function_environment_is_what_the_functions_settings_model_reads(
             "secret_id": secret_arn("sprint_reports_v2"),
             "sslmode": "verify-full",
             "sslrootcert": "/opt/certs/test-ca.pem",
+            "app_hook": {"type": "ssm", "parameter": "/sprint-reports/maintenance-mode"},
+            "restore_checks": ["SELECT count(*) > 0 FROM users"],
         },
         {
             "name": "billing",

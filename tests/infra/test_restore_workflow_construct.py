@@ -101,3 +101,33 @@ def test_state_machine_and_step_functions_are_alarmed(synthesized: Synth) -> Non
         assert (props["Namespace"], props["MetricName"], props["Threshold"]) == ("AWS/States", f"Executions{what}", 1)
     assert "FunctionErrors-Restore-validate" in alarms
     assert "RestoreStateMachineArn" in synthesized.json["Outputs"]
+
+
+def test_application_hook_steps_may_write_only_the_configured_parameter(synthesized: Synth) -> None:
+    for step, allowed in (
+        ("stop_application", True),
+        ("start_application", True),
+        ("rollback", True),
+        ("stage", False),
+        ("validate", False),
+    ):
+        role_id = synthesized.logical_id(synthesized.stack.restore_functions[step].role)
+        statements = [
+            s
+            for p in synthesized.resources("AWS::IAM::Policy").values()
+            if {"Ref": role_id} in p["Properties"]["Roles"]
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        hook = [s for s in statements if s.get("Sid") == "ApplicationMaintenanceMode"]
+        assert bool(hook) == allowed, step
+        if allowed:
+            assert hook[0]["Action"] == "ssm:PutParameter"
+            parts = hook[0]["Resource"]["Fn::Join"][1]
+            assert parts[2] == ":ssm:" and parts[-1] == ":parameter/sprint-reports/maintenance-mode"
+
+
+def test_functions_get_the_hook_and_custom_checks_in_their_database_settings(synthesized: Synth) -> None:
+    props = synthesized.json["Resources"][synthesized.logical_id(synthesized.stack.restore_functions["check"])]
+    databases = json.loads(props["Properties"]["Environment"]["Variables"]["DBOPS_DATABASES"])
+    assert databases[0]["app_hook"] == {"type": "ssm", "parameter": "/sprint-reports/maintenance-mode"}
+    assert databases[0]["restore_checks"] == ["SELECT count(*) > 0 FROM users"]
