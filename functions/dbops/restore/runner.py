@@ -39,8 +39,9 @@ def follow(
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+            # status first, then history: once the status is final, the history read after it is complete
             description = sfn.describe_execution(executionArn=execution_arn)
+            events = sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot follow execution {execution_arn}: {exc}") from None
         for event in events[seen:]:
