@@ -10,10 +10,12 @@ Restore      the restore state machine (infra/restore_workflow.py, issue 3) — 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Annotations, CfnOutput, Stack
+from aws_cdk import Acknowledgment, Annotations, CfnOutput, Stack, Validations
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -35,6 +37,24 @@ from infra.storage import BackupStorage
 # has no restore workflow; fill it in together with infra/restore_workflow.py (see DbopsStack._restore_workflow).
 RESTORE_STEPS: tuple[str, ...] = tuple(handler.rsplit(".", 1)[1] for handler in STEP_HANDLERS.values())
 # ==========================================================================================================
+
+
+ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+):(.+)$")
+
+
+def container_image(scope: Construct, uri: str) -> ecs.ContainerImage:
+    """An ECR image through its repository (so the task may pull it); any other registry by name."""
+    match = ECR_IMAGE.match(uri)
+    if not match:
+        return ecs.ContainerImage.from_registry(uri)
+    account, region, name, tag = match.groups()
+    repository = ecr.Repository.from_repository_attributes(
+        scope,
+        "RestoreImageRepository",
+        repository_arn=f"arn:aws:ecr:{region}:{account}:repository/{name}",
+        repository_name=name,
+    )
+    return ecs.ContainerImage.from_ecr_repository(repository, tag)
 
 
 class DbopsStack(Stack):
@@ -106,13 +126,22 @@ class DbopsStack(Stack):
             stage_task = StageTask(
                 self,
                 "RestoreStageTask",
-                image=ecs.ContainerImage.from_registry(self.settings.restore_task_image),
+                image=container_image(self, self.settings.restore_task_image),
                 environment={**self.functions.environment(), "DBOPS_TOPIC_ARN": self.monitoring.topic.topic_arn},
                 vpc=self.functions.vpc,
                 security_groups=self.functions.security_groups,
                 subnets=self.functions.subnets,
             )
             self.functions.grant_restore_access(stage_task.task_definition.task_role)
+            execution_role = stage_task.task_definition.execution_role
+            if execution_role is not None:
+                Validations.of(execution_role).acknowledge(
+                    Acknowledgment(
+                        id="AwsSolutions-IAM5[Resource::*]",
+                        reason="ecr:GetAuthorizationToken, which the task needs to pull its image, has no "
+                        "resource-level permissions; the pull itself is granted on the one repository.",
+                    )
+                )
         self.restore_workflow = RestoreWorkflow(self, "Restore", functions=by_step, stage_task=stage_task)
         state_machine = self.restore_workflow.state_machine
         self.schedules.add_restore_drill(state_machine, [db.name for db in self.settings.databases])

@@ -63,7 +63,17 @@ def test_large_archives_stage_on_fargate_with_the_same_code(definition: dict[str
     (task,) = synthesized.resources("AWS::ECS::TaskDefinition").values()
     (container,) = task["Properties"]["ContainerDefinitions"]
     assert container["Command"] == ["python", "-m", "handlers.restore_task"]
-    assert container["Image"] == synthesized.settings["restore_task_image"]
+    image = json.dumps(container["Image"])  # pulled through its ECR repository, so the task may pull it
+    assert "dkr.ecr." in image and "/dbops-restore:1.0" in image
+    (execution_policy,) = [
+        p
+        for p in synthesized.resources("AWS::IAM::Policy").values()
+        if "ExecutionRole" in json.dumps(p["Properties"]["Roles"])
+    ]
+    pulls = [
+        s for s in execution_policy["Properties"]["PolicyDocument"]["Statement"] if "ecr:BatchGetImage" in s["Action"]
+    ]
+    assert pulls[0]["Resource"] == "arn:aws:ecr:eu-west-1:123456789012:repository/dbops-restore"
 
 
 def test_drill_schedules_start_the_state_machine_in_drill_mode(synthesized: Synth) -> None:
