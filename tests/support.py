@@ -13,28 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from psycopg import sql
-
-from dbops.connection import ConnectionSpec, connect
+from dbops.local.fingerprint import table_fingerprints
 from dbops.local.lambda_runtime import LocalLambdaContext, scheduled_event
 
-__all__ = ["LocalLambdaContext", "scheduled_event"]
+__all__ = ["LocalLambdaContext", "scheduled_event", "table_checksums"]
 
-
-def table_checksums(spec: ConnectionSpec) -> dict[str, tuple[int, str]]:
-    """Row count and md5 over every user table's rows in a stable order."""
-    result: dict[str, tuple[int, str]] = {}
-    with connect(spec) as conn:
-        tables = conn.execute("SELECT schemaname, relname FROM pg_stat_user_tables ORDER BY 1, 2").fetchall()
-        for schema, name in tables:
-            row = conn.execute(
-                sql.SQL(
-                    "SELECT count(*), coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM {} t"
-                ).format(sql.Identifier(schema, name))
-            ).fetchone()
-            assert row is not None
-            result[f"{schema}.{name}"] = (int(row[0]), str(row[1]))
-    return result
+table_checksums = table_fingerprints
 
 
 def emf_metrics(output: str) -> list[dict[str, Any]]:

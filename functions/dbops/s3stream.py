@@ -47,6 +47,7 @@ class MultipartUpload:
         self._upload_id: str | None = None
         self._extra = extra_args or {}
         self._worker: threading.Thread | None = None
+        self._enqueued = 0
 
     def __enter__(self) -> MultipartUpload:
         try:
@@ -70,6 +71,7 @@ class MultipartUpload:
             del self._buffer[: self.part_size]
 
     def _enqueue(self, part: bytes) -> None:
+        self._enqueued += 1
         while True:
             self._raise_if_failed()
             try:
@@ -106,7 +108,7 @@ class MultipartUpload:
 
     def complete(self) -> str:
         """Flush the last part and complete the upload; returns the object's sha256 (hex)."""
-        if self._buffer or (not self._parts and self._queue.empty()):
+        if self._buffer or self._enqueued == 0:  # the last part; an empty object still needs one
             self._enqueue(bytes(self._buffer))
             self._buffer.clear()
         self._finish_worker()

@@ -7,22 +7,17 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import subprocess
 import time
 from datetime import UTC, datetime
 
-import zstandard
-
-from dbops import catalog, s3stream
+from dbops import catalog, stored
 from dbops.catalog import CatalogEntry, Verification
 from dbops.errors import DbopsError, VerificationFailed
-from dbops.pgtools import find_tool
+from dbops.pgtools import StderrTail, find_tool
 
 
 def _check(entry: CatalogEntry, bucket: str, pg_bin_dir: str | None) -> None:
-    manifest = entry.manifest
-    obj = manifest.dump
     pg_restore = find_tool("pg_restore", pg_bin_dir)
     proc = subprocess.Popen(
         [str(pg_restore), "--file=/dev/null"],
@@ -31,36 +26,28 @@ def _check(entry: CatalogEntry, bucket: str, pg_bin_dir: str | None) -> None:
         stderr=subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stderr is not None
-    digest = hashlib.sha256()
-    size = 0
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
-    problem: str | None = None
+    stderr = StderrTail(proc.stderr)
+    mismatch: str | None = None
+    reading = True
     try:
-        for chunk in s3stream.iter_object(bucket, obj.key):
-            digest.update(chunk)
-            size += len(chunk)
-            proc.stdin.write(decompressor.decompress(chunk))
-        if not decompressor.eof:
-            problem = "the compressed stream ends early (truncated object)"
-    except zstandard.ZstdError as exc:
-        problem = f"the object is not a valid zstd stream: {exc}"
-    except BrokenPipeError:
-        pass  # pg_restore gave up; its exit code and stderr say why
+        for data in stored.read_back(bucket, entry.manifest.dump):
+            if reading:
+                try:
+                    proc.stdin.write(data)
+                except BrokenPipeError:
+                    reading = False  # pg_restore gave up; the object itself is still checked to its end
+    except VerificationFailed as exc:
+        mismatch = str(exc)
     finally:
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.close()
-    stderr = proc.stderr.read().decode(errors="replace").strip()
     returncode = proc.wait()
-    if size != obj.size:
-        raise VerificationFailed(f"size {size} bytes differs from the manifest's {obj.size} bytes")
-    if digest.hexdigest() != obj.sha256:
-        raise VerificationFailed("sha256 of the object differs from the manifest's")
-    if problem:
-        raise VerificationFailed(problem)
+    if mismatch:
+        raise VerificationFailed(mismatch)
     if returncode < 0:
         raise VerificationFailed(f"pg_restore was killed by signal {-returncode} while reading the archive")
     if returncode != 0:
-        raise VerificationFailed(f"pg_restore could not read the whole archive: {stderr or returncode}")
+        raise VerificationFailed(f"pg_restore could not read the whole archive: {stderr.text() or returncode}")
 
 
 def verify_backup(

@@ -13,7 +13,7 @@ from dbops.backup import BackupRequest, run_backup
 from dbops.catalog import BackupKind
 from dbops.errors import DbopsError
 from dbops.settings import FunctionSettings
-from handlers.events import parse_invocation
+from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
 
 
@@ -93,11 +93,9 @@ def _backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadlin
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = FunctionSettings()
     invocation = parse_event(event)
-    names = [invocation.database] if invocation.database else [db.name for db in settings.databases]
-    for name in names:
-        settings.database(name)  # an unknown name fails before any work starts
-    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - settings.deadline_margin_s
-    results = [_backup_one(settings, name, invocation.kind, deadline) for name in names]
+    databases = databases_to_run(settings.databases, invocation.database)
+    deadline = deadline_for(context, settings.deadline_margin_s)
+    results = [_backup_one(settings, db.name, invocation.kind, deadline) for db in databases]
     failed = [r for r in results if not r.ok]
     if failed:
         raise BackupsFailed("; ".join(f"{r.database}: {r.error}" for r in failed))

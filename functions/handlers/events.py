@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal, TypeVar
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from dbops.connection import DatabaseConfig, find_database
 from handlers.observability import parse
 
 
@@ -28,3 +31,13 @@ def parse_invocation(model: type[M], event: Any, what: str) -> M:
         scheduled = parse(ScheduledEvent, event, "scheduled event")
         return parse(model, scheduled.detail, "scheduled event detail")
     return parse(model, event, what)
+
+
+def databases_to_run(databases: list[DatabaseConfig], requested: str | None) -> list[DatabaseConfig]:
+    """The one database an invocation names, or every configured one; an unknown name fails before any work."""
+    return [find_database(databases, requested)] if requested else list(databases)
+
+
+def deadline_for(context: LambdaContext, margin_s: float) -> float:
+    """time.monotonic() after which no new work starts, keeping `margin_s` of the Lambda timeout to finish cleanly."""
+    return time.monotonic() + context.get_remaining_time_in_millis() / 1000 - margin_s

@@ -7,7 +7,6 @@ fails on bad input, so alarms (not Lambda errors) carry the health signal.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dbops.health import HealthEnvironment, HealthReport, run_health
 from dbops.settings import FunctionSettings
-from handlers.events import parse_invocation
+from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
 
 
@@ -53,9 +52,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = FunctionSettings()
     health = HealthEnvironment()
     invocation = parse_event(event)
-    names = [invocation.database] if invocation.database else [db.name for db in settings.databases]
-    configs = [settings.database(name) for name in names]  # an unknown name fails before any work starts
-    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - settings.deadline_margin_s
+    configs = databases_to_run(settings.databases, invocation.database)
+    deadline = deadline_for(context, settings.deadline_margin_s)
     reports = []
     for config in configs:
         report = run_health(config, health.for_database(config.name, settings.bucket), deadline=deadline)

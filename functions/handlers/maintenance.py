@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dbops.errors import DbopsError
 from dbops.maintenance import MaintenanceSettings, MaintenanceSummary, ProgressEvent, Task, run_task
 from dbops.maintenance.models import Progress
-from handlers.events import parse_invocation
+from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
 
 
@@ -106,9 +106,7 @@ def _maintain_one(
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = MaintenanceSettings()
     invocation = parse_event(event)
-    names = [invocation.database] if invocation.database else [db.name for db in settings.databases]
-    for name in names:
-        settings.database(name)  # an unknown name fails before any work starts
-    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - settings.deadline_margin_s
-    summaries = [_maintain_one(settings, name, invocation, deadline) for name in names]
+    databases = databases_to_run(settings.databases, invocation.database)
+    deadline = deadline_for(context, settings.deadline_margin_s)
+    summaries = [_maintain_one(settings, db.name, invocation, deadline) for db in databases]
     return MaintenanceResponse(summaries=summaries).model_dump(mode="json")

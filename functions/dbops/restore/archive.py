@@ -9,15 +9,12 @@ keeps its own and enforces them when the rows are swapped in.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import zstandard
-
-from dbops import s3stream
+from dbops import stored
 from dbops.catalog import StoredObject
 from dbops.errors import ToolError, VerificationFailed
 from dbops.pgtools import find_tool
@@ -100,21 +97,14 @@ class TocEntry:
 
 
 def download(bucket: str, obj: StoredObject, path: Path) -> Path:
-    """Stream the object to `path` decompressed, checking its size and sha256 on the way."""
-    digest = hashlib.sha256()
-    size = 0
-    decompressor = zstandard.ZstdDecompressor().decompressobj()
-    with path.open("wb") as out:
-        for chunk in s3stream.iter_object(bucket, obj.key):
-            digest.update(chunk)
-            size += len(chunk)
-            out.write(decompressor.decompress(chunk))
-    if size != obj.size or digest.hexdigest() != obj.sha256:
+    """Write the object to `path` decompressed, checking it against its manifest on the way."""
+    try:
+        with path.open("wb") as out:
+            for data in stored.read_back(bucket, obj):
+                out.write(data)
+    except VerificationFailed as exc:
         path.unlink(missing_ok=True)
-        raise VerificationFailed(f"archive s3://{bucket}/{obj.key} does not match its manifest (size or sha256)")
-    if not decompressor.eof:
-        path.unlink(missing_ok=True)
-        raise VerificationFailed(f"archive s3://{bucket}/{obj.key} ends early")
+        raise VerificationFailed(f"archive s3://{bucket}/{obj.key} does not match its manifest: {exc}") from None
     return path
 
 

@@ -1,0 +1,45 @@
+"""Multipart uploads against the moto server: exactly the parts written, and nothing left on failure."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from dbops import aws, s3stream
+from dbops.errors import StorageError
+
+MB = 1024 * 1024
+
+
+def _etag_parts(bucket: str, key: str) -> int:
+    etag = aws.client("s3").head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    return int(etag.rsplit("-", 1)[1])
+
+
+@pytest.mark.parametrize(("size", "parts"), [(0, 1), (5 * MB, 1), (10 * MB, 2), (10 * MB + 1, 3)])
+def test_upload_holds_exactly_the_bytes_written_in_the_expected_parts(bucket: str, size: int, parts: int) -> None:
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    with s3stream.MultipartUpload(bucket, "obj", part_size=5 * MB) as upload:
+        for start in range(0, size, 777_777):
+            upload.write(data[start : start + 777_777])
+        digest = upload.complete()
+
+    body = aws.client("s3").get_object(Bucket=bucket, Key="obj")["Body"].read()
+    assert body == data
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert _etag_parts(bucket, "obj") == parts  # a full last part adds no empty one
+
+
+def test_leaving_without_complete_aborts_the_upload(bucket: str) -> None:
+    with pytest.raises(RuntimeError), s3stream.MultipartUpload(bucket, "obj", part_size=5 * MB) as upload:
+        upload.write(b"a" * (6 * MB))
+        raise RuntimeError("the producer failed")
+    s3 = aws.client("s3")
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_missing_bucket_is_a_storage_error(local_aws: object) -> None:
+    with pytest.raises(StorageError, match="cannot start upload of s3://dbops-no-such-bucket/obj"):
+        s3stream.MultipartUpload("dbops-no-such-bucket", "obj").__enter__()
