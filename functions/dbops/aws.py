@@ -1,6 +1,7 @@
 """The one place dbops creates boto3 clients.
 
-boto3 honours AWS_ENDPOINT_URL itself, so the same code reaches AWS or the local moto server.
+boto3 honours AWS_ENDPOINT_URL itself, so the same code reaches AWS or the local moto server. boto3 is imported
+on the first client (~70 ms): a backup creates its client on the upload thread while pg_dump starts.
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ import os
 from functools import cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 
 @cache
 def client(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
     # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE in the environment override these defaults
     attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", "5"))
     config = Config(retries={"mode": "standard", "max_attempts": attempts}, connect_timeout=5, read_timeout=60)

@@ -120,37 +120,29 @@ def _widen_pipe(stream: IO[bytes]) -> None:
 
 
 def _stream_dump(
-    argv: list[str],
-    env: dict[str, str],
+    proc: subprocess.Popen[bytes],
     upload: s3stream.MultipartUpload,
     request: BackupRequest,
     deadline: _Deadline,
     progress: Progress | None,
     what: str,
 ) -> int:
-    """Run one pg_dump, compress its output into the upload; returns the bytes pg_dump wrote."""
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """Compress a running pg_dump's output into the upload; returns the bytes pg_dump wrote."""
     assert proc.stdout is not None and proc.stderr is not None
     stderr = StderrTail(proc.stderr)
     compressor = zstandard.ZstdCompressor(
         level=request.compression_level, threads=request.compression_threads
     ).compressobj()
-    _widen_pipe(proc.stdout)
     raw = 0
     reported = -1
-    try:
-        while chunk := proc.stdout.read1(READ_CHUNK):  # type: ignore[attr-defined]
-            raw += len(chunk)
-            upload.write(compressor.compress(chunk))
-            deadline.check(request.database)
-            if progress and (reported < 0 or raw - reported >= PROGRESS_EVERY):
-                progress(what, raw)
-                reported = raw
-        returncode = proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+    while chunk := proc.stdout.read1(READ_CHUNK):  # type: ignore[attr-defined]
+        raw += len(chunk)
+        upload.write(compressor.compress(chunk))
+        deadline.check(request.database)
+        if progress and (reported < 0 or raw - reported >= PROGRESS_EVERY):
+            progress(what, raw)
+            reported = raw
+    returncode = proc.wait()
     if returncode != 0:
         reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
         detail = stderr.text() or "no error output"
@@ -171,9 +163,19 @@ def _upload_dump(
     progress: Progress | None,
     what: str,
 ) -> StoredObject:
-    with s3stream.MultipartUpload(request.bucket, key, part_size=s3stream.part_size_for(expected_bytes)) as upload:
-        raw = _stream_dump(argv, env, upload, request, deadline, progress, what)
-        digest = upload.complete()
+    """pg_dump into one object. pg_dump starts first: it reads the catalog while the upload is being set up."""
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    _widen_pipe(proc.stdout)
+    try:
+        part_size = s3stream.part_size_for(expected_bytes)
+        with s3stream.MultipartUpload(request.bucket, key, part_size=part_size) as upload:
+            raw = _stream_dump(proc, upload, request, deadline, progress, what)
+            digest = upload.complete()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     return StoredObject(key=key, size=upload.size, sha256=digest, raw_size=raw)
 
 

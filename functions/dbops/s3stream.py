@@ -1,8 +1,11 @@
 """Streaming to and from S3 with bounded memory.
 
 MultipartUpload takes bytes as they come, hashes them, and uploads fixed-size parts from a background
-thread through a short queue, so compression and upload overlap and memory stays at a few parts. On any
-failure the upload is aborted: S3 never holds a completed object that was not finished on purpose.
+thread through a short queue, so compression and upload overlap and memory stays at a few parts. That thread
+also creates the upload (and the S3 client), so the producer starts at once. Every part
+carries a CRC32 that S3 checks on arrival, and the completed object keeps the composite of those CRC32s, so
+S3 itself refuses a part damaged on the way. On any failure the upload is aborted: S3 never holds a completed
+object that was not finished on purpose.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dbops.errors import StorageError
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
+CHECKSUM = "CRC32"
 _STOP = object()
 
 
@@ -39,7 +43,6 @@ class MultipartUpload:
         self.part_size = part_size
         self.sha256 = hashlib.sha256()
         self.size = 0
-        self._s3 = aws.client("s3")
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_depth)
@@ -50,11 +53,6 @@ class MultipartUpload:
         self._enqueued = 0
 
     def __enter__(self) -> MultipartUpload:
-        try:
-            resp = self._s3.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra)
-        except (BotoCoreError, ClientError) as exc:
-            raise StorageError(f"cannot start upload of s3://{self.bucket}/{self.key}: {exc}") from None
-        self._upload_id = resp["UploadId"]
         self._worker = threading.Thread(target=self._upload_parts, name="s3-part-uploader", daemon=True)
         self._worker.start()
         return self
@@ -81,10 +79,22 @@ class MultipartUpload:
                 continue
 
     def _raise_if_failed(self) -> None:
+        if isinstance(self._error, StorageError):
+            raise self._error
         if self._error is not None:
             raise StorageError(f"upload of s3://{self.bucket}/{self.key} failed: {self._error}")
 
+    def _start(self) -> None:
+        try:
+            resp = aws.client("s3").create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=CHECKSUM, **self._extra
+            )
+            self._upload_id = resp["UploadId"]
+        except Exception as exc:
+            self._error = StorageError(f"cannot start upload of s3://{self.bucket}/{self.key}: {exc}")
+
     def _upload_parts(self) -> None:
+        self._start()
         number = 0
         while True:
             part = self._queue.get()
@@ -94,10 +104,17 @@ class MultipartUpload:
                 continue  # drain so the producer never blocks on a dead worker
             number += 1
             try:
-                resp = self._s3.upload_part(
-                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=part
+                resp = aws.client("s3").upload_part(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    PartNumber=number,
+                    Body=part,
+                    ChecksumAlgorithm=CHECKSUM,
                 )
-                self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+                self._parts.append(
+                    {"PartNumber": number, "ETag": resp["ETag"], f"Checksum{CHECKSUM}": resp[f"Checksum{CHECKSUM}"]}
+                )
             except Exception as exc:  # any failure must reach the producer thread
                 self._error = exc
 
@@ -114,7 +131,7 @@ class MultipartUpload:
         self._finish_worker()
         self._raise_if_failed()
         try:
-            self._s3.complete_multipart_upload(
+            aws.client("s3").complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
@@ -132,7 +149,7 @@ class MultipartUpload:
         if self._upload_id is None:
             return
         try:
-            self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            aws.client("s3").abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
         except (BotoCoreError, ClientError):
             pass  # the bucket's lifecycle rule aborts incomplete uploads after a day
         self._upload_id = None

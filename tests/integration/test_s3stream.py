@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 
 import pytest
@@ -10,6 +12,13 @@ from dbops import aws, s3stream
 from dbops.errors import StorageError
 
 MB = 1024 * 1024
+
+
+def _composite_crc32(data: bytes, part_size: int) -> str:
+    """S3's checksum of a multipart object: the CRC32 of its parts' CRC32s (S3 adds '-' and the part count)."""
+    parts = [data[i : i + part_size] for i in range(0, len(data), part_size)] or [b""]
+    crcs = b"".join(binascii.crc32(p).to_bytes(4, "big") for p in parts)
+    return base64.b64encode(binascii.crc32(crcs).to_bytes(4, "big")).decode()
 
 
 def _etag_parts(bucket: str, key: str) -> int:
@@ -29,6 +38,8 @@ def test_upload_holds_exactly_the_bytes_written_in_the_expected_parts(bucket: st
     assert body == data
     assert digest == hashlib.sha256(data).hexdigest()
     assert _etag_parts(bucket, "obj") == parts  # a full last part adds no empty one
+    head = aws.client("s3").head_object(Bucket=bucket, Key="obj", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"].split("-")[0] == _composite_crc32(data, 5 * MB)  # S3 checked every part's CRC32
 
 
 def test_leaving_without_complete_aborts_the_upload(bucket: str) -> None:
@@ -41,5 +52,8 @@ def test_leaving_without_complete_aborts_the_upload(bucket: str) -> None:
 
 
 def test_missing_bucket_is_a_storage_error(local_aws: object) -> None:
-    with pytest.raises(StorageError, match="cannot start upload of s3://dbops-no-such-bucket/obj"):
-        s3stream.MultipartUpload("dbops-no-such-bucket", "obj").__enter__()
+    upload = s3stream.MultipartUpload("dbops-no-such-bucket", "obj", part_size=5 * MB)
+    expected = r"cannot start upload of s3://dbops-no-such-bucket/obj: .*NoSuchBucket"
+    with pytest.raises(StorageError, match=expected), upload:
+        upload.write(b"a" * (12 * MB))  # the producer learns of it by its next part at the latest
+        upload.complete()
