@@ -108,6 +108,9 @@ def sample_server(scales: dict[str, float]) -> Iterator[tuple[LocalPostgres, dic
                 flush=True,
             )
             specs[name] = spec
+        with connect(admin) as conn:
+            conn.execute("CHECKPOINT")  # measure a settled server, not one still writing out the generated data
+        os.sync()
         yield pg, specs
     finally:
         pg.destroy()

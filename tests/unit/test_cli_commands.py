@@ -35,3 +35,12 @@ def test_a_backup_does_not_import_the_other_groups() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_program_lists_every_command_in_its_help_and_exits_2_on_an_unknown_one() -> None:
+    help_run = subprocess.run([sys.executable, "-m", "dbops.cli", "--help"], capture_output=True, text=True)
+    assert help_run.returncode == 0
+    assert all(command in help_run.stdout for command in COMMANDS)
+    bad = subprocess.run([sys.executable, "-m", "dbops.cli", "no-such-command"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "invalid choice: 'no-such-command'" in bad.stderr

@@ -1,5 +1,3 @@
-import sys
+from dbops.cli import run
 
-from dbops.cli import main
-
-sys.exit(main())
+run()
