@@ -18,7 +18,14 @@ def client(service: str) -> Any:
 
     # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE in the environment override these defaults
     attempts = int(os.environ.get("AWS_MAX_ATTEMPTS", "5"))
-    config = Config(retries={"mode": "standard", "max_attempts": attempts}, connect_timeout=5, read_timeout=60)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": attempts},
+        connect_timeout=5,
+        read_timeout=60,
+        # every upload carries a CRC32 that S3 checks; without this, botocore also SHA-256-hashes each body to sign
+        # it whenever the endpoint is plain HTTP (a local one), on top of the backup's own SHA-256
+        s3={"payload_signing_enabled": False},
+    )
     return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
 
 

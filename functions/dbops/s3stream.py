@@ -51,6 +51,7 @@ class MultipartUpload:
         self._extra = extra_args or {}
         self._worker: threading.Thread | None = None
         self._enqueued = 0
+        self._completed = False
 
     def __enter__(self) -> MultipartUpload:
         self._worker = threading.Thread(target=self._upload_parts, name="s3-part-uploader", daemon=True)
@@ -139,7 +140,7 @@ class MultipartUpload:
             )
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot complete upload of s3://{self.bucket}/{self.key}: {exc}") from None
-        self._upload_id = None
+        self._completed = True
         return self.sha256.hexdigest()
 
     def abort(self) -> None:
@@ -157,8 +158,8 @@ class MultipartUpload:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._upload_id is not None:
-            self.abort()
+        if not self._completed:
+            self.abort()  # also when the upload thread is still creating the upload: it is aborted once created
 
 
 def part_size_for(expected_bytes: int) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import threading
+from typing import Any
 
 import pytest
 
@@ -42,10 +44,13 @@ def test_upload_holds_exactly_the_bytes_written_in_the_expected_parts(bucket: st
     assert head["ChecksumCRC32"].split("-")[0] == _composite_crc32(data, 5 * MB)  # S3 checked every part's CRC32
 
 
-def test_leaving_without_complete_aborts_the_upload(bucket: str) -> None:
+@pytest.mark.parametrize("written", [0, 6 * MB])
+def test_leaving_without_complete_aborts_the_upload(bucket: str, written: int) -> None:
+    # with nothing written, the upload thread is typically still creating the upload when the producer fails
     with pytest.raises(RuntimeError), s3stream.MultipartUpload(bucket, "obj", part_size=5 * MB) as upload:
-        upload.write(b"a" * (6 * MB))
+        upload.write(b"a" * written)
         raise RuntimeError("the producer failed")
+    assert not [t for t in threading.enumerate() if t.name == "s3-part-uploader"]  # nothing still running
     s3 = aws.client("s3")
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
@@ -57,3 +62,23 @@ def test_missing_bucket_is_a_storage_error(local_aws: object) -> None:
     with pytest.raises(StorageError, match=expected), upload:
         upload.write(b"a" * (12 * MB))  # the producer learns of it by its next part at the latest
         upload.complete()
+
+
+def test_each_part_carries_a_crc32_and_is_not_hashed_again_to_be_signed(bucket: str) -> None:
+    sent: list[dict[str, str]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        sent.append({k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()})
+
+    events = aws.client("s3").meta.events
+    events.register("before-send.s3.UploadPart", record)
+    try:
+        with s3stream.MultipartUpload(bucket, "obj", part_size=5 * MB) as upload:
+            upload.write(b"p" * (6 * MB))
+            upload.complete()
+    finally:
+        events.unregister("before-send.s3.UploadPart", record)
+    assert len(sent) == 2
+    for headers in sent:
+        assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+        assert headers["x-amz-checksum-crc32"]
