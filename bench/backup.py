@@ -18,7 +18,16 @@ from pathlib import Path
 from bench.common import mb, measure, moto_process, sample_server
 from dbops import aws, catalog
 from dbops.backup import BackupRequest, run_backup
+from dbops.connection import ConnectionSpec
 from dbops.pgtools import find_tool
+
+
+def _in_process(spec: ConnectionSpec, name: str, bucket: str) -> float:
+    """The same backup warm in this process, as the Lambda handler runs it."""
+    os.sync()
+    t0 = time.perf_counter()
+    run_backup(spec, BackupRequest(database=name, bucket=bucket))
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -28,7 +37,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="best of N for the fast commands")
     args = parser.parse_args()
 
-    with moto_process() as moto, sample_server({"large": args.scale, "small": args.small_scale}) as (pg, specs):
+    with sample_server({"large": args.scale, "small": args.small_scale}) as (pg, specs), moto_process() as moto:
         bucket = "dbops-bench"
         aws.client("s3").create_bucket(Bucket=bucket)
         pg_dump = str(find_tool("pg_dump"))
@@ -45,10 +54,7 @@ def main() -> None:
             moto_cpu = sum(moto.cpu_times()[:2])
             ours_runs = [measure(ours_cmd, ours_env) for _ in range(args.repeat)]
             moto_cpu = (sum(moto.cpu_times()[:2]) - moto_cpu) / args.repeat
-            os.sync()
-            t0 = time.perf_counter()  # the same code warm in this process, as the Lambda handler runs it
-            run_backup(spec, BackupRequest(database=name, bucket=bucket))
-            in_process = time.perf_counter() - t0
+            in_process = min(_in_process(spec, name, bucket) for _ in range(args.repeat))
             ours = min(r.seconds for r in ours_runs)
             rss = max(r.peak_rss for r in ours_runs)
             size = catalog.list_backups(bucket, database=name)[0].manifest.dump.size
