@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import subprocess
 import threading
 import time
@@ -61,28 +62,66 @@ class BackupRequest(BaseModel):
 
 @dataclass
 class _Deadline:
+    """When the backup must have stopped (the Lambda timeout less a margin), or None: no limit."""
+
     at: float | None
 
+    def expired(self) -> bool:
+        return self.at is not None and time.monotonic() > self.at
+
+    def bound(self, seconds: int) -> int:
+        """A wait of at most `seconds` that also ends once the deadline has passed (within a second of it),
+        so a wait cut short by it is reported as the time limit."""
+        if self.at is None:
+            return seconds
+        return max(1, min(seconds, math.ceil(self.at - time.monotonic()) + 1))
+
+    def watch(self, proc: subprocess.Popen[bytes]) -> threading.Timer | None:
+        """Kill the process when the time is up, even while it is stalled (waiting for a lock, say)."""
+        if self.at is None:
+            return None
+        timer = threading.Timer(max(0.0, self.at - time.monotonic()), proc.kill)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def error(self, database: str, cause: str | None = None) -> BackupError:
+        during = f" (at that moment: {cause})" if cause else ""
+        return BackupError(
+            f"backup of {database} stopped: the time limit is near (Lambda timeout){during}. "
+            "Give the function more time or run the backup as the Fargate task."
+        )
+
     def check(self, database: str) -> None:
-        if self.at is not None and time.monotonic() > self.at:
-            raise BackupError(
-                f"backup of {database} stopped: the time limit is near (Lambda timeout). "
-                "Give the function more time or run the backup as the Fargate task."
-            )
+        if self.expired():
+            raise self.error(database)
 
 
 class _SnapshotHolder:
     """A repeatable-read transaction whose snapshot pg_dump imports; counts rows in the same snapshot."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], lock_wait_timeout_s: int) -> None:
         self.conn = conn
+        self.lock_wait_timeout_s = lock_wait_timeout_s
         self.tables: list[tuple[str, str, int, int, int]] = []
         self.counts: dict[tuple[str, str], int] = {}
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
+    def __enter__(self) -> _SnapshotHolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """On failure a count may still be running (behind a lock, say): cancel it, then wait for the thread."""
+        if self._thread is not None and self._thread.is_alive():
+            with contextlib.suppress(psycopg.Error):
+                self.conn.cancel_safe(timeout=5)
+            self._thread.join()
+
     def export(self) -> str:
         self.conn.execute("SET idle_in_transaction_session_timeout = 0")
+        # the counts wait for a table lock no longer than pg_dump does
+        self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{self.lock_wait_timeout_s}s")))
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
@@ -138,14 +177,19 @@ def _stream_dump(
     # pg_dump writes 4 kB at a time: wait for whole 4 MB chunks (readinto fills the buffer unless at the end),
     # or the loop would run once per few kB, ~100,000 times a GB, and cost more CPU than zstd
     buffer = memoryview(bytearray(READ_CHUNK))
-    while size := proc.stdout.readinto(buffer):  # type: ignore[attr-defined]
-        raw += size
-        upload.write(compressor.compress(buffer[:size]))
-        deadline.check(request.database)
-        if progress and (reported < 0 or raw - reported >= PROGRESS_EVERY):
-            progress(what, raw)
-            reported = raw
-    returncode = proc.wait()
+    watchdog = deadline.watch(proc)
+    try:
+        while size := proc.stdout.readinto(buffer):  # type: ignore[attr-defined]
+            raw += size
+            upload.write(compressor.compress(buffer[:size]))
+            if progress and (reported < 0 or raw - reported >= PROGRESS_EVERY):
+                progress(what, raw)
+                reported = raw
+        returncode = proc.wait()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+    deadline.check(request.database)  # pg_dump killed by the watchdog: report the time limit
     if returncode != 0:
         reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
         detail = stderr.text() or "no error output"
@@ -202,42 +246,43 @@ def run_backup(
             server_num = int(conn.info.server_version)
             server_text = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
             require_compatible(pg_dump, server_num, request.database)
-            holder = _SnapshotHolder(conn)
-            snapshot = holder.export()
-            holder.start_counting()
-            env = spec.libpq_env()
-            common = [
-                str(pg_dump.path),
-                "--no-password",
-                f"--snapshot={snapshot}",
-                f"--lock-wait-timeout={request.lock_wait_timeout_s}s",
-            ]
-            expected = sum(t[2] for t in holder.tables)  # the archive is never larger than the tables
-            dump = _upload_dump(
-                expected,
-                [*common, "--format=custom", "--compress=0"],
-                env,
-                prefix + "database.dump.zst",
-                request,
-                limit,
-                progress,
-                "pg_dump",
-            )
-            written.append(dump.key)
-            schema_sql = None
-            if request.kind == "predeploy":
-                schema_sql = _upload_dump(
-                    0,
-                    [*common, "--schema-only", "--format=plain"],
+            lock_wait_s = limit.bound(request.lock_wait_timeout_s)  # a lock held by a migration, say
+            with _SnapshotHolder(conn, lock_wait_s) as holder:
+                snapshot = holder.export()
+                holder.start_counting()
+                env = spec.libpq_env()
+                common = [
+                    str(pg_dump.path),
+                    "--no-password",
+                    f"--snapshot={snapshot}",
+                    f"--lock-wait-timeout={lock_wait_s}s",
+                ]
+                expected = sum(t[2] for t in holder.tables)  # the archive is never larger than the tables
+                dump = _upload_dump(
+                    expected,
+                    [*common, "--format=custom", "--compress=0"],
                     env,
-                    prefix + "schema.sql.zst",
+                    prefix + "database.dump.zst",
                     request,
                     limit,
                     progress,
-                    "pg_dump --schema-only",
+                    "pg_dump",
                 )
-                written.append(schema_sql.key)
-            tables = holder.stats(request.database)
+                written.append(dump.key)
+                schema_sql = None
+                if request.kind == "predeploy":
+                    schema_sql = _upload_dump(
+                        0,
+                        [*common, "--schema-only", "--format=plain"],
+                        env,
+                        prefix + "schema.sql.zst",
+                        request,
+                        limit,
+                        progress,
+                        "pg_dump --schema-only",
+                    )
+                    written.append(schema_sql.key)
+                tables = holder.stats(request.database)
         finished = datetime.now(UTC)
         manifest = BackupManifest(
             id=backup_id,
@@ -263,6 +308,8 @@ def run_backup(
             raise
         if isinstance(exc, DbopsError | psycopg.Error):
             reason = describe_error(exc)
+            if limit.expired():  # a lock wait or a statement cut short by the deadline
+                raise limit.error(request.database, reason) from None
             if isinstance(exc, ToolError):
                 raise BackupError(reason) from None
             raise BackupError(f"backup of database {request.database} failed: {reason}") from None
