@@ -34,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=9.0, help="the large sample (9 is about 1 GB)")
     parser.add_argument("--small-scale", type=float, default=3.0, help="the second size, for memory")
-    parser.add_argument("--repeat", type=int, default=3, help="best of N for the fast commands")
+    parser.add_argument("--repeat", type=int, default=5, help="best of N for the fast commands")
     args = parser.parse_args()
 
     with sample_server({"large": args.scale, "small": args.small_scale}) as (pg, specs), moto_process() as moto:

@@ -2,10 +2,10 @@
 
 MultipartUpload takes bytes as they come, hashes them, and uploads fixed-size parts from a background
 thread through a short queue, so compression and upload overlap and memory stays at a few parts. That thread
-also creates the upload (and the S3 client), so the producer starts at once. Every part
-carries a CRC32 that S3 checks on arrival, and the completed object keeps the composite of those CRC32s, so
-S3 itself refuses a part damaged on the way. On any failure the upload is aborted: S3 never holds a completed
-object that was not finished on purpose.
+also creates the upload (and the S3 client), so the producer starts at once. Every part carries a CRC32 that
+S3 checks on arrival, and the completed object keeps the composite of those CRC32s: S3 itself refuses a part
+damaged on the way. On any failure the upload is aborted: S3 never holds a completed object that was not
+finished on purpose.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ class MultipartUpload:
         self.size += len(data)
         self._buffer += data
         while len(self._buffer) >= self.part_size:
-            self._enqueue(bytes(self._buffer[: self.part_size]))
+            with memoryview(self._buffer) as view:
+                part = bytes(view[: self.part_size])  # one copy (slicing the bytearray itself would be two)
+            self._enqueue(part)
             del self._buffer[: self.part_size]
 
     def _enqueue(self, part: bytes) -> None:
