@@ -48,12 +48,18 @@ def main() -> None:
             ours_cmd = [sys.executable, "-m", "dbops.cli", "backup", "--database-name", name]
             measure(["sh", "-c", f"{pg_dump} -Fc -Z0 > /dev/null"], env)  # each command once unmeasured first
             measure(ours_cmd, ours_env)
-            limit = min(
+            limit_runs = [
                 measure(["sh", "-c", f"{pg_dump} -Fc -Z0 > /dev/null"], env).seconds for _ in range(args.repeat)
-            )
+            ]
+            limit = min(limit_runs)
             moto_cpu = sum(moto.cpu_times()[:2])
             ours_runs = [measure(ours_cmd, ours_env) for _ in range(args.repeat)]
             moto_cpu = (sum(moto.cpu_times()[:2]) - moto_cpu) / args.repeat
+            print(
+                f"# {name}: limit runs {' '.join(f'{t:.2f}' for t in limit_runs)} s; "
+                f"ours {' '.join(f'{r.seconds:.2f}' for r in ours_runs)} s",
+                flush=True,
+            )
             in_process = min(_in_process(spec, name, bucket) for _ in range(args.repeat))
             ours = min(r.seconds for r in ours_runs)
             rss = max(r.peak_rss for r in ours_runs)
