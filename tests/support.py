@@ -99,12 +99,14 @@ class WhenProcessWrites:
         end = time.monotonic() + self.timeout
         while time.monotonic() < end:
             for pid in _children(self.name, self.arg):
-                with contextlib.suppress(OSError):
+                try:
                     written = _io_bytes(pid, self.counter)
-                    if written >= self.threshold:
-                        self.fired_at_bytes = written
-                        self.action(pid)
-                        return
+                except OSError:
+                    continue  # the process ended between listing and reading
+                if written >= self.threshold:
+                    self.action(pid)  # a fault that could not be delivered raises here, failing the test
+                    self.fired_at_bytes = written
+                    return
             time.sleep(0.001)
 
 

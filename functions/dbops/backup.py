@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from dbops import catalog, s3stream
 from dbops.catalog import BackupKind, BackupManifest, StoredObject, TableStat
-from dbops.connection import ConnectionSpec, connect, describe_error
+from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
 from dbops.errors import BackupError, DbopsError, ToolError
 from dbops.pgtools import StderrTail, find_tool, require_compatible, tool_version
 
@@ -243,7 +243,7 @@ def run_backup(
     try:
         pg_dump = tool_version(find_tool("pg_dump", request.pg_bin_dir))
         with connect(spec, autocommit=True, statement_timeout_ms=0) as conn:
-            server_num = int(conn.info.server_version)
+            server_num = server_version_num(conn)
             server_text = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
             require_compatible(pg_dump, server_num, request.database)
             lock_wait_s = limit.bound(request.lock_wait_timeout_s)  # a lock held by a migration, say

@@ -103,15 +103,10 @@ def record_verification(bucket: str, manifest: BackupManifest, result: Verificat
 
 
 def _manifest_keys(bucket: str, kind: str | None, database: str | None) -> list[str]:
-    prefix = ROOT
-    if kind:
-        prefix += f"{kind}/"
-        if database:
-            prefix += f"{database}/"
-    keys = [k for k in s3stream.list_keys(bucket, prefix) if k.endswith("/" + MANIFEST)]
-    if database:
-        keys = [k for k in keys if k.split("/")[2] == database]
-    return keys
+    """Manifest keys, listing only the prefixes that can hold them (one per kind for a database's backups)."""
+    kinds = [kind] if kind else list(BACKUP_KINDS)
+    prefixes = [f"{ROOT}{k}/{database}/" for k in kinds] if database else [f"{ROOT}{kind}/" if kind else ROOT]
+    return [k for prefix in prefixes for k in s3stream.list_keys(bucket, prefix) if k.endswith("/" + MANIFEST)]
 
 
 def _load(bucket: str, manifest_key: str) -> CatalogEntry | None:

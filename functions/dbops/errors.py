@@ -1,5 +1,12 @@
 """Domain errors: each says what failed, where, and what to do next — never a secret."""
 
+from pydantic import ValidationError
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """Every wrong field of a pydantic validation, by its path, without echoing the values given."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+
 
 class DbopsError(Exception):
     """Base for every error dbops raises on purpose."""

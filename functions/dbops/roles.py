@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel
 
-from dbops.connection import ConnectionSpec, connect, describe_error
+from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
 from dbops.errors import ConfigError, DatabaseError
 from dbops.pgtools import server_major
 
@@ -309,7 +309,7 @@ def plan_roles(
 ) -> RolesPlan:
     """Read the server version (and pgaudit's state) and make the plan; changes nothing."""
     with connect(spec, statement_timeout_ms=30_000) as conn:
-        version_num = int(conn.info.server_version)
+        version_num = server_version_num(conn)
         version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
         _check_users(conn, grant_to)
         sections = role_sections(version_num, spec.dbname, grant_to, names)

@@ -35,8 +35,6 @@ class MultipartUpload:
         key: str,
         *,
         part_size: int = PART_SIZE,
-        queue_depth: int = 1,
-        extra_args: dict[str, Any] | None = None,
     ) -> None:
         self.bucket = bucket
         self.key = key
@@ -45,10 +43,9 @@ class MultipartUpload:
         self.size = 0
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_depth)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)  # one part queued, one uploading
         self._error: BaseException | None = None
         self._upload_id: str | None = None
-        self._extra = extra_args or {}
         self._worker: threading.Thread | None = None
         self._enqueued = 0
         self._completed = False
@@ -90,7 +87,7 @@ class MultipartUpload:
     def _start(self) -> None:
         try:
             resp = aws.client("s3").create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=CHECKSUM, **self._extra
+                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=CHECKSUM
             )
             self._upload_id = resp["UploadId"]
         except Exception as exc:
@@ -207,12 +204,6 @@ def list_keys(bucket: str, prefix: str) -> Iterator[str]:
                 yield item["Key"]
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
-
-
-def delete_prefix(bucket: str, prefix: str) -> None:
-    keys = [{"Key": k} for k in list_keys(bucket, prefix)]
-    for start in range(0, len(keys), 1000):
-        aws.client("s3").delete_objects(Bucket=bucket, Delete={"Objects": keys[start : start + 1000]})
 
 
 def delete_object(bucket: str, key: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,16 +18,6 @@ from dbops.maintenance import MaintenanceSettings, MaintenanceSummary, ProgressE
 from dbops.maintenance.models import Progress
 from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
-
-
-class ScheduledEvent(BaseModel):
-    """An EventBridge scheduled event; `detail` names the task."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
-    source: str
-    id: str
-    detail: dict[str, Any] = Field(default_factory=dict)
 
 
 class MaintenanceInvocation(BaseModel):

@@ -14,6 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.base import SingleMetric
 from pydantic import BaseModel, ValidationError
 
+from dbops.errors import validation_problems
+
 NAMESPACE = "dbops"
 
 M = TypeVar("M", bound=BaseModel)
@@ -38,7 +40,4 @@ def parse(model: type[M], data: Any, what: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ValueError(f"invalid {what}: {problems}") from None
+        raise ValueError(f"invalid {what}: {validation_problems(exc)}") from None

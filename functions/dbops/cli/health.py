@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dbops.cli.common import EnvDefault, add_database_url, print_json, spec_from
-from dbops.errors import ConfigError, DbopsError
+from dbops.errors import ConfigError, DbopsError, validation_problems
 from dbops.health import HealthSettings, Thresholds, format_report, run_health
 
 EXIT_CHECK_FAILED = 3
@@ -27,11 +27,7 @@ def _thresholds(text: str | None) -> Thresholds:
     try:
         return Thresholds.model_validate(json.loads(text))
     except (json.JSONDecodeError, ValidationError) as exc:
-        problems = (
-            "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
-            if isinstance(exc, ValidationError)
-            else str(exc)
-        )
+        problems = validation_problems(exc) if isinstance(exc, ValidationError) else str(exc)
         raise ConfigError(f"invalid --thresholds: {problems}") from None
 
 

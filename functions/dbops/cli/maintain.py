@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from dbops.cli.common import EnvDefault, add_database_url, print_json, spec_from
 from dbops.connection import ConnectionSpec
-from dbops.errors import ConfigError
+from dbops.errors import ConfigError, validation_problems
 from dbops.maintenance import (
     TASKS,
     MaintenanceConfig,
@@ -39,7 +39,7 @@ def load_config(path: str | None) -> MaintenanceConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read maintenance config {path}: {exc.strerror}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+        problems = validation_problems(exc)
         raise ConfigError(f"invalid maintenance config {path}: {problems}") from None
 
 

@@ -16,7 +16,7 @@ from psycopg import sql
 from dbops import catalog, sns
 from dbops.backup import BackupRequest, run_backup
 from dbops.catalog import BackupManifest
-from dbops.connection import ConnectionSpec, connect
+from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
 from dbops.errors import DbopsError
 from dbops.pgrestore import run_pg_restore
 from dbops.pgtools import find_tool, server_major, tool_version
@@ -51,7 +51,9 @@ def _work(state: RestoreState, settings: FunctionSettings) -> ConnectionSpec:
 
 def _manifest(state: RestoreState, settings: FunctionSettings) -> BackupManifest:
     assert state.backup_id is not None
-    return catalog.find_backup(settings.bucket, state.backup_id, database=state.database).manifest
+    return catalog.find_backup(
+        settings.bucket, state.backup_id, kind=state.backup_kind, database=state.database
+    ).manifest
 
 
 def _resolve_tables(names: list[str], manifest: BackupManifest) -> list[TablePlan]:
@@ -115,8 +117,8 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         raise RestoreRefused(
             f"pg_restore {pg_restore.number} cannot read an archive made by pg_dump {manifest.pg_dump_version}"
         )
-    with connect(spec.for_database("postgres")) as conn:
-        server = int(conn.info.server_version)
+    with connect(databases.admin_spec(spec)) as conn:
+        server = server_version_num(conn)
     if server_major(server) < server_major(manifest.server_version_num):
         raise RestoreRefused(
             f"the server is PostgreSQL {server_major(server)}, older than the backup's "
@@ -251,7 +253,7 @@ def check(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             try:  # operator configuration, like the SQL of a migration: trusted, but run read-only
                 row = conn.execute(sql.SQL(query)).fetchone()
             except psycopg.Error as exc:
-                problems.append(f"custom check {query!r} failed: {str(exc).strip().splitlines()[0]}")
+                problems.append(f"custom check {query!r} failed: {describe_error(exc)}")
                 continue
             if not row or row[0] is not True:
                 problems.append(f"custom check {query!r} returned {row[0] if row else 'no row'}")

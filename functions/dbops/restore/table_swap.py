@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
+from dbops.connection import ConnectionSpec, connect, describe_error
 from dbops.errors import DatabaseError
 
 COLUMNS = """
@@ -151,7 +151,7 @@ def swap_tables(
         except psycopg.Error as exc:
             dst.rollback()
             raise DatabaseError(
-                f"swap of {', '.join(tables)} into {target.dbname} rolled back: {str(exc).strip().splitlines()[0]}"
+                f"swap of {', '.join(tables)} into {target.dbname} rolled back: {describe_error(exc)}"
             ) from None
         except BaseException:
             dst.rollback()
