@@ -35,10 +35,15 @@ PROGRESS_EVERY = 64 * 1024 * 1024
 
 Progress = Callable[[str, int], None]
 
+# a table's shape as the manifest records it and a restore checks it: its indexes and its constraints
+# (primary key, unique, check, exclusion), for the pg_class row `c`
+TABLE_SHAPE = sql.SQL("""
+    (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid),
+    (SELECT count(*) FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x'))
+""")
+
 LIST_TABLES = sql.SQL("""
-    SELECT n.nspname, c.relname, pg_total_relation_size(c.oid),
-           (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid),
-           (SELECT count(*) FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x'))
+    SELECT n.nspname, c.relname, pg_total_relation_size(c.oid), {shape}
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'm')
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -46,7 +51,7 @@ LIST_TABLES = sql.SQL("""
       AND NOT EXISTS (SELECT 1 FROM pg_depend d
                       WHERE d.objid = c.oid AND d.deptype = 'e')
     ORDER BY 1, 2
-""")
+""").format(shape=TABLE_SHAPE)
 
 
 class BackupRequest(BaseModel):

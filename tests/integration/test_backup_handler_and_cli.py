@@ -113,5 +113,6 @@ def test_cli_reports_unknown_backup_and_missing_flags(bucket: str, local_aws: Lo
     assert unknown.returncode == 1
     assert "backup nope not found" in unknown.stderr
 
-    missing = _dbops("backup", env_extra={"DBOPS_DATABASE_URL": "", "DBOPS_BUCKET": ""})
-    assert missing.returncode in (1, 2)
+    missing = _dbops("backup", env_extra={"DBOPS_DATABASE_URL": "", "DBOPS_BUCKET": ""})  # empty counts as unset
+    assert missing.returncode == 2
+    assert "the following arguments are required: --database-url, --bucket" in missing.stderr

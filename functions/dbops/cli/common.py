@@ -14,10 +14,11 @@ from dbops.text import table_lines
 
 
 class EnvDefault(argparse.Action):
-    """A flag whose default comes from an environment variable; required only when neither is set."""
+    """A flag whose default comes from an environment variable; required only when neither is set (an empty
+    variable counts as not set)."""
 
     def __init__(self, envvar: str, required: bool = True, default: Any = None, **kwargs: Any) -> None:
-        default = os.environ.get(envvar, default)
+        default = os.environ.get(envvar) or default
         if default is not None:
             required = False
         kwargs["help"] = f"{kwargs.get('help', '')} [env {envvar}]".strip()

@@ -24,9 +24,15 @@ def work_name(target: str, restore_id: str, purpose: str) -> str:
     return target[: MAX_NAME - len(suffix)] + suffix
 
 
-def exists(spec: ConnectionSpec, name: str) -> bool:
+def existing(spec: ConnectionSpec, *names: str) -> set[str]:
+    """Which of `names` exist on the server, in one query."""
     with connect(admin_spec(spec)) as conn:
-        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is not None
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [list(names)]).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def exists(spec: ConnectionSpec, name: str) -> bool:
+    return name in existing(spec, name)
 
 
 def create(spec: ConnectionSpec, name: str) -> None:

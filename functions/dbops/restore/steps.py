@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from dbops import catalog, sns
-from dbops.backup import BackupRequest, run_backup
+from dbops.backup import TABLE_SHAPE, BackupRequest, run_backup
 from dbops.catalog import BackupManifest
 from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
 from dbops.errors import DbopsError
@@ -25,6 +25,11 @@ from dbops.restore.models import RestoreState, TablePlan
 from dbops.restore.table_swap import swap_tables
 from dbops.settings import FunctionSettings
 from dbops.verify import verify_backup
+
+SHAPE_OF_TABLE = sql.SQL(
+    "SELECT {shape} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'm')"
+).format(shape=TABLE_SHAPE)
 
 
 class RestoreRefused(DbopsError):
@@ -226,13 +231,7 @@ def check(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     with connect(_work(state, settings), statement_timeout_ms=0) as conn:
         for plan in state.tables:
             expected = manifest[plan.qualified]
-            row = conn.execute(
-                "SELECT (SELECT count(*) FROM pg_index WHERE indrelid = c.oid), "
-                "(SELECT count(*) FROM pg_constraint WHERE conrelid = c.oid AND contype IN ('p','u','c','x')) "
-                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = %s",
-                [plan.schema_name, plan.name],
-            ).fetchone()
+            row = conn.execute(SHAPE_OF_TABLE, [plan.schema_name, plan.name]).fetchone()
             if row is None:
                 problems.append(f"{plan.qualified} is missing")
                 continue
@@ -279,9 +278,10 @@ def swap(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         if databases.exists(spec, work):
             databases.rename(spec, work, target)
         return state.model_copy(update={"swapped": True})
-    if databases.exists(spec, pre) and databases.exists(spec, target) and not databases.exists(spec, work):
+    present = databases.existing(spec, target, work, pre)
+    if {pre, target} <= present and work not in present:
         return state.model_copy(update={"swapped": True})  # done by an earlier attempt
-    if databases.exists(spec, target):
+    if target in present:
         databases.allow_connections(spec, target, False)
         databases.end_connections(spec, target)
         databases.rename(spec, target, pre)
@@ -387,11 +387,14 @@ def rollback(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         return state
     spec = _spec(state, settings)
     target, work, pre = state.target_db, state.work_db, state.pre_restore_db
-    if target and pre and databases.exists(spec, pre):
-        if databases.exists(spec, target) and not databases.exists(spec, work):
-            databases.rename(spec, target, work)  # the swap went through before the failure was seen
-        if not databases.exists(spec, target):
-            databases.rename(spec, pre, target)
+    if target and pre:
+        present = databases.existing(spec, target, work, pre)
+        if pre in present:
+            if target in present and work not in present:
+                databases.rename(spec, target, work)  # the swap went through before the failure was seen
+                present = (present - {target}) | {work}
+            if target not in present:
+                databases.rename(spec, pre, target)
     if target and state.target_existed and databases.exists(spec, target):
         databases.allow_connections(spec, target, True)
     databases.drop(spec, work)
