@@ -49,9 +49,7 @@ def find_tool(name: str, bin_dir: str | Path | None = None) -> Path:
 @dataclass(frozen=True)
 class ToolVersion:
     path: Path
-    text: str
     major: int
-
     number: str
 
 
@@ -64,7 +62,7 @@ def tool_version(path: Path) -> ToolVersion:
     match = re.search(r"\)\s+((\d+)(?:\.\d+)?)", text)
     if not match:
         raise ToolError(f"cannot read the version of {path}: {text!r}")
-    return ToolVersion(path=path, text=text, major=int(match.group(2)), number=match.group(1))
+    return ToolVersion(path=path, major=int(match.group(2)), number=match.group(1))
 
 
 def server_major(server_version_num: int) -> int:

@@ -53,8 +53,13 @@ def _check(entry: CatalogEntry, bucket: str, pg_bin_dir: str | None) -> None:
 def verify_backup(
     bucket: str, ref: str, *, kind: str | None = None, database: str | None = None, pg_bin_dir: str | None = None
 ) -> Verification:
-    """Check one backup and record the result; raises VerificationFailed after recording a failure."""
-    entry = catalog.find_backup(bucket, ref, kind=kind, database=database)
+    """Check one backup (an id, or latest) and record the result; raises VerificationFailed after recording a
+    failure."""
+    return verify_entry(bucket, catalog.find_backup(bucket, ref, kind=kind, database=database), pg_bin_dir)
+
+
+def verify_entry(bucket: str, entry: catalog.CatalogEntry, pg_bin_dir: str | None = None) -> Verification:
+    """verify_backup for a backup already read from the catalog."""
     t0 = time.monotonic()
     try:
         _check(entry, bucket, pg_bin_dir)

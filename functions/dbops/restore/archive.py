@@ -192,12 +192,3 @@ def selective_list(archive: Path, tables: list[str], work: Path, pg_bin_dir: str
     path = work / "selective.list"
     path.write_text("\n".join(keep) + "\n")
     return path
-
-
-def object_counts(archive: Path, pg_bin_dir: str | None = None) -> dict[str, int]:
-    """How many tables, indexes, constraints and sequences the archive holds, by TOC description."""
-    counts: dict[str, int] = {}
-    for entry in table_of_contents(archive, pg_bin_dir):
-        if entry.desc in ("TABLE", "INDEX", "CONSTRAINT", "FK CONSTRAINT", "SEQUENCE"):
-            counts[entry.desc] = counts.get(entry.desc, 0) + 1
-    return counts

@@ -75,9 +75,7 @@ class RestoreState(BaseModel):
     backup_id: str | None = None
     backup_kind: BackupKind | None = None
     backup_finished_at: datetime | None = None
-    archive_key: str | None = None
     archive_size: int = 0
-    archive_sha256: str | None = None
     target_db: str | None = None
     work_db: str | None = None
     pre_restore_db: str | None = None

@@ -24,7 +24,7 @@ from dbops.restore import archive, databases, hooks, records
 from dbops.restore.models import RestoreState, TablePlan
 from dbops.restore.table_swap import swap_tables
 from dbops.settings import FunctionSettings
-from dbops.verify import verify_backup
+from dbops.verify import verify_entry
 
 SHAPE_OF_TABLE = sql.SQL(
     "SELECT {shape} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -55,10 +55,9 @@ def _work(state: RestoreState, settings: FunctionSettings) -> ConnectionSpec:
 
 
 def _manifest(state: RestoreState, settings: FunctionSettings) -> BackupManifest:
-    assert state.backup_id is not None
-    return catalog.find_backup(
-        settings.bucket, state.backup_id, kind=state.backup_kind, database=state.database
-    ).manifest
+    """The chosen backup's manifest, read straight from its prefix."""
+    assert state.backup_id is not None and state.backup_kind is not None and state.database is not None
+    return catalog.load_backup(settings.bucket, state.backup_kind, state.database, state.backup_id).manifest
 
 
 def _resolve_tables(names: list[str], manifest: BackupManifest) -> list[TablePlan]:
@@ -111,7 +110,7 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             f"backup {manifest.id} failed verification: {entry.verification and entry.verification.detail}"
         )
     if entry.verified is None:
-        verify_backup(settings.bucket, manifest.id, database=db.name, pg_bin_dir=settings.pg_bin_dir)
+        verify_entry(settings.bucket, entry, settings.pg_bin_dir)
     plans = (
         _resolve_tables(req.tables, manifest)
         if req.tables
@@ -145,9 +144,7 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             "backup_id": manifest.id,
             "backup_kind": manifest.kind,
             "backup_finished_at": manifest.finished_at,
-            "archive_key": manifest.dump.key,
             "archive_size": manifest.dump.raw_size,
-            "archive_sha256": manifest.dump.sha256,
             "target_db": None if req.mode == "drill" else target,
             "target_existed": target_existed and req.mode == "restore",
             "work_db": databases.work_name(target, state.restore_id, purpose),
