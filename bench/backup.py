@@ -46,18 +46,22 @@ def main() -> None:
             env = {**os.environ, **spec.libpq_env()}
             ours_env = {**os.environ, "DBOPS_DATABASE_URL": pg.url(spec.dbname), "DBOPS_BUCKET": bucket}
             ours_cmd = [sys.executable, "-m", "dbops.cli", "backup", "--database-name", name]
-            measure(["sh", "-c", f"{pg_dump} -Fc -Z0 > /dev/null"], env)  # each command once unmeasured first
+            limit_cmd = ["sh", "-c", f"{pg_dump} -Fc -Z0 > /dev/null"]
+            measure(limit_cmd, env)  # each command once unmeasured first
             measure(ours_cmd, ours_env)
-            limit_runs = [
-                measure(["sh", "-c", f"{pg_dump} -Fc -Z0 > /dev/null"], env).seconds for _ in range(args.repeat)
-            ]
+            # alternately, so both sides see the same machine: a shared machine drifts over a run
+            limit_runs, ours_runs, moto_cpu = [], [], 0.0
+            for _ in range(args.repeat):
+                limit_runs.append(measure(limit_cmd, env).seconds)
+                before = sum(moto.cpu_times()[:2])
+                ours_runs.append(measure(ours_cmd, ours_env))
+                moto_cpu += (sum(moto.cpu_times()[:2]) - before) / args.repeat
             limit = min(limit_runs)
-            moto_cpu = sum(moto.cpu_times()[:2])
-            ours_runs = [measure(ours_cmd, ours_env) for _ in range(args.repeat)]
-            moto_cpu = (sum(moto.cpu_times()[:2]) - moto_cpu) / args.repeat
+            pairs = sorted(r.seconds / t for r, t in zip(ours_runs, limit_runs, strict=True))
             print(
                 f"# {name}: limit runs {' '.join(f'{t:.2f}' for t in limit_runs)} s; "
-                f"ours {' '.join(f'{r.seconds:.2f}' for r in ours_runs)} s",
+                f"ours {' '.join(f'{r.seconds:.2f}' for r in ours_runs)} s; "
+                f"ratio of each pair {' '.join(f'{x:.2f}' for x in pairs)} (median {pairs[len(pairs) // 2]:.2f})",
                 flush=True,
             )
             in_process = min(_in_process(spec, name, bucket) for _ in range(args.repeat))

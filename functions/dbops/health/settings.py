@@ -12,12 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from dbops.health.thresholds import Thresholds
 
 
-class HealthSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ProbeOptions(BaseModel):
+    """How the probes run: the same whether given in code or read from the environment."""
 
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    bucket: str | None = Field(default=None, description="backup bucket; without one, backup freshness is unknown")
-    database_name: str | None = Field(default=None, description="the database's name in the catalog and reports")
     statement_timeout_ms: int = Field(default=5_000, ge=1, description="applies to every probe query")
     lock_timeout_ms: int = Field(default=1_000, ge=0, description="a probe never queues long behind a lock")
     top: int = Field(default=10, ge=1, le=100, description="rows listed per probe (largest tables, slowest queries)")
@@ -26,24 +24,18 @@ class HealthSettings(BaseModel):
     )
 
 
-class HealthEnvironment(BaseSettings):
+class HealthSettings(ProbeOptions):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket: str | None = Field(default=None, description="backup bucket; without one, backup freshness is unknown")
+    database_name: str | None = Field(default=None, description="the database's name in the catalog and reports")
+
+
+class HealthEnvironment(BaseSettings, ProbeOptions):
     """The health function's own settings (env vars prefixed DBOPS_HEALTH_)."""
 
     model_config = SettingsConfigDict(env_prefix="DBOPS_HEALTH_", extra="ignore")
 
-    thresholds: Thresholds = Field(default_factory=Thresholds)
-    statement_timeout_ms: int = Field(default=5_000, ge=1)
-    lock_timeout_ms: int = Field(default=1_000, ge=0)
-    top: int = Field(default=10, ge=1, le=100)
-    exact_sizes_max_tables: int = Field(default=5_000, ge=0)
-
     def for_database(self, name: str, bucket: str | None) -> HealthSettings:
-        return HealthSettings(
-            thresholds=self.thresholds,
-            bucket=bucket,
-            database_name=name,
-            statement_timeout_ms=self.statement_timeout_ms,
-            lock_timeout_ms=self.lock_timeout_ms,
-            top=self.top,
-            exact_sizes_max_tables=self.exact_sizes_max_tables,
-        )
+        options = {field: getattr(self, field) for field in ProbeOptions.model_fields}
+        return HealthSettings(**options, bucket=bucket, database_name=name)

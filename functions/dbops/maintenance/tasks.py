@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
+from dbops.connection import ConnectionSpec, describe_error, server_version_num
 from dbops.errors import DbopsError
 from dbops.maintenance import objects, retention
 from dbops.maintenance.models import (
@@ -60,10 +60,10 @@ def _ignore(_: ProgressEvent) -> None:
 
 def plan_task(spec: ConnectionSpec, task: Task, config: MaintenanceConfig, *, database: str | None = None) -> Plan:
     """What `task` would do on the database now. Raises ConfigError (bad rule) before anything changes."""
-    with connect(spec, statement_timeout_ms=int(config.batch_statement_timeout_s * 1000)) as conn:
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", [str(int(config.lock_timeout_s * 1000))])
-        version = server_version_num(conn)
-        found, notes = PLANNERS[task](conn, config, version)
+    with Session(spec, config) as session:
+        session.set_timeouts(config.lock_timeout_s, config.batch_statement_timeout_s)
+        version = server_version_num(session.conn)
+        found, notes = PLANNERS[task](session.conn, config, version)
     return Plan(
         task=task,
         database=database or spec.dbname,
