@@ -81,6 +81,14 @@ def check_schedule(expression: str) -> str:
     raise ValueError(f"{expression!r} is not an EventBridge schedule: use rate(5 minutes) or cron(0 2 * * ? *)")
 
 
+def _resource_ids(values: list[str], prefix: str, what: str) -> list[str]:
+    """EC2 ids such as subnet-0123abcd or sg-0123abcd0123abcd0 (8 or 17 hex digits)."""
+    for item in values:
+        if not re.fullmatch(rf"{prefix}-[0-9a-f]{{8}}([0-9a-f]{{9}})?", item):
+            raise ValueError(f"{item!r} is not {what} ({prefix}-0123abcd...)")
+    return values
+
+
 class VpcPlacement(_Model):
     """Where the database is reachable: the functions run in these subnets with these security groups."""
 
@@ -91,18 +99,12 @@ class VpcPlacement(_Model):
     @field_validator("subnet_ids")
     @classmethod
     def _subnets(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not re.fullmatch(r"subnet-[0-9a-f]{8}([0-9a-f]{9})?", item):
-                raise ValueError(f"{item!r} is not a subnet id (subnet-0123abcd...)")
-        return value
+        return _resource_ids(value, "subnet", "a subnet id")
 
     @field_validator("security_group_ids")
     @classmethod
     def _groups(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not re.fullmatch(r"sg-[0-9a-f]{8}([0-9a-f]{9})?", item):
-                raise ValueError(f"{item!r} is not a security group id (sg-0123abcd...)")
-        return value
+        return _resource_ids(value, "sg", "a security group id")
 
 
 class DatabaseSettings(_Model):

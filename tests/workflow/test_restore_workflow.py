@@ -84,6 +84,26 @@ def test_full_restore_swaps_in_a_checked_copy_and_keeps_the_old_one(
     assert record.ok and record.pre_restore_db == kept.dbname and record.keep_until is not None
 
 
+def test_kept_copies_are_dropped_once_their_time_is_up(
+    sample_db: ConnectionSpec,
+    bucket: str,
+    configure: Callable[..., None],
+    run_restore: Run,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure(sample_db)
+    monkeypatch.setenv("DBOPS_PRE_RESTORE_KEEP_DAYS", "0")  # a kept copy expires as soon as it is recorded
+    run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))
+
+    result = run_restore()
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    copy = json.loads(result["output"])["pre_restore_db"]
+    [record] = records.load_all(bucket, "restore")
+    assert record.pre_restore_db == copy  # it was kept and recorded...
+    assert copy not in _databases(sample_db)  # ...and dropped by the cleanup of expired copies
+
+
 def test_selective_restore_of_two_tables_keeps_indexes_foreign_keys_and_other_tables(
     sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
 ) -> None:

@@ -329,16 +329,17 @@ def _record(state: RestoreState, settings: FunctionSettings, ok: bool, detail: s
 
 
 def _drop_expired_copies(state: RestoreState, settings: FunctionSettings) -> None:
-    spec = _spec(state, settings)
     now = datetime.now(UTC)
-    for rec in records.load_all(settings.bucket, "restore", state.database):
-        if (
-            rec.pre_restore_db
-            and rec.keep_until
-            and rec.keep_until < now
-            and databases.exists(spec, rec.pre_restore_db)
-        ):
-            databases.drop(spec, rec.pre_restore_db)
+    expired = [
+        rec.pre_restore_db
+        for rec in records.load_all(settings.bucket, "restore", state.database)
+        if rec.pre_restore_db and rec.keep_until and rec.keep_until < now
+    ]
+    if not expired:
+        return
+    spec = _spec(state, settings)
+    for name in sorted(databases.existing(spec, *expired)):
+        databases.drop(spec, name)
 
 
 def describe(state: RestoreState) -> str:
