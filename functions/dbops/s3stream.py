@@ -41,7 +41,13 @@ class MultipartUpload:
         self.part_size = part_size
         self.sha256 = hashlib.sha256()
         self.size = 0
-        self._buffer = bytearray()
+        # three part-sized buffers, reused: one filling, one queued, one uploading (fresh 8 MB allocations would
+        # each be page-faulted in and returned to the system again, ~2,000 faults a part)
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(3):
+            self._free.put(bytearray(part_size))
+        self._part = self._free.get()
+        self._filled = 0
         self._parts: list[dict[str, Any]] = []
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)  # one part queued, one uploading
         self._error: BaseException | None = None
@@ -61,14 +67,27 @@ class MultipartUpload:
         self._raise_if_failed()
         self.sha256.update(data)
         self.size += len(data)
-        self._buffer += data
-        while len(self._buffer) >= self.part_size:
-            with memoryview(self._buffer) as view:
-                part = bytes(view[: self.part_size])  # one copy (slicing the bytearray itself would be two)
-            self._enqueue(part)
-            del self._buffer[: self.part_size]
+        view = memoryview(data)
+        offset = 0
+        while offset < len(view):
+            take = min(len(view) - offset, self.part_size - self._filled)
+            self._part[self._filled : self._filled + take] = view[offset : offset + take]
+            self._filled += take
+            offset += take
+            if self._filled == self.part_size:
+                self._enqueue(self._part)
+                self._part = self._next_buffer()
+                self._filled = 0
 
-    def _enqueue(self, part: bytes) -> None:
+    def _next_buffer(self) -> bytearray:
+        while True:
+            self._raise_if_failed()
+            try:
+                return self._free.get(timeout=0.5)
+            except queue.Empty:
+                continue
+
+    def _enqueue(self, part: bytearray) -> None:
         self._enqueued += 1
         while True:
             self._raise_if_failed()
@@ -100,23 +119,26 @@ class MultipartUpload:
             part = self._queue.get()
             if part is _STOP:
                 return
-            if self._error is not None:
-                continue  # drain so the producer never blocks on a dead worker
-            number += 1
-            try:
-                resp = aws.client("s3").upload_part(
-                    Bucket=self.bucket,
-                    Key=self.key,
-                    UploadId=self._upload_id,
-                    PartNumber=number,
-                    Body=part,
-                    ChecksumAlgorithm=CHECKSUM,
-                )
-                self._parts.append(
-                    {"PartNumber": number, "ETag": resp["ETag"], f"Checksum{CHECKSUM}": resp[f"Checksum{CHECKSUM}"]}
-                )
-            except Exception as exc:  # any failure must reach the producer thread
-                self._error = exc
+            if self._error is None:  # after a failure, only drain: the producer never blocks on a dead worker
+                number += 1
+                self._upload_part(number, part)
+            self._free.put(part)
+
+    def _upload_part(self, number: int, part: bytearray) -> None:
+        try:
+            resp = aws.client("s3").upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=part,
+                ChecksumAlgorithm=CHECKSUM,
+            )
+            self._parts.append(
+                {"PartNumber": number, "ETag": resp["ETag"], f"Checksum{CHECKSUM}": resp[f"Checksum{CHECKSUM}"]}
+            )
+        except Exception as exc:  # any failure must reach the producer thread
+            self._error = exc
 
     def _finish_worker(self) -> None:
         if self._worker is not None and self._worker.is_alive():
@@ -125,9 +147,9 @@ class MultipartUpload:
 
     def complete(self) -> str:
         """Flush the last part and complete the upload; returns the object's sha256 (hex)."""
-        if self._buffer or self._enqueued == 0:  # the last part; an empty object still needs one
-            self._enqueue(bytes(self._buffer))
-            self._buffer.clear()
+        if self._filled or self._enqueued == 0:  # the last part; an empty object still needs one
+            del self._part[self._filled :]  # the last part: shorter, and its buffer is not used again
+            self._enqueue(self._part)
         self._finish_worker()
         self._raise_if_failed()
         try:
