@@ -106,7 +106,9 @@ MAINTENANCE = FunctionSpec(
 )
 
 
-def restore_step_spec(step: str, environment: Mapping[str, str] | None = None) -> FunctionSpec:
+def restore_step_spec(
+    step: str, environment: Mapping[str, str] | None = None, description: str | None = None
+) -> FunctionSpec:
     """A restore step's function (`handlers.restore.<step>`): reads backups, writes safety backups and the
     restore and drill records."""
     name = "".join(part.capitalize() for part in step.split("_"))
@@ -114,7 +116,7 @@ def restore_step_spec(step: str, environment: Mapping[str, str] | None = None) -
     return FunctionSpec(
         construct_id=f"Restore{name}",
         handler=f"handlers.restore.{step}",
-        description=f"dbops: restore workflow step {step}",
+        description=description or f"dbops: restore workflow step {step}",
         sizing=RESTORE_STEP_SIZING,
         bucket=BucketAccess(
             read=tuple(f"{p}*" for p in prefixes), write=tuple(f"{p}*" for p in prefixes), list_prefixes=prefixes

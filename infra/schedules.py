@@ -1,4 +1,5 @@
-"""EventBridge schedules: nightly backup, health every 5 minutes, maintenance tasks, the weekly restore drill.
+"""EventBridge schedules: nightly backup, health every 5 minutes, maintenance tasks, the weekly restore drill and
+the daily drop of expired pre-restore copies.
 
 Every expression comes from cdk.json (`schedules`), with the guide's rhythm as the default; "off" turns one off.
 """
@@ -25,7 +26,8 @@ def default_drill_input(database: str) -> dict[str, Any]:
 
 
 class Schedules(Construct):
-    """`rules` by name: Backup, Health, Maintenance<Task>, and RestoreDrill<i> once add_restore_drill is called."""
+    """`rules` by name: Backup, Health, Maintenance<Task>; RestoreDrill<i> and ExpiredCopies once the restore
+    workflow adds them."""
 
     def __init__(
         self,
@@ -74,6 +76,15 @@ class Schedules(Construct):
             if rule is not None:
                 rules.append(rule)
         return rules
+
+    def add_expired_copies_cleanup(self, function: lambda_.IFunction) -> events.Rule | None:
+        """Daily: the databases kept after restores are dropped once their time is up (every database)."""
+        return self._rule(
+            "ExpiredCopies",
+            self.schedules.expired_copies,
+            "dbops: drop the databases kept after restores once their time is up",
+            targets.LambdaFunction(function),
+        )
 
     def _rule(
         self, name: str, expression: str | None, description: str, target: events.IRuleTarget

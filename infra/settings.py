@@ -173,6 +173,7 @@ class Schedules(_Model):
     cleanup: str | None = "cron(0 4 ? * SAT *)"  # weekly retention cleanup
     archive: str | None = "cron(30 4 ? * SAT *)"  # weekly archive of old sprint data
     restore_drill: str | None = "cron(0 6 ? * SUN *)"  # weekly proof that the latest backup restores
+    expired_copies: str | None = "cron(0 7 * * ? *)"  # daily: drop databases kept after restores once their time is up
 
     @field_validator("*")
     @classmethod

@@ -22,7 +22,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.constants import LAYERS_BUILD_DIR
-from infra.functions import Functions
+from infra.functions import Functions, restore_step_spec
 from infra.layers import Layers
 from infra.monitoring import Monitoring
 from infra.restore_workflow import STEP_HANDLERS, RestoreWorkflow, StageTask
@@ -101,6 +101,7 @@ class DbopsStack(Stack):
         self.monitoring = Monitoring(self, "Monitoring", settings=settings, functions=self.functions.by_name)
         self.restore_functions: dict[str, lambda_.Function] = {}
         self.restore_workflow: Any = None
+        self.expired_copies_function: lambda_.Function | None = None
         if restore_steps:
             self._restore_workflow(restore_steps)
         self.monitoring.add_alarm_overview()
@@ -145,8 +146,22 @@ class DbopsStack(Stack):
         self.restore_workflow = RestoreWorkflow(self, "Restore", functions=by_step, stage_task=stage_task)
         state_machine = self.restore_workflow.state_machine
         self.schedules.add_restore_drill(state_machine, [db.name for db in self.settings.databases])
+        self._expired_copies_cleanup()
         self.monitoring.watch_state_machine("Restore", state_machine)
         CfnOutput(self, "RestoreStateMachineArn", value=state_machine.state_machine_arn)
+
+    def _expired_copies_cleanup(self) -> None:
+        """The previous databases a restore keeps are dropped when their time is up by the next restore, and daily
+        by this function (the restore steps' access: the restore records and the databases)."""
+        function = self.functions.add(
+            restore_step_spec(
+                "drop_expired_copies",
+                description="dbops: drop the databases kept after restores once their time is up",
+            )
+        )
+        self.expired_copies_function = function
+        self.monitoring.watch_function("Restore-drop_expired_copies", function)
+        self.schedules.add_expired_copies_cleanup(function)
 
     def _grant_app_hooks(self) -> None:
         """The steps that stop and start the application may write exactly the configured parameter or bus."""

@@ -10,10 +10,12 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
 
 from dbops.restore import steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
+from handlers.events import databases_to_run, parse_invocation
 from handlers.observability import emit, logger, parse, tracer
 
 Step = Callable[[RestoreState, FunctionSettings], RestoreState]
@@ -86,3 +88,24 @@ _finish.__name__ = "finish"
 _notify_failure.__name__ = "notify_failure"
 finish = _entry(_finish)
 notify_failure = _entry(_notify_failure)
+
+
+class ExpiredCopiesInvocation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    database: str | None = Field(default=None, description="omit to clean up after every configured database")
+
+
+@logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def drop_expired_copies(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Daily (EventBridge) or a direct invoke naming a database: the previous databases kept after restores are
+    dropped once their time is up, also when no later restore comes to drop them."""
+    settings = FunctionSettings()
+    invocation = parse_invocation(ExpiredCopiesInvocation, event, "expired copies event")
+    dropped = {}
+    for config in databases_to_run(settings.databases, invocation.database):
+        names = steps.drop_expired_copies(settings, config.name)
+        emit("PreRestoreCopiesDropped", len(names), MetricUnit.Count, config.name)
+        logger.info("expired pre-restore copies dropped", extra={"database": config.name, "dropped": names})
+        dropped[config.name] = names
+    return {"dropped": dropped}

@@ -99,7 +99,7 @@ def test_lambda_errors_alarm_per_function(synthesized: Synth, function: str) -> 
 
 def test_alarm_count_is_exactly_the_documented_set(synthesized: Synth) -> None:
     per_database = len(DATABASE_ALARMS) + 5
-    restore = 10 + 3  # an Errors alarm per restore step function; executions failed, timed out, aborted
+    restore = 10 + 1 + 3  # Errors per restore step function and expired-copies function; executions failed etc.
     assert len(synthesized.resources("AWS::CloudWatch::Alarm")) == per_database * len(DATABASES) + 3 + restore
 
 

@@ -104,6 +104,30 @@ def test_restore_step_role_reaches_only_its_prefixes(synthesized: Synth) -> None
     assert by_sid["PublishAlarms"]["Action"] == "sns:Publish"
 
 
+def test_expired_copies_are_dropped_daily_by_a_function_with_the_restore_steps_access(synthesized: Synth) -> None:
+    function = synthesized.stack.expired_copies_function
+    assert function is not None
+    function_id = synthesized.logical_id(function)
+    assert synthesized.json["Resources"][function_id]["Properties"]["Handler"] == "handlers.restore.drop_expired_copies"
+    rule = synthesized.json["Resources"][synthesized.logical_id(synthesized.stack.schedules.rules["ExpiredCopies"])]
+    assert rule["Properties"]["ScheduleExpression"] == "cron(0 7 * * ? *)"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert "Input" not in target  # the plain scheduled event: every configured database
+    role_id = synthesized.logical_id(function.role)
+    (policy,) = [
+        p for p in synthesized.resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    readable = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}["ReadBackups"]["Resource"]
+    assert {
+        "Fn::Join": [
+            "",
+            [{"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.storage.bucket), "Arn"]}, "/restores/*"],
+        ]
+    } in readable
+    assert "FunctionErrors-Restore-drop_expired_copies" in synthesized.stack.monitoring.alarms
+
+
 def test_state_machine_and_step_functions_are_alarmed(synthesized: Synth) -> None:
     alarms = synthesized.stack.monitoring.alarms
     for what in ("Failed", "TimedOut", "Aborted"):

@@ -32,6 +32,7 @@ def test_schedule_expressions_default_and_overridden(synthesized: Synth) -> None
         # MaintenanceArchive: "off" in the test settings
         "RestoreDrill0": "cron(0 6 ? * SUN *)",  # weekly, one per database
         "RestoreDrill1": "cron(0 6 ? * SUN *)",
+        "ExpiredCopies": "cron(0 7 * * ? *)",  # daily
     }
     assert all(rule["State"] == "ENABLED" for rule in _rules(synthesized).values())
 
@@ -64,7 +65,12 @@ def test_events_may_invoke_each_scheduled_function(synthesized: Synth) -> None:
     for name, rule in synthesized.stack.schedules.rules.items():
         if name.startswith("RestoreDrill"):
             continue  # targets the state machine (test_restore_workflow_construct)
-        target = functions.maintenance if name.startswith("Maintenance") else functions.by_name[name]
+        if name.startswith("Maintenance"):
+            target = functions.maintenance
+        elif name == "ExpiredCopies":
+            target = synthesized.stack.expired_copies_function
+        else:
+            target = functions.by_name[name]
         assert (synthesized.logical_id(target), synthesized.logical_id(rule)) in invokers
 
 

@@ -152,14 +152,25 @@ def test_pg_dump_older_than_the_server_is_refused(
     _assert_nothing_committed(bucket)
 
 
+MARGIN_S = 30  # the deadline margin the Lambda keeps to stop cleanly
+
+
+def _run_with_seconds_to_deadline(
+    seconds: int, big_db: str, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The backup in a Lambda whose deadline (its remaining time less the margin) is `seconds` away: it must
+    stop there, say so, and leave nothing committed."""
+    _configure(monkeypatch, bucket, big_db, DBOPS_DEADLINE_MARGIN_S=str(MARGIN_S))
+    message = _run_failing(capsys, LocalLambdaContext(remaining_ms=(MARGIN_S + seconds) * 1000))
+    assert "time limit is near" in message
+    _assert_nothing_committed(bucket)
+
+
 def test_time_running_out_in_lambda_aborts_cleanly(
     big_db: str, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # 30 s left and a 30 s safety margin: the deadline is reached as the first bytes arrive
-    _configure(monkeypatch, bucket, big_db, DBOPS_DEADLINE_MARGIN_S="30")
-    message = _run_failing(capsys, LocalLambdaContext(remaining_ms=30_000))
-    assert "time limit is near" in message
-    _assert_nothing_committed(bucket)
+    # no time at all past the margin: the deadline is reached as the first bytes arrive
+    _run_with_seconds_to_deadline(0, big_db, bucket, monkeypatch, capsys)
 
 
 def test_time_running_out_while_pg_dump_waits_for_a_lock(
@@ -167,25 +178,19 @@ def test_time_running_out_while_pg_dump_waits_for_a_lock(
 ) -> None:
     # a migration holds report_snapshots exclusively: pg_dump (and the row count) wait and write nothing; the
     # backup must still stop at its deadline, 3 s away, not after pg_dump's 120 s lock wait
-    _configure(monkeypatch, bucket, big_db, DBOPS_DEADLINE_MARGIN_S="30")
     with connect(ConnectionSpec.from_url(big_db), autocommit=False) as migration:
         migration.execute("LOCK TABLE report_snapshots IN ACCESS EXCLUSIVE MODE")
-        message = _run_failing(capsys, LocalLambdaContext(remaining_ms=33_000))
+        _run_with_seconds_to_deadline(3, big_db, bucket, monkeypatch, capsys)
         waiting = migration.execute(
             "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'report_snapshots'::regclass"
         ).fetchone()
-    assert "time limit is near" in message
     assert waiting == (0,)  # neither pg_dump nor the row count is left waiting behind the lock
-    _assert_nothing_committed(bucket)
 
 
 def test_time_running_out_while_pg_dump_is_stalled_mid_stream(
     big_db: str, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # pg_dump frozen (SIGSTOP) after 1 MB: no more bytes arrive, so only a timer can stop the backup in time
-    _configure(monkeypatch, bucket, big_db, DBOPS_DEADLINE_MARGIN_S="30")
     with WhenProcessWrites("pg_dump", MIDSTREAM, lambda pid: os.kill(pid, signal.SIGSTOP)) as fault:
-        message = _run_failing(capsys, LocalLambdaContext(remaining_ms=35_000))
+        _run_with_seconds_to_deadline(5, big_db, bucket, monkeypatch, capsys)
     assert fault.fired_at_bytes is not None
-    assert "time limit is near" in message
-    _assert_nothing_committed(bucket)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from dbops import aws, catalog
 from dbops.backup import BackupRequest, run_backup
 from dbops.connection import ConnectionSpec, connect
@@ -60,32 +62,36 @@ def test_pg_restore_killed_during_stage(
     assert _work_databases(sample_db) == []
 
 
-def test_corrupted_archive_is_caught_in_stage_before_the_target_is_touched(
-    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
+def _flip_a_byte(body: bytes) -> bytes:
+    altered = bytearray(body)
+    altered[len(body) // 3] ^= 0x55
+    return bytes(altered)
+
+
+def _cut_in_half(body: bytes) -> bytes:
+    return body[: len(body) // 2]
+
+
+@pytest.mark.parametrize(
+    ("damage", "tables"),
+    [(_flip_a_byte, ["users", "sprints"]), (_cut_in_half, None)],
+    ids=["altered-selective", "truncated-full"],
+)
+def test_archive_damaged_after_verification_is_caught_in_stage_before_the_target_is_touched(
+    sample_db: ConnectionSpec,
+    bucket: str,
+    configure: Callable[..., None],
+    run_restore: Run,
+    damage: Callable[[bytes], bytes],
+    tables: list[str] | None,
 ) -> None:
     configure(sample_db)
     before = _backup_then_change(sample_db, bucket)
-    entry = catalog.find_backup(bucket, "latest")
-    body = bytearray(aws.client("s3").get_object(Bucket=bucket, Key=entry.manifest.dump.key)["Body"].read())
-    body[len(body) // 3] ^= 0x55
-    aws.client("s3").put_object(Bucket=bucket, Key=entry.manifest.dump.key, Body=bytes(body))
-
-    result = run_restore(tables=["users", "sprints"])
-
-    _assert_failed_cleanly(result, "does not match its manifest", sample_db, before)
-
-
-def test_archive_corrupted_after_verification_is_caught_in_stage(
-    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
-) -> None:
-    configure(sample_db)
-    before = _backup_then_change(sample_db, bucket)
-    entry = catalog.find_backup(bucket, "latest")
-    key = entry.manifest.dump.key
+    key = catalog.find_backup(bucket, "latest").manifest.dump.key
     body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body[: len(body) // 2])
+    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=damage(body))
 
-    result = run_restore()
+    result = run_restore(**({"tables": tables} if tables else {}))
 
     _assert_failed_cleanly(result, "does not match its manifest", sample_db, before)
     assert "Stage" in result["states"]

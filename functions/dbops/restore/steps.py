@@ -328,18 +328,28 @@ def _record(state: RestoreState, settings: FunctionSettings, ok: bool, detail: s
     )
 
 
-def _drop_expired_copies(state: RestoreState, settings: FunctionSettings) -> None:
+def drop_expired_copies(settings: FunctionSettings, database: str) -> list[str]:
+    """Drop the previous databases kept after restores of `database` whose time is up; returns their names.
+
+    Runs after every successful restore and on its own daily schedule. Only a name a restore of ours would have
+    given the copy (`<target>__pre_restore_<restore id>`, from the same record) is ever dropped."""
     now = datetime.now(UTC)
     expired = [
         rec.pre_restore_db
-        for rec in records.load_all(settings.bucket, "restore", state.database)
-        if rec.pre_restore_db and rec.keep_until and rec.keep_until < now
+        for rec in records.load_all(settings.bucket, "restore", database)
+        if rec.pre_restore_db
+        and rec.keep_until
+        and rec.keep_until < now
+        and rec.target_db
+        and rec.pre_restore_db == databases.work_name(rec.target_db, rec.restore_id, "pre_restore")
     ]
     if not expired:
-        return
-    spec = _spec(state, settings)
-    for name in sorted(databases.existing(spec, *expired)):
+        return []
+    spec = settings.database(database).spec()
+    dropped = sorted(databases.existing(spec, *expired))
+    for name in dropped:
         databases.drop(spec, name)
+    return dropped
 
 
 def describe(state: RestoreState) -> str:
@@ -370,7 +380,7 @@ def finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         if state.pre_restore_db:
             outcome += f"; previous database kept as {state.pre_restore_db} for {settings.pre_restore_keep_days} days"
         _record(state, settings, True, outcome)
-        _drop_expired_copies(state, settings)
+        drop_expired_copies(settings, str(state.database))
     sns.notify(
         settings.topic_arn,
         f"dbops {req.mode} {'succeeded' if not req.dry_run else 'dry run'}: {state.database}",
