@@ -134,7 +134,7 @@ def fill_statements(spec: ConnectionSpec, tables: int) -> int:
             for i in range(tables):
                 name = sql.Identifier(table_name(i))
                 for n, shape in enumerate(QUERY_SHAPES):
-                    conn.execute(sql.SQL(shape).format(name), [n + 1])  # type: ignore[arg-type]
+                    conn.execute(sql.SQL(shape).format(name), [n + 1])
         row = conn.execute("SELECT count(*) FROM pg_stat_statements").fetchone()
     return int(row[0]) if row else 0
 

@@ -104,7 +104,7 @@ class AppWriter(threading.Thread):
                     )
                 t0 = time.perf_counter()
                 try:
-                    conn.execute(statement, params)  # type: ignore[arg-type]
+                    conn.execute(statement, params)
                 except Exception as exc:
                     self.stats.errors.append(str(exc).splitlines()[0])
                 self.stats.durations.append(time.perf_counter() - t0)
@@ -124,10 +124,10 @@ def prepare(admin: ConnectionSpec, rows: int) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
     with connect(admin.for_database(TEMPLATE), statement_timeout_ms=0) as conn:
         conn.execute(SCHEMA)
-        conn.execute(FILL, {"rows": rows})  # type: ignore[arg-type]
+        conn.execute(FILL, {"rows": rows})
         conn.execute("SELECT setval(pg_get_serial_sequence('report_snapshots', 'id'), %s)", [rows])
         for statement in INDEXES:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
         conn.execute("VACUUM (ANALYZE, FREEZE) report_snapshots")  # both copies start with hint bits set
         conn.execute("CHECKPOINT")
 
@@ -142,12 +142,12 @@ def copy(admin: ConnectionSpec, name: str) -> ConnectionSpec:
 def sample_ids(spec: ConnectionSpec, where: str, n: int) -> list[int]:
     with connect(spec) as conn:
         query = sql.SQL("SELECT id FROM report_snapshots WHERE {} ORDER BY random() LIMIT %s").format(sql.SQL(where))
-        return [r[0] for r in conn.execute(query, [n]).fetchall()]  # type: ignore[arg-type]
+        return [r[0] for r in conn.execute(query, [n]).fetchall()]
 
 
 def count(spec: ConnectionSpec, where: str) -> int:
     with connect(spec) as conn:
-        row = conn.execute(sql.SQL("SELECT count(*) FROM report_snapshots WHERE {}").format(sql.SQL(where))).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(sql.SQL("SELECT count(*) FROM report_snapshots WHERE {}").format(sql.SQL(where))).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -44,7 +44,7 @@ def main() -> None:
                 "DBOPS_DATABASES": json.dumps([{"name": "sprint_reports_v2", "url": pg.url("sprint_reports_v2")}]),
             }
         )
-        settings = FunctionSettings()  # type: ignore[call-arg]
+        settings = FunctionSettings()
 
         baselines: list[float] = []
         runs: list[dict[str, float]] = []
