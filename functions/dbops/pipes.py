@@ -3,8 +3,8 @@
 pg_dump writes 4 kB at a time (its stdio buffer). A reader blocked on the pipe is woken by almost every one
 of those writes: ~150,000 wake-ups a GB, each a read and a context switch on both sides, and both processes
 then spend more CPU switching than copying. `fill` reads what the pipe holds and, when that was little, naps
-for a millisecond so the pipe fills up instead: a few thousand reads a GB. A pipe found full is read again at once, so a fast
-writer is never held back (a 1 MB pipe holds a millisecond of 1 GB/s).
+for a millisecond so the pipe fills up instead: a few thousand reads a GB. A pipe found full is read again at
+once, so a fast writer is never held back (a 1 MB pipe holds a millisecond of 1 GB/s).
 """
 
 from __future__ import annotations
