@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -26,6 +26,7 @@ PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
 CHECKSUM = "CRC32"
 _STOP = object()
+T = TypeVar("T")
 
 
 class MultipartUpload:
@@ -80,21 +81,19 @@ class MultipartUpload:
                 self._filled = 0
 
     def _next_buffer(self) -> bytearray:
-        while True:
-            self._raise_if_failed()
-            try:
-                return self._free.get(timeout=0.5)
-            except queue.Empty:
-                continue
+        return self._unless_failed(lambda: self._free.get(timeout=0.5))
 
     def _enqueue(self, part: bytearray) -> None:
         self._enqueued += 1
+        self._unless_failed(lambda: self._queue.put(part, timeout=0.5))
+
+    def _unless_failed(self, wait: Callable[[], T]) -> T:
+        """Repeat `wait` (a queue operation with a timeout) until it succeeds, raising once the upload failed."""
         while True:
             self._raise_if_failed()
             try:
-                self._queue.put(part, timeout=0.5)
-                return
-            except queue.Full:
+                return wait()
+            except (queue.Empty, queue.Full):
                 continue
 
     def _raise_if_failed(self) -> None:
