@@ -30,14 +30,14 @@ def _expected(total: int) -> bytes:
 
 
 def _read_all(total: int, chunk: int) -> list[bytes]:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(total)], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    pipes.widen(proc.stdout)
-    buffer = memoryview(bytearray(chunk))
-    chunks = []
-    while size := pipes.fill(proc.stdout.fileno(), buffer):
-        chunks.append(bytes(buffer[:size]))
-    assert proc.wait() == 0
+    with subprocess.Popen([sys.executable, "-c", WRITER, str(total)], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        pipes.widen(proc.stdout)
+        buffer = memoryview(bytearray(chunk))
+        chunks = []
+        while size := pipes.fill(proc.stdout.fileno(), buffer):
+            chunks.append(bytes(buffer[:size]))
+    assert proc.returncode == 0
     return chunks
 
 
@@ -53,13 +53,10 @@ def test_an_empty_stream_reads_nothing() -> None:
 
 
 def test_the_pipe_is_widened() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    pipes.widen(proc.stdout)
-
-    assert fcntl.fcntl(proc.stdout.fileno(), fcntl.F_GETPIPE_SZ) == pipes.PIPE_SIZE
-    proc.wait()
-    proc.stdout.close()
+    with subprocess.Popen([sys.executable, "-c", "pass"], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        pipes.widen(proc.stdout)
+        assert fcntl.fcntl(proc.stdout.fileno(), fcntl.F_GETPIPE_SZ) == pipes.PIPE_SIZE
 
 
 def _read_syscalls() -> int:
@@ -74,14 +71,14 @@ def test_a_slow_writer_is_read_in_few_large_reads() -> None:
     read per write; napping on short reads lets each read take many writes at once."""
     writes = 1000
     slow = f"import os, time\nfor _ in range({writes}):\n    os.write(1, b'x' * 4096)\n    time.sleep(0.0001)\n"
-    proc = subprocess.Popen([sys.executable, "-c", slow], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    buffer = memoryview(bytearray(1024 * 1024))
-    before = _read_syscalls()
-    received = 0
-    while size := pipes.fill(proc.stdout.fileno(), buffer):
-        received += size
-    reads = _read_syscalls() - before
-    assert proc.wait() == 0
+    with subprocess.Popen([sys.executable, "-c", slow], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        buffer = memoryview(bytearray(1024 * 1024))
+        before = _read_syscalls()
+        received = 0
+        while size := pipes.fill(proc.stdout.fileno(), buffer):
+            received += size
+        reads = _read_syscalls() - before
+    assert proc.returncode == 0
     assert received == writes * 4096
     assert reads < writes / 5, f"{reads} reads for {writes} writes"
