@@ -48,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=9.0, help="the large sample (9 is about 1 GB)")
     parser.add_argument("--small-scale", type=float, default=3.0, help="the second size, for memory")
-    parser.add_argument("--repeat", type=int, default=5, help="best of N for the fast commands")
+    parser.add_argument("--repeat", type=int, default=9, help="best of N for the fast commands")
     args = parser.parse_args()
 
     with (
@@ -104,6 +104,9 @@ def main() -> None:
                 "warm_s": in_process,
                 "moto_cpu_s": moto_cpu,
                 "disk_s": min(disk_runs),
+                "pair_low": pairs[0],
+                "pair_median": pairs[len(pairs) // 2],
+                "pair_high": pairs[-1],
             }
             if name == "large":
                 with tempfile.TemporaryDirectory() as tmp:
@@ -119,10 +122,12 @@ def main() -> None:
         print("|---|---|---|")
         print(f"| pg_dump -Fc -Z0 > /dev/null (limit) | {large['limit_s']:.2f} s | {small['limit_s']:.2f} s |")
         print(f"| dbops backup into moto S3 | {large['ours_s']:.2f} s | {small['ours_s']:.2f} s |")
-        print(
-            f"| ratio ours / limit (target <= 1.25) | {large['ours_s'] / large['limit_s']:.2f}x | "
-            f"{small['ours_s'] / small['limit_s']:.2f}x |"
-        )
+        ratio = [
+            f"{r['ours_s'] / r['limit_s']:.2f}x (pairs {r['pair_low']:.2f} to {r['pair_high']:.2f}, "
+            f"median {r['pair_median']:.2f})"
+            for r in (large, small)
+        ]
+        print(f"| ratio of the best runs, ours / limit (target <= 1.25) | {ratio[0]} | {ratio[1]} |")
         disk = [f"{r['disk_s']:.2f} s ({r['disk_s'] / r['limit_s']:.2f}x)" for r in (large, small)]
         print(f"| same into moto spooling objects to disk (its default) | {disk[0]} | {disk[1]} |")
         warm = [f"{r['warm_s']:.2f} s ({r['warm_s'] / r['limit_s']:.2f}x)" for r in (large, small)]
