@@ -53,12 +53,15 @@ def main() -> None:
                 bucket, catalog.find_backup(bucket, manifest.id).manifest.dump, Path(tmp) / "archive.dump"
             )
             for _ in range(args.repeat):  # alternate baseline and ours; best of N for each
-                databases.drop(spec, "baseline")
                 databases.create(spec, "baseline")
                 env = {**os.environ, **spec.for_database("baseline").libpq_env()}
                 baselines.append(
                     measure([str(find_tool("pg_restore")), f"-j{args.jobs}", "-d", "baseline", str(local)], env).seconds
                 )
+                # each side starts after the other side's result is gone: the restored gigabyte kept in the page
+                # cache would make the next side's writes take memory the VM has not touched (a host page fault
+                # per page), while a side that follows a drop reuses the pages the drop freed
+                databases.drop(spec, "baseline")
                 timings: dict[str, float] = {}
                 state = RestoreState(request=RestoreRequest(backup=manifest.id))
                 if not runs:  # once: it is a backup of the target, timed on its own line
