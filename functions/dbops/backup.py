@@ -40,16 +40,43 @@ TABLE_SHAPE = sql.SQL("""
     (SELECT count(*) FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype IN ('p', 'u', 'c', 'x'))
 """)
 
+# what belongs to a table, by catalog identity: the objects pg_depend ties to it (auto or internal), not other
+# tables (partitions are tables of their own) and not objects that merely reference it (views, foreign keys
+# of other tables: deptype 'n')
+ATTACHED_CATALOGS = (
+    "pg_class",  # indexes and owned sequences; tables (partitions) are filtered out below
+    "pg_constraint",
+    "pg_trigger",
+    "pg_rewrite",
+    "pg_policy",
+    "pg_attrdef",
+    "pg_statistic_ext",
+    "pg_publication_rel",
+)
+
 LIST_TABLES = sql.SQL("""
-    SELECT n.nspname, c.relname, pg_total_relation_size(c.oid), {shape}
+    SELECT n.nspname, c.relname, pg_total_relation_size(c.oid), {shape}, c.oid, c.relkind::text,
+        ARRAY(SELECT i.inhparent::int8 FROM pg_inherits i WHERE i.inhrelid = c.oid ORDER BY i.inhseqno),
+        ARRAY(SELECT DISTINCT ARRAY[d.classid::int8, d.objid::int8] FROM pg_depend d
+              WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.deptype NOT IN ('n', 'e')
+                AND d.classid = ANY({catalogs}::regclass[])
+                AND NOT EXISTS (SELECT 1 FROM pg_class o WHERE d.classid = 'pg_class'::regclass
+                                AND o.oid = d.objid AND o.relkind NOT IN ('i', 'I', 'S')))
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'm')
+    WHERE c.relkind IN ('r', 'p', 'm')
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
       AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
       AND NOT EXISTS (SELECT 1 FROM pg_depend d
                       WHERE d.objid = c.oid AND d.deptype = 'e')
     ORDER BY 1, 2
-""").format(shape=TABLE_SHAPE)
+""").format(shape=TABLE_SHAPE, catalogs=sql.Literal(list(ATTACHED_CATALOGS)))
+
+
+def count_rows(schema: str, name: str, relkind: str) -> sql.Composed:
+    """A table's own rows (FROM ONLY: an inheritance parent without its children); a partitioned table holds
+    none of its own, so it is never counted."""
+    only = sql.SQL("ONLY ") if relkind == "r" else sql.SQL("")
+    return sql.SQL("SELECT count(*) FROM {}{}").format(only, sql.Identifier(schema, name))
 
 
 class BackupRequest(BaseModel):
@@ -106,8 +133,7 @@ class _SnapshotHolder:
     def __init__(self, conn: psycopg.Connection[Any], lock_wait_timeout_s: int) -> None:
         self.conn = conn
         self.lock_wait_timeout_s = lock_wait_timeout_s
-        self.tables: list[tuple[str, str, int, int, int]] = []
-        self.counts: dict[tuple[str, str], int] = {}
+        self.tables: list[TableStat] = []
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -125,10 +151,26 @@ class _SnapshotHolder:
         self.conn.execute("SET idle_in_transaction_session_timeout = 0")
         # the counts wait for a table lock no longer than pg_dump does
         self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{self.lock_wait_timeout_s}s")))
+        # every row counts, as pg_dump dumps every row: a role that row-level security would filter fails here
+        self.conn.execute("SET row_security = off")
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
-        self.tables = [(r[0], r[1], int(r[2]), int(r[3]), int(r[4])) for r in self.conn.execute(LIST_TABLES).fetchall()]
+        self.tables = [
+            TableStat(
+                schema_name=r[0],
+                name=r[1],
+                rows=0,
+                bytes=int(r[2]),
+                indexes=int(r[3]),
+                constraints=int(r[4]),
+                oid=int(r[5]),
+                relkind=r[6],
+                parents=list(r[7]),
+                objects=[tuple(pair) for pair in r[8]],
+            )
+            for r in self.conn.execute(LIST_TABLES).fetchall()
+        ]
         return str(row[0])
 
     def start_counting(self) -> None:
@@ -137,10 +179,10 @@ class _SnapshotHolder:
 
     def _count(self) -> None:
         try:
-            for schema, name, *_ in self.tables:
-                query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, name))
-                row = self.conn.execute(query).fetchone()
-                self.counts[(schema, name)] = int(row[0]) if row else 0
+            for table in self.tables:
+                if table.relkind != "p":
+                    row = self.conn.execute(count_rows(table.schema_name, table.name, table.relkind)).fetchone()
+                    table.rows = int(row[0]) if row else 0
         except BaseException as exc:  # reported by stats() on the caller's thread
             self.error = exc
 
@@ -149,10 +191,7 @@ class _SnapshotHolder:
             self._thread.join()
         if self.error is not None:
             raise BackupError(f"backup of {database}: counting rows failed: {describe_error(self.error)}")
-        return [
-            TableStat(schema_name=s, name=n, rows=self.counts[(s, n)], bytes=size, indexes=idx, constraints=con)
-            for s, n, size, idx, con in self.tables
-        ]
+        return self.tables
 
 
 def _stream_dump(
@@ -252,7 +291,7 @@ def run_backup(
                     f"--snapshot={snapshot}",
                     f"--lock-wait-timeout={lock_wait_s}s",
                 ]
-                expected = sum(t[2] for t in holder.tables)  # the archive is never larger than the tables
+                expected = sum(t.bytes for t in holder.tables)  # the archive is never larger than the tables
                 dump = _upload_dump(
                     expected,
                     [*common, "--format=custom", "--compress=0"],
@@ -280,6 +319,7 @@ def run_backup(
                 tables = holder.stats(request.database)
         finished = datetime.now(UTC)
         manifest = BackupManifest(
+            format_version=catalog.IDENTITY_FORMAT,
             id=backup_id,
             database=request.database,
             kind=request.kind,

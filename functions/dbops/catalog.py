@@ -25,13 +25,26 @@ VERIFICATION = "verification.json"
 READERS = 8  # catalog objects read at once
 
 
+# manifests from format 2 on record each table's identity (catalog OIDs): selective restores need it
+IDENTITY_FORMAT = 2
+RelKind = Literal["r", "p", "m"]
+
+
 class TableStat(BaseModel):
     schema_name: str
     name: str
-    rows: int = Field(description="exact row count in the dump's snapshot")
+    rows: int = Field(description="exact row count in the dump's snapshot (format 2: the table's own, FROM ONLY)")
     bytes: int = Field(description="pg_total_relation_size at dump time")
     indexes: int = Field(default=0, description="indexes on the table at dump time")
     constraints: int = Field(default=0, description="constraints other than foreign keys at dump time")
+    oid: int | None = Field(default=None, description="pg_class OID in the dumped database (format 2)")
+    relkind: RelKind = Field(default="r", description="r table, p partitioned table, m materialized view")
+    parents: list[int] = Field(default_factory=list, description="OIDs of the tables it inherits from or partitions")
+    objects: list[tuple[int, int]] = Field(
+        default_factory=list,
+        description="catalog OIDs of what belongs to it (indexes, constraints, triggers, rules, policies, defaults, "
+        "owned sequences, statistics objects) as (catalog, OID): how a selective restore picks the archive's entries",
+    )
 
     @property
     def qualified(self) -> str:
@@ -47,7 +60,7 @@ class StoredObject(BaseModel):
 
 
 class BackupManifest(BaseModel):
-    format_version: int = 1
+    format_version: int = 1  # written as IDENTITY_FORMAT by run_backup; old manifests read as 1
     id: str
     database: str
     kind: BackupKind

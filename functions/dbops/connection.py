@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from dbops import aws
-from dbops.errors import ConfigError, DatabaseError
+from dbops.errors import ConfigError, DatabaseError, validation_problems
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -43,7 +43,9 @@ class ConnectionSpec(BaseModel):
         except psycopg.ProgrammingError:
             raise ConfigError("the database URL is not a valid PostgreSQL connection string") from None
         known = {k: v for k, v in params.items() if k in cls.model_fields and v is not None}
-        return cls.model_validate({**known, **{k: v for k, v in overrides.items() if v is not None}})
+        return cls._validated(
+            {**known, **{k: v for k, v in overrides.items() if v is not None}}, "the database URL and TLS flags"
+        )
 
     @classmethod
     def from_secret(cls, secret_id: str, **overrides: Any) -> ConnectionSpec:
@@ -53,6 +55,8 @@ class ConnectionSpec(BaseModel):
             doc = json.loads(raw)
         except Exception as exc:
             raise ConfigError(f"could not read database secret {secret_id}: {type(exc).__name__}") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"database secret {secret_id} is not a JSON object with username, password, host")
         fields = {
             "host": doc.get("host"),
             "port": doc.get("port"),
@@ -61,7 +65,17 @@ class ConnectionSpec(BaseModel):
             "dbname": doc.get("dbname"),
         }
         fields = {k: v for k, v in fields.items() if v is not None}
-        return cls.model_validate({**fields, **{k: v for k, v in overrides.items() if v is not None}})
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        return cls._validated({**fields, **overrides}, f"database secret {secret_id}")
+
+    @classmethod
+    def _validated(cls, fields: dict[str, Any], source: str) -> ConnectionSpec:
+        """A ConfigError naming each wrong setting (a port that is not a number, an unknown sslmode), never its
+        value: a URL or secret holds the password."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid connection settings from {source}: {validation_problems(exc)}") from None
 
     def for_database(self, dbname: str) -> ConnectionSpec:
         return self.model_copy(update={"dbname": dbname})

@@ -3,9 +3,17 @@
 from pydantic import ValidationError
 
 
+def _path_part(part: str | int) -> str:
+    """A field's name as is; a key someone made up (an event is anyone's JSON) quoted when it holds a line break,
+    a space or the separators, so every problem stays on one line and reads unambiguously."""
+    text = str(part)
+    plain = isinstance(part, int) or (text.isprintable() and text != "" and not set(text) & set(" .;:'\""))
+    return text if plain else repr(text)
+
+
 def validation_problems(exc: ValidationError) -> str:
     """Every wrong field of a pydantic validation, by its path, without echoing the values given."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+    return "; ".join(f"{'.'.join(_path_part(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
 
 
 class DbopsError(Exception):

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from psycopg import sql
 
 from dbops.connection import ConnectionSpec, connect
+from dbops.errors import ConfigError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS teams (
@@ -147,7 +148,7 @@ def create_sample_data(
         conn.execute(SCHEMA)
         row = conn.execute("SELECT count(*) FROM teams").fetchone()
         if row and row[0]:
-            raise ValueError(f"database {spec.dbname} already has sample data; use a new database")
+            raise ConfigError(f"database {spec.dbname} already has sample data; use a new database")
         for table, statement in FILL:
             with conn.transaction():
                 conn.execute(statement, counts)

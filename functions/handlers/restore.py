@@ -24,13 +24,14 @@ Step = Callable[[RestoreState, FunctionSettings], RestoreState]
 def parse_state(event: Any) -> RestoreState:
     """Validate gets {"request": ...} (or the bare request); later steps get the state it returned.
 
-    A step that failed in Validate is caught with the input it had, plus $.error.
+    A step that failed in Validate is caught with the input it had, plus $.error (and $.rollback_error when its
+    Rollback failed too): kept, like every other key, and a key the state does not know is refused.
     """
     if isinstance(event, dict) and "restore_id" in event:
         return parse(RestoreState, event, "restore state")
     if isinstance(event, dict) and "request" in event:
         request = parse(RestoreRequest, event["request"], "restore request")
-        return parse(RestoreState, {"request": request, "error": event.get("error")}, "restore state")
+        return parse(RestoreState, {**event, "request": request}, "restore state")
     return RestoreState(request=parse(RestoreRequest, event, "restore request"))
 
 
@@ -95,13 +96,17 @@ class ExpiredCopiesInvocation(BaseModel):
     database: str | None = Field(default=None, description="omit to clean up after every configured database")
 
 
+def parse_expired_copies_event(event: Any) -> ExpiredCopiesInvocation:
+    return parse_invocation(ExpiredCopiesInvocation, event, "expired copies event")
+
+
 @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def drop_expired_copies(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Daily (EventBridge) or a direct invoke naming a database: the previous databases kept after restores are
     dropped once their time is up, also when no later restore comes to drop them."""
     settings = FunctionSettings()
-    invocation = parse_invocation(ExpiredCopiesInvocation, event, "expired copies event")
+    invocation = parse_expired_copies_event(event)
     dropped = {}
     for config in databases_to_run(settings.databases, invocation.database):
         names = steps.drop_expired_copies(settings, config.name)

@@ -137,7 +137,9 @@ def test_failed_swap_rolls_back_in_one_transaction(
     result = run_restore(tables=["users", "sprints"])
 
     _assert_failed_cleanly(result, "rolled back", sample_db, before)
-    assert "foreign key" in result["cause"]
+    # the constraint, the table not restored and the offending key are named
+    assert "issues_sprint_id_fkey" in result["cause"] and "rows of issues" in result["cause"]
+    assert f"keys (sprint_id): {sprint[0]}" in result["cause"]
     assert _work_databases(sample_db) == []
 
 

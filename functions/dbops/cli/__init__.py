@@ -4,7 +4,8 @@ Each command group lives in its own module with a `register(subparsers)` functio
 importing only the group that owns the command given (a backup does not load the health, maintenance and
 restore code: about 50 ms of every start), or every group for help and usage errors. run() is the program
 (`dbops`, `python -m dbops.cli`); main() is the same for callers inside a process.
-Exit codes: 0 success, 1 failure (with a one-line reason on stderr), 2 bad usage.
+Exit codes: 0 success, 1 failure (with a one-line reason on stderr), 2 bad usage (argparse's usage error, or
+one line naming every flag value a model refused). Bad input never ends in a traceback.
 """
 
 from __future__ import annotations
@@ -12,11 +13,17 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from dbops.errors import DbopsError
+from pydantic import ValidationError
+
+from dbops.errors import DbopsError, validation_problems
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 # each command and the module (dbops.cli.<group>) that registers it
 COMMANDS = {
@@ -47,15 +54,48 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(exc: Exception) -> str:
+    """What went wrong, on one line and without echoing values: a pydantic validation as `invalid <model>:` and
+    every wrong field by its path; anything else as its message, line breaks inside it (a tool's or a service's
+    multi-line text, a newline in a name the operator typed) turned into spaces."""
+    if isinstance(exc, ValidationError):
+        what = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", exc.title).lower()
+        text = f"invalid {what}: {validation_problems(exc)}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _not_text(args: list[str]) -> str | None:
+    """Which argument is not UTF-8 text (bytes Python could only decode as surrogate escapes), by its place and
+    flag, never its value (it may be a database URL): such a name would otherwise fail deep inside a library."""
+    for place, arg in enumerate(args, 1):
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            before = args[place - 2] if place > 1 else ""
+            flag = arg.partition("=")[0] if arg.startswith("--") and "=" in arg else before
+            of = f" (the value of {flag})" if flag.startswith("-") and flag.isascii() else ""
+            return f"argument {place}{of}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    bad = _not_text(args_list)
+    if bad is not None:
+        print(f"dbops: error: {bad} is not UTF-8 text", file=sys.stderr)
+        return EXIT_USAGE
     parser = build_parser(args_list[0] if args_list else None)
     args = parser.parse_args(args_list)
     try:
         return int(args.run(args) or 0)
+    except ValidationError as exc:  # a model built from the flags (e.g. a restore request) refused them
+        print(f"dbops: error: {error_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except DbopsError as exc:
-        print(f"dbops: error: {exc}", file=sys.stderr)
-        return 1
+        print(f"dbops: error: {error_line(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("dbops: interrupted", file=sys.stderr)
         return 130

@@ -29,6 +29,20 @@ def _progress(what: str, raw: int) -> None:
     print(f"  {what}: {human_bytes(raw)} read", file=sys.stderr, flush=True)
 
 
+MAX_SCALE = 10_000.0  # about 1 TB
+
+
+def _scale(text: str) -> float:
+    """--scale: a number above 0 (1 is about 100 MB), refused by argparse otherwise (nan, -1, inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= MAX_SCALE:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number above 0 and at most {MAX_SCALE:g}")
+    return value
+
+
 def cmd_sample_data(args: argparse.Namespace) -> int:
     spec = spec_from(args)
     with connect(spec.for_database("postgres")) as conn:
@@ -109,7 +123,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     p = sub.add_parser("sample-data", help="create the Sprint Reports v2 sample schema and data")
     add_database_url(p)
-    p.add_argument("--scale", type=float, default=1.0, help="1 is about 100 MB")
+    p.add_argument("--scale", type=_scale, default=1.0, help="1 is about 100 MB")
     p.set_defaults(run=cmd_sample_data)
 
     p = sub.add_parser("backup", help="dump a database into the backup bucket")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from dbops import aws
 from dbops.catalog import BACKUP_KINDS
 from dbops.cli.common import EnvDefault, print_json, print_table
@@ -17,7 +19,10 @@ def find_state_machine(explicit: str | None) -> str:
     """The deployed (or local) restore state machine: given, or the one named dbops-restore*."""
     if explicit:
         return explicit
-    machines = aws.client("stepfunctions").list_state_machines()["stateMachines"]
+    try:
+        machines = aws.client("stepfunctions").list_state_machines()["stateMachines"]
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigError(f"cannot list the state machines to find the restore one: {exc}") from None
     found = [
         m["stateMachineArn"]
         for m in machines
@@ -66,6 +71,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_LIST = 1000  # Step Functions' maxResults
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_LIST:
+        raise argparse.ArgumentTypeError(f"{value}: give 1 to {MAX_LIST}")
+    return value
+
+
 def _machine_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--state-machine-arn",
@@ -92,6 +110,6 @@ def register(sub: Any) -> None:
     rsub = p.add_subparsers(dest="action", required=True)
     lp = rsub.add_parser("list", help="recent restore and drill executions")
     _machine_flag(lp)
-    lp.add_argument("--limit", type=int, default=20)
+    lp.add_argument("--limit", type=_limit, default=20, help=f"at most {MAX_LIST} (default 20)")
     lp.add_argument("--json", action="store_true")
     lp.set_defaults(run=cmd_list)

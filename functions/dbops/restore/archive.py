@@ -1,99 +1,59 @@
 """The backup archive on local disk, and its table of contents filtered to chosen tables.
 
 `pg_restore -t TABLE` restores a table and its data but not its indexes, so a selective restore keeps the
-archive's own TOC entries that belong to the chosen tables (TABLE, TABLE DATA, CONSTRAINT, INDEX, DEFAULT,
-SEQUENCE*, TRIGGER, ACL, COMMENT, POLICY ...) plus objects not attached to any table (schemas, types,
-functions), and restores them with `pg_restore -L`. Foreign keys stay out of the scratch copy: the target
-keeps its own and enforces them when the rows are swapped in.
+archive's own TOC entries of the chosen tables and restores them with `pg_restore -L`. Entries are chosen by
+identity, never by parsing names: each TOC line carries its catalog OID, and the backup's manifest records,
+from the backup's own snapshot, which catalog objects belong to each table. `pg_restore --list --verbose`
+adds each entry's dependencies, which decide the rest:
+
+- kept: the chosen tables' entries, and everything they need (a schema, a type, a function, the partitioned
+  or inheritance parent a chosen child is created under: its definition only, never its rows);
+- dropped: entries of other tables, everything that depends on them (a view, a function over their row type,
+  their comments and grants), foreign keys (the target keeps and enforces its own when rows are swapped in),
+  and large objects (they belong to no table);
+- kept: everything else (schemas, types, functions, extensions), as the whole archive would restore it.
 """
 
 from __future__ import annotations
 
 import re
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbops import stored
-from dbops.catalog import StoredObject
+from dbops.catalog import StoredObject, TableStat
 from dbops.errors import ToolError, VerificationFailed
 from dbops.pgtools import find_tool
 
-# TOC descriptions that belong to one table (and are dropped when that table is not chosen)
-TABLE_ATTACHED = {
-    "TABLE",
-    "TABLE DATA",
-    "CONSTRAINT",
-    "FK CONSTRAINT",
-    "INDEX",
-    "INDEX ATTACH",
-    "DEFAULT",
-    "TRIGGER",
-    "POLICY",
-    "ROW SECURITY",
-    "RULE",
-    "SEQUENCE",
-    "SEQUENCE OWNED BY",
-    "SEQUENCE SET",
-    "STATISTICS",
-    "VIEW",
-    "MATERIALIZED VIEW",
-    "MATERIALIZED VIEW DATA",
-    "ACL",
-    "COMMENT",
-    "SECURITY LABEL",
-    "PUBLICATION TABLE",
-    "FOREIGN TABLE",
-}
-DESCRIPTIONS = sorted(
-    TABLE_ATTACHED
-    | {
-        "SCHEMA",
-        "EXTENSION",
-        "TYPE",
-        "DOMAIN",
-        "FUNCTION",
-        "PROCEDURE",
-        "AGGREGATE",
-        "COLLATION",
-        "DEFAULT ACL",
-        "ENCODING",
-        "STDSTRINGS",
-        "SEARCHPATH",
-        "DATABASE",
-        "DATABASE PROPERTIES",
-        "PUBLICATION",
-        "CAST",
-        "OPERATOR",
-        "EVENT TRIGGER",
-        "LARGE OBJECT",
-        "BLOB",
-        "BLOBS",
-    },
-    key=len,
-    reverse=True,
-)
+PG_CLASS = 1259  # pg_class's own OID: the catalog of tables, indexes and sequences
+# never restored into a selective restore's scratch copy
+LEFT_OUT = ("FK CONSTRAINT", "LARGE OBJECT", "BLOB", "BLOBS", "BLOB METADATA")
 _ENTRY = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
-_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
-_INDEX_ON = re.compile(rf"CREATE (?:UNIQUE )?INDEX ({_IDENT}) ON (?:ONLY )?({_IDENT})\.({_IDENT})")
-_OWNED_BY = re.compile(rf"ALTER SEQUENCE ({_IDENT})\.({_IDENT}) OWNED BY ({_IDENT})\.({_IDENT})\.")
-_IDENTITY = re.compile(
-    rf"ALTER TABLE (?:ONLY )?({_IDENT})\.({_IDENT}) ALTER COLUMN {_IDENT} ADD GENERATED .*?SEQUENCE NAME "
-    rf"({_IDENT})\.({_IDENT})",
-    re.S,
-)
+_DEPENDS = re.compile(r"^;\s+depends on:((?: \d+)*)\s*$")
 
 
-def _unquote(ident: str) -> str:
-    return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
-
-
-@dataclass(frozen=True)
+@dataclass
 class TocEntry:
     line: str
-    desc: str
-    schema: str
-    tag: str
+    dump_id: int
+    catalog: int  # the catalog (pg_class, pg_constraint, ...) the object's OID is in; 0 for data and some others
+    oid: int
+    desc_and_name: str
+    depends_on: list[int] = field(default_factory=list)
+
+    @property
+    def identity(self) -> tuple[int, int] | None:
+        """(catalog, OID) of the object; a table's data (TABLE DATA, MATERIALIZED VIEW DATA, ROW SECURITY)
+        carries the table's OID with catalog 0, and counts as the table's."""
+        if self.oid == 0:
+            return None
+        return (self.catalog or PG_CLASS, self.oid)
+
+    @property
+    def left_out(self) -> bool:
+        return any(self.desc_and_name.startswith(desc + " ") for desc in LEFT_OUT)
 
 
 def download(bucket: str, obj: StoredObject, path: Path) -> Path:
@@ -116,79 +76,61 @@ def _run(argv: list[str]) -> str:
 
 
 def table_of_contents(archive: Path, pg_bin_dir: str | None = None) -> list[TocEntry]:
-    entries = []
-    for line in _run([str(find_tool("pg_restore", pg_bin_dir)), "--list", str(archive)]).splitlines():
-        match = _ENTRY.match(line)
-        if not match:
-            continue
-        rest = match.group(4)
-        desc = next((d for d in DESCRIPTIONS if rest.startswith(d + " ")), rest.split(" ")[0])
-        parts = rest[len(desc) + 1 :].split(" ")
-        schema, tag = parts[0], " ".join(parts[1:-1])
-        entries.append(TocEntry(line=line, desc=desc, schema=schema, tag=tag))
+    """The archive's TOC entries with their dependencies (`--verbose` lists them under each entry)."""
+    entries: list[TocEntry] = []
+    argv = [str(find_tool("pg_restore", pg_bin_dir)), "--list", "--verbose", str(archive)]
+    for line in _run(argv).splitlines():
+        if match := _ENTRY.match(line):
+            dump_id, catalog, oid, rest = match.groups()
+            entries.append(TocEntry(line, int(dump_id), int(catalog), int(oid), rest))
+        elif entries and (deps := _DEPENDS.match(line)):
+            entries[-1].depends_on = [int(d) for d in deps.group(1).split()]
     return entries
 
 
-def _owners(archive: Path, entries: list[TocEntry], scratch: Path, pg_bin_dir: str | None) -> dict[str, str]:
-    """Which table each index and sequence belongs to, read from the archive's own DDL."""
-    wanted = [e for e in entries if e.desc in ("INDEX", "SEQUENCE", "SEQUENCE OWNED BY")]
-    if not wanted:
-        return {}
-    scratch.write_text("\n".join(e.line for e in wanted) + "\n")
-    ddl = _run([str(find_tool("pg_restore", pg_bin_dir)), "--file=-", f"--use-list={scratch}", str(archive)])
-    owner: dict[str, str] = {}
-    for m in _INDEX_ON.finditer(ddl):
-        owner[f"{_unquote(m.group(2))}.{_unquote(m.group(1))}"] = f"{_unquote(m.group(2))}.{_unquote(m.group(3))}"
-    for m in _OWNED_BY.finditer(ddl):
-        owner[f"{_unquote(m.group(1))}.{_unquote(m.group(2))}"] = f"{_unquote(m.group(3))}.{_unquote(m.group(4))}"
-    for m in _IDENTITY.finditer(ddl):
-        owner[f"{_unquote(m.group(3))}.{_unquote(m.group(4))}"] = f"{_unquote(m.group(1))}.{_unquote(m.group(2))}"
-    return owner
+def _closure(start: Iterable[int], edges: dict[int, list[int]]) -> set[int]:
+    seen: set[int] = set()
+    todo = list(start)
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(edges.get(node, ()))
+    return seen
 
 
-def _belongs_to(entry: TocEntry, owners: dict[str, str]) -> str | None:
-    """The schema.table an entry is attached to, or None when it is not attached to a table."""
-    first = entry.tag.split(" ")[0]
-    if entry.desc in (
-        "TABLE",
-        "TABLE DATA",
-        "VIEW",
-        "MATERIALIZED VIEW",
-        "MATERIALIZED VIEW DATA",
-        "FOREIGN TABLE",
-        "ROW SECURITY",
-    ):
-        return f"{entry.schema}.{entry.tag}"
-    if entry.desc in ("CONSTRAINT", "FK CONSTRAINT", "DEFAULT", "TRIGGER", "POLICY", "RULE"):
-        return f"{entry.schema}.{first}"
-    if entry.desc in ("INDEX", "SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET", "STATISTICS", "INDEX ATTACH"):
-        return owners.get(f"{entry.schema}.{entry.tag}", f"?{entry.schema}.{entry.tag}")
-    if entry.desc in ("ACL", "COMMENT", "SECURITY LABEL"):
-        kind, _, name = entry.tag.partition(" ")
-        if kind in ("TABLE", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE"):
-            return f"{entry.schema}.{name}"
-        if kind == "SEQUENCE":
-            return owners.get(f"{entry.schema}.{name}", f"?{entry.schema}.{name}")
-        if kind == "COLUMN":
-            return f"{entry.schema}.{name.rsplit('.', 1)[0]}"
-        if kind == "INDEX":
-            return owners.get(f"{entry.schema}.{name}", f"?{entry.schema}.{name}")
-        return None
-    return None
+def select_entries(entries: list[TocEntry], tables: list[TableStat], chosen: set[int]) -> list[TocEntry]:
+    """The entries a scratch copy of the `chosen` tables (pg_class OIDs) needs, in archive order."""
+    owner: dict[tuple[int, int], int] = {}
+    for table in tables:
+        assert table.oid is not None
+        owner[(PG_CLASS, table.oid)] = table.oid
+        for catalog, oid in table.objects:
+            owner[(catalog, oid)] = table.oid
+
+    def table_of(entry: TocEntry) -> int | None:
+        return owner.get(entry.identity) if entry.identity else None
+
+    own = [e.dump_id for e in entries if table_of(e) in chosen and not e.left_out]
+    needed = _closure(own, {e.dump_id: e.depends_on for e in entries})
+    dropped_seed = [
+        e.dump_id
+        for e in entries
+        if e.left_out or (table_of(e) is not None and table_of(e) not in chosen and e.dump_id not in needed)
+    ]
+    dependents: dict[int, list[int]] = {}
+    for e in entries:
+        for dep in e.depends_on:
+            dependents.setdefault(dep, []).append(e.dump_id)
+    dropped = _closure(dropped_seed, dependents) - needed
+    return [e for e in entries if e.dump_id not in dropped]
 
 
-def selective_list(archive: Path, tables: list[str], work: Path, pg_bin_dir: str | None = None) -> Path:
-    """Write a pg_restore -L list holding the chosen tables with everything attached to them."""
-    entries = table_of_contents(archive, pg_bin_dir)
-    owners = _owners(archive, entries, work / "owners.list", pg_bin_dir)
-    chosen = set(tables)
-    keep = []
-    for entry in entries:
-        owner = _belongs_to(entry, owners)
-        if entry.desc == "FK CONSTRAINT":
-            continue  # the target keeps and enforces its own foreign keys
-        if owner is None or owner in chosen:
-            keep.append(entry.line)
+def selective_list(
+    archive: Path, tables: list[TableStat], chosen: set[int], work: Path, pg_bin_dir: str | None = None
+) -> Path:
+    """Write a pg_restore -L list holding the chosen tables with what they need (see the module's docstring)."""
+    keep = select_entries(table_of_contents(archive, pg_bin_dir), tables, chosen)
     path = work / "selective.list"
-    path.write_text("\n".join(keep) + "\n")
+    path.write_text("".join(e.line + "\n" for e in keep))
     return path

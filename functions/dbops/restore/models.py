@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dbops.catalog import BackupKind
-
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+from dbops.catalog import BackupKind, RelKind
+from dbops.restore.names import display, parse_table_name
 
 
 class RestoreRequest(BaseModel):
@@ -20,7 +18,10 @@ class RestoreRequest(BaseModel):
     backup: str = Field(default="latest", description="a backup id, or latest")
     kind: BackupKind | None = Field(default=None, description="with latest: the newest of this kind")
     database: str | None = Field(default=None, description="the configured database (default: the only one)")
-    tables: list[str] = Field(default_factory=list, description="empty: the whole database")
+    tables: list[str] = Field(
+        default_factory=list,
+        description='empty: the whole database; else table, schema.table or psql-style "Schema"."Table"',
+    )
     target: str | None = Field(default=None, description="target database name (default: the backup's)")
     mode: Literal["restore", "drill"] = "restore"
     dry_run: bool = False
@@ -29,8 +30,7 @@ class RestoreRequest(BaseModel):
     @classmethod
     def _table_names(cls, tables: list[str]) -> list[str]:
         for name in tables:
-            if not _TABLE.match(name):
-                raise ValueError(f"{name!r} is not a table name (schema.table or table)")
+            parse_table_name(name)  # raises ValueError saying what is wrong with it
         if len(set(tables)) != len(tables):
             raise ValueError("a table is named twice")
         return tables
@@ -40,10 +40,18 @@ class TablePlan(BaseModel):
     schema_name: str
     name: str
     rows: int
+    oid: int | None = Field(default=None, description="pg_class OID in the backup's database")
+    relkind: RelKind = "r"
 
     @property
     def qualified(self) -> str:
-        return f"{self.schema_name}.{self.name}"
+        """The name as psql would need it written (quoted where it must be)."""
+        return display(self.schema_name, self.name)
+
+    @property
+    def holds_rows(self) -> bool:
+        """A partitioned table's rows live in its partitions; a materialized view is refreshed, not swapped."""
+        return self.relkind == "r"
 
 
 class StepError(BaseModel):
@@ -86,6 +94,7 @@ class RestoreState(BaseModel):
     app_stopped: bool = False
     checked: list[str] = Field(default_factory=list)
     swapped: bool = False
+    refreshed_views: list[str] = Field(default_factory=list)
     outcome: str | None = None
     error: StepError | None = None
     rollback_error: StepError | None = None

@@ -4,31 +4,34 @@ retried step does no harm. Nothing touches the target before `swap`, and `rollba
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from dbops import catalog, sns
-from dbops.backup import TABLE_SHAPE, BackupRequest, run_backup
-from dbops.catalog import BackupManifest
+from dbops.backup import TABLE_SHAPE, BackupRequest, count_rows, run_backup
+from dbops.catalog import IDENTITY_FORMAT, BackupManifest, TableStat
 from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
 from dbops.errors import DbopsError
 from dbops.pgrestore import run_pg_restore
 from dbops.pgtools import find_tool, server_major, tool_version
 from dbops.restore import archive, databases, hooks, records
 from dbops.restore.models import RestoreState, TablePlan
+from dbops.restore.names import display, parse_table_name
 from dbops.restore.table_swap import swap_tables
 from dbops.settings import FunctionSettings
 from dbops.verify import verify_entry
 
 SHAPE_OF_TABLE = sql.SQL(
     "SELECT {shape} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'm')"
+    "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'm')"
 ).format(shape=TABLE_SHAPE)
 
 
@@ -60,33 +63,88 @@ def _manifest(state: RestoreState, settings: FunctionSettings) -> BackupManifest
     return catalog.load_backup(settings.bucket, state.backup_kind, state.database, state.backup_id).manifest
 
 
-def _resolve_tables(names: list[str], manifest: BackupManifest) -> list[TablePlan]:
-    in_archive = {t.qualified: t for t in manifest.tables}
-    plans = []
-    for name in names:
-        qualified = name if "." in name else f"public.{name}"
-        if qualified not in in_archive:
+def _plan(table: TableStat) -> TablePlan:
+    return TablePlan(
+        schema_name=table.schema_name, name=table.name, rows=table.rows, oid=table.oid, relkind=table.relkind
+    )
+
+
+def _find_table(text: str, manifest: BackupManifest) -> TableStat:
+    """The backup's table an operator's name means: the exact spelling first, then with unquoted parts
+    folded to lower case; a name without a schema means public's table, or the only one of that name."""
+    try:
+        wanted = parse_table_name(text)
+    except ValueError as exc:
+        raise RestoreRefused(str(exc)) from None
+    by_name = {(t.schema_name, t.name): t for t in manifest.tables}
+    for schema, name in wanted.spellings():
+        if schema is not None:
+            if (schema, name) in by_name:
+                return by_name[(schema, name)]
+            continue
+        if ("public", name) in by_name:
+            return by_name[("public", name)]
+        found = [t for t in manifest.tables if t.name == name]
+        if len(found) == 1:
+            return found[0]
+        if found:
             raise RestoreRefused(
-                f"{name!r} is not a table in backup {manifest.id}; its tables are: {', '.join(sorted(in_archive))}"
+                f"{text!r} is ambiguous in backup {manifest.id}: name the schema, one of "
+                + ", ".join(display(t.schema_name, t.name) for t in found)
             )
-        t = in_archive[qualified]
-        plans.append(TablePlan(schema_name=t.schema_name, name=t.name, rows=t.rows))
-    return plans
+    names = [display(t.schema_name, t.name) for t in manifest.tables]
+    close = difflib.get_close_matches(text, names, n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(names)} tables in it)"
+    raise RestoreRefused(f"{text!r} is not a table in backup {manifest.id}{hint}")
+
+
+def _resolve_tables(names: list[str], manifest: BackupManifest) -> list[TablePlan]:
+    """The chosen tables, each followed by its partitions or inheritance children: a table as the application
+    sees it (`SELECT * FROM parent` reads them all). A single partition or child restores by its own name."""
+    if manifest.format_version < IDENTITY_FORMAT:
+        raise RestoreRefused(
+            f"backup {manifest.id} was taken by an older dbops that did not record which objects belong to each "
+            "table, so its tables cannot be restored one by one: restore it whole into a new database "
+            "(--target NAME) and copy the tables from there, or take a new backup"
+        )
+    children: dict[int, list[TableStat]] = {}
+    for t in manifest.tables:
+        for parent in t.parents:
+            children.setdefault(parent, []).append(t)
+    chosen: dict[int | None, TableStat] = {}
+    for text in names:
+        table = _find_table(text, manifest)
+        if table.relkind == "m":
+            raise RestoreRefused(
+                f"{display(table.schema_name, table.name)} is a materialized view: it is not restored by name but "
+                "refreshed after the tables it reads are restored; name those tables"
+            )
+        todo = [table]
+        while todo:
+            t = todo.pop(0)
+            if t.oid not in chosen:
+                chosen[t.oid] = t
+                todo.extend(children.get(t.oid or 0, []))
+    return [_plan(t) for t in chosen.values()]
 
 
 def _tables_in(spec: ConnectionSpec, plans: list[TablePlan]) -> list[str]:
-    """Qualified names of the planned tables that are missing (or not tables) in a database."""
+    """The planned tables that are missing in a database, or there of another kind, each with why."""
+    kinds = {"r": "table", "p": "partitioned table"}
     with connect(spec) as conn:
-        missing = []
+        problems = []
         for t in plans:
             row = conn.execute(
                 "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = %s AND c.relname = %s",
                 [t.schema_name, t.name],
             ).fetchone()
-            if row is None or row[0] not in ("r", "p"):
-                missing.append(t.qualified)
-    return missing
+            if row is None:
+                problems.append(f"{t.qualified} (missing)")
+            elif row[0] != t.relkind:
+                there = kinds.get(row[0], f"not a table (relkind {row[0]})")
+                problems.append(f"{t.qualified} (a {kinds[t.relkind]} in the backup, a {there} there)")
+    return problems
 
 
 def _choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> catalog.CatalogEntry:
@@ -111,11 +169,7 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         )
     if entry.verified is None:
         verify_entry(settings.bucket, entry, settings.pg_bin_dir)
-    plans = (
-        _resolve_tables(req.tables, manifest)
-        if req.tables
-        else [TablePlan(schema_name=t.schema_name, name=t.name, rows=t.rows) for t in manifest.tables]
-    )
+    plans = _resolve_tables(req.tables, manifest) if req.tables else [_plan(t) for t in manifest.tables]
     pg_restore = tool_version(find_tool("pg_restore", settings.pg_bin_dir))
     if pg_restore.major < int(manifest.pg_dump_version.split(".")[0]):
         raise RestoreRefused(
@@ -135,7 +189,7 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             raise RestoreRefused(f"target database {target} does not exist: a selective restore needs it")
         missing = _tables_in(spec.for_database(target), plans)
         if missing:
-            raise RestoreRefused(f"not tables in target {target}: {', '.join(missing)}")
+            raise RestoreRefused(f"not restorable into target {target}: {', '.join(missing)}")
     purpose = "drill" if req.mode == "drill" else "restore"
     return state.model_copy(
         update={
@@ -213,29 +267,41 @@ def stage(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         local = archive.download(settings.bucket, manifest.dump, folder / "archive.dump")
         args = [f"--jobs={settings.restore_jobs}"]
         if state.selective:
-            tables = [t.qualified for t in state.tables]
-            args.append(f"--use-list={archive.selective_list(local, tables, folder, settings.pg_bin_dir)}")
+            chosen = {t.oid for t in state.tables if t.oid is not None}
+            listing = archive.selective_list(local, manifest.tables, chosen, folder, settings.pg_bin_dir)
+            args.append(f"--use-list={listing}")
         run_pg_restore(_work(state, settings), args, archive=local, pg_bin_dir=settings.pg_bin_dir)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return state
 
 
+def _count(conn: psycopg.Connection[Any], plan: TablePlan, format_version: int) -> int:
+    """A table's rows as its manifest counted them (a partitioned table has none of its own)."""
+    if format_version < IDENTITY_FORMAT:  # older manifests counted an inheritance parent with its children
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(plan.schema_name, plan.name))
+    elif plan.relkind == "p":
+        return 0
+    else:
+        query = count_rows(plan.schema_name, plan.name, plan.relkind)
+    row = conn.execute(query).fetchone()
+    return int(row[0]) if row else -1
+
+
 def check(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     """Every restored table's row count, indexes and constraints match the manifest."""
-    manifest = {t.qualified: t for t in _manifest(state, settings).tables}
+    backup = _manifest(state, settings)
+    manifest = {(t.schema_name, t.name): t for t in backup.tables}
     problems, checked = [], []
     with connect(_work(state, settings), statement_timeout_ms=0) as conn:
+        conn.execute("SET row_security = off")  # every row counts, as in the backup's count
         for plan in state.tables:
-            expected = manifest[plan.qualified]
+            expected = manifest[(plan.schema_name, plan.name)]
             row = conn.execute(SHAPE_OF_TABLE, [plan.schema_name, plan.name]).fetchone()
             if row is None:
                 problems.append(f"{plan.qualified} is missing")
                 continue
-            count = conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(plan.schema_name, plan.name))
-            ).fetchone()
-            rows = int(count[0]) if count else -1
+            rows = _count(conn, plan, backup.format_version)
             if rows != expected.rows:
                 problems.append(f"{plan.qualified} has {rows} rows, the backup {expected.rows}")
             if (int(row[0]), int(row[1])) != (expected.indexes, expected.constraints):
@@ -267,9 +333,10 @@ def swap(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     spec = _spec(state, settings)
     assert state.target_db is not None and state.work_db is not None
     if state.selective:
-        if not state.swapped:
-            swap_tables(_work(state, settings), _target(state, settings), [t.qualified for t in state.tables])
-        return state.model_copy(update={"swapped": True})
+        if state.swapped:
+            return state
+        result = swap_tables(_work(state, settings), _target(state, settings), state.tables)
+        return state.model_copy(update={"swapped": True, "refreshed_views": result.refreshed_views})
     target, work, pre = state.target_db, state.work_db, state.pre_restore_db
     if pre is None:  # a new target: nothing to keep aside
         if databases.exists(spec, work):
@@ -379,6 +446,8 @@ def finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         outcome = f"{'drill passed' if state.drill else 'restored'}: {describe(state)} in {elapsed(state):.1f}s"
         if state.pre_restore_db:
             outcome += f"; previous database kept as {state.pre_restore_db} for {settings.pre_restore_keep_days} days"
+        if state.refreshed_views:
+            outcome += f"; materialized views refreshed: {', '.join(state.refreshed_views)}"
         _record(state, settings, True, outcome)
         drop_expired_copies(settings, str(state.database))
     sns.notify(

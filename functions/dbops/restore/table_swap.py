@@ -1,13 +1,18 @@
 """Selective swap: replace chosen tables' rows in the live target from the scratch copy, in one transaction.
 
-Rows travel by binary COPY into temporary tables on the target; then, while writers are held off with an
-EXCLUSIVE lock (readers go on), rows missing from the backup are deleted (children first) and the backup's
-rows upserted by primary key (parents first). The target's own foreign keys check every row; if anything
-fails, the transaction rolls back and the target is exactly as it was.
+Rows travel by binary COPY into temporary tables on the target; then, while writers are held off (EXCLUSIVE
+on the chosen tables, SHARE on the tables that reference them; readers go on), rows missing from the backup
+are deleted (children first) and the backup's rows updated or inserted by key (parents first). Before
+anything changes, foreign keys are checked both ways, so a restore never breaks one and never cascades into
+a table that was not chosen: backup rows whose parent was deleted since, and rows of other tables that
+reference rows the backup does not have, fail the swap with the constraint and a sample of the keys.
+Materialized views that read a restored table are refreshed in the same transaction. If anything fails, the
+transaction rolls back and the target is exactly as it was.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -15,166 +20,382 @@ from psycopg import sql
 
 from dbops.connection import ConnectionSpec, connect, describe_error
 from dbops.errors import DatabaseError
+from dbops.restore.models import TablePlan
+
+SAMPLE_KEYS = 5
 
 COLUMNS = """
     SELECT a.attname, format_type(a.atttypid, a.atttypmod)
     FROM pg_attribute a
-    WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+    WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
     ORDER BY a.attnum
 """
-PRIMARY_KEY = """
-    SELECT a.attname FROM pg_index i
-    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-    WHERE i.indrelid = %s::regclass AND i.indisprimary
-    ORDER BY array_position(i.indkey::int2[], a.attnum)
+# the columns rows are matched by: the primary key, else a unique index on plain columns (NOT NULL ones first)
+ROW_KEY = """
+    SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n)
+    FROM pg_index i
+    WHERE i.indrelid = %s AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+    ORDER BY i.indisprimary DESC,
+             (SELECT bool_and(a.attnotnull) FROM pg_attribute a
+              WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[])) DESC,
+             i.indnatts, i.indexrelid
+    LIMIT 1
 """
-REFERENCES = """
-    SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint
-    WHERE contype = 'f' AND conrelid = ANY(%s::regclass[]) AND confrelid = ANY(%s::regclass[])
-      AND conrelid <> confrelid
+# foreign keys as pairs of tables, leaving out the copies PostgreSQL makes of a key that references a
+# partitioned table for each of its partitions' parent key (same referencing table as the constraint it
+# was copied from) when `outgoing`, or of a partitioned referencing table for each partition when not
+FOREIGN_KEYS = """
+    SELECT k.conname, k.conrelid, k.conrelid::regclass::text, rc.relkind::text,
+           k.confrelid, k.confrelid::regclass::text, fc.relkind::text,
+           ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY x(attnum, n)
+                 JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.attnum ORDER BY x.n),
+           ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY x(attnum, n)
+                 JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.attnum ORDER BY x.n)
+    FROM pg_constraint k
+    JOIN pg_class rc ON rc.oid = k.conrelid JOIN pg_class fc ON fc.oid = k.confrelid
+    LEFT JOIN pg_constraint p ON p.oid = k.conparentid
+    WHERE k.contype = 'f' AND (CASE WHEN %(outgoing)s THEN k.conrelid ELSE k.confrelid END) = %(table)s
+      AND (p.oid IS NULL OR (CASE WHEN %(outgoing)s THEN p.conrelid <> k.conrelid ELSE p.conrelid = k.conrelid END))
+"""
+# materialized views reading the tables, directly or through views, each after those it reads
+VIEWS_READING = """
+    WITH RECURSIVE reads(relid, depth) AS (
+        SELECT unnest(%s::oid[]), 0
+        UNION ALL
+        SELECT r.ev_class, reads.depth + 1 FROM reads
+        JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = reads.relid
+                        AND d.classid = 'pg_rewrite'::regclass
+        JOIN pg_rewrite r ON r.oid = d.objid AND r.ev_class <> reads.relid
+        WHERE reads.depth < 20
+    )
+    SELECT c.oid::regclass::text, c.relispopulated,
+           EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL)
+    FROM reads JOIN pg_class c ON c.oid = reads.relid
+    WHERE c.relkind = 'm'
+    GROUP BY c.oid ORDER BY max(reads.depth), 1
 """
 
 
-def _regclass(table: str) -> str:
-    schema, name = table.split(".", 1)
-    return sql.Identifier(schema, name).as_string(None)
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    table_oid: int
+    table: str
+    table_kind: str
+    ref_oid: int
+    ref_table: str
+    ref_kind: str
+    columns: list[str]
+    ref_columns: list[str]
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.table} ({', '.join(self.columns)}) -> {self.ref_table})"
 
 
-def _columns(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, str]]:
-    return [(r[0], r[1]) for r in conn.execute(COLUMNS, [_regclass(table)]).fetchall()]
+@dataclass
+class Staged:
+    plan: TablePlan
+    oid: int
+    relation: sql.Composable
+    temp: sql.Identifier
+    columns: list[str]
+    key: list[str]
 
 
-def parents_first(conn: psycopg.Connection[Any], tables: list[str]) -> list[str]:
-    """Order tables so that every referenced table comes before the tables referencing it."""
-    regs = [_regclass(t) for t in tables]
-    by_reg = dict(zip(conn.execute("SELECT unnest(%s::regclass[])::text", [regs]).fetchall(), tables, strict=True))
-    edges = [(r[0], r[1]) for r in conn.execute(REFERENCES, [regs, regs]).fetchall()]
-    names = {k[0]: v for k, v in by_reg.items()}
-    ordered: list[str] = []
-    pending = list(tables)
+@dataclass
+class SwapResult:
+    rows: dict[str, int]
+    refreshed_views: list[str]
+
+
+def _relation(conn: psycopg.Connection[Any], plan: TablePlan) -> int:
+    row = conn.execute(
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        [plan.schema_name, plan.name],
+    ).fetchone()
+    if row is None:
+        raise DatabaseError(f"table {plan.qualified} is not in the database")
+    return int(row[0])
+
+
+def _columns(conn: psycopg.Connection[Any], oid: int) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in conn.execute(COLUMNS, [oid]).fetchall()]
+
+
+def _foreign_keys(conn: psycopg.Connection[Any], oid: int, *, outgoing: bool) -> list[ForeignKey]:
+    rows = conn.execute(FOREIGN_KEYS, {"outgoing": outgoing, "table": oid}).fetchall()
+    return [ForeignKey(r[0], int(r[1]), r[2], r[3], int(r[4]), r[5], r[6], list(r[7]), list(r[8])) for r in rows]
+
+
+def _from(oid_text: str, relkind: str) -> sql.Composable:
+    """A table's own rows, as a foreign key sees them: an inheritance parent without its children."""
+    return sql.SQL("{}{}").format(sql.SQL("ONLY ") if relkind == "r" else sql.SQL(""), sql.SQL(oid_text))
+
+
+def _col(alias: str, column: str) -> sql.Composable:
+    return sql.Identifier(alias, column)
+
+
+def _match(left: str, left_cols: list[str], right: str, right_cols: list[str]) -> sql.Composable:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(_col(left, a), _col(right, b)) for a, b in zip(left_cols, right_cols, strict=True)
+    )
+
+
+def _not_null(alias: str, cols: list[str]) -> sql.Composable:
+    return sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(_col(alias, c)) for c in cols)
+
+
+def _sample(conn: psycopg.Connection[Any], query: sql.Composed) -> list[str]:
+    return [", ".join("NULL" if v is None else str(v) for v in row) for row in conn.execute(query).fetchall()]
+
+
+def _missing_parents(conn: psycopg.Connection[Any], staged: Staged, fk: ForeignKey) -> list[str]:
+    """Keys in the backup's rows whose parent row is not in the (unrestored) referenced table now."""
+    return _sample(
+        conn,
+        sql.SQL(
+            "SELECT DISTINCT {cols} FROM {tmp} b WHERE {not_null} "
+            "AND NOT EXISTS (SELECT 1 FROM {ref} r WHERE {match}) ORDER BY {cols} LIMIT {n}"
+        ).format(
+            cols=sql.SQL(", ").join(_col("b", c) for c in fk.columns),
+            tmp=staged.temp,
+            not_null=_not_null("b", fk.columns),
+            ref=_from(fk.ref_table, fk.ref_kind),
+            match=_match("r", fk.ref_columns, "b", fk.columns),
+            n=sql.Literal(SAMPLE_KEYS),
+        ),
+    )
+
+
+def _orphaned_children(conn: psycopg.Connection[Any], staged: Staged, fk: ForeignKey) -> list[str]:
+    """Keys of rows in a table not restored that reference a row of this one the backup does not have."""
+    return _sample(
+        conn,
+        sql.SQL(
+            "SELECT DISTINCT {cols} FROM {child} c WHERE {not_null} "
+            "AND EXISTS (SELECT 1 FROM ONLY {live} l WHERE {live_match}) "
+            "AND NOT EXISTS (SELECT 1 FROM {tmp} b WHERE {backup_match}) ORDER BY {cols} LIMIT {n}"
+        ).format(
+            cols=sql.SQL(", ").join(_col("c", c) for c in fk.columns),
+            child=_from(fk.table, fk.table_kind),
+            not_null=_not_null("c", fk.columns),
+            live=staged.relation,
+            live_match=_match("l", fk.ref_columns, "c", fk.columns),
+            tmp=staged.temp,
+            backup_match=_match("b", fk.ref_columns, "c", fk.columns),
+            n=sql.Literal(SAMPLE_KEYS),
+        ),
+    )
+
+
+def parents_first(conn: psycopg.Connection[Any], staged: list[Staged]) -> list[Staged]:
+    """Order tables so that every referenced table comes before the tables referencing it (a partition counts
+    as its partitioned table: keys of partitioned tables are inherited by the partitions)."""
+    family = {
+        s.oid: {int(r[0]) for r in conn.execute("SELECT relid FROM pg_partition_ancestors(%s)", [s.oid]).fetchall()}
+        for s in staged
+    }
+    edges = {
+        (child.oid, parent.oid)
+        for child in staged
+        for fk in _foreign_keys(conn, child.oid, outgoing=True)
+        for parent in staged
+        if parent is not child and fk.ref_oid in family[parent.oid]
+    }
+    ordered: list[Staged] = []
+    pending = list(staged)
     while pending:
-        ready = [
-            t
-            for t in pending
-            if not any(names.get(child) == t and names.get(parent) in pending for child, parent in edges)
-        ]
-        if not ready:
-            ready = pending[:1]  # a reference cycle: order does not matter within one transaction anyway
-        for t in ready:
+        ready = [t for t in pending if not any(c == t.oid and p in {x.oid for x in pending} for c, p in edges)]
+        for t in ready or pending[:1]:  # a reference cycle: order does not matter within one transaction
             ordered.append(t)
             pending.remove(t)
     return ordered
 
 
-def swap_tables(
-    scratch: ConnectionSpec, target: ConnectionSpec, tables: list[str], lock_timeout_s: int = 30
-) -> dict[str, int]:
-    """Make the target's `tables` hold exactly the scratch copy's rows; returns rows per table afterwards."""
-    with (
-        connect(scratch, statement_timeout_ms=0) as src,
-        connect(target, autocommit=False, statement_timeout_ms=0) as dst,
-    ):
-        try:
-            order = parents_first(dst, tables)
-            dst.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_s}s")))
-            for table in order:
-                dst.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(sql.SQL(_regclass(table))))
-            staged: dict[str, tuple[sql.Identifier, list[str], list[str]]] = {}
-            for i, table in enumerate(order):
-                cols = _columns(dst, table)
-                if cols != _columns(src, table):
-                    raise DatabaseError(
-                        f"table {table} has different columns in the target than in the backup "
-                        "(a migration ran since?): restore the whole database or migrate the copy first"
-                    )
-                names = [c[0] for c in cols]
-                pk = [r[0] for r in dst.execute(PRIMARY_KEY, [_regclass(table)]).fetchall()]
-                if not pk:
-                    raise DatabaseError(f"table {table} has no primary key: rows cannot be matched for a swap")
-                temp = sql.Identifier(f"dbops_restore_{i}")
-                dst.execute(
-                    sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-                        temp, sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(_regclass(table))
-                    )
-                )
-                col_list = sql.SQL(", ").join(map(sql.Identifier, names))
-                copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(sql.SQL(_regclass(table)), col_list)
-                copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(temp, col_list)
-                with src.cursor().copy(copy_out) as out, dst.cursor().copy(copy_in) as inp:
-                    for block in out:
-                        inp.write(block)
-                dst.execute(sql.SQL("ANALYZE {}").format(temp))
-                staged[table] = (temp, names, pk)
-            for table in reversed(order):  # children first: rows the backup does not have
-                temp, names, pk = staged[table]
-                same_key = sql.SQL(" AND ").join(sql.SQL("b.{c} = live.{c}").format(c=sql.Identifier(c)) for c in pk)
-                dst.execute(
-                    sql.SQL("DELETE FROM {t} live WHERE NOT EXISTS (SELECT 1 FROM {tmp} b WHERE {on})").format(
-                        t=sql.SQL(_regclass(table)), tmp=temp, on=same_key
-                    )
-                )
-            for table in order:  # parents first: the backup's rows, inserted or put back as they were
-                temp, names, pk = staged[table]
-                others = [c for c in names if c not in pk]
-                col_list = sql.SQL(", ").join(map(sql.Identifier, names))
-                action = (
-                    sql.SQL("DO NOTHING")
-                    if not others
-                    else sql.SQL("DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})").format(
-                        sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in others),
-                        sql.SQL(", ").join(
-                            sql.SQL("{t}.{c}").format(t=sql.Identifier(table.split(".", 1)[1]), c=sql.Identifier(c))
-                            for c in others
-                        ),
-                        sql.SQL(", ").join(sql.SQL("EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in others),
-                    )
-                )
-                dst.execute(
-                    sql.SQL(
-                        "INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {tmp} "
-                        "ON CONFLICT ({k}) {action}"
-                    ).format(
-                        t=sql.SQL(_regclass(table)),
-                        cols=col_list,
-                        tmp=temp,
-                        k=sql.SQL(", ").join(map(sql.Identifier, pk)),
-                        action=action,
-                    )
-                )
-                _advance_sequences(dst, table)
-            counts = {}
-            for table in order:
-                row = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(_regclass(table)))).fetchone()
-                counts[table] = int(row[0]) if row else 0
-            dst.commit()
-            return counts
-        except psycopg.Error as exc:
-            dst.rollback()
+def _stage(src: psycopg.Connection[Any], dst: psycopg.Connection[Any], plan: TablePlan, i: int) -> Staged:
+    """The backup's rows of one table into a temporary table on the target."""
+    oid = _relation(dst, plan)
+    relation = sql.Identifier(plan.schema_name, plan.name)
+    cols = _columns(dst, oid)
+    if cols != _columns(src, _relation(src, plan)):
+        raise DatabaseError(
+            f"table {plan.qualified} has different columns in the target than in the backup "
+            "(a migration ran since?): restore the whole database or migrate the copy first"
+        )
+    names = [c[0] for c in cols]
+    key_row = dst.execute(ROW_KEY, [oid]).fetchone()
+    temp = sql.Identifier(f"dbops_restore_{i}")
+    col_list = sql.SQL(", ").join(map(sql.Identifier, names))
+    dst.execute(
+        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM ONLY {} WITH NO DATA").format(
+            temp, col_list, relation
+        )
+    )
+    copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(relation, col_list)
+    copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(temp, col_list)
+    with src.cursor().copy(copy_out) as out, dst.cursor().copy(copy_in) as inp:
+        for block in out:
+            inp.write(block)
+    dst.execute(sql.SQL("ANALYZE {}").format(temp))
+    return Staged(plan, oid, relation, temp, names, list(key_row[0]) if key_row else [])
+
+
+def _check_foreign_keys(conn: psycopg.Connection[Any], staged: Staged, restored: set[int]) -> None:
+    """Backup rows referencing parents that are gone: fail before anything changes (the parent is not restored;
+    a restored parent comes from the same snapshot, and the target's own constraint checks it)."""
+    for fk in _foreign_keys(conn, staged.oid, outgoing=True):
+        if fk.ref_oid in restored:
+            continue
+        if keys := _missing_parents(conn, staged, fk):
             raise DatabaseError(
-                f"swap of {', '.join(tables)} into {target.dbname} rolled back: {describe_error(exc)}"
-            ) from None
-        except BaseException:
-            dst.rollback()
-            raise
+                f"the backup's rows of {staged.plan.qualified} reference rows that are no longer in {fk.ref_table} "
+                f"(constraint {fk.describe()}; keys ({', '.join(fk.columns)}): {'; '.join(keys)}): "
+                f"restore {fk.ref_table} too, or put those rows back first"
+            )
 
 
-def _advance_sequences(conn: psycopg.Connection[Any], table: str) -> None:
-    """Sequences owned by the table's columns never go backwards below the restored ids."""
+def _check_children(conn: psycopg.Connection[Any], staged: Staged, restored: set[int]) -> None:
+    """Rows of tables not restored that reference rows the backup lacks would be orphaned (or, with ON DELETE
+    CASCADE, deleted with them): fail instead. Tables being restored get the backup's own consistent rows."""
+    for fk in _foreign_keys(conn, staged.oid, outgoing=False):
+        if fk.table_oid in restored:
+            continue
+        if keys := _orphaned_children(conn, staged, fk):
+            raise DatabaseError(
+                f"rows of {fk.table} reference rows of {staged.plan.qualified} that the backup does not have "
+                f"(constraint {fk.describe()}; keys ({', '.join(fk.columns)}): {'; '.join(keys)}): "
+                f"restore {fk.table} too, or delete those rows first"
+            )
+
+
+def _delete_missing(conn: psycopg.Connection[Any], s: Staged) -> None:
+    """Live rows the backup does not have (every row, for a table without a key)."""
+    if not s.key:
+        conn.execute(sql.SQL("DELETE FROM ONLY {}").format(s.relation))
+        return
+    conn.execute(
+        sql.SQL("DELETE FROM ONLY {t} AS live WHERE NOT EXISTS (SELECT 1 FROM {tmp} b WHERE {on})").format(
+            t=s.relation, tmp=s.temp, on=_match("b", s.key, "live", s.key)
+        )
+    )
+
+
+def _put_back(conn: psycopg.Connection[Any], s: Staged) -> None:
+    """The backup's rows: changed rows updated (compared as text: not every type has an equality operator),
+    missing ones inserted with their own identity values."""
+    cols = sql.SQL(", ").join(map(sql.Identifier, s.columns))
+    others = [c for c in s.columns if c not in s.key]
+    if s.key and others:
+
+        def row(alias: str) -> sql.Composable:
+            return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(_col(alias, c) for c in others))
+
+        conn.execute(
+            sql.SQL("UPDATE ONLY {t} AS live SET {set} FROM {tmp} b WHERE {on} AND {a} IS DISTINCT FROM {b}").format(
+                t=s.relation,
+                set=sql.SQL(", ").join(sql.SQL("{c} = b.{c}").format(c=sql.Identifier(c)) for c in others),
+                tmp=s.temp,
+                on=_match("b", s.key, "live", s.key),
+                a=row("live"),
+                b=row("b"),
+            )
+        )
+    missing = (
+        sql.SQL(" WHERE NOT EXISTS (SELECT 1 FROM ONLY {t} live WHERE {on})").format(
+            t=s.relation, on=_match("b", s.key, "live", s.key)
+        )
+        if s.key
+        else sql.SQL("")
+    )
+    conn.execute(
+        sql.SQL("INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {tmp} b{missing}").format(
+            t=s.relation, cols=cols, tmp=s.temp, missing=missing
+        )
+    )
+
+
+def _advance_sequences(conn: psycopg.Connection[Any], oid: int) -> None:
+    """Sequences owned by the table's columns (a partition's: its partitioned table's) never go backwards
+    below the restored values."""
     rows = conn.execute(
-        "SELECT a.attname, pg_get_serial_sequence(%s, a.attname) FROM pg_attribute a "
-        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-        [table, _regclass(table)],
+        "SELECT a.attname, s.relid::regclass::text, pg_get_serial_sequence(s.relid::regclass::text, a.attname) "
+        "FROM pg_partition_ancestors(%s) s JOIN pg_attribute a ON a.attrelid = s.relid "
+        "WHERE a.attnum > 0 AND NOT a.attisdropped",
+        [oid],
     ).fetchall()
-    for column, sequence in rows:
+    for column, table, sequence in rows:
         if sequence:
             conn.execute(
                 sql.SQL(
                     "SELECT setval({seq}, GREATEST((SELECT last_value FROM {seqid}), "
                     "(SELECT coalesce(max({c}), 1) FROM {t})))"
-                ).format(
-                    seq=sql.Literal(sequence),
-                    seqid=sql.SQL(sequence),
-                    c=sql.Identifier(column),
-                    t=sql.SQL(_regclass(table)),
-                )
+                ).format(seq=sql.Literal(sequence), seqid=sql.SQL(sequence), c=sql.Identifier(column), t=sql.SQL(table))
             )
+
+
+def _refresh_views(conn: psycopg.Connection[Any], oids: list[int]) -> list[str]:
+    """Materialized views reading the restored tables, refreshed (concurrently where a unique index allows
+    it, so their readers go on); views never populated stay so."""
+    refreshed = []
+    for name, populated, unique in conn.execute(VIEWS_READING, [oids]).fetchall():
+        if populated:
+            how = sql.SQL("CONCURRENTLY ") if unique else sql.SQL("")
+            conn.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}{}").format(how, sql.SQL(name)))
+            refreshed.append(name)
+    return refreshed
+
+
+def swap_tables(
+    scratch: ConnectionSpec, target: ConnectionSpec, tables: list[TablePlan], lock_timeout_s: int = 30
+) -> SwapResult:
+    """Make the target's `tables` hold exactly the scratch copy's rows; returns rows per table afterwards."""
+    names = ", ".join(t.qualified for t in tables)
+    with (
+        connect(scratch, statement_timeout_ms=0) as src,
+        connect(target, autocommit=False, statement_timeout_ms=0) as dst,
+    ):
+        try:
+            for conn in (src, dst):  # every row moves; a role that row-level security would filter fails
+                conn.execute("SET row_security = off")
+            dst.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_s}s")))
+            restored = {_relation(dst, t) for t in tables}
+            movable = [t for t in tables if t.holds_rows]
+            for t in movable:
+                relation = sql.Identifier(t.schema_name, t.name)
+                dst.execute(sql.SQL("LOCK TABLE ONLY {} IN EXCLUSIVE MODE").format(relation))
+            staged = parents_first(dst, [_stage(src, dst, t, i) for i, t in enumerate(movable)])
+            for s in staged:
+                for fk in _foreign_keys(dst, s.oid, outgoing=False):
+                    if fk.table_oid not in restored:  # their writers wait until the swap commits
+                        dst.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(fk.table)))
+            for s in staged:
+                _check_foreign_keys(dst, s, restored)
+            for s in reversed(staged):  # children first: rows the backup does not have
+                _check_children(dst, s, restored)
+                _delete_missing(dst, s)
+            for s in staged:  # parents first: the backup's rows, inserted or put back as they were
+                _put_back(dst, s)
+                _advance_sequences(dst, s.oid)
+            refreshed = _refresh_views(dst, sorted(restored))
+            counts = {}
+            for s in staged:
+                row = dst.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(s.relation)).fetchone()
+                counts[s.plan.qualified] = int(row[0]) if row else 0
+            dst.commit()
+            return SwapResult(counts, refreshed)
+        except psycopg.Error as exc:
+            dst.rollback()
+            detail = exc.diag.message_detail if isinstance(exc, psycopg.errors.IntegrityError) else None
+            raise DatabaseError(
+                f"swap of {names} into {target.dbname} rolled back: {describe_error(exc)}"
+                + (f" ({detail})" if detail else "")
+            ) from None
+        except DatabaseError as exc:
+            dst.rollback()
+            raise DatabaseError(f"swap of {names} into {target.dbname} rolled back: {exc}") from None
+        except BaseException:
+            dst.rollback()
+            raise
