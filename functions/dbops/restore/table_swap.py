@@ -195,7 +195,10 @@ def parents_first(conn: psycopg.Connection[Any], staged: list[Staged]) -> list[S
     """Order tables so that every referenced table comes before the tables referencing it (a partition counts
     as its partitioned table: keys of partitioned tables are inherited by the partitions)."""
     family = {
-        s.oid: {int(r[0]) for r in conn.execute("SELECT relid FROM pg_partition_ancestors(%s)", [s.oid]).fetchall()}
+        s.oid: {
+            int(r[0])
+            for r in conn.execute("SELECT relid::oid FROM pg_partition_ancestors(%s::oid)", [s.oid]).fetchall()
+        }
         for s in staged
     }
     edges = {
@@ -322,7 +325,7 @@ def _advance_sequences(conn: psycopg.Connection[Any], oid: int) -> None:
     below the restored values."""
     rows = conn.execute(
         "SELECT a.attname, s.relid::regclass::text, pg_get_serial_sequence(s.relid::regclass::text, a.attname) "
-        "FROM pg_partition_ancestors(%s) s JOIN pg_attribute a ON a.attrelid = s.relid "
+        "FROM pg_partition_ancestors(%s::oid) s JOIN pg_attribute a ON a.attrelid = s.relid "
         "WHERE a.attnum > 0 AND NOT a.attisdropped",
         [oid],
     ).fetchall()
