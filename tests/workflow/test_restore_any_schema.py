@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from dbops import catalog, s3stream
 from dbops.backup import BackupRequest, run_backup
 from dbops.connection import ConnectionSpec, connect
 from tests.support import table_checksums
@@ -127,3 +128,24 @@ def test_a_materialized_view_is_not_restored_by_name(shop: ConnectionSpec, run_r
     assert result["states"][:2] == ["Request", "Validate"] and "Stage" not in result["states"]
     assert "event_counts is a materialized view" in result["cause"]
     assert "refreshed after the tables it reads are restored" in result["cause"]
+
+
+def test_a_backup_without_table_identities_is_refused_for_tables_and_still_restores_whole(
+    shop: ConnectionSpec, bucket: str, run_restore: Run, make_database: Callable[..., ConnectionSpec]
+) -> None:
+    # a manifest as dbops wrote them before it recorded each table's catalog identity (format 1)
+    entry = catalog.find_backup(bucket, "latest")
+    old = entry.manifest.model_dump(mode="json")
+    old["format_version"] = 1
+    old["tables"] = [t for t in old["tables"] if t["relkind"] != "p"]  # format 1 listed no partitioned tables
+    for table in old["tables"]:
+        for key in ("oid", "relkind", "parents", "objects"):
+            del table[key]
+    s3stream.put_json(bucket, entry.manifest.prefix + catalog.MANIFEST, json.dumps(old))
+
+    refused = run_restore(tables=['"Sales Ops"."Orders"'])
+    whole = run_restore(target=make_database(empty=True).dbname + "_copy")
+
+    assert refused["status"] == "FAILED" and "Stage" not in refused["states"]
+    assert "cannot be restored one by one: restore it whole into a new database" in refused["cause"]
+    assert whole["status"] == "SUCCEEDED", whole.get("cause")
