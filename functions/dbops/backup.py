@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from dbops import catalog, pipes, s3stream
 from dbops.catalog import BackupKind, BackupManifest, StoredObject, TableStat
-from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
+from dbops.connection import CATALOG_NAME, ConnectionSpec, connect, describe_error, server_version_num
 from dbops.errors import BackupError, DbopsError, ToolError
 from dbops.pgtools import StderrTail, find_tool, require_compatible, tool_version
 
@@ -80,7 +80,7 @@ def count_rows(schema: str, name: str, relkind: str) -> sql.Composed:
 
 
 class BackupRequest(BaseModel):
-    database: str = Field(description="the database's name in the catalog")
+    database: str = Field(pattern=CATALOG_NAME, description="the database's name in the catalog")
     bucket: str
     kind: BackupKind = "nightly"
     compression_level: int = Field(default=1, ge=-7, le=19)

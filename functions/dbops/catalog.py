@@ -168,4 +168,6 @@ def find_backup(bucket: str, ref: str, *, kind: str | None = None, database: str
             entry = _load(bucket, prefix, has_verification)
             if entry is not None:
                 return entry
-    raise BackupNotFound(f"backup {ref} not found in bucket {bucket}; `dbops backups list` shows the committed backups")
+    raise BackupNotFound(
+        f"backup {ref!r} not found in bucket {bucket}; `dbops backups list` shows the committed backups"
+    )

@@ -141,12 +141,16 @@ class AppHook(BaseModel):
         return self
 
 
+# a database's name in the catalog: one S3 key segment
+CATALOG_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
+
+
 class DatabaseConfig(BaseModel):
     """One managed database as configured by the operator (CDK context, env var or CLI flag)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+    name: str = Field(pattern=CATALOG_NAME)
     url: SecretStr | None = None
     secret_id: str | None = None
     sslmode: SslMode | None = None

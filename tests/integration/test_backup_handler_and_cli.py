@@ -111,7 +111,7 @@ def test_cli_backup_list_and_verify(sample_db: ConnectionSpec, bucket: str, loca
 def test_cli_reports_unknown_backup_and_missing_flags(bucket: str, local_aws: LocalAws) -> None:
     unknown = _dbops("verify", "nope", "--bucket", bucket)
     assert unknown.returncode == 1
-    assert "backup nope not found" in unknown.stderr
+    assert "backup 'nope' not found" in unknown.stderr
 
     missing = _dbops("backup", env_extra={"DBOPS_DATABASE_URL": "", "DBOPS_BUCKET": ""})  # empty counts as unset
     assert missing.returncode == 2

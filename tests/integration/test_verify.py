@@ -69,5 +69,5 @@ def test_archive_cut_short_but_matching_its_manifest_fails_the_full_read(
 
 
 def test_unknown_backup_id_is_a_clear_error(bucket: str) -> None:
-    with pytest.raises(BackupNotFound, match="backup 20200101T000000Z-000000 not found"):
+    with pytest.raises(BackupNotFound, match="backup '20200101T000000Z-000000' not found"):
         verify_backup(bucket, "20200101T000000Z-000000")

@@ -185,7 +185,7 @@ def test_application_is_put_in_maintenance_mode_during_the_restore(
     [
         ({"tables": ["nope"]}, "'nope' is not a table in backup"),
         ({"tables": ["users_pkey"]}, "'users_pkey' is not a table in backup"),
-        ({"backup": "20200101T000000Z-000000"}, "backup 20200101T000000Z-000000 not found"),
+        ({"backup": "20200101T000000Z-000000"}, "backup '20200101T000000Z-000000' not found"),
         ({"database": "billing"}, "unknown database 'billing'"),
         ({"tables": ["users"], "target": "no_such_db"}, "target database no_such_db does not exist"),
     ],

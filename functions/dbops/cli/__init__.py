@@ -55,9 +55,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def error_line(exc: Exception) -> str:
-    """What went wrong, on one line and without echoing values: a pydantic validation as `invalid <model>:` and
-    every wrong field by its path; anything else as its message, line breaks inside it (a tool's or a service's
-    multi-line text, a newline in a name the operator typed) turned into spaces."""
+    """What went wrong, on one line: a pydantic validation as `invalid <model>:` and every wrong field by its path
+    (never the values given: a URL holds a password); anything else as its message, line breaks inside it (a
+    tool's or a service's multi-line text, a newline in a name the operator typed) turned into spaces."""
     if isinstance(exc, ValidationError):
         what = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", exc.title).lower()
         text = f"invalid {what}: {validation_problems(exc)}"

@@ -66,6 +66,8 @@ def _parts(text: str) -> list[tuple[str, bool]]:
             raise ValueError(f"{text!r}: an empty name part")
         if "\x00" in part:
             raise ValueError(f"{text!r}: a name cannot hold a NUL character")
+        if not part.isprintable() and any(0xD800 <= ord(c) <= 0xDFFF for c in part):
+            raise ValueError(f"{text!r}: a name part holds a character that is not Unicode text (a lone surrogate)")
         if len(part.encode()) > MAX_IDENTIFIER:
             raise ValueError(f"{text!r}: a name part is longer than PostgreSQL's {MAX_IDENTIFIER} bytes")
         parts.append((part, quoted))
