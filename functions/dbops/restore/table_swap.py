@@ -30,6 +30,17 @@ COLUMNS = """
     WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
     ORDER BY a.attnum
 """
+# binary COPY needs a binary send/receive function for every column's type (through domains and arrays);
+# composite types and types made without them (CREATE TYPE ... without SEND/RECEIVE) travel as text
+BINARY_COPY_OK = """
+    SELECT coalesce(bool_and(t.typtype <> 'c' AND t.typsend <> 0 AND t.typreceive <> 0
+                             AND (e.oid IS NULL OR (e.typtype <> 'c' AND e.typsend <> 0 AND e.typreceive <> 0))), true)
+    FROM pg_attribute a
+    JOIN pg_type d ON d.oid = a.atttypid
+    JOIN pg_type t ON t.oid = CASE WHEN d.typtype = 'd' THEN d.typbasetype ELSE d.oid END
+    LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+    WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+"""
 # the columns rows are matched by: the primary key, else a unique index on plain columns (NOT NULL ones first)
 ROW_KEY = """
     SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
@@ -237,8 +248,10 @@ def _stage(src: psycopg.Connection[Any], dst: psycopg.Connection[Any], plan: Tab
             temp, col_list, relation
         )
     )
-    copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT binary)").format(relation, col_list)
-    copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(temp, col_list)
+    binary_row = dst.execute(BINARY_COPY_OK, [oid]).fetchone()
+    form = sql.SQL("binary" if binary_row and binary_row[0] else "text")
+    copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT {})").format(relation, col_list, form)
+    copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(temp, col_list, form)
     with src.cursor().copy(copy_out) as out, dst.cursor().copy(copy_in) as inp:
         for block in out:
             inp.write(block)
