@@ -1,15 +1,17 @@
 """Shared setup for the benchmarks: a PostgreSQL 18 server with sample data and a moto server in its own
-process (so the S3 side does not share our process's interpreter), plus process timing with peak RSS."""
+process (so the S3 side does not share our process's interpreter), plus process timing with peak RSS, and for
+the restore benchmarks a backed-up sample with the restore functions' settings and timed restore steps."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +19,15 @@ from pathlib import Path
 import psutil
 
 from dbops import aws
+from dbops.backup import BackupRequest, run_backup
+from dbops.catalog import BackupManifest
 from dbops.connection import ConnectionSpec, connect
 from dbops.local.postgres import LocalPostgres, embedded_bin_dir, free_port
+from dbops.restore import steps
+from dbops.restore.models import RestoreState
 from dbops.sample_data import create_sample_data
+from dbops.settings import FunctionSettings
+from dbops.verify import verify_backup
 
 
 @dataclass
@@ -136,3 +144,56 @@ def sample_server(scales: dict[str, float]) -> Iterator[tuple[LocalPostgres, dic
 
 def mb(n: float) -> str:
     return f"{n / 1e6:,.0f} MB"
+
+
+SAMPLE = "sprint_reports_v2"
+Step = Callable[[RestoreState, FunctionSettings], RestoreState]
+
+
+@dataclass
+class BackedUpSample:
+    pg: LocalPostgres
+    spec: ConnectionSpec
+    manifest: BackupManifest
+    settings: FunctionSettings
+
+
+@contextmanager
+def backed_up_sample(scale: float, jobs: int) -> Iterator[BackedUpSample]:
+    """The sample at `scale` on a fresh server, backed up once into a moto bucket and verified, and the restore
+    functions' settings for it (its only configured database, `pg_restore -j jobs`)."""
+    with moto_process(), sample_server({SAMPLE: scale}) as (pg, specs):
+        spec = specs[SAMPLE]
+        bucket = "dbops-bench"
+        aws.client("s3").create_bucket(Bucket=bucket)
+        manifest = run_backup(spec, BackupRequest(database=SAMPLE, bucket=bucket))
+        verify_backup(bucket, manifest.id)
+        os.environ.update(
+            {
+                "DBOPS_BUCKET": bucket,
+                "DBOPS_RESTORE_JOBS": str(jobs),
+                "DBOPS_DATABASES": json.dumps([{"name": SAMPLE, "url": pg.url(SAMPLE)}]),
+            }
+        )
+        yield BackedUpSample(pg, spec, manifest, FunctionSettings())
+
+
+def timed_safety_backup(state: RestoreState, settings: FunctionSettings) -> tuple[RestoreState, float]:
+    """The safety backup a restore over an existing database takes after validate: a backup of the target,
+    not restore work, so the benchmarks time it once on its own line (validate runs first, untimed)."""
+    state = steps.validate(state, settings)
+    t0 = time.perf_counter()
+    state = steps.safety_backup(state, settings)
+    return state, time.perf_counter() - t0
+
+
+def run_steps(
+    state: RestoreState, settings: FunctionSettings, chosen: Iterable[Step]
+) -> tuple[RestoreState, dict[str, float]]:
+    """Run restore steps in order; the state they leave and each one's wall time, by name."""
+    timings: dict[str, float] = {}
+    for step in chosen:
+        t0 = time.perf_counter()
+        state = step(state, settings)
+        timings[step.__name__] = time.perf_counter() - t0
+    return state, timings

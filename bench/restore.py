@@ -9,20 +9,15 @@ The safety backup a real restore takes first is timed on its own line: it is a b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
-from bench.common import measure, moto_process, sample_server
-from dbops import aws, catalog
-from dbops.backup import BackupRequest, run_backup
+from bench.common import backed_up_sample, measure, run_steps, timed_safety_backup
+from dbops import catalog
 from dbops.pgtools import find_tool
 from dbops.restore import archive, databases, steps
 from dbops.restore.models import RestoreRequest, RestoreState
-from dbops.settings import FunctionSettings
-from dbops.verify import verify_backup
 
 
 def main() -> None:
@@ -31,20 +26,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="best of N, baseline and ours alternating")
     args = parser.parse_args()
-    with moto_process(), sample_server({"sprint_reports_v2": args.scale}) as (pg, specs):
-        spec = specs["sprint_reports_v2"]
-        bucket = "dbops-bench"
-        aws.client("s3").create_bucket(Bucket=bucket)
-        manifest = run_backup(spec, BackupRequest(database="sprint_reports_v2", bucket=bucket))
-        verify_backup(bucket, manifest.id)
-        os.environ.update(
-            {
-                "DBOPS_BUCKET": bucket,
-                "DBOPS_RESTORE_JOBS": str(args.jobs),
-                "DBOPS_DATABASES": json.dumps([{"name": "sprint_reports_v2", "url": pg.url("sprint_reports_v2")}]),
-            }
-        )
-        settings = FunctionSettings()
+    with backed_up_sample(args.scale, args.jobs) as sample:
+        spec, manifest, settings = sample.spec, sample.manifest, sample.settings
+        bucket = settings.bucket
 
         baselines: list[float] = []
         runs: list[dict[str, float]] = []
@@ -62,18 +46,12 @@ def main() -> None:
                 # cache would make the next side's writes take memory the VM has not touched (a host page fault
                 # per page), while a side that follows a drop reuses the pages the drop freed
                 databases.drop(spec, "baseline")
-                timings: dict[str, float] = {}
                 state = RestoreState(request=RestoreRequest(backup=manifest.id))
                 if not runs:  # once: it is a backup of the target, timed on its own line
-                    t0 = time.perf_counter()
-                    state = steps.safety_backup(steps.validate(state, settings), settings)
-                    safety_s = time.perf_counter() - t0
+                    state, safety_s = timed_safety_backup(state, settings)
                 state = state.model_copy(update={"safety_backup_id": "timed-once"})
                 os.sync()  # as measure() does before the baseline: no dirty pages left by the other side
-                for step in (steps.validate, steps.stage, steps.check, steps.swap):
-                    t0 = time.perf_counter()
-                    state = step(state, settings)
-                    timings[step.__name__] = time.perf_counter() - t0
+                state, timings = run_steps(state, settings, (steps.validate, steps.stage, steps.check, steps.swap))
                 runs.append(timings)
                 assert state.pre_restore_db is not None
                 databases.drop(spec, state.pre_restore_db)
