@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,10 @@ from dbops import aws
 from dbops.connection import ConnectionSpec, connect
 from dbops.local.aws import LocalAws
 from dbops.local.postgres import LocalPostgres, debian_bin_dir, embedded_bin_dir
+from dbops.restore.models import RestoreRequest
+from dbops.restore.runner import follow, start_restore
 from dbops.sample_data import create_sample_data
+from tests.support import restore_environment
 
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_DEV", "0")
@@ -92,3 +96,42 @@ def bucket(local_aws: LocalAws) -> str:
     name = f"dbops-test-{uuid.uuid4().hex[:12]}"
     aws.client("s3").create_bucket(Bucket=name)
     return name
+
+
+# The CDK-synthesized restore state machine, deployed into the moto server and run for real (tests/workflow and
+# tests/corpus).
+
+
+@pytest.fixture(scope="session")
+def restore_machine(local_aws: LocalAws) -> str:
+    from dbops.local.workflow import deploy_restore_workflow  # synthesizes with CDK: only when a test needs it
+
+    return deploy_restore_workflow(retry_interval_s=1, retry_attempts=1)
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch, bucket: str) -> Callable[..., None]:
+    """Point the step handlers at a database (as the deployed functions' environment would)."""
+
+    def apply(spec: ConnectionSpec, **database: Any) -> None:
+        for key, value in restore_environment(spec, bucket, **database).items():
+            monkeypatch.setenv(key, value)
+
+    return apply
+
+
+@pytest.fixture
+def run_restore(restore_machine: str) -> Callable[..., dict[str, Any]]:
+    """Start a restore execution and follow it to its end: describe_execution plus `states`, the states entered."""
+
+    def run(**request: Any) -> dict[str, Any]:
+        states: list[str] = []
+        description = follow(
+            start_restore(restore_machine, RestoreRequest(**request)),
+            lambda kind, name: states.append(name) if kind == "entered" else None,
+            poll_s=0.2,
+        )
+        description["states"] = states
+        return description
+
+    return run

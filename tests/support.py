@@ -13,12 +13,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dbops.connection import ConnectionSpec
 from dbops.local.fingerprint import table_fingerprints
 from dbops.local.lambda_runtime import LocalLambdaContext, scheduled_event
 
-__all__ = ["LocalLambdaContext", "scheduled_event", "table_checksums"]
+__all__ = ["LocalLambdaContext", "restore_environment", "scheduled_event", "table_checksums"]
 
 table_checksums = table_fingerprints
+
+
+def restore_environment(spec: ConnectionSpec, bucket: str, **database: Any) -> dict[str, str]:
+    """The restore step handlers' environment for one configured database (as the deployed functions have it)."""
+    assert spec.password is not None
+    url = f"postgresql://{spec.user}:{spec.password.get_secret_value()}@{spec.host}:{spec.port}/{spec.dbname}"
+    return {
+        "DBOPS_BUCKET": bucket,
+        "DBOPS_DATABASES": json.dumps([{"name": "sprint_reports_v2", "url": url, **database}]),
+        "DBOPS_PRE_RESTORE_KEEP_DAYS": "7",
+    }
 
 
 def emf_metrics(output: str) -> list[dict[str, Any]]:
