@@ -6,8 +6,10 @@ are deleted (children first) and the backup's rows updated or inserted by key (p
 anything changes, foreign keys are checked both ways, so a restore never breaks one and never cascades into
 a table that was not chosen: backup rows whose parent was deleted since, and rows of other tables that
 reference rows the backup does not have, fail the swap with the constraint and a sample of the keys.
-Materialized views that read a restored table are refreshed in the same transaction. If anything fails, the
-transaction rolls back and the target is exactly as it was.
+The target's own triggers and rules on the restored tables are disabled for the swap and enabled again before
+it commits, so the rows are exactly the backup's (pg_restore, too, loads rows before triggers exist); the
+restore's record in the bucket is its audit trail. Materialized views that read a restored table are refreshed
+in the same transaction. If anything fails, the transaction rolls back and the target is exactly as it was.
 """
 
 from __future__ import annotations
@@ -69,6 +71,15 @@ FOREIGN_KEYS = """
     WHERE k.contype = 'f' AND (CASE WHEN %(outgoing)s THEN k.conrelid ELSE k.confrelid END) = %(table)s
       AND (p.oid IS NULL OR (CASE WHEN %(outgoing)s THEN p.conrelid <> k.conrelid ELSE p.conrelid = k.conrelid END))
 """
+# the target's own triggers and rules on a table, enabled ones only (not foreign keys' internal triggers)
+TRIGGERS_AND_RULES = """
+    SELECT 'TRIGGER', tgname, tgenabled::text FROM pg_trigger
+    WHERE tgrelid = %(table)s AND NOT tgisinternal AND tgenabled <> 'D'
+    UNION ALL
+    SELECT 'RULE', rulename, ev_enabled::text FROM pg_rewrite
+    WHERE ev_class = %(table)s AND rulename <> '_RETURN' AND ev_enabled <> 'D'
+"""
+ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
 # materialized views reading the tables, directly or through views, each after those it reads
 VIEWS_READING = """
     WITH RECURSIVE reads(relid, depth) AS (
@@ -234,7 +245,7 @@ def _stage(src: psycopg.Connection[Any], dst: psycopg.Connection[Any], plan: Tab
     oid = _relation(dst, plan)
     relation = sql.Identifier(plan.schema_name, plan.name)
     cols = _columns(dst, oid)
-    if cols != _columns(src, _relation(src, plan)):
+    if sorted(cols) != sorted(_columns(src, _relation(src, plan))):  # the order may differ (inheritance)
         raise DatabaseError(
             f"table {plan.qualified} has different columns in the target than in the backup "
             "(a migration ran since?): restore the whole database or migrate the copy first"
@@ -242,16 +253,16 @@ def _stage(src: psycopg.Connection[Any], dst: psycopg.Connection[Any], plan: Tab
     names = [c[0] for c in cols]
     key_row = dst.execute(ROW_KEY, [oid]).fetchone()
     temp = sql.Identifier(f"dbops_restore_{i}")
-    col_list = sql.SQL(", ").join(map(sql.Identifier, names))
+    selected = sql.SQL(", ").join(map(sql.Identifier, names))
     dst.execute(
         sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM ONLY {} WITH NO DATA").format(
-            temp, col_list, relation
+            temp, selected, relation
         )
     )
     binary_row = dst.execute(BINARY_COPY_OK, [oid]).fetchone()
     form = sql.SQL("binary" if binary_row and binary_row[0] else "text")
-    copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT {})").format(relation, col_list, form)
-    copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(temp, col_list, form)
+    copy_out = sql.SQL("COPY {}{} TO STDOUT (FORMAT {})").format(relation, _column_list(names), form)
+    copy_in = sql.SQL("COPY {}{} FROM STDIN (FORMAT {})").format(temp, _column_list(names), form)
     with src.cursor().copy(copy_out) as out, dst.cursor().copy(copy_in) as inp:
         for block in out:
             inp.write(block)
@@ -287,50 +298,103 @@ def _check_children(conn: psycopg.Connection[Any], staged: Staged, restored: set
             )
 
 
+def _row_text(alias: str, columns: list[str]) -> sql.Composable:
+    """A row's columns as text: rows compare whatever their types (not every type has an equality operator)."""
+    return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(_col(alias, c) for c in columns))
+
+
+def _numbered(source: sql.Composable, alias: str, columns: list[str]) -> sql.Composed:
+    """A keyless table's rows as (row id, text, n): the n-th copy of each distinct row, so that rows compare
+    as a multiset and a row the backup has twice is kept twice."""
+    text = _row_text(alias, columns)
+    return sql.SQL(
+        "SELECT {a}.ctid AS row_id, {a}.*, {t} AS row_text, row_number() OVER (PARTITION BY {t}) AS n FROM {src} AS {a}"
+    ).format(a=sql.Identifier(alias), t=text, src=source)
+
+
+def _execute_if_any(conn: psycopg.Connection[Any], rows: sql.Composable, statement: sql.Composed) -> None:
+    """Run a DELETE or UPDATE only when it has rows to change: a table published without a replica identity
+    refuses either statement even when it would change nothing."""
+    row = conn.execute(sql.SQL("SELECT EXISTS ({})").format(rows)).fetchone()
+    if row and row[0]:
+        conn.execute(statement)
+
+
 def _delete_missing(conn: psycopg.Connection[Any], s: Staged) -> None:
-    """Live rows the backup does not have (every row, for a table without a key)."""
-    if not s.key:
-        conn.execute(sql.SQL("DELETE FROM ONLY {}").format(s.relation))
-        return
-    conn.execute(
-        sql.SQL("DELETE FROM ONLY {t} AS live WHERE NOT EXISTS (SELECT 1 FROM {tmp} b WHERE {on})").format(
-            t=s.relation, tmp=s.temp, on=_match("b", s.key, "live", s.key)
+    """Live rows the backup does not have: by key, or for a table without one, as a multiset of whole rows."""
+    if s.key:
+        where = sql.SQL("NOT EXISTS (SELECT 1 FROM {tmp} b WHERE {on})").format(
+            tmp=s.temp, on=_match("b", s.key, "live", s.key)
         )
+    else:
+        where = sql.SQL(
+            "live.ctid = ANY(ARRAY(SELECT l.row_id FROM ({live}) l WHERE NOT EXISTS "
+            "(SELECT 1 FROM ({backup}) b WHERE b.row_text = l.row_text AND b.n = l.n)))"
+        ).format(
+            live=_numbered(sql.SQL("ONLY {}").format(s.relation), "x", s.columns),
+            backup=_numbered(s.temp, "y", s.columns),
+        )
+    _execute_if_any(
+        conn,
+        sql.SQL("SELECT 1 FROM ONLY {t} AS live WHERE {w}").format(t=s.relation, w=where),
+        sql.SQL("DELETE FROM ONLY {t} AS live WHERE {w}").format(t=s.relation, w=where),
     )
 
 
 def _put_back(conn: psycopg.Connection[Any], s: Staged) -> None:
-    """The backup's rows: changed rows updated (compared as text: not every type has an equality operator),
-    missing ones inserted with their own identity values."""
-    cols = sql.SQL(", ").join(map(sql.Identifier, s.columns))
+    """The backup's rows: changed rows updated, missing ones inserted with their own identity values."""
     others = [c for c in s.columns if c not in s.key]
     if s.key and others:
-
-        def row(alias: str) -> sql.Composable:
-            return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(_col(alias, c) for c in others))
-
-        conn.execute(
-            sql.SQL("UPDATE ONLY {t} AS live SET {set} FROM {tmp} b WHERE {on} AND {a} IS DISTINCT FROM {b}").format(
+        changed = sql.SQL("{on} AND {a} IS DISTINCT FROM {b}").format(
+            on=_match("b", s.key, "live", s.key), a=_row_text("live", others), b=_row_text("b", others)
+        )
+        _execute_if_any(
+            conn,
+            sql.SQL("SELECT 1 FROM ONLY {t} AS live, {tmp} b WHERE {w}").format(t=s.relation, tmp=s.temp, w=changed),
+            sql.SQL("UPDATE ONLY {t} AS live SET {set} FROM {tmp} b WHERE {w}").format(
                 t=s.relation,
                 set=sql.SQL(", ").join(sql.SQL("{c} = b.{c}").format(c=sql.Identifier(c)) for c in others),
                 tmp=s.temp,
-                on=_match("b", s.key, "live", s.key),
-                a=row("live"),
-                b=row("b"),
-            )
+                w=changed,
+            ),
         )
-    missing = (
-        sql.SQL(" WHERE NOT EXISTS (SELECT 1 FROM ONLY {t} live WHERE {on})").format(
-            t=s.relation, on=_match("b", s.key, "live", s.key)
+    cols = sql.SQL(", ").join(sql.Identifier("b", c) for c in s.columns)
+    if s.key:
+        source = sql.SQL("{tmp} b WHERE NOT EXISTS (SELECT 1 FROM ONLY {t} live WHERE {on})").format(
+            tmp=s.temp, t=s.relation, on=_match("b", s.key, "live", s.key)
         )
-        if s.key
-        else sql.SQL("")
-    )
+    else:  # after the delete, the live rows are the backup's first copies of each row: add the rest
+        source = sql.SQL(
+            "({backup}) b WHERE NOT EXISTS (SELECT 1 FROM ({live}) l WHERE l.row_text = b.row_text AND l.n = b.n)"
+        ).format(
+            backup=_numbered(s.temp, "y", s.columns),
+            live=_numbered(sql.SQL("ONLY {}").format(s.relation), "x", s.columns),
+        )
     conn.execute(
-        sql.SQL("INSERT INTO {t} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM {tmp} b{missing}").format(
-            t=s.relation, cols=cols, tmp=s.temp, missing=missing
+        sql.SQL("INSERT INTO {t}{cols} OVERRIDING SYSTEM VALUE SELECT {sel} FROM {source}").format(
+            t=s.relation, cols=_column_list(s.columns), sel=cols if s.columns else sql.SQL(""), source=source
         )
     )
+
+
+def _column_list(columns: list[str]) -> sql.Composable:
+    """` (a, b)` after a table's name; nothing for a table without columns (it still has rows)."""
+    if not columns:
+        return sql.SQL("")
+    return sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+
+
+def _quiet(conn: psycopg.Connection[Any], s: Staged) -> list[sql.Composed]:
+    """Disable the table's own triggers and rules for the swap, as pg_restore loads data before creating them:
+    a BEFORE trigger or a DO INSTEAD rule would otherwise change or cancel the backup's rows (and an audit
+    trigger log the restore's own writes). Returns the statements that put each back as it was; a rollback
+    does so by itself."""
+    again = []
+    for kind, name, state in conn.execute(TRIGGERS_AND_RULES, {"table": s.oid}).fetchall():
+        alter = sql.SQL("ALTER TABLE ONLY {} {} {} {}")
+        conn.execute(alter.format(s.relation, sql.SQL("DISABLE"), sql.SQL(kind), sql.Identifier(name)))
+        again.append(alter.format(s.relation, sql.SQL(ENABLE[state]), sql.SQL(kind), sql.Identifier(name)))
+    return again
 
 
 def _advance_sequences(conn: psycopg.Connection[Any], oid: int) -> None:
@@ -389,12 +453,15 @@ def swap_tables(
                         dst.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(fk.table)))
             for s in staged:
                 _check_foreign_keys(dst, s, restored)
+            enable_again = [statement for s in staged for statement in _quiet(dst, s)]
             for s in reversed(staged):  # children first: rows the backup does not have
                 _check_children(dst, s, restored)
                 _delete_missing(dst, s)
             for s in staged:  # parents first: the backup's rows, inserted or put back as they were
                 _put_back(dst, s)
                 _advance_sequences(dst, s.oid)
+            for statement in enable_again:
+                dst.execute(statement)
             refreshed = _refresh_views(dst, sorted(restored))
             counts = {}
             for s in staged:
