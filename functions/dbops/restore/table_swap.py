@@ -43,16 +43,17 @@ BINARY_COPY_OK = """
     LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
     WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
 """
-# the columns rows are matched by: the primary key, else a unique index on plain columns (NOT NULL ones first)
+# the columns rows are matched by: the primary key, else a unique index on plain columns (NOT NULL ones first);
+# its key columns only, not those it merely INCLUDEs
 ROW_KEY = """
-    SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(attnum, n)
+    SELECT ARRAY(SELECT a.attname FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) WITH ORDINALITY k(attnum, n)
                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n)
     FROM pg_index i
     WHERE i.indrelid = %s AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
     ORDER BY i.indisprimary DESC,
              (SELECT bool_and(a.attnotnull) FROM pg_attribute a
-              WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey::int2[])) DESC,
-             i.indnatts, i.indexrelid
+              WHERE a.attrelid = i.indrelid AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts - 1])) DESC,
+             i.indnkeyatts, i.indexrelid
     LIMIT 1
 """
 # foreign keys as pairs of tables, leaving out the copies PostgreSQL makes of a key that references a
