@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dbops.catalog import IDENTITY_FORMAT, BackupManifest, StoredObject, TableStat
+from dbops.catalog import IDENTITY_FORMAT, BackupManifest, RelKind, StoredObject, TableStat
 from dbops.restore.steps import RestoreRefused, _resolve_tables
 
 
-def _table(oid: int, schema: str, name: str, relkind: str = "r", parents: tuple[int, ...] = ()) -> TableStat:
-    return TableStat(schema_name=schema, name=name, rows=1, bytes=8192, oid=oid, relkind=relkind, parents=list(parents))  # type: ignore[arg-type]
+def _table(oid: int, schema: str, name: str, relkind: RelKind = "r", parents: tuple[int, ...] = ()) -> TableStat:
+    return TableStat(schema_name=schema, name=name, rows=1, bytes=8192, oid=oid, relkind=relkind, parents=list(parents))
 
 
 MANIFEST = BackupManifest(
