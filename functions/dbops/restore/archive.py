@@ -111,7 +111,16 @@ def select_entries(entries: list[TocEntry], tables: list[TableStat], chosen: set
     def table_of(entry: TocEntry) -> int | None:
         return owner.get(entry.identity) if entry.identity else None
 
-    own = [e.dump_id for e in entries if table_of(e) in chosen and not e.left_out]
+    # a chosen child inherits its ancestors' CHECK constraints; those dumped apart from the parent's own
+    # definition (NOT VALID ones) come along, or the child would miss them
+    parents = {t.oid: t.parents for t in tables if t.oid is not None}
+    ancestors = _closure((p for oid in chosen for p in parents.get(oid, [])), parents) - chosen
+    own = [
+        e.dump_id
+        for e in entries
+        if not e.left_out
+        and (table_of(e) in chosen or (table_of(e) in ancestors and e.desc_and_name.startswith("CHECK CONSTRAINT ")))
+    ]
     needed = _closure(own, {e.dump_id: e.depends_on for e in entries})
     dropped_seed = [
         e.dump_id

@@ -93,7 +93,8 @@ VIEWS_READING = """
         WHERE reads.depth < 20
     )
     SELECT c.oid::regclass::text, c.relispopulated,
-           EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indpred IS NULL)
+           EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid
+                   AND i.indpred IS NULL AND i.indexprs IS NULL)
     FROM reads JOIN pg_class c ON c.oid = reads.relid
     WHERE c.relkind = 'm'
     GROUP BY c.oid ORDER BY max(reads.depth), 1
@@ -254,12 +255,8 @@ def _stage(src: psycopg.Connection[Any], dst: psycopg.Connection[Any], plan: Tab
     names = [c[0] for c in cols]
     key_row = dst.execute(ROW_KEY, [oid]).fetchone()
     temp = sql.Identifier(f"dbops_restore_{i}")
-    selected = sql.SQL(", ").join(map(sql.Identifier, names))
-    dst.execute(
-        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM ONLY {} WITH NO DATA").format(
-            temp, selected, relation
-        )
-    )
+    # generated columns do not travel: the temporary table computes them again (keys and foreign keys use them)
+    dst.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING GENERATED) ON COMMIT DROP").format(temp, relation))
     binary_row = dst.execute(BINARY_COPY_OK, [oid]).fetchone()
     form = sql.SQL("binary" if binary_row and binary_row[0] else "text")
     copy_out = sql.SQL("COPY {}{} TO STDOUT (FORMAT {})").format(relation, _column_list(names), form)
@@ -309,7 +306,8 @@ def _numbered(source: sql.Composable, alias: str, columns: list[str]) -> sql.Com
     as a multiset and a row the backup has twice is kept twice."""
     text = _row_text(alias, columns)
     return sql.SQL(
-        "SELECT {a}.ctid AS row_id, {a}.*, {t} AS row_text, row_number() OVER (PARTITION BY {t}) AS n FROM {src} AS {a}"
+        "SELECT {a}.ctid AS dbops_row_id, {a}.*, {t} AS dbops_row_text, "
+        "row_number() OVER (PARTITION BY {t}) AS dbops_n FROM {src} AS {a}"
     ).format(a=sql.Identifier(alias), t=text, src=source)
 
 
@@ -329,8 +327,8 @@ def _delete_missing(conn: psycopg.Connection[Any], s: Staged) -> None:
         )
     else:
         where = sql.SQL(
-            "live.ctid = ANY(ARRAY(SELECT l.row_id FROM ({live}) l WHERE NOT EXISTS "
-            "(SELECT 1 FROM ({backup}) b WHERE b.row_text = l.row_text AND b.n = l.n)))"
+            "live.ctid = ANY(ARRAY(SELECT l.dbops_row_id FROM ({live}) l WHERE NOT EXISTS "
+            "(SELECT 1 FROM ({backup}) b WHERE b.dbops_row_text = l.dbops_row_text AND b.dbops_n = l.dbops_n)))"
         ).format(
             live=_numbered(sql.SQL("ONLY {}").format(s.relation), "x", s.columns),
             backup=_numbered(s.temp, "y", s.columns),
@@ -366,7 +364,8 @@ def _put_back(conn: psycopg.Connection[Any], s: Staged) -> None:
         )
     else:  # after the delete, the live rows are the backup's first copies of each row: add the rest
         source = sql.SQL(
-            "({backup}) b WHERE NOT EXISTS (SELECT 1 FROM ({live}) l WHERE l.row_text = b.row_text AND l.n = b.n)"
+            "({backup}) b WHERE NOT EXISTS "
+            "(SELECT 1 FROM ({live}) l WHERE l.dbops_row_text = b.dbops_row_text AND l.dbops_n = b.dbops_n)"
         ).format(
             backup=_numbered(s.temp, "y", s.columns),
             live=_numbered(sql.SQL("ONLY {}").format(s.relation), "x", s.columns),
