@@ -39,6 +39,7 @@ from infra.settings import LOG_RETENTION_DAYS, StackSettings
 RESTORE_PREFIXES = (BACKUPS_PREFIX, "restores/", "drills/")
 S3_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
 S3_READ_ACTIONS = ("s3:GetObject",)
+S3_TAG_ACTIONS = ("s3:GetObjectTagging", "s3:PutObjectTagging")  # dbops.retention: which backups may expire
 VPC_ENI_ACTIONS = (
     "ec2:CreateNetworkInterface",
     "ec2:DescribeNetworkInterfaces",
@@ -53,10 +54,11 @@ LOG_RETENTION = dict(zip(LOG_RETENTION_DAYS, [m for m in logs.RetentionDays if m
 
 @dataclass(frozen=True)
 class BucketAccess:
-    """Which keys of the backup bucket a function reads, writes and lists (S3 key patterns, prefixes)."""
+    """Which keys of the backup bucket a function reads, writes, tags and lists (S3 key patterns, prefixes)."""
 
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
+    tag: tuple[str, ...] = ()
     list_prefixes: tuple[str, ...] = ()
 
     @property
@@ -88,7 +90,13 @@ BACKUP = FunctionSpec(
     handler="handlers.backup.handler",
     description="dbops: pg_dump | zstd | S3 multipart, manifest last (nightly, predeploy, manual)",
     sizing=BACKUP_SIZING,
-    bucket=BucketAccess(write=(f"{BACKUPS_PREFIX}*",), list_prefixes=(BACKUPS_PREFIX,)),
+    # reads the catalog and tags backups for retention (dbops.retention) after a backup
+    bucket=BucketAccess(
+        read=(f"{BACKUPS_PREFIX}*",),
+        write=(f"{BACKUPS_PREFIX}*",),
+        tag=(f"{BACKUPS_PREFIX}*",),
+        list_prefixes=(BACKUPS_PREFIX,),
+    ),
     retry_attempts=1,
 )
 HEALTH = FunctionSpec(
@@ -250,6 +258,7 @@ class Functions(Construct):
             "DBOPS_BUCKET": self.bucket.bucket_name,
             "DBOPS_DATABASES": self.settings.functions_databases_json(),
             "DBOPS_PG_BIN": PG_BIN_DIR,
+            "DBOPS_RETENTION_KEEP": str(self.settings.retention_days.keep_newest_verified),
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
@@ -292,6 +301,14 @@ class Functions(Construct):
                     resources=[self.bucket.arn_for_objects(p) for p in access.write],
                 )
             )
+        if access.tag:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="TagBackups",
+                    actions=list(S3_TAG_ACTIONS),
+                    resources=[self.bucket.arn_for_objects(p) for p in access.tag],
+                )
+            )
         if access.kms_actions:
             statements.append(
                 iam.PolicyStatement(sid="BackupKey", actions=list(access.kms_actions), resources=[self.key.key_arn])
@@ -331,7 +348,7 @@ class Functions(Construct):
                 f"Objects under {pattern} are keyed <kind>/<database>/<id>... with ids made at run time: the grant "
                 "is that prefix of the one bucket, nothing else in it."
             )
-            for pattern in sorted({*access.read, *access.write})
+            for pattern in sorted({*access.read, *access.write, *access.tag})
         }
 
     def _acknowledge(self, spec: FunctionSpec, function: lambda_.Function, role: iam.Role) -> None:

@@ -246,8 +246,10 @@ class Monitoring(Construct):
             meaning=f"the {name} function failed (Lambda Errors)",
         )
 
-    def watch_state_machine(self, name: str, state_machine: sfn.IStateMachine) -> list[cw.Alarm]:
-        """For the restore workflow: executions that failed, timed out or were aborted."""
+    def watch_state_machine(
+        self, name: str, state_machine: sfn.IStateMachine, kind: str = "RestoreFailed"
+    ) -> list[cw.Alarm]:
+        """Executions that failed, timed out or were aborted; `kind` is the runbook section."""
         checks = {
             "Failed": state_machine.metric_failed(period=FIVE_MINUTES, statistic="Sum"),
             "TimedOut": state_machine.metric_timed_out(period=FIVE_MINUTES, statistic="Sum"),
@@ -256,7 +258,7 @@ class Monitoring(Construct):
         return [
             self._add(
                 f"Executions{what}-{name}",
-                kind="RestoreFailed",
+                kind=kind,
                 metric=metric,
                 comparison=GE,
                 threshold=1,

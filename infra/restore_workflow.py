@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_lambda as lambda_
@@ -19,6 +19,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
+
+from infra.state_machines import acknowledge, invoke_grant_reasons, logical_id
 
 # Step name in the state machine -> handler in functions/handlers/restore.py
 STEP_HANDLERS: dict[str, str] = {
@@ -209,19 +211,7 @@ class RestoreWorkflow(Construct):
 
     def _acknowledge(self, functions: Mapping[str, lambda_.IFunction], stage_task: StageTask | None) -> None:
         """cdk-nag: the wildcards in Step Functions' generated policy, each named with its reason."""
-        stack = Stack.of(self)
-
-        def logical_id(construct: Construct | lambda_.IFunction) -> str:
-            return str(stack.resolve(stack.get_logical_id(construct.node.default_child)))  # type: ignore[arg-type]
-
-        reasons = {
-            "AwsSolutions-IAM5[Resource::*]": "X-Ray tracing and log delivery actions have no resource-level "
-            "permissions.",
-        }
-        for function in functions.values():
-            reasons[f"AwsSolutions-IAM5[Resource::<{logical_id(function)}.Arn>:*]"] = (
-                "Invoking a step function's versions and aliases (<arn>:*), as Step Functions' Lambda task grants."
-            )
+        reasons = invoke_grant_reasons(functions.values())
         if stage_task is not None:
             td = logical_id(stage_task.task_definition)
 
@@ -238,5 +228,4 @@ class RestoreWorkflow(Construct):
             reasons[f"AwsSolutions-IAM5[Resource::{arn}]"] = (
                 "Running any revision of the one stage task definition, as Step Functions' ECS task grants."
             )
-        for rule, reason in reasons.items():
-            Validations.of(self.state_machine).acknowledge(Acknowledgment(id=rule, reason=reason))
+        acknowledge(self.state_machine, reasons)

@@ -1,5 +1,5 @@
-"""EventBridge schedules: nightly backup, health every 5 minutes, maintenance tasks, the weekly restore drill and
-the daily drop of expired pre-restore copies.
+"""EventBridge schedules: the nightly backup (an execution of the backup state machine), health every 5 minutes,
+maintenance tasks, the weekly restore drill and the daily drop of expired pre-restore copies.
 
 Every expression comes from cdk.json (`schedules`), with the guide's rhythm as the default; "off" turns one off.
 """
@@ -26,8 +26,8 @@ def default_drill_input(database: str) -> dict[str, Any]:
 
 
 class Schedules(Construct):
-    """`rules` by name: Backup, Health, Maintenance<Task>; RestoreDrill<i> and ExpiredCopies once the restore
-    workflow adds them."""
+    """`rules` by name: Backup (starts the backup state machine), Health, Maintenance<Task>; RestoreDrill<i> and
+    ExpiredCopies once the restore workflow adds them."""
 
     def __init__(
         self,
@@ -35,7 +35,7 @@ class Schedules(Construct):
         construct_id: str,
         *,
         schedules: ScheduleSettings,
-        backup: lambda_.IFunction,
+        backup: sfn.IStateMachine,
         health: lambda_.IFunction,
         maintenance: lambda_.IFunction,
     ) -> None:
@@ -45,8 +45,8 @@ class Schedules(Construct):
         self._rule(
             "Backup",
             schedules.backup,
-            "dbops: nightly backup of every database",
-            targets.LambdaFunction(backup, event=events.RuleTargetInput.from_object({"kind": "nightly"})),
+            "dbops: nightly backup of every database (one execution of the backup state machine)",
+            targets.SfnStateMachine(backup, input=events.RuleTargetInput.from_object({"kind": "nightly"})),
         )
         # health gets the plain scheduled event: it checks every configured database
         self._rule("Health", schedules.health, "dbops: health probes", targets.LambdaFunction(health))

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dbops.connection import AppHook
+from dbops.retention import DEFAULT_KEEP, EXPIRABLE_TAG, RETAINED_KINDS
 from infra.constants import BACKUPS_PREFIX, CERTS_DIR_IN_LAMBDA, CONTEXT_KEY, MAINTENANCE_TASKS
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -184,13 +185,30 @@ class Schedules(_Model):
         return {task: getattr(self, task) for task in MAINTENANCE_TASKS}
 
 
+class BackupExpiry(_Model):
+    """One backup kind's lifecycle expiry: an object under `prefix` carrying every tag in `tags` (none: any
+    object) expires `days` after it was written. One definition for the bucket's rules and the tests'
+    simulation of them."""
+
+    kind: str
+    prefix: str
+    days: int
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
 class RetentionDays(_Model):
-    """How long things are kept. Backups: S3 lifecycle per kind (prefix backups/<kind>/)."""
+    """How long things are kept. Backups: S3 lifecycle per kind (prefix backups/<kind>/); nightly and predeploy
+    backups only once `keep_newest_verified` newer ones verified (dbops.retention tags them)."""
 
     nightly: int = Field(default=30, ge=1)  # the guide: 30 days
     predeploy: int = Field(default=90, ge=1)
     prerestore: int = Field(default=30, ge=1)
     manual: int | None = Field(default=None, ge=1, description="absent: manual backups never expire")
+    keep_newest_verified: int = Field(
+        default=DEFAULT_KEEP,
+        ge=1,
+        description="nightly and predeploy: the newest this many verified backups never expire, whatever their age",
+    )
     noncurrent_versions: int = Field(default=7, ge=1, description="deleted or overwritten versions kept this long")
     access_logs: int = Field(default=365, ge=1)
     logs: int = Field(default=90, description="CloudWatch Logs retention of the functions' log groups")
@@ -209,6 +227,17 @@ class RetentionDays(_Model):
             f"{BACKUPS_PREFIX}prerestore/": self.prerestore,
             f"{BACKUPS_PREFIX}manual/": self.manual,
         }
+
+    def backup_expiries(self) -> list[BackupExpiry]:
+        """The kinds that expire: nightly and predeploy only once dbops tagged a backup expirable, the others
+        by age alone."""
+        released = {EXPIRABLE_TAG: "true"}
+        return [
+            BackupExpiry(kind=kind, prefix=prefix, days=days, tags=released if kind in RETAINED_KINDS else {})
+            for prefix, days in self.backup_days().items()
+            if days is not None
+            for kind in [prefix.rstrip("/").rsplit("/", 1)[-1]]
+        ]
 
 
 class AlarmThresholds(_Model):
@@ -236,6 +265,18 @@ class AlarmSettings(_Model):
         return self
 
 
+class BackupSettings(_Model):
+    """The backup state machine (infra/backup_workflow.py): how many databases are backed up at once."""
+
+    max_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=40,
+        description="the Map's MaxConcurrency: databases backed up at the same time, each in its own Backup "
+        "invoke (an inline Map runs at most 40 at once)",
+    )
+
+
 class StackSettings(_Model):
     stack_name: str = Field(default="dbops", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
     architecture: Architecture = "arm64"
@@ -244,6 +285,7 @@ class StackSettings(_Model):
     schedules: Schedules = Schedules()
     retention_days: RetentionDays = RetentionDays()
     alarms: AlarmSettings = AlarmSettings()
+    backup: BackupSettings = BackupSettings()
     restore_task_image: str | None = Field(
         default=None,
         description="container image (this repository's functions/ and layers) for restores too large for Lambda; "

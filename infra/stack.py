@@ -3,7 +3,8 @@
 Storage      KMS key, backup bucket (lifecycle per backup kind), access-log bucket
 Layers       pgtools (pg_dump/pg_restore/psql 18, TLS libpq), python (dependencies), certificates (CA bundles)
 Functions    Backup, Health, Maintenance (+ restore steps), each with its own role and log group
-Schedules    EventBridge rules (backup, health, maintenance tasks, restore drill)
+Backup       the backup state machine (infra/backup_workflow.py): a Map over the databases, one Backup invoke each
+Schedules    EventBridge rules (backup state machine, health, maintenance tasks, restore drill)
 Monitoring   SNS topic, alarms, dashboard
 Restore      the restore state machine (infra/restore_workflow.py, issue 3) — see RESTORE WORKFLOW below
 """
@@ -21,8 +22,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from infra.backup_workflow import BackupWorkflow
 from infra.constants import LAYERS_BUILD_DIR
-from infra.functions import Functions, restore_step_spec
+from infra.functions import LOG_RETENTION, Functions, restore_step_spec
 from infra.layers import Layers
 from infra.monitoring import Monitoring
 from infra.restore_workflow import STEP_HANDLERS, RestoreWorkflow, StageTask
@@ -90,15 +92,24 @@ class DbopsStack(Stack):
             key=self.storage.key,
             layers=self.layers,
         )
+        self.backup_workflow = BackupWorkflow(
+            self,
+            "Backup",
+            function=self.functions.backup,
+            databases=[db.name for db in settings.databases],
+            max_concurrency=settings.backup.max_concurrency,
+            logs_retention=LOG_RETENTION[settings.retention_days.logs],
+        )
         self.schedules = Schedules(
             self,
             "Schedules",
             schedules=settings.schedules,
-            backup=self.functions.backup,
+            backup=self.backup_workflow.state_machine,
             health=self.functions.health,
             maintenance=self.functions.maintenance,
         )
         self.monitoring = Monitoring(self, "Monitoring", settings=settings, functions=self.functions.by_name)
+        self.monitoring.watch_state_machine("Backup", self.backup_workflow.state_machine, kind="BackupWorkflowFailed")
         self.restore_functions: dict[str, lambda_.Function] = {}
         self.restore_workflow: Any = None
         self.expired_copies_function: lambda_.Function | None = None
@@ -195,6 +206,7 @@ class DbopsStack(Stack):
 
     def _outputs(self) -> None:
         CfnOutput(self, "BackupBucketName", value=self.storage.bucket.bucket_name)
+        CfnOutput(self, "BackupStateMachineArn", value=self.backup_workflow.state_machine.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
         for name, function in self.functions.by_name.items():

@@ -1,4 +1,5 @@
-"""The backup bucket and its key: encrypted, TLS-only, versioned, logged, and expiring by backup kind."""
+"""The backup bucket and its key: encrypted, TLS-only, versioned, logged, and expiring by backup kind (nightly and
+predeploy backups never below the newest verified ones: see dbops.retention)."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ class BackupStorage(Construct):
 
 
 def lifecycle_rules(retention: RetentionDays) -> list[s3.LifecycleRule]:
-    """One expiry per backup kind; bucket-wide: stale multipart uploads and old versions go."""
+    """One expiry per backup kind (nightly and predeploy: only objects dbops tagged expirable, which it does once
+    enough newer backups verified); bucket-wide: stale multipart uploads and old versions go."""
     rules = [
         s3.LifecycleRule(
             id="all-abort-multipart-expire-noncurrent",
@@ -75,9 +77,13 @@ def lifecycle_rules(retention: RetentionDays) -> list[s3.LifecycleRule]:
             expired_object_delete_marker=True,
         )
     ]
-    for prefix, days in retention.backup_days().items():
-        if days is None:
-            continue
-        kind = prefix.rstrip("/").rsplit("/", 1)[-1]
-        rules.append(s3.LifecycleRule(id=f"expire-{kind}", prefix=prefix, expiration=Duration.days(days)))
+    for expiry in retention.backup_expiries():
+        rules.append(
+            s3.LifecycleRule(
+                id=f"expire-{expiry.kind}",
+                prefix=expiry.prefix,
+                tag_filters=dict(expiry.tags) or None,
+                expiration=Duration.days(expiry.days),
+            )
+        )
     return rules

@@ -8,6 +8,7 @@ Nothing touches local disk and memory stays at a few upload parts whatever the d
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import subprocess
 import threading
@@ -77,6 +78,28 @@ def count_rows(schema: str, name: str, relkind: str) -> sql.Composed:
     none of its own, so it is never counted."""
     only = sql.SQL("ONLY ") if relkind == "r" else sql.SQL("")
     return sql.SQL("SELECT count(*) FROM {}{}").format(only, sql.Identifier(schema, name))
+
+
+# backups of one database never overlap: each holds this session-level advisory lock on its own connection until
+# its manifest is written (advisory locks are per database, and the key also carries the catalog name)
+BACKUP_LOCK_CLASS = 0x64627073  # "dbps"
+
+
+def backup_lock_key(database: str) -> int:
+    """The second half of the backup lock's key: a stable signed 32-bit hash of the catalog name."""
+    return int.from_bytes(hashlib.sha256(database.encode()).digest()[:4], "big", signed=True)
+
+
+def _lock_out_other_backups(conn: psycopg.Connection[Any], database: str) -> None:
+    """Take the database's backup lock, or refuse at once: another backup of it is running."""
+    row = conn.execute(
+        "SELECT pg_try_advisory_lock(%s::int4, %s::int4)", [BACKUP_LOCK_CLASS, backup_lock_key(database)]
+    ).fetchone()
+    if not (row and row[0]):
+        raise BackupError(
+            f"another backup of {database} is running (it holds the dbops backup lock on the database): this one "
+            "stopped before writing anything; the running one commits, or fails, on its own"
+        )
 
 
 class BackupRequest(BaseModel):
@@ -277,6 +300,7 @@ def run_backup(
     try:
         pg_dump = tool_version(find_tool("pg_dump", request.pg_bin_dir))
         with connect(spec, autocommit=True, statement_timeout_ms=0) as conn:
+            _lock_out_other_backups(conn, request.database)
             server_num = server_version_num(conn)
             server_text = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
             require_compatible(pg_dump, server_num, request.database)
@@ -317,25 +341,25 @@ def run_backup(
                     )
                     written.append(schema_sql.key)
                 tables = holder.stats(request.database)
-        finished = datetime.now(UTC)
-        manifest = BackupManifest(
-            format_version=catalog.IDENTITY_FORMAT,
-            id=backup_id,
-            database=request.database,
-            kind=request.kind,
-            dump=dump,
-            schema_sql=schema_sql,
-            pg_dump_version=pg_dump.number,
-            server_version=server_text,
-            server_version_num=server_num,
-            started_at=started,
-            finished_at=finished,
-            duration_seconds=round(time.monotonic() - t0, 3),
-            tables=tables,
-            labels=request.labels,
-        )
-        limit.check(request.database)
-        catalog.write_manifest(request.bucket, manifest)
+            finished = datetime.now(UTC)
+            manifest = BackupManifest(
+                format_version=catalog.IDENTITY_FORMAT,
+                id=backup_id,
+                database=request.database,
+                kind=request.kind,
+                dump=dump,
+                schema_sql=schema_sql,
+                pg_dump_version=pg_dump.number,
+                server_version=server_text,
+                server_version_num=server_num,
+                started_at=started,
+                finished_at=finished,
+                duration_seconds=round(time.monotonic() - t0, 3),
+                tables=tables,
+                labels=request.labels,
+            )
+            limit.check(request.database)
+            catalog.write_manifest(request.bucket, manifest)  # committed, and only then the lock released
         return manifest
     except BaseException as exc:
         _discard(request.bucket, written)

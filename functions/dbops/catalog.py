@@ -2,7 +2,9 @@
 
 Layout: backups/<kind>/<database>/<id>/{database.dump.zst, schema.sql.zst, manifest.json, verification.json}.
 Each kind has its own prefix so lifecycle rules can expire them at different ages. The manifest is written
-last and is the commit marker: objects without one are never listed, restored or counted as a backup.
+last and is the commit marker: objects without one are never listed, restored or counted as a backup. A
+manifest whose archive is gone (lifecycle expires a backup's objects one by one, in no set order) is not a
+backup either: only a manifest with every object it names is listed.
 """
 
 from __future__ import annotations
@@ -117,21 +119,40 @@ def record_verification(bucket: str, manifest: BackupManifest, result: Verificat
     s3stream.put_json(bucket, manifest.prefix + VERIFICATION, result.model_dump_json(indent=2))
 
 
-def _backup_prefixes(bucket: str, kind: str | None, database: str | None) -> dict[str, bool]:
-    """Each committed backup's prefix, and whether it holds a verification record, from one listing per kind
-    (a listing of every key under the prefixes that can hold the backups asked for)."""
+def _backup_prefixes(bucket: str, kind: str | None, database: str | None) -> dict[str, frozenset[str]]:
+    """Each prefix holding a manifest, with the keys under it, from one listing per kind (a listing of every key
+    under the prefixes that can hold the backups asked for)."""
     kinds = [kind] if kind else list(BACKUP_KINDS)
     prefixes = [f"{ROOT}{k}/{database}/" for k in kinds] if database else [f"{ROOT}{kind}/" if kind else ROOT]
-    keys = [k for prefix in prefixes for k in s3stream.list_keys(bucket, prefix)]
-    verified = {k.removesuffix(VERIFICATION) for k in keys if k.endswith("/" + VERIFICATION)}
-    return {p: p in verified for k in keys if k.endswith("/" + MANIFEST) for p in [k.removesuffix(MANIFEST)]}
+    under: dict[str, set[str]] = {}
+    for key in (k for prefix in prefixes for k in s3stream.list_keys(bucket, prefix)):
+        under.setdefault(key.rsplit("/", 1)[0] + "/", set()).add(key)
+    return {p: frozenset(keys) for p, keys in under.items() if p + MANIFEST in keys}
 
 
-def _load(bucket: str, prefix: str, has_verification: bool = True) -> CatalogEntry | None:
+def stored_objects(manifest: BackupManifest) -> list[StoredObject]:
+    """The archives a backup's manifest names: a restore needs every one of them."""
+    return [manifest.dump, *([manifest.schema_sql] if manifest.schema_sql else [])]
+
+
+def _complete(bucket: str, manifest: BackupManifest, present: frozenset[str] | None) -> bool:
+    """Every archive the manifest names is there: in the listing, or (without one) looked up."""
+    keys = [obj.key for obj in stored_objects(manifest)]
+    if present is not None:
+        return all(k in present for k in keys)
+    return all(s3stream.exists(bucket, k) for k in keys)
+
+
+def _load(bucket: str, prefix: str, present: frozenset[str] | None = None) -> CatalogEntry | None:
+    """The backup under `prefix`, or None when it is not one (no manifest, or an object it names is gone).
+    `present`: the keys a listing found under the prefix; without it each object is looked up."""
     text = s3stream.get_text(bucket, prefix + MANIFEST)
     if text is None:
         return None
     manifest = BackupManifest.model_validate_json(text)
+    if not _complete(bucket, manifest, present):
+        return None
+    has_verification = present is None or prefix + VERIFICATION in present
     verification_text = s3stream.get_text(bucket, prefix + VERIFICATION) if has_verification else None
     verification = Verification.model_validate_json(verification_text) if verification_text else None
     return CatalogEntry(manifest=manifest, verification=verification)
@@ -163,9 +184,9 @@ def find_backup(bucket: str, ref: str, *, kind: str | None = None, database: str
             scope = " ".join(x for x in (kind, database and f"of {database}") if x) or "any"
             raise BackupNotFound(f"no committed backup ({scope}) in bucket {bucket}")
         return entries[0]
-    for prefix, has_verification in _backup_prefixes(bucket, kind, database).items():
+    for prefix, present in _backup_prefixes(bucket, kind, database).items():
         if prefix.split("/")[-2] == ref:
-            entry = _load(bucket, prefix, has_verification)
+            entry = _load(bucket, prefix, present)
             if entry is not None:
                 return entry
     raise BackupNotFound(

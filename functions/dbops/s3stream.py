@@ -14,6 +14,7 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -227,3 +228,57 @@ def delete_object(bucket: str, key: str) -> None:
         aws.client("s3").delete_object(Bucket=bucket, Key=key)
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"cannot delete s3://{bucket}/{key}: {exc}") from None
+
+
+def list_objects(bucket: str, prefix: str) -> Iterator[tuple[str, datetime]]:
+    """Each object's key and when it was written (S3's LastModified, which lifecycle ages count from)."""
+    try:
+        pages = aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield item["Key"], item["LastModified"]
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
+
+
+def exists(bucket: str, key: str) -> bool:
+    try:
+        aws.client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if _missing(exc):
+            return False
+        raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from None
+    except BotoCoreError as exc:
+        raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from None
+    return True
+
+
+def get_tags(bucket: str, key: str) -> dict[str, str] | None:
+    """The object's tags, or None when it does not exist."""
+    try:
+        tag_set = aws.client("s3").get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+    except ClientError as exc:
+        if _missing(exc):
+            return None
+        raise StorageError(f"cannot read the tags of s3://{bucket}/{key}: {exc}") from None
+    except BotoCoreError as exc:
+        raise StorageError(f"cannot read the tags of s3://{bucket}/{key}: {exc}") from None
+    return {t["Key"]: t["Value"] for t in tag_set}
+
+
+def put_tags(bucket: str, key: str, tags: dict[str, str]) -> bool:
+    """Replace the object's tag set (its current version); False when the object does not exist."""
+    tag_set = [{"Key": k, "Value": v} for k, v in tags.items()]
+    try:
+        aws.client("s3").put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
+    except ClientError as exc:
+        if _missing(exc):
+            return False
+        raise StorageError(f"cannot tag s3://{bucket}/{key}: {exc}") from None
+    except BotoCoreError as exc:
+        raise StorageError(f"cannot tag s3://{bucket}/{key}: {exc}") from None
+    return True

@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dbops.connection import DatabaseConfig, find_database
+from dbops.retention import DEFAULT_KEEP
 
 
 class FunctionSettings(BaseSettings):
@@ -25,6 +26,8 @@ class FunctionSettings(BaseSettings):
     pre_restore_keep_days: int = Field(default=7, ge=0)
     # archives larger than this restore in the Fargate task instead of Lambda (15 min, 10 GB /tmp)
     fargate_threshold_bytes: int = 4 * 1024**3
+    # DBOPS_RETENTION_KEEP: a nightly or predeploy backup may expire only once this many newer ones verified
+    retention_keep: int = Field(default=DEFAULT_KEEP, ge=1)
 
     def database(self, name: str | None) -> DatabaseConfig:
         return find_database(self.databases, name)

@@ -1,4 +1,11 @@
-"""Backup function: EventBridge schedule (nightly) or a direct invoke naming kind and database."""
+"""Backup function: one database per invoke from the backup state machine (infra/backup_workflow.py), or a
+direct invoke naming kind and database.
+
+{"kind": ..., "database": ...} backs up that database, emits BackupSucceeded or BackupFailed for it, and raises
+when it failed (the state machine's Catch records it for that database only). Without "database" (a direct
+invoke, or a scheduled event as the nightly rule sent before the state machine) every configured database is
+backed up in turn within this one invocation, and it raises after all were tried if any failed.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dbops.backup import BackupRequest, run_backup
 from dbops.catalog import BackupKind
 from dbops.errors import DbopsError
+from dbops.retention import release_for_expiry
 from dbops.settings import FunctionSettings
 from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
@@ -24,7 +32,8 @@ class BackupInvocation(BaseModel):
 
 
 class BackupsFailed(Exception):
-    """Raised after every database was tried, so Lambda's Errors metric and async retries see it."""
+    """Raised after every database asked for was tried, so Lambda's Errors metric, the state machine's Catch and
+    async retries see it."""
 
 
 class BackupResult(BaseModel):
@@ -78,6 +87,11 @@ def _backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadlin
             "seconds": manifest.duration_seconds,
         },
     )
+    try:  # never fails the committed backup; the next backup's pass repeats it
+        kept = release_for_expiry(settings.bucket, kind, name, settings.retention_keep)
+        logger.info("retention applied", extra=kept.log_fields())
+    except DbopsError as exc:
+        logger.error("retention failed", extra={"database": name, "kind": kind, "error": str(exc)})
     return BackupResult(
         database=name,
         ok=True,

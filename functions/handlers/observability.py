@@ -6,6 +6,7 @@ cover several databases, so a per-invocation dimension set would not do)."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -32,7 +33,9 @@ def emit(name: str, value: float, unit: MetricUnit, database: str, dimensions: M
     metric.add_dimension(name="database", value=database)
     for key, dim_value in (dimensions or {}).items():
         metric.add_dimension(name=key, value=dim_value)
-    print(json.dumps(metric.serialize_metric_set(), separators=(",", ":")), flush=True)
+    # one write per document: handlers running in threads (the local stack) never interleave two on a line
+    sys.stdout.write(json.dumps(metric.serialize_metric_set(), separators=(",", ":")) + "\n")
+    sys.stdout.flush()
 
 
 def parse(model: type[M], data: Any, what: str) -> M:

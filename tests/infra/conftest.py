@@ -27,7 +27,8 @@ def secret_arn(name: str) -> str:
 
 
 def settings_dict() -> dict[str, Any]:
-    """Two databases in one VPC, verify-full with a CA bundle, overridden schedules and retention, email alarms."""
+    """Two databases in one VPC, verify-full with a CA bundle, overridden schedules and retention, email alarms,
+    three backups at once."""
     return {
         "stack_name": "dbops-test",
         "architecture": "arm64",
@@ -51,8 +52,16 @@ def settings_dict() -> dict[str, Any]:
             },
         ],
         "schedules": {"vacuum": "cron(15 1 * * ? *)", "archive": "off"},
-        "retention_days": {"predeploy": 120, "prerestore": 21, "manual": 400, "noncurrent_versions": 10, "logs": 30},
+        "retention_days": {
+            "predeploy": 120,
+            "prerestore": 21,
+            "manual": 400,
+            "keep_newest_verified": 5,
+            "noncurrent_versions": 10,
+            "logs": 30,
+        },
         "alarms": {"email": "dba@example.com"},
+        "backup": {"max_concurrency": 3},
         "restore_task_image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/dbops-restore:1.0",
     }
 

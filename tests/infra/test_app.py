@@ -20,7 +20,7 @@ def test_python_app_py_synthesizes_the_shipped_settings(tmp_path: Path) -> None:
     types = [r["Type"] for r in template["Resources"].values()]
     # backup, health, maintenance, the 10 restore steps and the daily drop of expired copies
     assert types.count("AWS::Lambda::Function") == 3 + 10 + 1
-    assert types.count("AWS::StepFunctions::StateMachine") == 1
+    assert types.count("AWS::StepFunctions::StateMachine") == 2  # backup, restore
     assert "AWS::CloudWatch::Dashboard" in types
     report = json.loads((tmp_path / "validation-report.json").read_text())
     assert [v for p in report["pluginReports"] for v in p.get("violations", [])] == []

@@ -100,15 +100,27 @@ def _objects(bucket_id: str) -> dict[str, Any]:
     return {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/backups/*"]]}
 
 
-def test_backup_role_writes_backups_reads_its_secrets_and_nothing_else(synthesized: Synth) -> None:
+def test_backup_role_writes_reads_and_tags_backups_reads_its_secrets_and_nothing_else(synthesized: Synth) -> None:
     bucket_id, key_id, log_id = _ids(synthesized, "Backup")
     expected = {
         **_common(log_id),
         "ListBackups": _list_backups(bucket_id),
+        "ReadBackups": {
+            "Sid": "ReadBackups",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": _objects(bucket_id),
+        },
         "WriteBackups": {
             "Sid": "WriteBackups",
             "Effect": "Allow",
             "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+            "Resource": _objects(bucket_id),
+        },
+        "TagBackups": {  # retention: which backups the lifecycle may expire
+            "Sid": "TagBackups",
+            "Effect": "Allow",
+            "Action": ["s3:GetObjectTagging", "s3:PutObjectTagging"],
             "Resource": _objects(bucket_id),
         },
         "BackupKey": {
@@ -195,6 +207,7 @@ def test_function_environment_is_what_the_functions_settings_model_reads(
     env = _function(synthesized, "Backup")["Properties"]["Environment"]["Variables"]
     assert env["DBOPS_BUCKET"] == {"Ref": synthesized.logical_id(synthesized.stack.storage.bucket)}
     assert env["DBOPS_PG_BIN"] == "/opt/bin"
+    assert env["DBOPS_RETENTION_KEEP"] == "5"  # retention_days.keep_newest_verified
     assert json.loads(env["DBOPS_DATABASES"]) == [
         {
             "name": "sprint_reports_v2",
@@ -213,10 +226,11 @@ def test_function_environment_is_what_the_functions_settings_model_reads(
     ]
     # the contract with the functions: their own settings model accepts exactly this environment
     monkeypatch.setenv("DBOPS_BUCKET", "dbops-backups-example")
-    for name in ("DBOPS_DATABASES", "DBOPS_PG_BIN"):
+    for name in ("DBOPS_DATABASES", "DBOPS_PG_BIN", "DBOPS_RETENTION_KEEP"):
         monkeypatch.setenv(name, env[name])
     settings = FunctionSettings()  # type: ignore[call-arg]
     assert settings.pg_bin_dir == "/opt/bin"
+    assert settings.retention_keep == 5
     assert [db.name for db in settings.databases] == ["sprint_reports_v2", "billing"]
     assert settings.database("billing").secret_id == secret_arn("billing")
 

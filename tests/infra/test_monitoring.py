@@ -100,7 +100,8 @@ def test_lambda_errors_alarm_per_function(synthesized: Synth, function: str) -> 
 def test_alarm_count_is_exactly_the_documented_set(synthesized: Synth) -> None:
     per_database = len(DATABASE_ALARMS) + 5
     restore = 10 + 1 + 3  # Errors per restore step function and expired-copies function; executions failed etc.
-    assert len(synthesized.resources("AWS::CloudWatch::Alarm")) == per_database * len(DATABASES) + 3 + restore
+    backup = 3  # the backup state machine's executions failed, timed out, aborted
+    assert len(synthesized.resources("AWS::CloudWatch::Alarm")) == per_database * len(DATABASES) + 3 + restore + backup
 
 
 def test_topic_is_kms_encrypted_tls_only_and_subscribed_by_email(synthesized: Synth) -> None:
@@ -179,6 +180,13 @@ def test_every_alarm_kind_has_a_runbook_section_in_the_readme(synthesized: Synth
             a["Properties"]["AlarmDescription"] for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
         )
     }
-    assert kinds >= {"BackupFailed", "BackupMissing", "RestoreFailed", "HealthCritical", "MaintenanceFailed"}
+    assert kinds >= {
+        "BackupFailed",
+        "BackupMissing",
+        "BackupWorkflowFailed",
+        "RestoreFailed",
+        "HealthCritical",
+        "MaintenanceFailed",
+    }
     for kind in sorted(kinds):
         assert f"\n### {kind}\n" in runbook, f"README runbook has no section for {kind}"

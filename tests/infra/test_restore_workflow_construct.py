@@ -16,7 +16,7 @@ BEFORE_SWAP = ("Validate", "SafetyBackup", "StopApplication", "Stage", "Check", 
 
 @pytest.fixture(scope="module")
 def definition(synthesized: Synth) -> dict[str, Any]:
-    (machine,) = synthesized.resources("AWS::StepFunctions::StateMachine").values()
+    machine = synthesized.json["Resources"][synthesized.logical_id(synthesized.stack.restore_workflow.state_machine)]
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))  # type: ignore[no-any-return]
 

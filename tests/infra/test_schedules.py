@@ -44,7 +44,8 @@ def test_each_schedule_targets_its_function_with_its_input(synthesized: Synth) -
     def arn(function: Any) -> dict[str, Any]:
         return {"Fn::GetAtt": [synthesized.logical_id(function), "Arn"]}
 
-    assert _target(rules["Backup"])["Arn"] == arn(functions.backup)
+    machine = {"Ref": synthesized.logical_id(synthesized.stack.backup_workflow.state_machine)}
+    assert _target(rules["Backup"])["Arn"] == machine  # the backup state machine: a Map over the databases
     assert json.loads(_target(rules["Backup"])["Input"]) == {"kind": "nightly"}
     assert _target(rules["Health"])["Arn"] == arn(functions.health)
     assert "Input" not in _target(rules["Health"])  # the plain scheduled event
@@ -63,8 +64,8 @@ def test_events_may_invoke_each_scheduled_function(synthesized: Synth) -> None:
     }
     functions = synthesized.stack.functions
     for name, rule in synthesized.stack.schedules.rules.items():
-        if name.startswith("RestoreDrill"):
-            continue  # targets the state machine (test_restore_workflow_construct)
+        if name.startswith("RestoreDrill") or name == "Backup":
+            continue  # target a state machine (test_restore_workflow_construct, test_backup_workflow_construct)
         if name.startswith("Maintenance"):
             target = functions.maintenance
         elif name == "ExpiredCopies":
@@ -90,7 +91,7 @@ def test_restore_drill_starts_the_state_machine_weekly_per_database() -> None:
     machine = sfn.StateMachine(
         stack, "Restore", definition_body=sfn.DefinitionBody.from_chainable(sfn.Pass(stack, "P"))
     )
-    schedules = Schedules(stack, "Schedules", schedules=ScheduleSettings(), backup=fn, health=fn, maintenance=fn)
+    schedules = Schedules(stack, "Schedules", schedules=ScheduleSettings(), backup=machine, health=fn, maintenance=fn)
     schedules.add_restore_drill(machine, ["sprint_reports_v2", "billing"])
     template = Template.from_stack(stack).to_json()
     drills = [

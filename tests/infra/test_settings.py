@@ -24,6 +24,7 @@ def test_the_shipped_cdk_json_is_valid_and_keeps_the_guides_defaults() -> None:
     settings, _ = load_settings(context, ROOT)
     assert settings.architecture == "arm64"
     assert settings.retention_days.nightly == 30
+    assert settings.retention_days.keep_newest_verified == 3
     assert settings.schedules.backup == "cron(0 2 * * ? *)"
     assert settings.alarms.thresholds.backup_age_hours == 26
 
@@ -53,6 +54,10 @@ def test_minimal_settings_get_verify_full_defaults_and_need_a_ca_bundle(tmp_path
         (lambda s: s["schedules"].update(health="rate(1 minutes)"), r"rate\(1 minute\)"),
         (lambda s: s["schedules"].update(health="every 5 minutes"), r"not an EventBridge schedule"),
         (lambda s: s["retention_days"].update(logs=45), r"retention_days\.logs: 45 is not a CloudWatch Logs retention"),
+        (
+            lambda s: s["retention_days"].update(keep_newest_verified=0),
+            r"retention_days\.keep_newest_verified: Input should be greater than or equal to 1",
+        ),
         (lambda s: s["alarms"].update(topic_arn="arn:aws:sns:eu-west-1:123456789012:ops"), r"not both"),
         (lambda s: s.update(architecture="sparc"), r"dbops\.architecture: Input should be 'arm64' or 'x86_64'"),
         (lambda s: s.update(databses=[]), r"dbops\.databses: Extra inputs are not permitted"),

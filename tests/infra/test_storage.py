@@ -19,17 +19,42 @@ def _policy_of(synthesized: Synth, bucket: Any) -> list[dict[str, Any]]:
     raise AssertionError(f"no bucket policy for {bucket_id}")
 
 
+RELEASED = [{"Key": "dbops-expirable", "Value": "true"}]
+
+
+def _expiries(rules: list[dict[str, Any]]) -> dict[str, tuple[int, list[dict[str, str]] | None]]:
+    """Each expiring prefix: its age in days and the tags an object must carry (None: any object)."""
+    return {r["Prefix"]: (r["ExpirationInDays"], r.get("TagFilters")) for r in rules if "Prefix" in r}
+
+
 def test_lifecycle_expires_each_backup_kind_at_its_configured_age(synthesized: Synth) -> None:
-    rules = {r["Id"]: r for r in _bucket(synthesized)["LifecycleConfiguration"]["Rules"]}
-    expiry = {r["Prefix"]: r["ExpirationInDays"] for r in rules.values() if "Prefix" in r}
-    # nightly: the guide's 30 days (default); the others as configured in the test settings
-    assert expiry == {
-        "backups/nightly/": 30,
-        "backups/predeploy/": 120,
-        "backups/prerestore/": 21,
-        "backups/manual/": 400,
+    rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
+    # nightly: the guide's 30 days (default); the others as configured in the test settings. Nightly and
+    # predeploy objects expire only once dbops.retention tagged them (never the newest verified backups);
+    # prerestore and manual backups by age alone
+    assert _expiries(rules) == {
+        "backups/nightly/": (30, RELEASED),
+        "backups/predeploy/": (120, RELEASED),
+        "backups/prerestore/": (21, None),
+        "backups/manual/": (400, None),
     }
-    assert all(r["Status"] == "Enabled" for r in rules.values())
+    assert {r["Id"] for r in rules if "Prefix" in r} == {
+        "expire-nightly",
+        "expire-predeploy",
+        "expire-prerestore",
+        "expire-manual",
+    }
+    assert all(r["Status"] == "Enabled" for r in rules)
+
+
+def test_lifecycle_tag_is_the_one_retention_sets(synthesized: Synth) -> None:
+    """The rule's filter and the functions' tagging share one definition: they cannot disagree."""
+    from dbops.retention import EXPIRABLE_TAG, RETAINED_KINDS
+
+    rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
+    assert RELEASED == [{"Key": EXPIRABLE_TAG, "Value": "true"}]
+    gated = {r["Prefix"] for r in rules if r.get("TagFilters") == RELEASED}
+    assert gated == {f"backups/{kind}/" for kind in RETAINED_KINDS}
 
 
 def test_lifecycle_aborts_stale_multipart_uploads_and_expires_old_versions_bucket_wide(synthesized: Synth) -> None:
@@ -38,6 +63,7 @@ def test_lifecycle_aborts_stale_multipart_uploads_and_expires_old_versions_bucke
     assert bucket_wide["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     assert bucket_wide["NoncurrentVersionExpiration"] == {"NoncurrentDays": 10}
     assert bucket_wide["ExpiredObjectDeleteMarker"] is True
+    assert "TagFilters" not in bucket_wide  # every stale upload and old version, tagged or not
 
 
 def test_manual_backups_never_expire_by_default(tmp_path: Any) -> None:
@@ -52,10 +78,11 @@ def test_manual_backups_never_expire_by_default(tmp_path: Any) -> None:
     s3.Bucket(stack, "B", lifecycle_rules=lifecycle_rules(RetentionDays()))
     rules = Template.from_stack(stack).to_json()["Resources"]
     (bucket,) = rules.values()
-    prefixes = {
-        r.get("Prefix"): r.get("ExpirationInDays") for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert _expiries(bucket["Properties"]["LifecycleConfiguration"]["Rules"]) == {
+        "backups/nightly/": (30, RELEASED),
+        "backups/predeploy/": (90, RELEASED),
+        "backups/prerestore/": (30, None),
     }
-    assert prefixes == {None: None, "backups/nightly/": 30, "backups/predeploy/": 90, "backups/prerestore/": 30}
 
 
 def test_bucket_is_encrypted_with_the_rotated_kms_key(synthesized: Synth) -> None:

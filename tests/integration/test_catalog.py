@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dbops import aws, catalog
+from dbops.catalog import StoredObject
 from dbops.errors import BackupNotFound
 from tests.integration.test_health_backups import DATABASE, write_backup
 
@@ -40,3 +41,25 @@ def test_reads_one_backup_straight_from_its_prefix(bucket: str) -> None:
     assert entry.verified is True
     with pytest.raises(BackupNotFound, match=f"backup {manifest.id} \\(predeploy of {DATABASE}\\) not found"):
         catalog.load_backup(bucket, "predeploy", DATABASE, manifest.id)
+
+
+@pytest.mark.parametrize("gone", ["database.dump.zst", "schema.sql.zst"])
+def test_a_backup_whose_archive_expired_before_its_manifest_is_not_a_backup(bucket: str, gone: str) -> None:
+    """Lifecycle expires a backup's objects one by one, in no set order: a manifest left without an archive it
+    names is never listed, found or counted (it could not be restored)."""
+    older = write_backup(bucket, hours_ago=48, verified=True)
+    manifest = write_backup(bucket, hours_ago=24, verified=True)
+    schema = StoredObject(key=manifest.prefix + "schema.sql.zst", size=10, sha256="0" * 64, raw_size=20)
+    manifest = manifest.model_copy(update={"schema_sql": schema})
+    aws.client("s3").put_object(Bucket=bucket, Key=schema.key, Body=b"schema")
+    catalog.write_manifest(bucket, manifest)
+    assert catalog.find_backup(bucket, "latest").manifest.id == manifest.id
+
+    aws.client("s3").delete_object(Bucket=bucket, Key=manifest.prefix + gone)
+
+    assert [e.manifest.id for e in catalog.list_backups(bucket)] == [older.id]
+    assert catalog.find_backup(bucket, "latest", database=DATABASE).manifest.id == older.id
+    with pytest.raises(BackupNotFound, match="not found"):
+        catalog.find_backup(bucket, manifest.id)
+    with pytest.raises(BackupNotFound, match="not found"):
+        catalog.load_backup(bucket, "nightly", DATABASE, manifest.id)  # without a listing: looked up

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dbops import catalog
+from dbops import aws, catalog
 from dbops.backup import BackupRequest, run_backup
 from dbops.catalog import BackupManifest, StoredObject, TableStat, Verification
 from dbops.cli import main
@@ -20,7 +20,7 @@ DATABASE = "sprint_reports_v2"
 
 
 def write_backup(bucket: str, *, hours_ago: float, verified: bool | None) -> BackupManifest:
-    """A committed backup as the catalog knows it: a real manifest (and verification) in the bucket."""
+    """A committed backup as the catalog knows it: a manifest (and verification) and the object it names."""
     finished = datetime.now(UTC) - timedelta(hours=hours_ago)
     backup_id = catalog.new_backup_id(finished)
     prefix = catalog.backup_prefix("nightly", DATABASE, backup_id)
@@ -37,6 +37,7 @@ def write_backup(bucket: str, *, hours_ago: float, verified: bool | None) -> Bac
         duration_seconds=120.0,
         tables=[TableStat(schema_name="public", name="teams", rows=10, bytes=8192)],
     )
+    aws.client("s3").put_object(Bucket=bucket, Key=manifest.dump.key, Body=b"archive")
     catalog.write_manifest(bucket, manifest)
     if verified is not None:
         result = Verification(backup_id=backup_id, ok=verified, checked_at=finished, seconds=3.0, detail="test")

@@ -20,9 +20,10 @@ from dbops.cli.common import (
 )
 from dbops.connection import connect
 from dbops.errors import VerificationFailed
+from dbops.retention import RETAINED_KINDS, release_for_expiry
 from dbops.sample_data import create_sample_data
 from dbops.text import human_age, human_bytes
-from dbops.verify import verify_backup
+from dbops.verify import verify_entry
 
 
 def _progress(what: str, raw: int) -> None:
@@ -110,13 +111,31 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
+def _keep(text: str) -> int:
+    """--keep-verified: a whole number of at least 1 (keeping none would let the lifecycle empty the bucket)."""
     try:
-        result = verify_backup(args.bucket, args.backup, kind=args.kind, database=args.database, pg_bin_dir=args.pg_bin)
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: keep at least 1 verified backup")
+    return value
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    entry = catalog.find_backup(args.bucket, args.backup, kind=args.kind, database=args.database)
+    try:
+        result = verify_entry(args.bucket, entry, args.pg_bin)
     except VerificationFailed as exc:
         print(f"FAILED: {exc}")
         return 1
     print(f"verified backup {result.backup_id} in {result.seconds:.1f}s: {result.detail}")
+    if args.keep_verified is not None and entry.manifest.kind in RETAINED_KINDS:
+        kept = release_for_expiry(args.bucket, entry.manifest.kind, entry.manifest.database, args.keep_verified)
+        print(
+            f"retention ({kept.kind} of {kept.database}): {len(kept.protected)} backups kept whatever their age, "
+            f"{len(kept.expirable)} expire at the bucket's age (newest {kept.keep} verified always kept)"
+        )
     return 0
 
 
@@ -155,4 +174,14 @@ def register(sub: Any) -> None:
     add_pg_bin(p)
     p.add_argument("--kind", choices=BACKUP_KINDS)
     p.add_argument("--database")
+    p.add_argument(
+        "--keep-verified",
+        action=EnvDefault,
+        envvar="DBOPS_RETENTION_KEEP",
+        required=False,
+        type=_keep,
+        metavar="N",
+        help="then tag the kind's older backups for expiry, never the newest N verified (the stack's "
+        "retention_days.keep_newest_verified: give the same N)",
+    )
     p.set_defaults(run=cmd_verify)

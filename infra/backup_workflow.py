@@ -1,0 +1,224 @@
+"""The backup state machine: one execution per request, a Map over the databases, one Backup invoke each.
+
+Input: {"kind": "nightly" | "predeploy" | "manual", "databases": [...]} — `databases` is optional (absent: every
+configured database) and every name in it must be configured. Each database is backed up by its own invoke of
+the Backup function ({"kind": ..., "database": ...}), with its own Retry (Lambda's transient service errors only:
+a backup that failed is not repeated behind the operator's back) and its own Catch, which records the failure and
+lets the other databases go on. The handler emits BackupFailed for that database and raises. After the Map, the
+execution fails naming every database whose backup failed, or succeeds with each backup's id.
+
+Within one execution each database is backed up once; across executions (the nightly one and a manual one
+at the same moment) the backup itself refuses to overlap another backup of the same database (a PostgreSQL
+advisory lock, dbops.backup).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.state_machines import acknowledge, invoke_grant_reasons
+
+# the kinds a request may ask for (prerestore backups are the restore workflow's own)
+REQUEST_KINDS = ("nightly", "predeploy", "manual")
+# Lambda's own transient failures, retried; not Lambda.ClientExecutionTimeoutException (the function may still be
+# running: a second invoke would start a second backup of the database) and not the backup's failure
+LAMBDA_TRANSIENT_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+DEFAULT_MAX_CONCURRENCY = 4
+
+
+class BackupWorkflow(Construct):
+    """`state_machine` (input {"kind", "databases"?}) and its `log_group`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function: lambda_.IFunction,
+        databases: Sequence[str],
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        retry_interval_s: int = 2,
+        retry_attempts: int = 6,
+        timeout_hours: int = 6,
+        state_machine_name: str | None = "dbops-backup",
+        logs_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not databases:
+            raise ValueError("BackupWorkflow needs at least one configured database")
+        self.databases = list(databases)
+        each = self._backup_each(function, max_concurrency, retry_interval_s, retry_attempts)
+        each.next(self._outcome())
+        self.log_group = logs.LogGroup(self, "Logs", retention=logs_retention)
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=state_machine_name,
+            definition_body=sfn.DefinitionBody.from_chainable(self._request(each)),
+            timeout=Duration.hours(timeout_hours),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+        )
+        acknowledge(self.state_machine, invoke_grant_reasons([function]))
+
+    def _request(self, each: sfn.Map) -> sfn.Choice:
+        """The request checked, then which databases: the configured ones (known at synth) or the request's,
+        each of them checked to be configured, before any backup starts."""
+        configured = ", ".join(self.databases)
+        invalid = sfn.Fail(
+            self,
+            "InvalidRequest",
+            error="InvalidRequest",
+            cause=f'a backup request is {{"kind": {" | ".join(REQUEST_KINDS)}, "databases": [...]}} '
+            f"(databases optional: absent, every configured database: {configured})",
+        )
+        every = sfn.Pass(
+            self,
+            "EveryDatabase",
+            parameters={"kind": sfn.JsonPath.string_at("$.kind"), "databases": self.databases},
+        )
+        every.next(each)
+        known = [sfn.Condition.string_equals("$.name", name) for name in self.databases]
+        check = sfn.Map(
+            self,
+            "CheckDatabases",
+            items_path="$.databases",
+            item_selector={"name": sfn.JsonPath.string_at("$$.Map.Item.Value")},
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        check.item_processor(
+            sfn.Choice(self, "Configured")
+            .when(known[0] if len(known) == 1 else sfn.Condition.or_(*known), sfn.Pass(self, "Known"))
+            .otherwise(
+                sfn.Fail(
+                    self,
+                    "UnknownDatabase",
+                    error="UnknownDatabase",
+                    cause_path=sfn.JsonPath.format(
+                        f"{{}} is not a configured database (configured: {configured})",
+                        sfn.JsonPath.string_at("$.name"),
+                    ),
+                )
+            )
+        )
+        check.next(each)
+        requested = sfn.Pass(
+            self,
+            "Requested",
+            parameters={
+                "kind": sfn.JsonPath.string_at("$.kind"),
+                "databases": sfn.JsonPath.array_unique(sfn.JsonPath.list_at("$.databases")),
+                "count": sfn.JsonPath.array_length(sfn.JsonPath.list_at("$.databases")),
+            },
+        )
+        requested.next(
+            sfn.Choice(self, "AnyRequested").when(sfn.Condition.number_equals("$.count", 0), invalid).otherwise(check)
+        )
+        which = (
+            sfn.Choice(self, "WhichDatabases").when(sfn.Condition.is_present("$.databases"), requested).otherwise(every)
+        )
+        start = sfn.Choice(self, "Request").when(sfn.Condition.is_not_present("$.kind"), invalid)
+        for kind in REQUEST_KINDS:
+            start.when(sfn.Condition.string_equals("$.kind", kind), which)
+        return start.otherwise(invalid)
+
+    def _backup_each(
+        self, function: lambda_.IFunction, max_concurrency: int, retry_interval_s: int, retry_attempts: int
+    ) -> sfn.Map:
+        """Each database: its own invoke, Retry on Lambda's transient errors, a Catch that records the failure."""
+        backup = tasks.LambdaInvoke(
+            self,
+            "Backup",
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object(
+                {"kind": sfn.JsonPath.string_at("$.kind"), "database": sfn.JsonPath.string_at("$.database")}
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            output_path="$.results[0]",  # the handler's {"results": [<this database's result>]}
+        )
+        backup.add_retry(
+            errors=LAMBDA_TRANSIENT_ERRORS,
+            interval=Duration.seconds(retry_interval_s),
+            max_attempts=retry_attempts,
+            backoff_rate=2,
+        )
+        record_failure = sfn.Pass(
+            self,
+            "RecordFailure",
+            parameters={
+                "database": sfn.JsonPath.string_at("$.database"),
+                "kind": sfn.JsonPath.string_at("$.kind"),
+                "ok": False,
+                "error": sfn.JsonPath.string_at("$.error.Error"),
+                "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                "summary": sfn.JsonPath.format(
+                    "{} ({})", sfn.JsonPath.string_at("$.database"), sfn.JsonPath.string_at("$.error.Error")
+                ),
+            },
+        )
+        backup.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        each = sfn.Map(
+            self,
+            "BackupEach",
+            items_path="$.databases",
+            item_selector={
+                "kind": sfn.JsonPath.string_at("$.kind"),
+                "database": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+            },
+            max_concurrency=max_concurrency,
+            result_path="$.results",
+        )
+        each.item_processor(backup)
+        return each
+
+    def _outcome(self) -> sfn.Pass:
+        """After the Map: fail naming every database whose backup failed, else succeed with the results."""
+        failed = sfn.Fail(
+            self,
+            "BackupsFailed",
+            error="BackupsFailed",
+            cause_path=sfn.JsonPath.format(
+                "{} of {} backups failed: {}; each error is in the Backup function log group",
+                sfn.JsonPath.array_length(sfn.JsonPath.list_at("$.failed")),
+                sfn.JsonPath.array_length(sfn.JsonPath.list_at("$.results")),
+                sfn.JsonPath.json_to_string(sfn.JsonPath.list_at("$.failed")),
+            ),
+        )
+        list_failures = sfn.Pass(
+            self,
+            "ListFailures",
+            parameters={
+                "failed": sfn.JsonPath.list_at("$.results[?(@.ok == false)].summary"),
+                "results": sfn.JsonPath.list_at("$.results"),
+            },
+        )
+        list_failures.next(failed)
+        summarize = sfn.Pass(
+            self,
+            "Summarize",
+            parameters={
+                "kind": sfn.JsonPath.string_at("$.kind"),
+                "results": sfn.JsonPath.list_at("$.results"),
+                # (CDK renders no boolean literal in an intrinsic: the intrinsic as written)
+                "any_failed.$": "States.ArrayContains($.results[*].ok, false)",
+            },
+        )
+        summarize.next(
+            sfn.Choice(self, "AnyFailed")
+            .when(sfn.Condition.boolean_equals("$.any_failed", True), list_failures)
+            .otherwise(sfn.Succeed(self, "BackedUp"))
+        )
+        return summarize

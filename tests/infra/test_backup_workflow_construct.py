@@ -1,0 +1,174 @@
+"""The backup state machine in the stack: a Map over the configured databases with MaxConcurrency from cdk.json,
+one Backup invoke per database with Retry on Lambda's transient errors and a Catch that records the failure,
+started by the nightly schedule, allowed to invoke the Backup function only, logged, traced and alarmed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.backup_workflow import LAMBDA_TRANSIENT_ERRORS, REQUEST_KINDS
+from infra.settings import SettingsError, load_settings
+from tests.infra.conftest import Synth, make_base_dir, settings_dict
+
+
+def _machine(synthesized: Synth) -> dict[str, Any]:
+    machine = synthesized.stack.backup_workflow.state_machine
+    return synthesized.json["Resources"][synthesized.logical_id(machine)]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def definition(synthesized: Synth) -> dict[str, Any]:
+    parts = _machine(synthesized)["Properties"]["DefinitionString"]["Fn::Join"][1]
+    return json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))  # type: ignore[no-any-return]
+
+
+def _policy_statements(synthesized: Synth, role: Any) -> list[dict[str, Any]]:
+    role_id = synthesized.logical_id(role)
+    return [
+        s
+        for p in synthesized.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_a_map_over_the_databases_with_max_concurrency_from_cdk_json(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    each = states["BackupEach"]
+    assert each["Type"] == "Map"
+    assert each["MaxConcurrency"] == 3  # "backup": {"max_concurrency": 3} in the test settings
+    assert each["ItemsPath"] == "$.databases"
+    assert each["ItemSelector"] == {"kind.$": "$.kind", "database.$": "$$.Map.Item.Value"}
+    # no databases in the request: every configured one, as cdk.json lists them
+    assert states["EveryDatabase"]["Parameters"]["databases"] == ["sprint_reports_v2", "billing"]
+    assert definition["TimeoutSeconds"] == 6 * 3600
+
+
+def test_each_database_is_its_own_invoke_with_retry_on_lambda_errors_and_a_catch(
+    definition: dict[str, Any], synthesized: Synth
+) -> None:
+    inner = definition["States"]["BackupEach"]["ItemProcessor"]["States"]
+    backup = inner["Backup"]
+    assert backup["Parameters"] == {"kind.$": "$.kind", "database.$": "$.database"}
+    assert backup["Resource"] == "TOKEN"  # the Backup function's ARN (below)
+    (retry,) = backup["Retry"]
+    assert retry["ErrorEquals"] == LAMBDA_TRANSIENT_ERRORS  # never the backup's own failure, never States.ALL
+    assert (retry["MaxAttempts"], retry["BackoffRate"]) == (6, 2)
+    (catch,) = backup["Catch"]
+    assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+    assert inner["RecordFailure"]["Parameters"]["ok"] is False
+    assert inner["RecordFailure"].get("End") is True  # the other databases go on
+    parts = _machine(synthesized)["Properties"]["DefinitionString"]["Fn::Join"][1]
+    function_id = synthesized.logical_id(synthesized.stack.functions.backup)
+    assert {"Fn::GetAtt": [function_id, "Arn"]} in parts
+
+
+def test_a_failed_database_fails_the_execution_naming_it(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    assert states["BackupEach"]["Next"] == "Summarize"
+    assert states["AnyFailed"]["Choices"] == [
+        {"Variable": "$.any_failed", "BooleanEquals": True, "Next": "ListFailures"}
+    ]
+    assert states["AnyFailed"]["Default"] == "BackedUp"
+    assert states["ListFailures"]["Parameters"]["failed.$"] == "$.results[?(@.ok == false)].summary"
+    assert states["BackupsFailed"]["Type"] == "Fail"
+    assert "States.JsonToString($.failed)" in states["BackupsFailed"]["CausePath"]
+
+
+def test_a_request_is_checked_before_any_backup(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    assert definition["StartAt"] == "Request"
+    kinds = [c["StringEquals"] for c in states["Request"]["Choices"] if "StringEquals" in c]
+    assert tuple(kinds) == REQUEST_KINDS
+    assert states["Request"]["Default"] == "InvalidRequest"
+    check = states["CheckDatabases"]
+    assert check["Next"] == "BackupEach" and check["ResultPath"] is None
+    configured = check["ItemProcessor"]["States"]["Configured"]
+    (rule,) = configured["Choices"]
+    assert [c["StringEquals"] for c in rule["Or"]] == ["sprint_reports_v2", "billing"]
+    assert configured["Default"] == "UnknownDatabase"
+
+
+def test_the_nightly_schedule_starts_the_state_machine(synthesized: Synth) -> None:
+    rule = synthesized.stack.schedules.rules["Backup"]
+    props = synthesized.json["Resources"][synthesized.logical_id(rule)]["Properties"]
+    assert props["ScheduleExpression"] == "cron(0 2 * * ? *)"
+    (target,) = props["Targets"]
+    machine_id = synthesized.logical_id(synthesized.stack.backup_workflow.state_machine)
+    assert target["Arn"] == {"Ref": machine_id}
+    assert json.loads(target["Input"]) == {"kind": "nightly"}
+    role_id = target["RoleArn"]["Fn::GetAtt"][0]
+    statements = [
+        s
+        for p in synthesized.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert statements == [{"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": machine_id}}]
+    # the Backup function is no longer invoked by EventBridge: only through the state machine
+    backup_id = synthesized.logical_id(synthesized.stack.functions.backup)
+    assert not [
+        p
+        for p in synthesized.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [backup_id, "Arn"]}
+    ]
+
+
+def test_the_state_machine_may_invoke_the_backup_function_only(synthesized: Synth) -> None:
+    workflow = synthesized.stack.backup_workflow
+    statements = _policy_statements(synthesized, workflow.state_machine.role)
+    invoke = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
+    backup_arn = {"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.functions.backup), "Arn"]}
+    assert invoke == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "Effect": "Allow",
+            "Resource": [backup_arn, {"Fn::Join": ["", [backup_arn, ":*"]]}],
+        }
+    ]
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {a.split(":")[0] for a in actions} == {"lambda", "logs", "xray"}  # logs: delivery to its log group
+
+
+def test_executions_are_logged_traced_and_alarmed(synthesized: Synth) -> None:
+    props = _machine(synthesized)["Properties"]
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    logging = props["LoggingConfiguration"]
+    assert (logging["Level"], logging["IncludeExecutionData"]) == ("ALL", False)
+    log_group_id = synthesized.logical_id(synthesized.stack.backup_workflow.log_group)
+    assert logging["Destinations"] == [
+        {"CloudWatchLogsLogGroup": {"LogGroupArn": {"Fn::GetAtt": [log_group_id, "Arn"]}}}
+    ]
+    assert synthesized.json["Resources"][log_group_id]["Properties"]["RetentionInDays"] == 30  # retention_days.logs
+    alarms = synthesized.stack.monitoring.alarms
+    for what in ("Failed", "TimedOut", "Aborted"):
+        alarm = synthesized.json["Resources"][synthesized.logical_id(alarms[f"Executions{what}-Backup"])]
+        alarm_props = alarm["Properties"]
+        assert (alarm_props["Namespace"], alarm_props["MetricName"]) == ("AWS/States", f"Executions{what}")
+        assert alarm_props["Dimensions"] == [
+            {
+                "Name": "StateMachineArn",
+                "Value": {"Ref": synthesized.logical_id(synthesized.stack.backup_workflow.state_machine)},
+            }
+        ]
+        assert alarm_props["AlarmDescription"].endswith("-> BackupWorkflowFailed.")
+    assert "BackupStateMachineArn" in synthesized.json["Outputs"]
+
+
+@pytest.mark.parametrize("value", [0, 41, "four"])
+def test_max_concurrency_is_validated(tmp_path: Path, value: object) -> None:
+    raw = settings_dict()
+    raw["backup"] = {"max_concurrency": value}
+    with pytest.raises(SettingsError, match=r"dbops\.backup\.max_concurrency: "):
+        load_settings(raw, make_base_dir(tmp_path))
+
+
+def test_max_concurrency_defaults_to_four(tmp_path: Path) -> None:
+    raw = settings_dict()
+    del raw["backup"]
+    settings, _ = load_settings(raw, make_base_dir(tmp_path))
+    assert settings.backup.max_concurrency == 4

@@ -1,0 +1,139 @@
+"""The CDK-synthesized backup state machine run by moto's Step Functions over real PostgreSQL databases: a Map with
+one Backup invoke per database, where one database failing fails only its own backup."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from dbops import aws, catalog
+from dbops.connection import ConnectionSpec
+from dbops.local.aws import LocalAws
+from dbops.restore.runner import follow
+from tests.support import emf_metrics
+
+DATABASES = ("app_one", "app_two", "app_bad")
+
+
+@pytest.fixture(scope="module")
+def backup_machine(local_aws: LocalAws) -> str:
+    from dbops.local.workflow import deploy_backup_workflow  # synthesizes with CDK: only when a test needs it
+
+    return deploy_backup_workflow(DATABASES, max_concurrency=2, name=f"dbops-backup-{uuid.uuid4().hex[:8]}")
+
+
+def _url(spec: ConnectionSpec, password: str | None = None) -> str:
+    assert spec.password is not None
+    secret = spec.password.get_secret_value() if password is None else password
+    return f"postgresql://{spec.user}:{secret}@{spec.host}:{spec.port}/{spec.dbname}"
+
+
+@pytest.fixture
+def three_databases(
+    make_database: Callable[..., ConnectionSpec], bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, ConnectionSpec]]:
+    """Three real databases configured for the Backup function; app_bad's configured password is wrong."""
+    specs = {name: make_database() for name in DATABASES}
+    configured = [
+        {"name": name, "url": _url(spec, "not-the-password" if name == "app_bad" else None)}
+        for name, spec in specs.items()
+    ]
+    monkeypatch.setenv("DBOPS_BUCKET", bucket)
+    monkeypatch.setenv("DBOPS_DATABASES", json.dumps(configured))
+    yield specs
+
+
+def _run(machine: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Start an execution and follow it to its end: describe_execution plus `states`, the states entered."""
+    execution = aws.client("stepfunctions").start_execution(
+        stateMachineArn=machine, name=f"backup-{uuid.uuid4().hex[:12]}", input=json.dumps(request)
+    )["executionArn"]
+    states: list[str] = []
+    description = follow(execution, lambda kind, name: states.append(name) if kind == "entered" else None, poll_s=0.2)
+    description["states"] = states
+    return description
+
+
+def _outputs(result: dict[str, Any], state: str) -> list[dict[str, Any]]:
+    """What each run of `state` passed on, from the execution's history."""
+    events = aws.client("stepfunctions").get_execution_history(executionArn=result["executionArn"], maxResults=1000)
+    return [
+        json.loads(e["stateExitedEventDetails"]["output"])
+        for e in events["events"]
+        if e.get("stateExitedEventDetails", {}).get("name") == state
+    ]
+
+
+def test_nightly_backs_up_every_database_and_one_failure_fails_only_that_one(
+    three_databases: dict[str, ConnectionSpec],
+    bucket: str,
+    backup_machine: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = _run(backup_machine, {"kind": "nightly"})
+
+    assert result["status"] == "FAILED"
+    assert result["error"] == "BackupsFailed"
+    assert result["cause"].startswith('1 of 3 backups failed: ["app_bad (BackupsFailed)"]'), result["cause"]
+    committed = catalog.list_backups(bucket)
+    assert sorted((e.manifest.database, e.manifest.kind) for e in committed) == [
+        ("app_one", "nightly"),
+        ("app_two", "nightly"),
+    ]
+    # nothing half-made of app_bad: no object under its prefix at all
+    listed = aws.client("s3").list_objects_v2(Bucket=bucket, Prefix="backups/nightly/app_bad/")
+    assert listed.get("KeyCount", 0) == 0
+    out = capsys.readouterr().out
+    metrics = [(m["name"], m["dimensions"]["database"]) for m in emf_metrics(out)]
+    assert sorted(d for name, d in metrics if name == "BackupFailed") == ["app_bad"]
+    assert sorted(d for name, d in metrics if name == "BackupSucceeded") == ["app_one", "app_two"]
+    assert result["states"].count("Backup") == 3 and result["states"].count("RecordFailure") == 1
+    [failure] = _outputs(result, "RecordFailure")
+    assert (failure["database"], failure["ok"], failure["error"]) == ("app_bad", False, "BackupsFailed")
+    assert "password authentication failed" in failure["cause"]  # its own error, recorded in the execution
+    assert "not-the-password" not in out + json.dumps(failure)
+
+
+def test_a_request_naming_databases_backs_up_only_those(
+    three_databases: dict[str, ConnectionSpec], bucket: str, backup_machine: str
+) -> None:
+    result = _run(backup_machine, {"kind": "predeploy", "databases": ["app_two", "app_two"]})
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    [entry] = catalog.list_backups(bucket)
+    assert (entry.manifest.database, entry.manifest.kind) == ("app_two", "predeploy")
+    assert entry.manifest.schema_sql is not None  # predeploy: the schema-only dump too
+    [backed_up] = json.loads(result["output"])["results"]
+    assert backed_up["ok"] is True and backed_up["backup_id"] == entry.manifest.id
+
+
+@pytest.mark.parametrize(
+    ("request_body", "error", "cause"),
+    [
+        ({"kind": "nightly", "databases": ["app_one", "billing"]}, "UnknownDatabase", "billing is not a configured"),
+        ({"kind": "nightly", "databases": []}, "InvalidRequest", "a backup request is"),
+        ({"kind": "weekly"}, "InvalidRequest", "nightly | predeploy | manual"),
+        ({"databases": ["app_one"]}, "InvalidRequest", "a backup request is"),
+    ],
+)
+def test_a_bad_request_fails_before_any_backup(
+    bucket: str,
+    backup_machine: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request_body: dict[str, Any],
+    error: str,
+    cause: str,
+) -> None:
+    monkeypatch.setenv("DBOPS_BUCKET", bucket)
+    monkeypatch.setenv("DBOPS_DATABASES", json.dumps([{"name": n, "url": "postgresql://x@h/db"} for n in DATABASES]))
+
+    result = _run(backup_machine, request_body)
+
+    assert (result["status"], result["error"]) == ("FAILED", error)
+    assert cause in result["cause"]
+    assert "Backup" not in result["states"]
+    assert catalog.list_backups(bucket) == []
