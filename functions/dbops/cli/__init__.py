@@ -86,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad is not None:
         print(f"dbops: error: {bad} is not UTF-8 text", file=sys.stderr)
         return EXIT_USAGE
+    for arg in args_list:
+        if arg.startswith("--") and arg.endswith("=--"):  # argparse (3.11, 3.12) drops such a value unseen
+            print(f"dbops: error: argument {arg[:-3]}: '--' is not a value it takes", file=sys.stderr)
+            return EXIT_USAGE
     parser = build_parser(args_list[0] if args_list else None)
     args = parser.parse_args(args_list)
     try:
