@@ -7,6 +7,12 @@ a backup that failed is not repeated behind the operator's back) and its own Cat
 lets the other databases go on. The handler emits BackupFailed for that database and raises. After the Map, the
 execution fails naming every database whose backup failed, or succeeds with each backup's id.
 
+With a Fargate task (the restore stage task's cluster, task definition and image, infra/restore_workflow.StageTask),
+each database's branch first asks the Backup function where its backup runs ({"plan": true}: its configured
+runner, else its last committed backup against the function's timeout, dbops.backup_runner), then runs it in the
+function or as that task with the command `python -m handlers.backup_task` (ecs:runTask.sync), the database and
+kind in its environment. Both write the same manifest; both branches keep the database's own Retry and Catch.
+
 Within one execution each database is backed up once; across executions (the nightly one and a manual one
 at the same moment) the backup itself refuses to overlap another backup of the same database (a PostgreSQL
 advisory lock, dbops.backup).
@@ -17,13 +23,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import Duration
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.state_machines import acknowledge, invoke_grant_reasons
+from infra.restore_workflow import StageTask
+from infra.state_machines import acknowledge, invoke_grant_reasons, run_task_grant_reasons
 
 # the kinds a request may ask for (prerestore backups are the restore workflow's own)
 REQUEST_KINDS = ("nightly", "predeploy", "manual")
@@ -35,7 +43,11 @@ LAMBDA_TRANSIENT_ERRORS = [
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 ]
+# ECS's own failures to start a task (capacity, throttling), retried; not States.TaskFailed (the task ran and its
+# backup failed: it wrote nothing, and is not repeated behind the operator's back)
+ECS_TRANSIENT_ERRORS = ["ECS.AmazonECSException", "ECS.ServerException"]
 DEFAULT_MAX_CONCURRENCY = 4
+BACKUP_TASK_COMMAND = ["python", "-m", "handlers.backup_task"]
 
 
 class BackupWorkflow(Construct):
@@ -48,6 +60,7 @@ class BackupWorkflow(Construct):
         *,
         function: lambda_.IFunction,
         databases: Sequence[str],
+        task: StageTask | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         retry_interval_s: int = 2,
         retry_attempts: int = 6,
@@ -59,7 +72,8 @@ class BackupWorkflow(Construct):
         if not databases:
             raise ValueError("BackupWorkflow needs at least one configured database")
         self.databases = list(databases)
-        each = self._backup_each(function, max_concurrency, retry_interval_s, retry_attempts)
+        self.task = task
+        each = self._backup_each(function, max_concurrency, retry_interval_s, retry_attempts, timeout_hours)
         each.next(self._outcome())
         self.log_group = logs.LogGroup(self, "Logs", retention=logs_retention)
         self.state_machine = sfn.StateMachine(
@@ -71,7 +85,10 @@ class BackupWorkflow(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
-        acknowledge(self.state_machine, invoke_grant_reasons([function]))
+        reasons = invoke_grant_reasons([function])
+        if task is not None:
+            reasons.update(run_task_grant_reasons(task.task_definition))
+        acknowledge(self.state_machine, reasons)
 
     def _request(self, each: sfn.Map) -> sfn.Choice:
         """The request checked, then which databases: the configured ones (known at synth) or the request's,
@@ -135,9 +152,15 @@ class BackupWorkflow(Construct):
         return start.otherwise(invalid)
 
     def _backup_each(
-        self, function: lambda_.IFunction, max_concurrency: int, retry_interval_s: int, retry_attempts: int
+        self,
+        function: lambda_.IFunction,
+        max_concurrency: int,
+        retry_interval_s: int,
+        retry_attempts: int,
+        timeout_hours: int,
     ) -> sfn.Map:
-        """Each database: its own invoke, Retry on Lambda's transient errors, a Catch that records the failure."""
+        """Each database: its own invoke (or plan, then invoke or Fargate task), Retry on transient errors, a Catch
+        that records the failure."""
         backup = tasks.LambdaInvoke(
             self,
             "Backup",
@@ -170,6 +193,9 @@ class BackupWorkflow(Construct):
             },
         )
         backup.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        first: sfn.IChainable = backup
+        if self.task is not None:
+            first = self._plan(function, backup, record_failure, retry_interval_s, retry_attempts, timeout_hours)
         each = sfn.Map(
             self,
             "BackupEach",
@@ -181,8 +207,92 @@ class BackupWorkflow(Construct):
             max_concurrency=max_concurrency,
             result_path="$.results",
         )
-        each.item_processor(backup)
+        each.item_processor(first)
         return each
+
+    def _plan(
+        self,
+        function: lambda_.IFunction,
+        backup: tasks.LambdaInvoke,
+        record_failure: sfn.Pass,
+        retry_interval_s: int,
+        retry_attempts: int,
+        timeout_hours: int,
+    ) -> tasks.LambdaInvoke:
+        """Plan (the Backup function says where this database's backup runs) → Lambda or the Fargate task."""
+        assert self.task is not None
+        task = self.task
+        plan = tasks.LambdaInvoke(
+            self,
+            "Plan",
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "kind": sfn.JsonPath.string_at("$.kind"),
+                    "database": sfn.JsonPath.string_at("$.database"),
+                    "plan": True,
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+        )  # its output: {"database", "kind", "runner", "reason"}
+        plan.add_retry(
+            errors=LAMBDA_TRANSIENT_ERRORS,
+            interval=Duration.seconds(retry_interval_s),
+            max_attempts=retry_attempts,
+            backoff_rate=2,
+        )
+        plan.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        on_fargate = tasks.EcsRunTask(
+            self,
+            "BackupOnFargate",
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+            cluster=task.cluster,
+            task_definition=task.task_definition,
+            launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
+            security_groups=task.security_groups or None,
+            subnets=task.subnets,
+            container_overrides=[
+                tasks.ContainerOverride(
+                    container_definition=task.container,
+                    command=BACKUP_TASK_COMMAND,
+                    environment=[
+                        tasks.TaskEnvironmentVariable(
+                            name="DBOPS_BACKUP_DATABASE", value=sfn.JsonPath.string_at("$.database")
+                        ),
+                        tasks.TaskEnvironmentVariable(name="DBOPS_BACKUP_KIND", value=sfn.JsonPath.string_at("$.kind")),
+                    ],
+                )
+            ],
+            result_path=sfn.JsonPath.DISCARD,
+            task_timeout=sfn.Timeout.duration(Duration.hours(timeout_hours)),
+        )
+        on_fargate.add_retry(
+            errors=ECS_TRANSIENT_ERRORS,
+            interval=Duration.seconds(retry_interval_s),
+            max_attempts=retry_attempts,
+            backoff_rate=2,
+        )
+        on_fargate.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        # the task's result as the Backup function's (the backup's id and size are in the task's log and the catalog)
+        on_fargate.next(
+            sfn.Pass(
+                self,
+                "BackedUpOnFargate",
+                parameters={
+                    "database": sfn.JsonPath.string_at("$.database"),
+                    "kind": sfn.JsonPath.string_at("$.kind"),
+                    "ok": True,
+                    "runner": "fargate",
+                },
+            )
+        )
+        plan.next(
+            sfn.Choice(self, "WhereToBackUp")
+            .when(sfn.Condition.string_equals("$.runner", "fargate"), on_fargate)
+            .otherwise(backup)
+        )
+        return plan
 
     def _outcome(self) -> sfn.Pass:
         """After the Map: fail naming every database whose backup failed, else succeed with the results."""

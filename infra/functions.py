@@ -8,7 +8,8 @@ cloudwatch:PutMetricData.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from aws_cdk import Acknowledgment, Annotations, Duration, RemovalPolicy, Size, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
@@ -19,6 +20,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from dbops import contract
 from infra.constants import (
     BACKUP_SIZING,
     BACKUPS_PREFIX,
@@ -83,6 +85,8 @@ class FunctionSpec:
     retry_attempts: int = 0
     ephemeral_storage_mb: int = 512
     environment: Mapping[str, str] = field(default_factory=dict)
+    # which cdk.json `functions.<kind>` setting sizes it
+    kind: Literal["backup", "health", "maintenance", "restore"] = "restore"
 
 
 BACKUP = FunctionSpec(
@@ -98,6 +102,7 @@ BACKUP = FunctionSpec(
         list_prefixes=(BACKUPS_PREFIX,),
     ),
     retry_attempts=1,
+    kind="backup",
 )
 HEALTH = FunctionSpec(
     construct_id="Health",
@@ -105,12 +110,14 @@ HEALTH = FunctionSpec(
     description="dbops: health probes as EMF metrics, backup freshness from the catalog",
     sizing=HEALTH_SIZING,
     bucket=BucketAccess(read=(f"{BACKUPS_PREFIX}*",), list_prefixes=(BACKUPS_PREFIX,)),
+    kind="health",
 )
 MAINTENANCE = FunctionSpec(
     construct_id="Maintenance",
     handler="handlers.maintenance.handler",
     description="dbops: ANALYZE, VACUUM, REINDEX CONCURRENTLY, retention cleanup and archive",
     sizing=MAINTENANCE_SIZING,
+    kind="maintenance",
 )
 
 
@@ -157,8 +164,19 @@ class Functions(Construct):
         self.log_groups: dict[str, logs.LogGroup] = {}
         self._vpc, self._subnets, self._security_groups = self._placement()
         self.backup = self.add(BACKUP)
-        self.health = self.add(HEALTH)
-        self.maintenance = self.add(MAINTENANCE)
+        # each database's own health thresholds and maintenance rules go to the one function that reads them
+        self.health = self.add(
+            replace(
+                HEALTH,
+                environment={contract.ENV_HEALTH_THRESHOLDS_BY_DATABASE: settings.health_thresholds_by_database_json()},
+            )
+        )
+        self.maintenance = self.add(
+            replace(
+                MAINTENANCE,
+                environment={contract.ENV_MAINTENANCE_BY_DATABASE: settings.maintenance_by_database_json()},
+            )
+        )
 
     def _placement(
         self,
@@ -232,7 +250,7 @@ class Functions(Construct):
             handler=spec.handler,
             code=self.code,
             layers=self.layers.all,
-            memory_size=spec.sizing.memory_mb,
+            memory_size=self.memory_mb(spec),
             timeout=Duration.seconds(spec.sizing.timeout_s),
             ephemeral_storage_size=Size.mebibytes(spec.ephemeral_storage_mb),
             retry_attempts=spec.retry_attempts,
@@ -252,15 +270,20 @@ class Functions(Construct):
         self.log_groups[name] = log_group
         return function
 
+    def memory_mb(self, spec: FunctionSpec) -> int:
+        """cdk.json `functions.<kind>.memory_mb`, else dbops' own sizing."""
+        configured: int | None = getattr(self.settings.functions, spec.kind).memory_mb
+        return configured if configured is not None else spec.sizing.memory_mb
+
     def environment(self) -> dict[str, str]:
         """What dbops.settings.FunctionSettings reads, plus Powertools' names."""
         return {
-            "DBOPS_BUCKET": self.bucket.bucket_name,
-            "DBOPS_DATABASES": self.settings.functions_databases_json(),
-            "DBOPS_PG_BIN": PG_BIN_DIR,
-            "DBOPS_RETENTION_KEEP": str(self.settings.retention_days.keep_newest_verified),
-            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            contract.ENV_BUCKET: self.bucket.bucket_name,
+            contract.ENV_DATABASES: self.settings.functions_databases_json(),
+            contract.ENV_PG_BIN: PG_BIN_DIR,
+            contract.ENV_RETENTION_KEEP: str(self.settings.retention_days.keep_newest_verified),
+            contract.ENV_POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+            contract.ENV_POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
         }
 
     def _statements(

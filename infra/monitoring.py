@@ -19,8 +19,9 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from dbops import contract
 from infra.constants import MAINTENANCE_TASKS, METRICS_NAMESPACE
-from infra.settings import AlarmSettings, StackSettings
+from infra.settings import AlarmSettings, AlarmThresholds, StackSettings
 
 GT = cw.ComparisonOperator.GREATER_THAN_THRESHOLD
 GE = cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
@@ -48,14 +49,15 @@ class AlarmRule:
     meaning: str
 
 
-def database_rules(alarms: AlarmSettings, health_scheduled: bool) -> list[AlarmRule]:
-    t = alarms.thresholds
+def database_rules(t: AlarmThresholds, health_scheduled: bool) -> list[AlarmRule]:
     blocked_periods = max(1, t.blocked_minutes // 5)
     return [
-        AlarmRule("BackupFailed", "BackupFailed", "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a backup failed"),
+        AlarmRule(
+            "BackupFailed", contract.BACKUP_FAILED, "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a backup failed"
+        ),
         AlarmRule(
             "BackupMissing",
-            "BackupSucceeded",
+            contract.BACKUP_SUCCEEDED,
             "Sum",
             Duration.hours(26),
             LT,
@@ -64,11 +66,15 @@ def database_rules(alarms: AlarmSettings, health_scheduled: bool) -> list[AlarmR
             BREACHING,
             "no backup succeeded in the last 26 hours (no data counts as missing)",
         ),
-        AlarmRule("RestoreFailed", "RestoreFailed", "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a restore failed"),
-        AlarmRule("DrillFailed", "DrillFailed", "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a restore drill failed"),
+        AlarmRule(
+            "RestoreFailed", contract.RESTORE_FAILED, "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a restore failed"
+        ),
+        AlarmRule(
+            "DrillFailed", contract.DRILL_FAILED, "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a restore drill failed"
+        ),
         AlarmRule(
             "HealthCritical",
-            "HealthStatus",
+            contract.HEALTH_STATUS,
             "Maximum",
             FIVE_MINUTES,
             GE,
@@ -79,7 +85,7 @@ def database_rules(alarms: AlarmSettings, health_scheduled: bool) -> list[AlarmR
         ),
         AlarmRule(
             "HealthProbeErrors",
-            "HealthProbeErrors",
+            contract.HEALTH_PROBE_ERRORS,
             "Sum",
             FIVE_MINUTES,
             GE,
@@ -90,7 +96,7 @@ def database_rules(alarms: AlarmSettings, health_scheduled: bool) -> list[AlarmR
         ),
         AlarmRule(
             "BackupStale",
-            "BackupAgeHours",
+            contract.BACKUP_AGE_HOURS,
             "Maximum",
             FIVE_MINUTES,
             GT,
@@ -101,7 +107,7 @@ def database_rules(alarms: AlarmSettings, health_scheduled: bool) -> list[AlarmR
         ),
         AlarmRule(
             "ConnectionsHigh",
-            "ConnectionsUsedPercent",
+            contract.CONNECTIONS_USED_PERCENT,
             "Maximum",
             FIVE_MINUTES,
             GE,
@@ -112,7 +118,7 @@ def database_rules(alarms: AlarmSettings, health_scheduled: bool) -> list[AlarmR
         ),
         AlarmRule(
             "QueriesBlocked",
-            "BlockedQueries",
+            contract.BLOCKED_QUERIES,
             "Minimum",
             FIVE_MINUTES,
             GE,
@@ -123,7 +129,7 @@ def database_rules(alarms: AlarmSettings, health_scheduled: bool) -> list[AlarmR
         ),
         AlarmRule(
             "XidWraparound",
-            "XidWraparoundAge",
+            contract.XID_WRAPAROUND_AGE,
             "Maximum",
             FIVE_MINUTES,
             GT,
@@ -138,9 +144,9 @@ def database_rules(alarms: AlarmSettings, health_scheduled: bool) -> list[AlarmR
 def dbops_metric(
     name: str, database: str, *, statistic: str = "Maximum", period: Duration = FIVE_MINUTES, task: str | None = None
 ) -> cw.Metric:
-    dimensions = {"database": database}
+    dimensions = {contract.DIMENSION_DATABASE: database}
     if task is not None:
-        dimensions["task"] = task
+        dimensions[contract.DIMENSION_TASK] = task
     return cw.Metric(
         namespace=METRICS_NAMESPACE, metric_name=name, dimensions_map=dimensions, statistic=statistic, period=period
     )
@@ -166,13 +172,13 @@ class Monitoring(Construct):
         self.databases = [db.name for db in settings.databases]
         health_scheduled = settings.schedules.health is not None
         for database in self.databases:
-            for rule in database_rules(settings.alarms, health_scheduled):
+            for rule in database_rules(settings.alarm_thresholds(database), health_scheduled):
                 self._database_alarm(rule, database)
             for task in MAINTENANCE_TASKS:
                 self._add(
                     f"MaintenanceFailed-{task}-{database}",
                     kind="MaintenanceFailed",
-                    metric=dbops_metric("MaintenanceFailed", database, statistic="Sum", task=task),
+                    metric=dbops_metric(contract.MAINTENANCE_FAILED, database, statistic="Sum", task=task),
                     comparison=GE,
                     threshold=1,
                     evaluation_periods=1,
@@ -306,33 +312,38 @@ class Monitoring(Construct):
                 cw.TextWidget(markdown=f"## {database}", width=24, height=1),
             )
             dashboard.add_widgets(
-                _graph("Backup size (bytes)", [dbops_metric("BackupBytes", database, period=day)]),
-                _graph("Backup duration (s)", [dbops_metric("BackupDurationSeconds", database, period=day)]),
+                _graph("Backup size (bytes)", [dbops_metric(contract.BACKUP_BYTES, database, period=day)]),
+                _graph("Backup duration (s)", [dbops_metric(contract.BACKUP_DURATION_SECONDS, database, period=day)]),
                 _graph(
                     "RPO: age of the newest verified backup (h)",
-                    [dbops_metric("BackupAgeHours", database)],
+                    [dbops_metric(contract.BACKUP_AGE_HOURS, database)],
                     [
                         cw.HorizontalAnnotation(value=RPO_HOURS, label="RPO 24 h"),
-                        cw.HorizontalAnnotation(value=self.settings.alarms.thresholds.backup_age_hours, label="alarm"),
+                        cw.HorizontalAnnotation(
+                            value=self.settings.alarm_thresholds(database).backup_age_hours, label="alarm"
+                        ),
                     ],
                 ),
                 _graph(
                     "Measured RTO: restore and drill time (s)",
-                    [dbops_metric("RestoreSeconds", database, period=day)],
+                    [dbops_metric(contract.RESTORE_SECONDS, database, period=day)],
                     [cw.HorizontalAnnotation(value=RTO_SECONDS, label="RTO 4 h")],
                 ),
             )
             dashboard.add_widgets(
-                _graph("Health status (0 ok, 1 warn, 2 critical)", [dbops_metric("HealthStatus", database)]),
-                _graph("Connections used (% of max_connections)", [dbops_metric("ConnectionsUsedPercent", database)]),
+                _graph("Health status (0 ok, 1 warn, 2 critical)", [dbops_metric(contract.HEALTH_STATUS, database)]),
+                _graph(
+                    "Connections used (% of max_connections)",
+                    [dbops_metric(contract.CONNECTIONS_USED_PERCENT, database)],
+                ),
                 _graph(
                     "Blocked queries / probe errors",
                     [
-                        dbops_metric("BlockedQueries", database),
-                        dbops_metric("HealthProbeErrors", database, statistic="Sum"),
+                        dbops_metric(contract.BLOCKED_QUERIES, database),
+                        dbops_metric(contract.HEALTH_PROBE_ERRORS, database, statistic="Sum"),
                     ],
                 ),
-                _graph("Transaction ID age", [dbops_metric("XidWraparoundAge", database)]),
+                _graph("Transaction ID age", [dbops_metric(contract.XID_WRAPAROUND_AGE, database)]),
             )
             dashboard.add_widgets(
                 _graph(
@@ -340,12 +351,12 @@ class Monitoring(Construct):
                     [
                         dbops_metric(name, database, statistic="Sum", period=day)
                         for name in (
-                            "BackupSucceeded",
-                            "BackupFailed",
-                            "RestoreSucceeded",
-                            "RestoreFailed",
-                            "DrillSucceeded",
-                            "DrillFailed",
+                            contract.BACKUP_SUCCEEDED,
+                            contract.BACKUP_FAILED,
+                            contract.RESTORE_SUCCEEDED,
+                            contract.RESTORE_FAILED,
+                            contract.DRILL_SUCCEEDED,
+                            contract.DRILL_FAILED,
                         )
                     ],
                     width=12,
@@ -353,8 +364,8 @@ class Monitoring(Construct):
                 _graph(
                     "Retention: rows deleted / archived per day",
                     [
-                        dbops_metric("RowsDeleted", database, statistic="Sum", period=day, task="cleanup"),
-                        dbops_metric("RowsArchived", database, statistic="Sum", period=day, task="archive"),
+                        dbops_metric(contract.ROWS_DELETED, database, statistic="Sum", period=day, task="cleanup"),
+                        dbops_metric(contract.ROWS_ARCHIVED, database, statistic="Sum", period=day, task="archive"),
                     ],
                     width=12,
                 ),

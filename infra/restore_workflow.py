@@ -7,9 +7,8 @@ Archives too large for Lambda are staged by an ECS Fargate task running the same
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_ec2 as ec2
@@ -20,7 +19,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.state_machines import acknowledge, invoke_grant_reasons, logical_id
+from infra.state_machines import acknowledge, invoke_grant_reasons, run_task_grant_reasons
 
 # Step name in the state machine -> handler in functions/handlers/restore.py
 STEP_HANDLERS: dict[str, str] = {
@@ -40,7 +39,9 @@ T = TypeVar("T", bound=sfn.TaskStateBase)
 
 
 class StageTask(Construct):
-    """The stage step as a Fargate task (same image and code), for restores beyond Lambda's limits."""
+    """The Fargate task for work beyond Lambda's limits (same image and code): the restore's stage step
+    (`python -m handlers.restore_task`), and backups (the backup state machine overrides the command with
+    `python -m handlers.backup_task`)."""
 
     def __init__(
         self,
@@ -213,19 +214,5 @@ class RestoreWorkflow(Construct):
         """cdk-nag: the wildcards in Step Functions' generated policy, each named with its reason."""
         reasons = invoke_grant_reasons(functions.values())
         if stage_task is not None:
-            td = logical_id(stage_task.task_definition)
-
-            def select(i: int, sep: str, of: dict[str, Any]) -> dict[str, Any]:
-                return {"Fn::Select": [i, {"Fn::Split": [sep, of]}]}
-
-            def text(token: dict[str, Any]) -> str:  # as cdk-nag prints tokens in finding ids
-                return json.dumps(token, separators=(",", ":"))
-
-            ref = {"Ref": td}
-            family = select(5, ":", ref)
-            arn = "arn:" + ":".join(text(select(i, ":", ref)) for i in range(1, 5))
-            arn += f":{text(select(0, '/', family))}/{text(select(1, '/', family))}:*"
-            reasons[f"AwsSolutions-IAM5[Resource::{arn}]"] = (
-                "Running any revision of the one stage task definition, as Step Functions' ECS task grants."
-            )
+            reasons.update(run_task_grant_reasons(stage_task.task_definition))
         acknowledge(self.state_machine, reasons)

@@ -15,6 +15,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.settings import BackupSchedule
 from infra.settings import Schedules as ScheduleSettings
 
 DrillInput = Callable[[str], dict[str, Any]]
@@ -38,16 +39,27 @@ class Schedules(Construct):
         backup: sfn.IStateMachine,
         health: lambda_.IFunction,
         maintenance: lambda_.IFunction,
+        backup_schedules: Sequence[BackupSchedule] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.schedules = schedules
         self.rules: dict[str, events.Rule] = {}
-        self._rule(
-            "Backup",
-            schedules.backup,
-            "dbops: nightly backup of every database (one execution of the backup state machine)",
-            targets.SfnStateMachine(backup, input=events.RuleTargetInput.from_object({"kind": "nightly"})),
-        )
+        if backup_schedules is None:  # every database on the stack's schedule
+            backup_schedules = (
+                [BackupSchedule(name="Backup", expression=schedules.backup)] if schedules.backup is not None else []
+            )
+        for scheduled in backup_schedules:
+            request: dict[str, Any] = {"kind": "nightly"}
+            if scheduled.databases is not None:
+                request["databases"] = list(scheduled.databases)
+            self._rule(
+                scheduled.name,
+                scheduled.expression,
+                "dbops: nightly backup of "
+                + ("every database" if scheduled.databases is None else ", ".join(scheduled.databases))
+                + " (one execution of the backup state machine)",
+                targets.SfnStateMachine(backup, input=events.RuleTargetInput.from_object(request)),
+            )
         # health gets the plain scheduled event: it checks every configured database
         self._rule("Health", schedules.health, "dbops: health probes", targets.LambdaFunction(health))
         for task, expression in schedules.maintenance().items():

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dbops.connection import AppHook
+from dbops.health.thresholds import Thresholds
+from dbops.maintenance.settings import MaintenanceConfig
 from dbops.retention import DEFAULT_KEEP, EXPIRABLE_TAG, RETAINED_KINDS
 from infra.constants import BACKUPS_PREFIX, CERTS_DIR_IN_LAMBDA, CONTEXT_KEY, MAINTENANCE_TASKS
 
@@ -108,6 +110,57 @@ class VpcPlacement(_Model):
         return _resource_ids(value, "sg", "a security group id")
 
 
+class AlarmThresholds(_Model):
+    """Defaults from the guide's RPO (24 h, plus 2 h for the nightly run) and check_postgres' critical levels."""
+
+    backup_age_hours: float = Field(default=26, gt=0)
+    connections_used_percent: float = Field(default=95, gt=0, le=100)
+    blocked_queries: int = Field(default=1, ge=1)
+    blocked_minutes: int = Field(default=15, ge=5, description="how long queries stay blocked before it alarms")
+    xid_wraparound_age: int = Field(default=1_400_000_000, gt=0)
+
+
+class DatabaseAlarms(_Model):
+    """A database's own alarm thresholds, each in place of the stack's `alarms.thresholds` one."""
+
+    thresholds: AlarmThresholds = AlarmThresholds()
+
+
+BackupRunner = Literal["auto", "lambda", "fargate"]
+
+
+class DatabaseBackup(_Model):
+    """When a database's scheduled backup runs, and where (dbops.connection.DatabaseConfig.backup_runner)."""
+
+    schedule: str | None = Field(
+        default=None,
+        description="an EventBridge expression for this database's own nightly backup, or 'off'; absent: the "
+        "stack's schedules.backup",
+    )
+    runner: BackupRunner = Field(
+        default="auto", description="lambda, fargate, or auto (decided from its last committed backup)"
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _expression(cls, value: str | None) -> str | None:
+        return value if value is None or value == "off" else check_schedule(value)
+
+
+class FunctionSizing(_Model):
+    memory_mb: int | None = Field(default=None, ge=128, le=10240, description="absent: dbops' own sizing")
+
+
+class FunctionsSettings(_Model):
+    """Per function, not per database: one function serves every database (a database too large for the backup
+    function's memory or 15 minutes backs up on Fargate: databases[].backup.runner)."""
+
+    backup: FunctionSizing = FunctionSizing()
+    health: FunctionSizing = FunctionSizing()
+    maintenance: FunctionSizing = FunctionSizing()
+    restore: FunctionSizing = FunctionSizing()  # every restore step, and the daily drop of expired copies
+
+
 class DatabaseSettings(_Model):
     """One database dbops looks after. Host, port, user and password come from the secret (RDS format)."""
 
@@ -131,6 +184,24 @@ class DatabaseSettings(_Model):
         default=None, description="stop/start the application around a restore: an SSM parameter or an event"
     )
     restore_checks: list[str] = Field(default_factory=list, description="SQL checks a staged restore must pass")
+    maintenance: MaintenanceConfig | None = Field(
+        default=None,
+        description="its retention rules, timeouts and thresholds (dbops.maintenance.MaintenanceConfig); without "
+        "rules, cleanup and archive have nothing to do on it",
+    )
+    health_thresholds: Thresholds | None = Field(
+        default=None, description="its health thresholds (dbops.health.thresholds.Thresholds), over the defaults"
+    )
+    alarms: DatabaseAlarms | None = Field(default=None, description="its alarm thresholds, over alarms.thresholds")
+    backup: DatabaseBackup = DatabaseBackup()
+
+    @field_validator("maintenance", mode="before")
+    @classmethod
+    def _own_rules_only(cls, value: Any) -> Any:
+        """A database runs the rules it names, never the guide's defaults (those name Sprint Reports' tables)."""
+        if isinstance(value, Mapping) and "rules" not in value:
+            return {**value, "rules": []}
+        return value
 
     @field_validator("ca_bundle")
     @classmethod
@@ -160,7 +231,16 @@ class DatabaseSettings(_Model):
             config["app_hook"] = self.app_hook.model_dump(exclude_defaults=True)
         if self.restore_checks:
             config["restore_checks"] = self.restore_checks
+        if self.backup.runner != "auto":
+            config["backup_runner"] = self.backup.runner
         return config
+
+    def maintenance_config(self) -> dict[str, Any]:
+        """Its dbops.maintenance.MaintenanceConfig as the maintenance function reads it: what cdk.json sets, and
+        no rules when it sets none."""
+        if self.maintenance is None:
+            return {"rules": []}
+        return self.maintenance.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class Schedules(_Model):
@@ -240,16 +320,6 @@ class RetentionDays(_Model):
         ]
 
 
-class AlarmThresholds(_Model):
-    """Defaults from the guide's RPO (24 h, plus 2 h for the nightly run) and check_postgres' critical levels."""
-
-    backup_age_hours: float = Field(default=26, gt=0)
-    connections_used_percent: float = Field(default=95, gt=0, le=100)
-    blocked_queries: int = Field(default=1, ge=1)
-    blocked_minutes: int = Field(default=15, ge=5, description="how long queries stay blocked before it alarms")
-    xid_wraparound_age: int = Field(default=1_400_000_000, gt=0)
-
-
 class AlarmSettings(_Model):
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     topic_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]+$")
@@ -286,6 +356,7 @@ class StackSettings(_Model):
     retention_days: RetentionDays = RetentionDays()
     alarms: AlarmSettings = AlarmSettings()
     backup: BackupSettings = BackupSettings()
+    functions: FunctionsSettings = FunctionsSettings()
     restore_task_image: str | None = Field(
         default=None,
         description="container image (this repository's functions/ and layers) for restores too large for Lambda; "
@@ -326,6 +397,55 @@ class StackSettings(_Model):
     def functions_databases_json(self) -> str:
         """The DBOPS_DATABASES environment variable."""
         return json.dumps([db.function_config() for db in self.databases], separators=(",", ":"))
+
+    def maintenance_by_database_json(self) -> str:
+        """DBOPS_MAINTENANCE_BY_DATABASE: every database's own maintenance configuration, by name."""
+        return json.dumps({db.name: db.maintenance_config() for db in self.databases}, separators=(",", ":"))
+
+    def health_thresholds_by_database_json(self) -> str:
+        """DBOPS_HEALTH_THRESHOLDS_BY_DATABASE: the thresholds each database sets, by name."""
+        return json.dumps(
+            {
+                db.name: db.health_thresholds.model_dump(mode="json", exclude_unset=True)
+                for db in self.databases
+                if db.health_thresholds is not None
+            },
+            separators=(",", ":"),
+        )
+
+    def alarm_thresholds(self, database: str) -> AlarmThresholds:
+        """The stack's alarm thresholds with the ones this database sets in their place."""
+        db = next(d for d in self.databases if d.name == database)
+        if db.alarms is None:
+            return self.alarms.thresholds
+        own = db.alarms.thresholds.model_dump(exclude_unset=True)
+        return AlarmThresholds.model_validate({**self.alarms.thresholds.model_dump(), **own})
+
+    def backup_schedules(self) -> list[BackupSchedule]:
+        """The scheduled nightly backups: the stack's schedule for every database without one of its own (no
+        `databases`: all of them), then one per database with its own; "off" leaves a database out."""
+        own = [(i, db) for i, db in enumerate(self.databases) if db.backup.schedule is not None]
+        shared = [db.name for db in self.databases if db.backup.schedule is None]
+        found = []
+        if self.schedules.backup is not None and shared:
+            found.append(
+                BackupSchedule(
+                    name="Backup", expression=self.schedules.backup, databases=None if not own else tuple(shared)
+                )
+            )
+        for i, db in own:
+            if db.backup.schedule != "off":
+                assert db.backup.schedule is not None
+                found.append(BackupSchedule(name=f"Backup{i}", expression=db.backup.schedule, databases=(db.name,)))
+        return found
+
+
+class BackupSchedule(_Model):
+    """One EventBridge rule starting the backup state machine: `databases` absent means every database."""
+
+    name: str
+    expression: str
+    databases: tuple[str, ...] | None = None
 
 
 def _describe(exc: ValidationError) -> str:

@@ -3,7 +3,8 @@
 Storage      KMS key, backup bucket (lifecycle per backup kind), access-log bucket
 Layers       pgtools (pg_dump/pg_restore/psql 18, TLS libpq), python (dependencies), certificates (CA bundles)
 Functions    Backup, Health, Maintenance (+ restore steps), each with its own role and log group
-Backup       the backup state machine (infra/backup_workflow.py): a Map over the databases, one Backup invoke each
+Backup       the backup state machine (infra/backup_workflow.py): a Map over the databases, each backed up by the
+             Backup function or, when too large for it, the Fargate task (RestoreStageTask, shared with restores)
 Schedules    EventBridge rules (backup state machine, health, maintenance tasks, restore drill)
 Monitoring   SNS topic, alarms, dashboard
 Restore      the restore state machine (infra/restore_workflow.py, issue 3) — see RESTORE WORKFLOW below
@@ -23,8 +24,8 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.backup_workflow import BackupWorkflow
-from infra.constants import LAYERS_BUILD_DIR
-from infra.functions import LOG_RETENTION, Functions, restore_step_spec
+from infra.constants import BACKUPS_PREFIX, LAYERS_BUILD_DIR
+from infra.functions import LOG_RETENTION, S3_TAG_ACTIONS, Functions, restore_step_spec
 from infra.layers import Layers
 from infra.monitoring import Monitoring
 from infra.restore_workflow import STEP_HANDLERS, RestoreWorkflow, StageTask
@@ -92,11 +93,15 @@ class DbopsStack(Stack):
             key=self.storage.key,
             layers=self.layers,
         )
+        self.monitoring = Monitoring(self, "Monitoring", settings=settings, functions=self.functions.by_name)
+        # the Fargate task for work beyond Lambda's limits: large restores' stage step and large databases' backups
+        self.fargate_task = self._fargate_task()
         self.backup_workflow = BackupWorkflow(
             self,
             "Backup",
             function=self.functions.backup,
             databases=[db.name for db in settings.databases],
+            task=self.fargate_task,
             max_concurrency=settings.backup.max_concurrency,
             logs_retention=LOG_RETENTION[settings.retention_days.logs],
         )
@@ -107,8 +112,8 @@ class DbopsStack(Stack):
             backup=self.backup_workflow.state_machine,
             health=self.functions.health,
             maintenance=self.functions.maintenance,
+            backup_schedules=settings.backup_schedules(),
         )
-        self.monitoring = Monitoring(self, "Monitoring", settings=settings, functions=self.functions.by_name)
         self.monitoring.watch_state_machine("Backup", self.backup_workflow.state_machine, kind="BackupWorkflowFailed")
         self.restore_functions: dict[str, lambda_.Function] = {}
         self.restore_workflow: Any = None
@@ -128,38 +133,55 @@ class DbopsStack(Stack):
             self.monitoring.grant_publish(function)
         self._grant_app_hooks()
         by_step = {step: self.restore_functions[handler.rsplit(".", 1)[1]] for step, handler in STEP_HANDLERS.items()}
-        stage_task = None
-        if self.settings.restore_task_image and self.functions.vpc is None:
-            Annotations.of(self).add_warning_v2(
-                "dbops:restore-task-vpc",
-                "restore_task_image is set but the databases have no VPC placement: restores stage in Lambda only",
-            )
-        elif self.settings.restore_task_image:
-            stage_task = StageTask(
-                self,
-                "RestoreStageTask",
-                image=container_image(self, self.settings.restore_task_image),
-                environment={**self.functions.environment(), "DBOPS_TOPIC_ARN": self.monitoring.topic.topic_arn},
-                vpc=self.functions.vpc,
-                security_groups=self.functions.security_groups,
-                subnets=self.functions.subnets,
-            )
-            self.functions.grant_restore_access(stage_task.task_definition.task_role)
-            execution_role = stage_task.task_definition.execution_role
-            if execution_role is not None:
-                Validations.of(execution_role).acknowledge(
-                    Acknowledgment(
-                        id="AwsSolutions-IAM5[Resource::*]",
-                        reason="ecr:GetAuthorizationToken, which the task needs to pull its image, has no "
-                        "resource-level permissions; the pull itself is granted on the one repository.",
-                    )
-                )
+        stage_task = self.fargate_task
         self.restore_workflow = RestoreWorkflow(self, "Restore", functions=by_step, stage_task=stage_task)
         state_machine = self.restore_workflow.state_machine
         self.schedules.add_restore_drill(state_machine, [db.name for db in self.settings.databases])
         self._expired_copies_cleanup()
         self.monitoring.watch_state_machine("Restore", state_machine)
         CfnOutput(self, "RestoreStateMachineArn", value=state_machine.state_machine_arn)
+
+    def _fargate_task(self) -> StageTask | None:
+        """The task (restore_task_image, in the databases' VPC) that stages large restores and backs up large
+        databases with the functions' code; None without an image or a VPC: everything runs in Lambda."""
+        if not self.settings.restore_task_image:
+            return None
+        if self.functions.vpc is None:
+            Annotations.of(self).add_warning_v2(
+                "dbops:restore-task-vpc",
+                "restore_task_image is set but the databases have no VPC placement: restores and backups run in "
+                "Lambda only",
+            )
+            return None
+        task = StageTask(
+            self,
+            "RestoreStageTask",
+            image=container_image(self, self.settings.restore_task_image),
+            environment={**self.functions.environment(), "DBOPS_TOPIC_ARN": self.monitoring.topic.topic_arn},
+            vpc=self.functions.vpc,
+            security_groups=self.functions.security_groups,
+            subnets=self.functions.subnets,
+        )
+        task_role = task.task_definition.task_role
+        self.functions.grant_restore_access(task_role)
+        # backups in the task tag their database's backups for retention, as the Backup function does
+        task_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="TagBackups",
+                actions=list(S3_TAG_ACTIONS),
+                resources=[self.storage.bucket.arn_for_objects(f"{BACKUPS_PREFIX}*")],
+            )
+        )
+        execution_role = task.task_definition.execution_role
+        if execution_role is not None:
+            Validations.of(execution_role).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM5[Resource::*]",
+                    reason="ecr:GetAuthorizationToken, which the task needs to pull its image, has no "
+                    "resource-level permissions; the pull itself is granted on the one repository.",
+                )
+            )
+        return task
 
     def _expired_copies_cleanup(self) -> None:
         """The previous databases a restore keeps are dropped when their time is up by the next restore, and daily

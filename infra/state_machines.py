@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from typing import Any
 
 from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -25,6 +28,28 @@ def invoke_grant_reasons(functions: Iterable[lambda_.IFunction]) -> dict[str, st
             "Invoking a step function's versions and aliases (<arn>:*), as Step Functions' Lambda task grants."
         )
     return reasons
+
+
+def run_task_grant_reasons(task_definition: ecs.TaskDefinition) -> dict[str, str]:
+    """cdk-nag: the wildcard in Step Functions' generated policy for an ECS task (any revision of its one task
+    definition), as cdk-nag prints it."""
+    td = logical_id(task_definition)
+
+    def select(i: int, sep: str, of: dict[str, Any]) -> dict[str, Any]:
+        return {"Fn::Select": [i, {"Fn::Split": [sep, of]}]}
+
+    def text(token: dict[str, Any]) -> str:  # as cdk-nag prints tokens in finding ids
+        return json.dumps(token, separators=(",", ":"))
+
+    ref = {"Ref": td}
+    family = select(5, ":", ref)
+    arn = "arn:" + ":".join(text(select(i, ":", ref)) for i in range(1, 5))
+    arn += f":{text(select(0, '/', family))}/{text(select(1, '/', family))}:*"
+    return {
+        f"AwsSolutions-IAM5[Resource::{arn}]": (
+            "Running any revision of the one stage task definition, as Step Functions' ECS task grants."
+        )
+    }
 
 
 def acknowledge(state_machine: sfn.StateMachine, reasons: dict[str, str]) -> None:

@@ -17,10 +17,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from dbops import s3stream
+from dbops.contract import BACKUP_KINDS as BACKUP_KINDS
+from dbops.contract import BackupKind as BackupKind
 from dbops.errors import BackupNotFound
 
-BackupKind = Literal["nightly", "predeploy", "prerestore", "manual"]
-BACKUP_KINDS: tuple[str, ...] = ("nightly", "predeploy", "prerestore", "manual")
 ROOT = "backups/"
 MANIFEST = "manifest.json"
 VERIFICATION = "verification.json"

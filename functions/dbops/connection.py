@@ -160,6 +160,10 @@ class DatabaseConfig(BaseModel):
         default_factory=list,
         description="operator SQL queries run on a staged restore; each must return one row whose first value is true",
     )
+    backup_runner: Literal["auto", "lambda", "fargate"] = Field(
+        default="auto",
+        description="where its backups run (dbops.backup_runner): auto decides from its last committed backup",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DatabaseConfig:

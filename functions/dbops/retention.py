@@ -20,11 +20,11 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from dbops import catalog, s3stream
+from dbops import catalog, contract, s3stream
 from dbops.errors import ConfigError
 
 EXPIRABLE_TAG = "dbops-expirable"  # the lifecycle rules of RETAINED_KINDS expire only objects tagged "true"
-RETAINED_KINDS: tuple[str, ...] = ("nightly", "predeploy")
+RETAINED_KINDS = contract.RETAINED_KINDS
 DEFAULT_KEEP = 3
 # objects under a database's prefix that belong to no committed backup (a failed backup's leftovers, the rest
 # of a backup whose manifest expired) are released once this old: by then no backup still running wrote them

@@ -1,6 +1,11 @@
 """Backup function: one database per invoke from the backup state machine (infra/backup_workflow.py), or a
 direct invoke naming kind and database.
 
+{"kind": ..., "database": ..., "plan": true} backs nothing up: it answers where that database's backup runs,
+{"database", "kind", "runner", "reason"} (dbops.backup_runner: its configured runner, else its last committed
+backup against this function's own timeout), for the state machine's choice between this function and the Fargate
+task (handlers/backup_task.py).
+
 {"kind": ..., "database": ...} backs up that database, emits BackupSucceeded or BackupFailed for it, and raises
 when it failed (the state machine's Catch records it for that database only). Without "database" (a direct
 invoke, or a scheduled event as the nightly rule sent before the state machine) every configured database is
@@ -16,7 +21,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from dbops import catalog, contract
 from dbops.backup import BackupRequest, run_backup
+from dbops.backup_runner import Runner, choose_runner, last_backup
 from dbops.catalog import BackupKind
 from dbops.errors import DbopsError
 from dbops.retention import release_for_expiry
@@ -29,6 +36,7 @@ class BackupInvocation(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: BackupKind = "nightly"
     database: str | None = Field(default=None, description="omit to back up every configured database")
+    plan: bool = Field(default=False, description="answer where the database's backup runs, back nothing up")
 
 
 class BackupsFailed(Exception):
@@ -50,11 +58,19 @@ class BackupResponse(BaseModel):
     results: list[BackupResult]
 
 
+class BackupPlan(BaseModel):
+    database: str
+    kind: BackupKind
+    runner: Runner
+    reason: str
+
+
 def parse_event(event: Any) -> BackupInvocation:
     return parse_invocation(BackupInvocation, event, "backup event")
 
 
-def _backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadline: float) -> BackupResult:
+def backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadline: float | None) -> BackupResult:
+    """Back up one database and emit its metrics (here and in the Fargate task); `deadline`: None, no limit."""
     t0 = time.monotonic()
     try:
         spec = settings.database(name).spec()
@@ -73,11 +89,11 @@ def _backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadlin
         )
     except DbopsError as exc:
         logger.error("backup failed", extra={"database": name, "kind": kind, "error": str(exc)})
-        emit("BackupFailed", 1, MetricUnit.Count, name)
+        emit(contract.BACKUP_FAILED, 1, MetricUnit.Count, name)
         return BackupResult(database=name, ok=False, kind=kind, error=str(exc), seconds=round(time.monotonic() - t0, 3))
-    emit("BackupSucceeded", 1, MetricUnit.Count, name)
-    emit("BackupBytes", manifest.dump.size, MetricUnit.Bytes, name)
-    emit("BackupDurationSeconds", manifest.duration_seconds, MetricUnit.Seconds, name)
+    emit(contract.BACKUP_SUCCEEDED, 1, MetricUnit.Count, name)
+    emit(contract.BACKUP_BYTES, manifest.dump.size, MetricUnit.Bytes, name)
+    emit(contract.BACKUP_DURATION_SECONDS, manifest.duration_seconds, MetricUnit.Seconds, name)
     logger.info(
         "backup committed",
         extra={
@@ -102,14 +118,37 @@ def _backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadlin
     )
 
 
+def plan_backup(settings: FunctionSettings, name: str, kind: BackupKind, lambda_timeout_s: float) -> BackupPlan:
+    """Where this database's backup runs (dbops.backup_runner), from its configuration and its last backup."""
+    config = settings.database(name)
+    last = None
+    if config.backup_runner == "auto":
+        last = last_backup([e.manifest for e in catalog.list_backups(settings.bucket, database=name)])
+    choice = choose_runner(
+        config.backup_runner,
+        last,
+        lambda_timeout_s=lambda_timeout_s,
+        max_share=settings.backup_lambda_share,
+        max_raw_bytes=settings.backup_fargate_raw_bytes,
+    )
+    logger.info("backup planned", extra={"database": name, "kind": kind, "runner": choice.runner, "why": choice.reason})
+    return BackupPlan(database=name, kind=kind, runner=choice.runner, reason=choice.reason)
+
+
 @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = FunctionSettings()
     invocation = parse_event(event)
+    if invocation.plan:
+        if invocation.database is None:
+            raise ValueError("a backup plan names its database")
+        # a plan is an invoke of its own: the time it has left is this function's whole timeout
+        timeout_s = context.get_remaining_time_in_millis() / 1000
+        return plan_backup(settings, invocation.database, invocation.kind, timeout_s).model_dump(mode="json")
     databases = databases_to_run(settings.databases, invocation.database)
     deadline = deadline_for(context, settings.deadline_margin_s)
-    results = [_backup_one(settings, db.name, invocation.kind, deadline) for db in databases]
+    results = [backup_one(settings, db.name, invocation.kind, deadline) for db in databases]
     failed = [r for r in results if not r.ok]
     if failed:
         raise BackupsFailed("; ".join(f"{r.database}: {r.error}" for r in failed))

@@ -13,6 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from dbops import contract
 from dbops.errors import DbopsError
 from dbops.maintenance import MaintenanceSettings, MaintenanceSummary, ProgressEvent, Task, run_task
 from dbops.maintenance.models import Progress
@@ -54,7 +55,7 @@ def _maintain_one(
         summary = run_task(
             settings.database(name).spec(),
             task,
-            settings.maintenance,
+            settings.config_for(name),
             database=name,
             dry_run=invocation.dry_run,
             progress=_log_progress(name, task),
@@ -70,11 +71,11 @@ def _maintain_one(
             duration_seconds=round(time.monotonic() - t0, 3),
             error=str(exc),
         )
-    dims = {"task": task}
-    emit("MaintenanceFailed", summary.failed, MetricUnit.Count, name, dims)
-    emit("RowsDeleted", summary.rows_deleted, MetricUnit.Count, name, dims)
-    emit("RowsArchived", summary.rows_archived, MetricUnit.Count, name, dims)
-    emit("DurationSeconds", summary.duration_seconds, MetricUnit.Seconds, name, dims)
+    dims = {contract.DIMENSION_TASK: task}
+    emit(contract.MAINTENANCE_FAILED, summary.failed, MetricUnit.Count, name, dims)
+    emit(contract.ROWS_DELETED, summary.rows_deleted, MetricUnit.Count, name, dims)
+    emit(contract.ROWS_ARCHIVED, summary.rows_archived, MetricUnit.Count, name, dims)
+    emit(contract.DURATION_SECONDS, summary.duration_seconds, MetricUnit.Seconds, name, dims)
     logger.info(
         "maintenance finished",
         extra={

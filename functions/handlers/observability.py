@@ -15,14 +15,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.base import SingleMetric
 from pydantic import BaseModel, ValidationError
 
+from dbops import contract
 from dbops.errors import validation_problems
 
-NAMESPACE = "dbops"
+NAMESPACE = contract.METRICS_NAMESPACE
 
 M = TypeVar("M", bound=BaseModel)
 
-logger = Logger(service="dbops")
-tracer = Tracer(service="dbops")
+logger = Logger(service=contract.SERVICE_NAME)
+tracer = Tracer(service=contract.SERVICE_NAME)
 
 
 def emit(name: str, value: float, unit: MetricUnit, database: str, dimensions: Mapping[str, str] | None = None) -> None:
@@ -30,7 +31,7 @@ def emit(name: str, value: float, unit: MetricUnit, database: str, dimensions: M
     alarms match dimension sets exactly, so no service dimension is added behind their back."""
     metric = SingleMetric(namespace=NAMESPACE, service="")
     metric.add_metric(name=name, unit=unit, value=value)
-    metric.add_dimension(name="database", value=database)
+    metric.add_dimension(name=contract.DIMENSION_DATABASE, value=database)
     for key, dim_value in (dimensions or {}).items():
         metric.add_dimension(name=key, value=dim_value)
     # one write per document: handlers running in threads (the local stack) never interleave two on a line

@@ -12,6 +12,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from dbops import contract
 from dbops.restore import steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
@@ -66,10 +67,11 @@ rollback = _entry(steps.rollback)
 def _finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     done = steps.finish(state, settings)
     if not state.request.dry_run and state.database:
-        prefix = "Drill" if state.drill else "Restore"
-        emit(f"{prefix}Succeeded", 1, MetricUnit.Count, state.database)
         emit(
-            "RestoreSeconds" if not state.drill else "DrillSeconds",
+            contract.DRILL_SUCCEEDED if state.drill else contract.RESTORE_SUCCEEDED, 1, MetricUnit.Count, state.database
+        )
+        emit(
+            contract.DRILL_SECONDS if state.drill else contract.RESTORE_SECONDS,
             steps.elapsed(state),
             MetricUnit.Seconds,
             state.database,
@@ -80,7 +82,7 @@ def _finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
 def _notify_failure(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     done = steps.notify_failure(state, settings)
     database = state.database or state.request.database or settings.databases[0].name
-    emit("DrillFailed" if state.drill else "RestoreFailed", 1, MetricUnit.Count, database)
+    emit(contract.DRILL_FAILED if state.drill else contract.RESTORE_FAILED, 1, MetricUnit.Count, database)
     logger.error("restore failed", extra={"outcome": done.outcome})
     return done
 
@@ -110,7 +112,7 @@ def drop_expired_copies(event: dict[str, Any], context: LambdaContext) -> dict[s
     dropped = {}
     for config in databases_to_run(settings.databases, invocation.database):
         names = steps.drop_expired_copies(settings, config.name)
-        emit("PreRestoreCopiesDropped", len(names), MetricUnit.Count, config.name)
+        emit(contract.PRE_RESTORE_COPIES_DROPPED, len(names), MetricUnit.Count, config.name)
         logger.info("expired pre-restore copies dropped", extra={"database": config.name, "dropped": names})
         dropped[config.name] = names
     return {"dropped": dropped}

@@ -26,9 +26,41 @@ def secret_arn(name: str) -> str:
     return f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:dbops/{name}-AbCdEf"
 
 
+# the guide's retention rules, as cdk.json gives them to the Sprint Reports database
+GUIDE_RULES = [
+    {
+        "name": "report snapshots older than 6 months, baselines kept",
+        "table": "report_snapshots",
+        "timestamp_column": "created_at",
+        "age": "6 months",
+        "keep": "is_baseline",
+        "mode": "delete",
+        "batch_size": 5000,
+    },
+    {
+        "name": "sprints ended more than 2 years ago, with their issues and snapshots",
+        "table": "sprints",
+        "timestamp_column": "ends_on",
+        "age": "2 years",
+        "mode": "archive",
+        "batch_size": 50,
+    },
+]
+# billing's own: a rule naming its own table, health and alarm thresholds, Fargate backups
+BILLING_RULE = {
+    "name": "audit events older than 30 days",
+    "schema": "audit",
+    "table": "audit_events",
+    "timestamp_column": "recorded_at",
+    "age": "30 days",
+    "mode": "delete",
+}
+
+
 def settings_dict() -> dict[str, Any]:
     """Two databases in one VPC, verify-full with a CA bundle, overridden schedules and retention, email alarms,
-    three backups at once."""
+    three backups at once; each database with its own maintenance rules, billing with its own health and alarm
+    thresholds and backup runner."""
     return {
         "stack_name": "dbops-test",
         "architecture": "arm64",
@@ -41,6 +73,7 @@ def settings_dict() -> dict[str, Any]:
                 "vpc": {"vpc_id": VPC_ID, "subnet_ids": SUBNETS[:2], "security_group_ids": GROUPS[:1]},
                 "app_hook": {"type": "ssm", "parameter": "/sprint-reports/maintenance-mode"},
                 "restore_checks": ["SELECT count(*) > 0 FROM users"],
+                "maintenance": {"rules": copy.deepcopy(GUIDE_RULES)},
             },
             {
                 "name": "billing",
@@ -49,6 +82,10 @@ def settings_dict() -> dict[str, Any]:
                 "sslmode": "verify-full",
                 "ca_bundle": "test-ca.pem",
                 "vpc": {"vpc_id": VPC_ID, "subnet_ids": SUBNETS[1:], "security_group_ids": GROUPS},
+                "maintenance": {"rules": [dict(BILLING_RULE)], "lock_timeout_s": 2},
+                "health_thresholds": {"connections_warn_percent": 70, "connections_critical_percent": 85},
+                "alarms": {"thresholds": {"connections_used_percent": 80, "backup_age_hours": 30}},
+                "backup": {"runner": "fargate"},
             },
         ],
         "schedules": {"vacuum": "cron(15 1 * * ? *)", "archive": "off"},

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from infra.backup_workflow import LAMBDA_TRANSIENT_ERRORS, REQUEST_KINDS
+from infra.backup_workflow import BACKUP_TASK_COMMAND, ECS_TRANSIENT_ERRORS, LAMBDA_TRANSIENT_ERRORS, REQUEST_KINDS
 from infra.settings import SettingsError, load_settings
-from tests.infra.conftest import Synth, make_base_dir, settings_dict
+from tests.infra.conftest import Synth, make_base_dir, settings_dict, synth
 
 
 def _machine(synthesized: Synth) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def test_the_nightly_schedule_starts_the_state_machine(synthesized: Synth) -> No
     ]
 
 
-def test_the_state_machine_may_invoke_the_backup_function_only(synthesized: Synth) -> None:
+def test_the_state_machine_may_invoke_the_backup_function_and_run_the_one_task_only(synthesized: Synth) -> None:
     workflow = synthesized.stack.backup_workflow
     statements = _policy_statements(synthesized, workflow.state_machine.role)
     invoke = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
@@ -131,7 +131,22 @@ def test_the_state_machine_may_invoke_the_backup_function_only(synthesized: Synt
         }
     ]
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert {a.split(":")[0] for a in actions} == {"lambda", "logs", "xray"}  # logs: delivery to its log group
+    # logs: delivery to its log group; ecs, iam, events: the Fargate task (.sync watches it through an EventBridge
+    # rule Step Functions manages)
+    assert {a.split(":")[0] for a in actions} == {"lambda", "logs", "xray", "ecs", "iam", "events"}
+    task = synthesized.stack.fargate_task
+    assert task is not None
+    td = synthesized.logical_id(task.task_definition)
+    [run] = [s for s in statements if s["Action"] == "ecs:RunTask"]
+    assert td in json.dumps(run["Resource"])  # any revision of that one task definition, nothing else
+    assert "*" not in json.dumps(run["Resource"]).replace(":*", "")
+    [pass_role] = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert pass_role["Resource"] == [
+        {"Fn::GetAtt": [synthesized.logical_id(task.task_definition.task_role), "Arn"]},
+        {"Fn::GetAtt": [synthesized.logical_id(task.task_definition.execution_role), "Arn"]},
+    ]
+    [events] = [s for s in statements if "events:PutRule" in s["Action"]]
+    assert "rule/StepFunctionsGetEventsForECSTaskRule" in json.dumps(events["Resource"])
 
 
 def test_executions_are_logged_traced_and_alarmed(synthesized: Synth) -> None:
@@ -172,3 +187,67 @@ def test_max_concurrency_defaults_to_four(tmp_path: Path) -> None:
     del raw["backup"]
     settings, _ = load_settings(raw, make_base_dir(tmp_path))
     assert settings.backup.max_concurrency == 4
+
+
+def test_each_database_is_planned_then_backed_up_in_lambda_or_on_fargate(
+    definition: dict[str, Any], synthesized: Synth
+) -> None:
+    inner = definition["States"]["BackupEach"]["ItemProcessor"]
+    states = inner["States"]
+    assert inner["StartAt"] == "Plan"
+    plan = states["Plan"]
+    assert plan["Parameters"] == {"kind.$": "$.kind", "database.$": "$.database", "plan": True}
+    assert plan["Next"] == "WhereToBackUp"
+    assert plan["Retry"][0]["ErrorEquals"] == LAMBDA_TRANSIENT_ERRORS
+    assert plan["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
+    assert states["WhereToBackUp"] == {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.runner", "StringEquals": "fargate", "Next": "BackupOnFargate"}],
+        "Default": "Backup",
+    }
+    fargate = states["BackupOnFargate"]
+    assert fargate["Resource"].endswith(":states:::ecs:runTask.sync")  # RUN_JOB: waits for the task to stop
+    params = fargate["Parameters"]
+    assert params["LaunchType"] == "FARGATE"
+    task = synthesized.stack.fargate_task
+    assert task is not None  # the restore's stage task, shared: one cluster, one task definition, one image
+    assert len(synthesized.resources("AWS::ECS::TaskDefinition")) == 1
+    assert len(synthesized.resources("AWS::ECS::Cluster")) == 1
+    [override] = params["Overrides"]["ContainerOverrides"]
+    assert override["Name"] == task.container.container_name
+    assert override["Command"] == BACKUP_TASK_COMMAND
+    assert override["Environment"] == [
+        {"Name": "DBOPS_BACKUP_DATABASE", "Value.$": "$.database"},
+        {"Name": "DBOPS_BACKUP_KIND", "Value.$": "$.kind"},
+    ]
+    assert params["NetworkConfiguration"]["AwsvpcConfiguration"]["Subnets"]  # in the databases' VPC
+    # its own Retry (ECS failing to start it, never the backup's failure) and Catch: the failure stays this database's
+    assert fargate["Retry"][0]["ErrorEquals"] == ECS_TRANSIENT_ERRORS
+    assert fargate["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
+    assert fargate["ResultPath"] is None and fargate["Next"] == "BackedUpOnFargate"
+    assert states["BackedUpOnFargate"]["Parameters"] == {
+        "database.$": "$.database",
+        "kind.$": "$.kind",
+        "ok": True,
+        "runner": "fargate",
+    }
+
+
+def test_the_task_may_tag_backups_as_the_backup_function_does(synthesized: Synth) -> None:
+    task = synthesized.stack.fargate_task
+    assert task is not None
+    statements = _policy_statements(synthesized, task.task_definition.task_role)
+    [tag] = [s for s in statements if s.get("Sid") == "TagBackups"]
+    assert sorted(tag["Action"]) == ["s3:GetObjectTagging", "s3:PutObjectTagging"]
+    assert "backups/*" in json.dumps(tag["Resource"])
+
+
+def test_without_a_task_image_every_backup_runs_in_lambda(tmp_path: Path) -> None:
+    settings = settings_dict()
+    settings.pop("restore_task_image")
+    synthesized = synth(make_base_dir(tmp_path), settings)
+    parts = _machine(synthesized)["Properties"]["DefinitionString"]["Fn::Join"][1]
+    definition = json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))
+    inner = definition["States"]["BackupEach"]["ItemProcessor"]
+    assert inner["StartAt"] == "Backup" and "Plan" not in inner["States"]
+    assert synthesized.resources("AWS::ECS::TaskDefinition") == {}

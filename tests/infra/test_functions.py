@@ -222,6 +222,7 @@ def test_function_environment_is_what_the_functions_settings_model_reads(
             "secret_id": secret_arn("billing"),
             "sslmode": "verify-full",
             "sslrootcert": "/opt/certs/test-ca.pem",
+            "backup_runner": "fargate",
         },
     ]
     # the contract with the functions: their own settings model accepts exactly this environment

@@ -63,6 +63,47 @@ def test_minimal_settings_get_verify_full_defaults_and_need_a_ca_bundle(tmp_path
         (lambda s: s.update(databses=[]), r"dbops\.databses: Extra inputs are not permitted"),
         (lambda s: s["databases"][0].update(ca_bundle="missing.pem"), r"ca_bundle 'missing.pem' is not a file in"),
         (lambda s: s["databases"][0].update(ca_bundle="../etc/passwd"), r"give a \.pem or \.crt file name"),
+        # per-database settings, each named by its path
+        (
+            lambda s: s["databases"][1]["maintenance"]["rules"][0].update(table=""),
+            r"dbops\.databases\.1\.maintenance\.rules\.0\.table: String should match pattern",
+        ),
+        (
+            lambda s: s["databases"][0]["maintenance"]["rules"][1].update(mode="drop"),
+            r"dbops\.databases\.0\.maintenance\.rules\.1\.mode: Input should be 'delete' or 'archive'",
+        ),
+        (
+            lambda s: s["databases"][1]["maintenance"].update(lock_retries=50),
+            r"dbops\.databases\.1\.maintenance\.lock_retries: Input should be less than or equal to 10",
+        ),
+        (
+            lambda s: s["databases"][1]["health_thresholds"].update(connections_warn_percent=120),
+            r"dbops\.databases\.1\.health_thresholds\.connections_warn_percent: Input should be less than or equal",
+        ),
+        (
+            lambda s: s["databases"][1]["health_thresholds"].update(connections_warn_percent=90),
+            r"dbops\.databases\.1\.health_thresholds: warning must come before critical",
+        ),
+        (
+            lambda s: s["databases"][1]["health_thresholds"].update(conections_warn_percent=90),
+            r"dbops\.databases\.1\.health_thresholds\.conections_warn_percent: Extra inputs are not permitted",
+        ),
+        (
+            lambda s: s["databases"][1]["alarms"]["thresholds"].update(connections_used_percent=0),
+            r"dbops\.databases\.1\.alarms\.thresholds\.connections_used_percent: Input should be greater than 0",
+        ),
+        (
+            lambda s: s["databases"][1]["backup"].update(schedule="cron(0 2 * * *)"),
+            r"dbops\.databases\.1\.backup\.schedule: .*6 fields",
+        ),
+        (
+            lambda s: s["databases"][1]["backup"].update(runner="ec2"),
+            r"dbops\.databases\.1\.backup\.runner: Input should be 'auto', 'lambda' or 'fargate'",
+        ),
+        (
+            lambda s: s.update(functions={"backup": {"memory_mb": 64}}),
+            r"dbops\.functions\.backup\.memory_mb: Input should be greater than or equal to 128",
+        ),
     ],
 )
 def test_a_bad_setting_is_refused_with_its_path(tmp_path: Path, change: Any, message: str) -> None:
@@ -92,3 +133,22 @@ def test_placement_joins_the_databases_subnets_and_groups_in_order(tmp_path: Pat
 )
 def test_valid_schedule_expressions(good: str) -> None:
     assert check_schedule(good) == good
+
+
+def test_backup_schedules_group_the_databases_on_the_stacks_schedule(tmp_path: Path) -> None:
+    raw = settings_dict()
+    assert [(b.name, b.expression, b.databases) for b in _load(raw, tmp_path).backup_schedules()] == [
+        ("Backup", "cron(0 2 * * ? *)", None)  # every database: the state machine's own default
+    ]
+    raw["databases"][0]["backup"] = {"schedule": "off"}
+    raw["databases"][1]["backup"] = {"schedule": "rate(12 hours)"}
+    assert [(b.name, b.expression, b.databases) for b in _load(raw, tmp_path).backup_schedules()] == [
+        ("Backup1", "rate(12 hours)", ("billing",))
+    ]
+
+
+def test_the_shipped_cdk_json_gives_the_sample_database_the_guides_rules() -> None:
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]["dbops"]
+    settings, _ = load_settings(context, ROOT)
+    (database,) = settings.databases
+    assert [r.table for r in database.maintenance.rules] == ["report_snapshots", "sprints"]

@@ -1,9 +1,11 @@
 """The CDK-synthesized backup state machine run by moto's Step Functions over real PostgreSQL databases: a Map with
-one Backup invoke per database, where one database failing fails only its own backup."""
+one Backup invoke per database, where one database failing fails only its own backup; a database over the Lambda
+threshold takes the Fargate branch, whose task's command runs here (dbops.local.workflow)."""
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from dbops import aws, catalog
+from dbops.backup import BackupRequest, run_backup
 from dbops.connection import ConnectionSpec
 from dbops.local.aws import LocalAws
 from dbops.restore.runner import follow
@@ -92,6 +95,7 @@ def test_nightly_backs_up_every_database_and_one_failure_fails_only_that_one(
     assert sorted(d for name, d in metrics if name == "BackupFailed") == ["app_bad"]
     assert sorted(d for name, d in metrics if name == "BackupSucceeded") == ["app_one", "app_two"]
     assert result["states"].count("Backup") == 3 and result["states"].count("RecordFailure") == 1
+    assert result["states"].count("Plan") == 3 and "BackupOnFargate" not in result["states"]  # none backed up yet
     [failure] = _outputs(result, "RecordFailure")
     assert (failure["database"], failure["ok"], failure["error"]) == ("app_bad", False, "BackupsFailed")
     assert "password authentication failed" in failure["cause"]  # its own error, recorded in the execution
@@ -137,3 +141,63 @@ def test_a_bad_request_fails_before_any_backup(
     assert cause in result["cause"]
     assert "Backup" not in result["states"]
     assert catalog.list_backups(bucket) == []
+
+
+def test_a_database_over_the_lambda_threshold_is_backed_up_by_the_fargate_task(
+    three_databases: dict[str, ConnectionSpec],
+    bucket: str,
+    backup_machine: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """app_two's last backup (a real one) wrote more than the threshold: its nightly backup runs as the Fargate
+    task, `python -m handlers.backup_task` run as a process against the real database; app_one's in Lambda."""
+    previous = run_backup(three_databases["app_two"], BackupRequest(database="app_two", bucket=bucket, kind="manual"))
+    monkeypatch.setenv("DBOPS_BACKUP_FARGATE_RAW_BYTES", str(previous.dump.raw_size - 1))
+
+    result = _run(backup_machine, {"kind": "nightly", "databases": ["app_one", "app_two"]})
+
+    assert result["status"] == "SUCCEEDED", [f["cause"] for f in _outputs(result, "RecordFailure")]
+    assert result["states"].count("Plan") == 2
+    assert result["states"].count("BackupOnFargate") == 1 and result["states"].count("Backup") == 1
+    plans = {p["database"]: p for p in _outputs(result, "Plan")}
+    assert (plans["app_one"]["runner"], plans["app_one"]["reason"]) == ("lambda", "no committed backup yet")
+    assert plans["app_two"]["runner"] == "fargate"
+    assert plans["app_two"]["reason"].startswith(f"backup {previous.id} wrote {previous.dump.raw_size} bytes")
+    # the Lambda state ran for app_one only, the ECS task state for app_two only
+    assert [o["database"] for o in _outputs(result, "Backup")] == ["app_one"]
+    [on_fargate] = _outputs(result, "BackedUpOnFargate")
+    assert on_fargate == {"database": "app_two", "kind": "nightly", "ok": True, "runner": "fargate"}
+    by_database = {e.manifest.database: e.manifest for e in catalog.list_backups(bucket, kind="nightly")}
+    assert sorted(by_database) == ["app_one", "app_two"]
+    in_lambda, in_task = by_database["app_one"], by_database["app_two"]
+    assert in_lambda.model_dump().keys() == in_task.model_dump().keys()  # the same manifest, whichever ran it
+    assert in_task.format_version == in_lambda.format_version == catalog.IDENTITY_FORMAT
+    assert in_task.tables and all(t.oid is not None for t in in_task.tables)
+    assert {t.qualified: t.rows for t in in_task.tables} == {t.qualified: t.rows for t in previous.tables}
+    out = capsys.readouterr().out
+    succeeded = sorted(m["dimensions"]["database"] for m in emf_metrics(out) if m["name"] == "BackupSucceeded")
+    assert succeeded == ["app_one", "app_two"]  # app_two's from the task's own output
+    assert f"backed up app_two (nightly): backup {in_task.id}" in out
+
+
+def test_a_failed_fargate_backup_fails_only_that_database(
+    three_databases: dict[str, ConnectionSpec], bucket: str, backup_machine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """app_bad is configured to back up on Fargate and its password is wrong: its task exits 1, which the branch's
+    Catch records for app_bad alone."""
+    configured = json.loads(os.environ["DBOPS_DATABASES"])
+    for db in configured:
+        if db["name"] == "app_bad":
+            db["backup_runner"] = "fargate"
+    monkeypatch.setenv("DBOPS_DATABASES", json.dumps(configured))
+
+    result = _run(backup_machine, {"kind": "manual", "databases": ["app_one", "app_bad"]})
+
+    assert (result["status"], result["error"]) == ("FAILED", "BackupsFailed")
+    assert result["states"].count("BackupOnFargate") == 1 and "BackedUpOnFargate" not in result["states"]
+    [failure] = _outputs(result, "RecordFailure")
+    assert (failure["database"], failure["ok"]) == ("app_bad", False)
+    assert "password authentication failed" in failure["cause"]
+    assert "not-the-password" not in json.dumps(failure)
+    assert [(e.manifest.database, e.manifest.kind) for e in catalog.list_backups(bucket)] == [("app_one", "manual")]

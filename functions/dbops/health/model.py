@@ -13,6 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
 
+from dbops import contract
+
 
 class Status(StrEnum):
     OK = "ok"
@@ -118,8 +120,8 @@ class HealthReport(BaseModel):
     def metrics(self) -> list[MetricPoint]:
         """HealthStatus, HealthProbeErrors, then one metric per numeric probe value."""
         points = [
-            MetricPoint(name="HealthStatus", value=STATUS_LEVEL[self.status], unit="None"),
-            MetricPoint(name="HealthProbeErrors", value=self.probe_errors, unit="Count"),
+            MetricPoint(name=contract.HEALTH_STATUS, value=STATUS_LEVEL[self.status], unit="None"),
+            MetricPoint(name=contract.HEALTH_PROBE_ERRORS, value=self.probe_errors, unit="Count"),
         ]
         seen: set[str] = set()
         for probe in self.probes:

@@ -1,0 +1,70 @@
+"""Where a database's backup runs: in the Backup Lambda function, or as the ECS Fargate task (same code, no limit).
+
+The rule, for one database: its configured runner wins (`lambda` or `fargate`); with `auto` (the default) the
+backup runs on Fargate when its last committed backup shows it will not finish inside Lambda's limit with margin:
+it took more than `max_share` of the function's timeout, or pg_dump wrote more than `max_raw_bytes`. A database
+with no committed backup yet runs in Lambda (a backup that does not fit stops cleanly before the timeout and says
+so; configure `fargate` for it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from dbops.catalog import BackupManifest
+
+Runner = Literal["lambda", "fargate"]
+ConfiguredRunner = Literal["auto", "lambda", "fargate"]
+RUNNERS: tuple[str, ...] = ("lambda", "fargate")
+
+# a backup that took more than this share of the Lambda timeout runs on Fargate next time: databases grow, and a
+# backup that stops at the deadline commits nothing
+DEFAULT_MAX_SHARE = 0.6
+# pg_dump's output beyond which a backup runs on Fargate whatever its last duration said (a fast night is no
+# promise): 32 GiB in 60% of 15 minutes is ~60 MB/s, a rate well below what bench/README.md measures locally;
+# lower it (DBOPS_BACKUP_FARGATE_RAW_BYTES) when the function streams to S3 slower than that
+DEFAULT_MAX_RAW_BYTES = 32 * 1024**3
+
+
+@dataclass(frozen=True)
+class RunnerChoice:
+    runner: Runner
+    reason: str
+
+
+def choose_runner(
+    configured: ConfiguredRunner,
+    last: BackupManifest | None,
+    *,
+    lambda_timeout_s: float,
+    max_share: float = DEFAULT_MAX_SHARE,
+    max_raw_bytes: int = DEFAULT_MAX_RAW_BYTES,
+) -> RunnerChoice:
+    """Where the next backup of a database runs, and why (for the log and the execution's history)."""
+    if configured != "auto":
+        return RunnerChoice(configured, f"configured: {configured}")
+    if last is None:
+        return RunnerChoice("lambda", "no committed backup yet")
+    limit_s = lambda_timeout_s * max_share
+    if last.duration_seconds > limit_s:
+        return RunnerChoice(
+            "fargate",
+            f"backup {last.id} took {last.duration_seconds:.0f} s, over {max_share:.0%} of the "
+            f"{lambda_timeout_s:.0f} s Lambda timeout ({limit_s:.0f} s)",
+        )
+    raw = last.dump.raw_size + (last.schema_sql.raw_size if last.schema_sql else 0)
+    if raw > max_raw_bytes:
+        return RunnerChoice(
+            "fargate", f"backup {last.id} wrote {raw} bytes before compression, over {max_raw_bytes} bytes"
+        )
+    return RunnerChoice(
+        "lambda",
+        f"backup {last.id} took {last.duration_seconds:.0f} s of {limit_s:.0f} s and wrote {raw} bytes "
+        f"of {max_raw_bytes}",
+    )
+
+
+def last_backup(manifests: list[BackupManifest]) -> BackupManifest | None:
+    """The newest of a database's committed backups (any kind: each is a whole pg_dump of it)."""
+    return max(manifests, key=lambda m: m.finished_at, default=None)

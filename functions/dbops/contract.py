@@ -1,0 +1,96 @@
+"""The contract between the functions and the CDK app: every name both sides must spell the same way.
+
+Environment variable names the functions read, maintenance task names, backup kinds, and the CloudWatch
+metrics (namespace, dimensions, names) the handlers emit and the alarms and dashboard watch. Plain constants
+only, importable without psycopg, boto3 or CDK: `dbops.*` and `handlers.*` import it, and so does `infra/`.
+tests/infra/test_contract.py feeds each synthesized function's environment into that function's settings
+classes; tests/unit/test_contract.py checks each name here is read by a settings class.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# ---- environment variables (prefix DBOPS_; pydantic-settings reads them by field name) ---------------------
+ENV_PREFIX = "DBOPS_"
+ENV_BUCKET = "DBOPS_BUCKET"
+ENV_DATABASES = "DBOPS_DATABASES"  # JSON list of dbops.connection.DatabaseConfig
+ENV_PG_BIN = "DBOPS_PG_BIN"
+ENV_COMPRESSION_LEVEL = "DBOPS_COMPRESSION_LEVEL"
+ENV_DEADLINE_MARGIN_S = "DBOPS_DEADLINE_MARGIN_S"
+ENV_TOPIC_ARN = "DBOPS_TOPIC_ARN"
+ENV_WORK_DIR = "DBOPS_WORK_DIR"
+ENV_RESTORE_JOBS = "DBOPS_RESTORE_JOBS"
+ENV_PRE_RESTORE_KEEP_DAYS = "DBOPS_PRE_RESTORE_KEEP_DAYS"
+ENV_FARGATE_THRESHOLD_BYTES = "DBOPS_FARGATE_THRESHOLD_BYTES"
+ENV_RETENTION_KEEP = "DBOPS_RETENTION_KEEP"
+# backups: when one runs on Fargate instead of Lambda (dbops.backup_runner)
+ENV_BACKUP_LAMBDA_SHARE = "DBOPS_BACKUP_LAMBDA_SHARE"
+ENV_BACKUP_FARGATE_RAW_BYTES = "DBOPS_BACKUP_FARGATE_RAW_BYTES"
+# maintenance: one MaintenanceConfig (JSON) for any database not named in DBOPS_MAINTENANCE_BY_DATABASE,
+# and {database name: MaintenanceConfig} (JSON): each database's own rules, timeouts and thresholds
+ENV_MAINTENANCE = "DBOPS_MAINTENANCE"
+ENV_MAINTENANCE_BY_DATABASE = "DBOPS_MAINTENANCE_BY_DATABASE"
+# health: Thresholds (JSON) for every database, and {database name: Thresholds} (JSON) overriding them per database
+HEALTH_ENV_PREFIX = "DBOPS_HEALTH_"
+ENV_HEALTH_THRESHOLDS = "DBOPS_HEALTH_THRESHOLDS"
+ENV_HEALTH_THRESHOLDS_BY_DATABASE = "DBOPS_HEALTH_THRESHOLDS_BY_DATABASE"
+ENV_HEALTH_STATEMENT_TIMEOUT_MS = "DBOPS_HEALTH_STATEMENT_TIMEOUT_MS"
+ENV_HEALTH_LOCK_TIMEOUT_MS = "DBOPS_HEALTH_LOCK_TIMEOUT_MS"
+ENV_HEALTH_TOP = "DBOPS_HEALTH_TOP"
+ENV_HEALTH_EXACT_SIZES_MAX_TABLES = "DBOPS_HEALTH_EXACT_SIZES_MAX_TABLES"
+# the Fargate restore task: the execution state, passed by the state machine
+ENV_RESTORE_STATE = "DBOPS_RESTORE_STATE"
+# Powertools
+ENV_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+ENV_POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+
+# ---- maintenance tasks (the maintenance function's {"task": ...}; one schedule each) -----------------------
+MaintenanceTask = Literal["analyze", "vacuum", "reindex", "cleanup", "archive"]
+MAINTENANCE_TASKS: tuple[MaintenanceTask, ...] = ("analyze", "vacuum", "reindex", "cleanup", "archive")
+
+# ---- backup kinds (prefix backups/<kind>/: the bucket's lifecycle rules are per kind) ---------------------
+BackupKind = Literal["nightly", "predeploy", "prerestore", "manual"]
+BACKUP_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy", "prerestore", "manual")
+# kinds whose backups expire only once enough newer ones verified (dbops.retention)
+RETAINED_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy")
+
+# ---- metrics (EMF; handlers.observability.emit) ------------------------------------------------------------
+SERVICE_NAME = "dbops"
+METRICS_NAMESPACE = "dbops"
+DIMENSION_DATABASE = "database"
+DIMENSION_TASK = "task"
+
+# backup function
+BACKUP_SUCCEEDED = "BackupSucceeded"
+BACKUP_FAILED = "BackupFailed"
+BACKUP_BYTES = "BackupBytes"
+BACKUP_DURATION_SECONDS = "BackupDurationSeconds"
+# restore steps
+RESTORE_SUCCEEDED = "RestoreSucceeded"
+RESTORE_FAILED = "RestoreFailed"
+RESTORE_SECONDS = "RestoreSeconds"
+DRILL_SUCCEEDED = "DrillSucceeded"
+DRILL_FAILED = "DrillFailed"
+DRILL_SECONDS = "DrillSeconds"
+PRE_RESTORE_COPIES_DROPPED = "PreRestoreCopiesDropped"
+# maintenance function (dimensions database and task)
+MAINTENANCE_FAILED = "MaintenanceFailed"
+ROWS_DELETED = "RowsDeleted"
+ROWS_ARCHIVED = "RowsArchived"
+DURATION_SECONDS = "DurationSeconds"
+# health function: the report's own two, then one per probe value, named from the value's key
+# (dbops.health.model.metric_name: connections_used_percent -> ConnectionsUsedPercent)
+HEALTH_STATUS = "HealthStatus"
+HEALTH_PROBE_ERRORS = "HealthProbeErrors"
+BACKUP_AGE_HOURS = "BackupAgeHours"  # probe value backup_age_hours
+CONNECTIONS_USED_PERCENT = "ConnectionsUsedPercent"  # probe value connections_used_percent
+BLOCKED_QUERIES = "BlockedQueries"  # probe value blocked_queries
+XID_WRAPAROUND_AGE = "XidWraparoundAge"  # probe value xid_wraparound_age
+# the probe value keys the alarms and dashboard rely on, by metric name
+HEALTH_VALUE_METRICS: dict[str, str] = {
+    "backup_age_hours": BACKUP_AGE_HOURS,
+    "connections_used_percent": CONNECTIONS_USED_PERCENT,
+    "blocked_queries": BLOCKED_QUERIES,
+    "xid_wraparound_age": XID_WRAPAROUND_AGE,
+}

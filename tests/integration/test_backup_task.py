@@ -1,0 +1,151 @@
+"""The backup as the Fargate task (`python -m handlers.backup_task`, the container's command) against real
+PostgreSQL and the local S3, and the Backup function's plan: where a database's backup runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dbops import catalog
+from dbops.backup import BackupRequest, run_backup
+from dbops.connection import ConnectionSpec
+from handlers.backup import handler
+from tests.support import LocalLambdaContext, emf_metrics
+
+
+def _url(spec: ConnectionSpec, password: str | None = None) -> str:
+    assert spec.password is not None
+    secret = spec.password.get_secret_value() if password is None else password
+    return f"postgresql://{spec.user}:{secret}@{spec.host}:{spec.port}/{spec.dbname}"
+
+
+def _task(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The container's command as the task runs it, with the overrides' environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "handlers.backup_task"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_the_task_backs_up_the_database_and_writes_the_lambda_paths_manifest(
+    sample_db: ConnectionSpec, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    databases = json.dumps([{"name": "app", "url": _url(sample_db)}])
+    done = _task(
+        {
+            "DBOPS_BUCKET": bucket,
+            "DBOPS_DATABASES": databases,
+            "DBOPS_BACKUP_DATABASE": "app",
+            "DBOPS_BACKUP_KIND": "predeploy",
+        }
+    )
+
+    assert done.returncode == 0, done.stderr
+    [entry] = catalog.list_backups(bucket)
+    on_fargate = entry.manifest
+    assert (on_fargate.database, on_fargate.kind) == ("app", "predeploy")
+    assert on_fargate.schema_sql is not None and on_fargate.tables
+    assert f"backed up app (predeploy): backup {on_fargate.id}" in done.stdout
+    metrics = {m["name"]: m for m in emf_metrics(done.stdout)}
+    assert metrics["BackupSucceeded"]["dimensions"] == {"database": "app"}
+    assert metrics["BackupBytes"]["value"] == [float(on_fargate.dump.size)]
+    assert _url(sample_db) not in done.stdout + done.stderr
+
+    # the same database backed up by the Lambda handler: the same manifest, field for field
+    monkeypatch.setenv("DBOPS_BUCKET", bucket)
+    monkeypatch.setenv("DBOPS_DATABASES", databases)
+    result = handler({"kind": "predeploy", "database": "app"}, LocalLambdaContext())
+    capsys.readouterr()
+    in_lambda = catalog.load_backup(bucket, "predeploy", "app", result["results"][0]["backup_id"]).manifest
+    assert in_lambda.model_dump().keys() == on_fargate.model_dump().keys()
+    assert in_lambda.format_version == on_fargate.format_version == catalog.IDENTITY_FORMAT
+    assert [(t.qualified, t.rows, t.indexes, t.constraints) for t in in_lambda.tables] == [
+        (t.qualified, t.rows, t.indexes, t.constraints) for t in on_fargate.tables
+    ]
+
+
+def test_a_failed_task_backup_is_one_line_exit_1_and_nothing_written(sample_db: ConnectionSpec, bucket: str) -> None:
+    done = _task(
+        {
+            "DBOPS_BUCKET": bucket,
+            "DBOPS_DATABASES": json.dumps([{"name": "app", "url": _url(sample_db, "not-the-password")}]),
+            "DBOPS_BACKUP_DATABASE": "app",
+            "DBOPS_BACKUP_KIND": "nightly",
+        }
+    )
+
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("dbops backup task: error: app: ")
+    assert "password authentication failed" in done.stderr
+    assert "not-the-password" not in done.stdout + done.stderr
+    assert [m["dimensions"]["database"] for m in emf_metrics(done.stdout) if m["name"] == "BackupFailed"] == ["app"]
+    assert catalog.list_backups(bucket) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DBOPS_BACKUP_KIND": "nightly"}, "DBOPS_BACKUP_DATABASE is not set"),
+        ({"DBOPS_BACKUP_DATABASE": "app", "DBOPS_BACKUP_KIND": "prerestore"}, "DBOPS_BACKUP_KIND is 'prerestore'"),
+        ({"DBOPS_BACKUP_DATABASE": "billing", "DBOPS_BACKUP_KIND": "nightly"}, "unknown database 'billing'"),
+        ({"DBOPS_BACKUP_DATABASE": "app", "DBOPS_BACKUP_KIND": "nightly", "DBOPS_DATABASES": "[]"}, "databases: "),
+    ],
+)
+def test_a_bad_task_request_is_one_line_and_exit_1(bucket: str, env: dict[str, str], message: str) -> None:
+    base = {"DBOPS_BUCKET": bucket, "DBOPS_DATABASES": json.dumps([{"name": "app", "url": "postgresql://u:pw@h/d"}])}
+    cleared = {k: v for k, v in os.environ.items() if not k.startswith("DBOPS_BACKUP_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "handlers.backup_task"],
+        env={**cleared, **base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("dbops backup task: error: ") and message in done.stderr
+    assert catalog.list_backups(bucket) == []
+
+
+def test_the_plan_follows_the_configuration_then_the_last_committed_backup(
+    sample_db: ConnectionSpec, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBOPS_BUCKET", bucket)
+    monkeypatch.setenv(
+        "DBOPS_DATABASES",
+        json.dumps(
+            [
+                {"name": "app", "url": _url(sample_db)},
+                {"name": "big", "url": _url(sample_db), "backup_runner": "fargate"},
+            ]
+        ),
+    )
+
+    def plan(database: str) -> dict[str, str]:
+        return handler({"kind": "nightly", "database": database, "plan": True}, LocalLambdaContext())
+
+    assert plan("app") == {
+        "database": "app",
+        "kind": "nightly",
+        "runner": "lambda",
+        "reason": "no committed backup yet",
+    }
+    assert plan("big")["runner"] == "fargate"  # configured
+    # a real backup of it, then a threshold it is over: the next backup runs on Fargate, saying why
+    manifest = run_backup(sample_db, BackupRequest(database="app", bucket=bucket, kind="manual"))
+    assert plan("app")["runner"] == "lambda"
+    monkeypatch.setenv("DBOPS_BACKUP_FARGATE_RAW_BYTES", str(manifest.dump.raw_size - 1))
+    planned = plan("app")
+    assert planned["runner"] == "fargate"
+    assert planned["reason"].startswith(f"backup {manifest.id} wrote {manifest.dump.raw_size} bytes")
+    assert catalog.list_backups(bucket, kind="nightly") == []  # a plan backs nothing up
