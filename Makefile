@@ -2,10 +2,13 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# checkov and cfn-lint in their own venv: checkov pins a boto3 the functions' (requirements.txt) cannot sit beside
+SCAN_VENV ?= $(VENV)-scan
+export DBOPS_SCANNERS_BIN := $(abspath $(SCAN_VENV))/bin
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 
-.PHONY: venv demo test lint typecheck unit integration infra-test workflow bench layers layers-lock synth clean
+.PHONY: venv scanners demo test lint typecheck unit integration infra-test workflow bench layers layers-lock synth clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,6 +18,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+$(SCAN_VENV)/.installed: requirements-scan.txt
+	python3 -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet --upgrade pip
+	$(SCAN_VENV)/bin/pip install --quiet -r requirements-scan.txt
+	touch $@
+
+scanners: $(SCAN_VENV)/.installed
 
 demo: venv
 	$(PY) -m dbops.local.demo
@@ -30,10 +41,10 @@ unit: venv
 integration: venv
 	$(VENV)/bin/pytest tests/integration -q
 
-test: venv lint
+test: venv scanners lint
 	$(VENV)/bin/pytest -q
 
-infra-test: venv
+infra-test: venv scanners
 	$(VENV)/bin/pytest tests/infra -q
 
 # Lambda layers without Docker, from locked wheels (layers/*.lock): pgtools-{arm64,x86_64}, python-{arm64,x86_64}
@@ -51,4 +62,4 @@ synth: venv
 	else echo "npm not found: skipped npx cdk synth"; fi
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache .demo layers/build node_modules
+	rm -rf $(VENV) $(SCAN_VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache .demo layers/build node_modules

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from aws_cdk import Duration
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
@@ -31,7 +32,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.restore_workflow import StageTask
-from infra.state_machines import acknowledge, invoke_grant_reasons, run_task_grant_reasons
+from infra.state_machines import acknowledge, invoke_grant_reasons, log_group, run_task_grant_reasons
 
 # the kinds a request may ask for (prerestore backups are the restore workflow's own)
 REQUEST_KINDS = ("nightly", "predeploy", "manual")
@@ -67,6 +68,7 @@ class BackupWorkflow(Construct):
         timeout_hours: int = 6,
         state_machine_name: str | None = "dbops-backup",
         logs_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+        logs_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if not databases:
@@ -75,7 +77,7 @@ class BackupWorkflow(Construct):
         self.task = task
         each = self._backup_each(function, max_concurrency, retry_interval_s, retry_attempts, timeout_hours)
         each.next(self._outcome())
-        self.log_group = logs.LogGroup(self, "Logs", retention=logs_retention)
+        self.log_group = log_group(self, "Logs", logs_retention, logs_key)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",

@@ -18,6 +18,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from dbops import contract
@@ -36,6 +37,7 @@ from infra.constants import (
     Sizing,
 )
 from infra.layers import RUNTIME, Layers, architecture
+from infra.scanners import W3005_REASON, XRAY_POLICY_REASON, acknowledge_cfn_lint, acknowledge_checkov
 from infra.settings import LOG_RETENTION_DAYS, StackSettings
 
 RESTORE_PREFIXES = (BACKUPS_PREFIX, "restores/", "drills/")
@@ -87,6 +89,9 @@ class FunctionSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     # which cdk.json `functions.<kind>` setting sizes it
     kind: Literal["backup", "health", "maintenance", "restore"] = "restore"
+    # invoked asynchronously by an EventBridge schedule (else synchronously by a state machine): its failed
+    # invokes go to the scheduled invokes' dead-letter queue
+    scheduled: bool = False
 
 
 BACKUP = FunctionSpec(
@@ -111,6 +116,7 @@ HEALTH = FunctionSpec(
     sizing=HEALTH_SIZING,
     bucket=BucketAccess(read=(f"{BACKUPS_PREFIX}*",), list_prefixes=(BACKUPS_PREFIX,)),
     kind="health",
+    scheduled=True,
 )
 MAINTENANCE = FunctionSpec(
     construct_id="Maintenance",
@@ -118,11 +124,12 @@ MAINTENANCE = FunctionSpec(
     description="dbops: ANALYZE, VACUUM, REINDEX CONCURRENTLY, retention cleanup and archive",
     sizing=MAINTENANCE_SIZING,
     kind="maintenance",
+    scheduled=True,
 )
 
 
 def restore_step_spec(
-    step: str, environment: Mapping[str, str] | None = None, description: str | None = None
+    step: str, environment: Mapping[str, str] | None = None, description: str | None = None, scheduled: bool = False
 ) -> FunctionSpec:
     """A restore step's function (`handlers.restore.<step>`): reads backups, writes safety backups and the
     restore and drill records."""
@@ -138,6 +145,7 @@ def restore_step_spec(
         ),
         ephemeral_storage_mb=RESTORE_STEP_EPHEMERAL_MB,
         environment=dict(environment or {}),
+        scheduled=scheduled,
     )
 
 
@@ -153,12 +161,16 @@ class Functions(Construct):
         bucket: s3.IBucket,
         key: kms.IKey,
         layers: Layers,
+        logs_key: kms.IKey | None = None,
+        dead_letter_queue: sqs.IQueue | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
         self.bucket = bucket
         self.key = key
         self.layers = layers
+        self.logs_key = logs_key
+        self.dead_letter_queue = dead_letter_queue
         self.code = lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=FUNCTION_ASSET_EXCLUDES)
         self.by_name: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
@@ -231,6 +243,7 @@ class Functions(Construct):
             f"{name}Logs",
             log_group_name=f"/dbops/{self.settings.stack_name}/{name.lower()}",
             retention=LOG_RETENTION[self.settings.retention_days.logs],
+            encryption_key=self.logs_key,
             removal_policy=RemovalPolicy.RETAIN,
         )
         role = iam.Role(
@@ -264,6 +277,7 @@ class Functions(Construct):
             vpc_subnets=self._subnets,
             security_groups=self._security_groups,
             environment={**self.environment(), **spec.environment},
+            dead_letter_queue=self.dead_letter_queue if spec.scheduled else None,
         )
         self._acknowledge(spec, function, role)
         self.by_name[name] = function
@@ -384,6 +398,7 @@ class Functions(Construct):
         reasons.update(self.bucket_prefix_reasons(spec.bucket))
         for rule, reason in reasons.items():
             Validations.of(role).acknowledge(Acknowledgment(id=rule, reason=reason))
+        self._acknowledge_scanners(spec, function, role)
         Validations.of(function).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-L1",
@@ -393,3 +408,32 @@ class Functions(Construct):
                 ),
             )
         )
+
+    def _acknowledge_scanners(self, spec: FunctionSpec, function: lambda_.Function, role: iam.Role) -> None:
+        """checkov and cfn-lint: what does not apply to a dbops function, each with its reason."""
+        reasons = {
+            "CKV_AWS_115": (
+                "Its callers bound its concurrency (one scheduled invoke per period; the backup Map's MaxConcurrency; "
+                "one restore step at a time); reserved concurrency would carve it out of the account's pool and "
+                "fails to deploy on accounts with the default low limit."
+            ),
+            "CKV_AWS_173": (
+                "The environment holds names, ARNs and thresholds, never a secret (credentials are read from Secrets "
+                "Manager at run time); Lambda encrypts it at rest with its own key."
+            ),
+        }
+        if not (spec.scheduled and self.dead_letter_queue is not None):
+            reasons["CKV_AWS_116"] = (
+                "Invoked synchronously by a state machine (RequestResponse), which catches and reports its failures; "
+                "a Lambda dead-letter queue only receives asynchronous invokes."
+            )
+        if self._vpc is None:
+            reasons["CKV_AWS_117"] = (
+                "The databases configured in cdk.json have no VPC placement (publicly reachable endpoints); the "
+                "functions join the databases' VPC whenever one is configured."
+            )
+        acknowledge_checkov(function, reasons)
+        acknowledge_cfn_lint(function, {"W3005": W3005_REASON})
+        policy = role.node.try_find_child("DefaultPolicy")
+        if policy is not None:
+            acknowledge_checkov(policy, {"CKV_AWS_111": XRAY_POLICY_REASON})

@@ -16,6 +16,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -250,6 +251,20 @@ class Monitoring(Construct):
             evaluation_periods=1,
             missing=NOT_BREACHING,
             meaning=f"the {name} function failed (Lambda Errors)",
+        )
+
+    def watch_dead_letter_queue(self, name: str, queue: sqs.IQueue) -> cw.Alarm:
+        """Any message visible in the dead-letter queue: a scheduled invoke failed (it stays in alarm until the
+        operator has read and deleted the messages)."""
+        return self._add(
+            f"DeadLetters-{name}",
+            kind="ScheduledInvokeFailed",
+            metric=queue.metric_approximate_number_of_messages_visible(period=FIVE_MINUTES, statistic="Maximum"),
+            comparison=GT,
+            threshold=0,
+            evaluation_periods=1,
+            missing=NOT_BREACHING,
+            meaning="a scheduled invoke failed: its event is in the dead-letter queue",
         )
 
     def watch_state_machine(

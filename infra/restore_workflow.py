@@ -13,13 +13,14 @@ from typing import TypeVar
 from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.state_machines import acknowledge, invoke_grant_reasons, run_task_grant_reasons
+from infra.state_machines import acknowledge, invoke_grant_reasons, log_group, run_task_grant_reasons
 
 # Step name in the state machine -> handler in functions/handlers/restore.py
 STEP_HANDLERS: dict[str, str] = {
@@ -56,6 +57,7 @@ class StageTask(Construct):
         cpu: int = 2048,
         memory_mib: int = 8192,
         ephemeral_storage_gib: int = 200,
+        logs_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
@@ -74,7 +76,10 @@ class StageTask(Construct):
             image=image,
             command=["python", "-m", "handlers.restore_task"],
             environment=dict(environment),
-            logging=ecs.LogDrivers.aws_logs(stream_prefix="restore-stage", log_retention=logs.RetentionDays.ONE_MONTH),
+            logging=ecs.LogDrivers.aws_logs(
+                stream_prefix="restore-stage",
+                log_group=logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=logs_key),
+            ),
         )
         Validations.of(self.task_definition).acknowledge(
             Acknowledgment(
@@ -100,6 +105,7 @@ class RestoreWorkflow(Construct):
         timeout_hours: int = 4,
         state_machine_name: str | None = "dbops-restore",
         logs_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
+        logs_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         missing = sorted(set(STEP_HANDLERS) - set(functions))
@@ -198,7 +204,7 @@ class RestoreWorkflow(Construct):
         start = sfn.Pass(self, "Request", parameters={"request.$": "$"})
         start.next(validate)
 
-        self.log_group = logs.LogGroup(self, "Logs", retention=logs_retention)
+        self.log_group = log_group(self, "Logs", logs_retention, logs_key)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",

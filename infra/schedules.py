@@ -2,6 +2,11 @@
 maintenance tasks, the weekly restore drill and the daily drop of expired pre-restore copies.
 
 Every expression comes from cdk.json (`schedules`), with the guide's rhythm as the default; "off" turns one off.
+
+Scheduled invokes that fail land in one dead-letter queue (SQS, encrypted, TLS-only), which raises the
+ScheduledInvokeFailed alarm (infra/monitoring.py): events EventBridge could not deliver after its retries (the
+rule's target), and invokes of the scheduled functions that failed after Lambda's asynchronous retries (the
+function's own dead-letter queue, infra/functions.py).
 """
 
 from __future__ import annotations
@@ -9,16 +14,49 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.scanners import acknowledge_checkov
 from infra.settings import BackupSchedule
 from infra.settings import Schedules as ScheduleSettings
 
 DrillInput = Callable[[str], dict[str, Any]]
+# EventBridge's own retries of a target it could not invoke (throttling, a service error), within an hour
+TARGET_RETRY_ATTEMPTS = 4
+TARGET_MAX_EVENT_AGE = Duration.hours(1)
+
+
+def dead_letter_queue(scope: Construct, construct_id: str) -> sqs.Queue:
+    """Where failed scheduled invokes wait (14 days, SQS's longest) for the operator: runbook ScheduledInvokeFailed."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    Validations.of(queue).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-SQS3",
+            reason="This queue is itself the dead-letter queue of the schedules' targets and scheduled functions; "
+            "its messages are read by the operator (runbook ScheduledInvokeFailed), not redriven.",
+        )
+    )
+    acknowledge_checkov(
+        queue,
+        {
+            "CKV_AWS_27": "Encrypted at rest by SQS-managed SSE (SqsManagedSseEnabled), which this check does not "
+            "recognise; a customer key would have to be opened to EventBridge and every scheduled function for "
+            "messages that hold only the scheduled events.",
+        },
+    )
+    return queue
 
 
 def default_drill_input(database: str) -> dict[str, Any]:
@@ -40,9 +78,11 @@ class Schedules(Construct):
         health: lambda_.IFunction,
         maintenance: lambda_.IFunction,
         backup_schedules: Sequence[BackupSchedule] | None = None,
+        dead_letter_queue: sqs.IQueue | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.schedules = schedules
+        self.dead_letter_queue = dead_letter_queue
         self.rules: dict[str, events.Rule] = {}
         if backup_schedules is None:  # every database on the stack's schedule
             backup_schedules = (
@@ -58,16 +98,20 @@ class Schedules(Construct):
                 "dbops: nightly backup of "
                 + ("every database" if scheduled.databases is None else ", ".join(scheduled.databases))
                 + " (one execution of the backup state machine)",
-                targets.SfnStateMachine(backup, input=events.RuleTargetInput.from_object(request)),
+                targets.SfnStateMachine(backup, input=events.RuleTargetInput.from_object(request), **self._delivery()),
             )
         # health gets the plain scheduled event: it checks every configured database
-        self._rule("Health", schedules.health, "dbops: health probes", targets.LambdaFunction(health))
+        self._rule(
+            "Health", schedules.health, "dbops: health probes", targets.LambdaFunction(health, **self._delivery())
+        )
         for task, expression in schedules.maintenance().items():
             self._rule(
                 f"Maintenance{task.capitalize()}",
                 expression,
                 f"dbops: maintenance task {task}",
-                targets.LambdaFunction(maintenance, event=events.RuleTargetInput.from_object({"task": task})),
+                targets.LambdaFunction(
+                    maintenance, event=events.RuleTargetInput.from_object({"task": task}), **self._delivery()
+                ),
             )
 
     def add_restore_drill(
@@ -83,7 +127,11 @@ class Schedules(Construct):
                 f"RestoreDrill{i}",
                 self.schedules.restore_drill,
                 f"dbops: weekly restore drill of {database}",
-                targets.SfnStateMachine(state_machine, input=events.RuleTargetInput.from_object(drill_input(database))),
+                targets.SfnStateMachine(
+                    state_machine,
+                    input=events.RuleTargetInput.from_object(drill_input(database)),
+                    **self._delivery(),
+                ),
             )
             if rule is not None:
                 rules.append(rule)
@@ -95,8 +143,18 @@ class Schedules(Construct):
             "ExpiredCopies",
             self.schedules.expired_copies,
             "dbops: drop the databases kept after restores once their time is up",
-            targets.LambdaFunction(function),
+            targets.LambdaFunction(function, **self._delivery()),
         )
+
+    def _delivery(self) -> dict[str, Any]:
+        """A target's retries and, with the queue, its dead-letter queue."""
+        if self.dead_letter_queue is None:
+            return {}
+        return {
+            "dead_letter_queue": self.dead_letter_queue,
+            "retry_attempts": TARGET_RETRY_ATTEMPTS,
+            "max_event_age": TARGET_MAX_EVENT_AGE,
+        }
 
     def _rule(
         self, name: str, expression: str | None, description: str, target: events.IRuleTarget

@@ -1,12 +1,13 @@
 """The dbops stack: one construct per concern, composed here.
 
-Storage      KMS key, backup bucket (lifecycle per backup kind), access-log bucket
+Storage      KMS key, backup bucket (lifecycle per backup kind), access-log bucket; LogsKey encrypts every log group
 Layers       pgtools (pg_dump/pg_restore/psql 18, TLS libpq), python (dependencies), certificates (CA bundles)
 Functions    Backup, Health, Maintenance (+ restore steps), each with its own role and log group
 Backup       the backup state machine (infra/backup_workflow.py): a Map over the databases, each backed up by the
              Backup function or, when too large for it, the Fargate task (RestoreStageTask, shared with restores)
-Schedules    EventBridge rules (backup state machine, health, maintenance tasks, restore drill)
-Monitoring   SNS topic, alarms, dashboard
+Schedules    EventBridge rules (backup state machine, health, maintenance tasks, restore drill); their failed
+             invokes land in ScheduledInvokeDlq (SQS)
+Monitoring   SNS topic, alarms (ScheduledInvokeFailed on the dead-letter queue), dashboard
 Restore      the restore state machine (infra/restore_workflow.py, issue 3) — see RESTORE WORKFLOW below
 """
 
@@ -29,9 +30,9 @@ from infra.functions import LOG_RETENTION, S3_TAG_ACTIONS, Functions, restore_st
 from infra.layers import Layers
 from infra.monitoring import Monitoring
 from infra.restore_workflow import STEP_HANDLERS, RestoreWorkflow, StageTask
-from infra.schedules import Schedules
+from infra.schedules import Schedules, dead_letter_queue
 from infra.settings import StackSettings
-from infra.storage import BackupStorage
+from infra.storage import BackupStorage, logs_key
 
 # ==== RESTORE WORKFLOW (issue 3) ==========================================================================
 # The restore steps' handler names in functions/handlers/restore.py (e.g. "validate", "safety_backup", ...).
@@ -76,6 +77,8 @@ class DbopsStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
         self.storage = BackupStorage(self, "Storage", retention=settings.retention_days)
+        self.logs_key = logs_key(self, "LogsKey")
+        self.dead_letter_queue = dead_letter_queue(self, "ScheduledInvokeDlq")
         self.layers = Layers(
             self,
             "Layers",
@@ -92,8 +95,11 @@ class DbopsStack(Stack):
             bucket=self.storage.bucket,
             key=self.storage.key,
             layers=self.layers,
+            logs_key=self.logs_key,
+            dead_letter_queue=self.dead_letter_queue,
         )
         self.monitoring = Monitoring(self, "Monitoring", settings=settings, functions=self.functions.by_name)
+        self.monitoring.watch_dead_letter_queue("ScheduledInvokes", self.dead_letter_queue)
         # the Fargate task for work beyond Lambda's limits: large restores' stage step and large databases' backups
         self.fargate_task = self._fargate_task()
         self.backup_workflow = BackupWorkflow(
@@ -104,6 +110,7 @@ class DbopsStack(Stack):
             task=self.fargate_task,
             max_concurrency=settings.backup.max_concurrency,
             logs_retention=LOG_RETENTION[settings.retention_days.logs],
+            logs_key=self.logs_key,
         )
         self.schedules = Schedules(
             self,
@@ -113,6 +120,7 @@ class DbopsStack(Stack):
             health=self.functions.health,
             maintenance=self.functions.maintenance,
             backup_schedules=settings.backup_schedules(),
+            dead_letter_queue=self.dead_letter_queue,
         )
         self.monitoring.watch_state_machine("Backup", self.backup_workflow.state_machine, kind="BackupWorkflowFailed")
         self.restore_functions: dict[str, lambda_.Function] = {}
@@ -134,7 +142,9 @@ class DbopsStack(Stack):
         self._grant_app_hooks()
         by_step = {step: self.restore_functions[handler.rsplit(".", 1)[1]] for step, handler in STEP_HANDLERS.items()}
         stage_task = self.fargate_task
-        self.restore_workflow = RestoreWorkflow(self, "Restore", functions=by_step, stage_task=stage_task)
+        self.restore_workflow = RestoreWorkflow(
+            self, "Restore", functions=by_step, stage_task=stage_task, logs_key=self.logs_key
+        )
         state_machine = self.restore_workflow.state_machine
         self.schedules.add_restore_drill(state_machine, [db.name for db in self.settings.databases])
         self._expired_copies_cleanup()
@@ -161,6 +171,7 @@ class DbopsStack(Stack):
             vpc=self.functions.vpc,
             security_groups=self.functions.security_groups,
             subnets=self.functions.subnets,
+            logs_key=self.logs_key,
         )
         task_role = task.task_definition.task_role
         self.functions.grant_restore_access(task_role)
@@ -190,6 +201,7 @@ class DbopsStack(Stack):
             restore_step_spec(
                 "drop_expired_copies",
                 description="dbops: drop the databases kept after restores once their time is up",
+                scheduled=True,
             )
         )
         self.expired_copies_function = function
@@ -231,5 +243,6 @@ class DbopsStack(Stack):
         CfnOutput(self, "BackupStateMachineArn", value=self.backup_workflow.state_machine.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
+        CfnOutput(self, "ScheduledInvokeDlqUrl", value=self.dead_letter_queue.queue_url)
         for name, function in self.functions.by_name.items():
             CfnOutput(self, f"{name}FunctionName", value=function.function_name)

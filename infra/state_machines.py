@@ -8,9 +8,13 @@ from typing import Any
 
 from aws_cdk import Acknowledgment, Stack, Validations
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
+
+from infra.scanners import W3005_REASON, XRAY_POLICY_REASON, acknowledge_cfn_lint, acknowledge_checkov
 
 
 def logical_id(construct: Construct | lambda_.IFunction) -> str:
@@ -53,5 +57,17 @@ def run_task_grant_reasons(task_definition: ecs.TaskDefinition) -> dict[str, str
 
 
 def acknowledge(state_machine: sfn.StateMachine, reasons: dict[str, str]) -> None:
+    """cdk-nag's findings by `reasons`; checkov's and cfn-lint's on every state machine and its policy."""
     for rule, reason in reasons.items():
         Validations.of(state_machine).acknowledge(Acknowledgment(id=rule, reason=reason))
+    acknowledge_cfn_lint(state_machine, {"W3005": W3005_REASON})
+    policy = state_machine.role.node.try_find_child("DefaultPolicy")
+    if policy is not None:
+        acknowledge_checkov(policy, {"CKV_AWS_111": XRAY_POLICY_REASON})
+
+
+def log_group(
+    scope: Construct, construct_id: str, retention: logs.RetentionDays, key: kms.IKey | None
+) -> logs.LogGroup:
+    """A state machine's log group, encrypted with the logs key when there is one."""
+    return logs.LogGroup(scope, construct_id, retention=retention, encryption_key=key)

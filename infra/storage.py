@@ -3,11 +3,13 @@ predeploy backups never below the newest verified ones: see dbops.retention)."""
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.scanners import acknowledge_checkov
 from infra.settings import RetentionDays
 
 
@@ -48,6 +50,15 @@ class BackupStorage(Construct):
                 reason="This is the access-log bucket itself; logging it into itself would log its own deliveries.",
             )
         )
+        acknowledge_checkov(
+            self.access_logs,
+            {
+                "CKV_AWS_18": "This is the access-log bucket itself; logging it into itself would log its own "
+                "deliveries.",
+                "CKV_AWS_21": "Server access logs are written once by S3 log delivery and expire by the lifecycle "
+                "rule; versions of them would keep nothing worth having.",
+            },
+        )
         self.bucket = s3.Bucket(
             self,
             "Backups",
@@ -87,3 +98,31 @@ def lifecycle_rules(retention: RetentionDays) -> list[s3.LifecycleRule]:
             )
         )
     return rules
+
+
+def logs_key(scope: Construct, construct_id: str) -> kms.Key:
+    """The key (rotated yearly) encrypting every dbops log group: CloudWatch Logs in this account and region may use
+    it for this account's log groups only."""
+    key = kms.Key(
+        scope,
+        construct_id,
+        description="dbops: encrypts the functions', state machines' and task's log groups",
+        enable_key_rotation=True,
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="CloudWatchLogsEncrypt",
+            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+            actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            resources=["*"],
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": (
+                        f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
+                    )
+                }
+            },
+        )
+    )
+    return key

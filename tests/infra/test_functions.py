@@ -35,7 +35,22 @@ def _statements(synthesized: Synth, name: str) -> list[dict[str, Any]]:
 
 
 def _by_sid(statements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {s.get("Sid", "XRay" if "xray:PutTraceSegments" in s["Action"] else "?"): s for s in statements}
+    def sid(s: dict[str, Any]) -> str:
+        if "Sid" in s:
+            return str(s["Sid"])
+        if "xray:PutTraceSegments" in s["Action"]:
+            return "XRay"
+        return "DeadLetters" if s["Action"] == "sqs:SendMessage" else "?"
+
+    return {sid(s): s for s in statements}
+
+
+def _dead_letters(synthesized: Synth) -> dict[str, dict[str, Any]]:
+    """A scheduled function's own dead-letter queue: it may send to it, nothing more."""
+    queue_id = synthesized.logical_id(synthesized.stack.dead_letter_queue)
+    return {
+        "DeadLetters": {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    }
 
 
 def _ids(synthesized: Synth, name: str) -> tuple[str, str, str]:
@@ -137,6 +152,7 @@ def test_health_role_only_reads_the_catalog(synthesized: Synth) -> None:
     bucket_id, key_id, log_id = _ids(synthesized, "Health")
     expected = {
         **_common(log_id),
+        **_dead_letters(synthesized),
         "ListBackups": _list_backups(bucket_id),
         "ReadBackups": {
             "Sid": "ReadBackups",
@@ -156,7 +172,7 @@ def test_health_role_only_reads_the_catalog(synthesized: Synth) -> None:
 
 def test_maintenance_role_has_no_bucket_or_backup_key_access(synthesized: Synth) -> None:
     _, _, log_id = _ids(synthesized, "Maintenance")
-    assert _by_sid(_statements(synthesized, "Maintenance")) == _common(log_id)
+    assert _by_sid(_statements(synthesized, "Maintenance")) == {**_common(log_id), **_dead_letters(synthesized)}
 
 
 def test_no_role_has_managed_policies_or_metric_permissions(synthesized: Synth) -> None:
@@ -198,7 +214,11 @@ def test_function_runtime_settings(synthesized: Synth, name: str, handler: str, 
     layers = synthesized.stack.layers
     assert props["Layers"] == [{"Ref": synthesized.logical_id(layer)} for layer in layers.all]
     log_group = synthesized.json["Resources"][log_id]
-    assert log_group["Properties"] == {"LogGroupName": f"/dbops/dbops-test/{name.lower()}", "RetentionInDays": 30}
+    assert log_group["Properties"] == {
+        "LogGroupName": f"/dbops/dbops-test/{name.lower()}",
+        "RetentionInDays": 30,
+        "KmsKeyId": {"Fn::GetAtt": [synthesized.logical_id(synthesized.stack.logs_key), "Arn"]},
+    }
 
 
 def test_function_environment_is_what_the_functions_settings_model_reads(

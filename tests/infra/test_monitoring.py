@@ -104,7 +104,11 @@ def test_alarm_count_is_exactly_the_documented_set(synthesized: Synth) -> None:
     per_database = len(DATABASE_ALARMS) + 5
     restore = 10 + 1 + 3  # Errors per restore step function and expired-copies function; executions failed etc.
     backup = 3  # the backup state machine's executions failed, timed out, aborted
-    assert len(synthesized.resources("AWS::CloudWatch::Alarm")) == per_database * len(DATABASES) + 3 + restore + backup
+    dead_letters = 1  # the scheduled invokes' dead-letter queue
+    assert (
+        len(synthesized.resources("AWS::CloudWatch::Alarm"))
+        == per_database * len(DATABASES) + 3 + restore + backup + dead_letters
+    )
 
 
 def test_topic_is_kms_encrypted_tls_only_and_subscribed_by_email(synthesized: Synth) -> None:
@@ -190,6 +194,7 @@ def test_every_alarm_kind_has_a_runbook_section_in_the_readme(synthesized: Synth
         "RestoreFailed",
         "HealthCritical",
         "MaintenanceFailed",
+        "ScheduledInvokeFailed",
     }
     for kind in sorted(kinds):
         assert f"\n### {kind}\n" in runbook, f"README runbook has no section for {kind}"

@@ -52,7 +52,13 @@ def test_every_acknowledgment_carries_a_reason(synthesized: Synth) -> None:
         assert len(reason.split()) >= 8, f"{path} {rule}: the reason is too thin: {reason!r}"
     # what is acknowledged, and where: nothing beyond these
     rules = sorted({rule.split("::", 1)[-1].split("[")[0] for (_, rule) in nag})
-    assert rules == ["AwsSolutions-ECS2", "AwsSolutions-IAM5", "AwsSolutions-L1", "AwsSolutions-S1"]
+    assert rules == [
+        "AwsSolutions-ECS2",
+        "AwsSolutions-IAM5",
+        "AwsSolutions-L1",
+        "AwsSolutions-S1",
+        "AwsSolutions-SQS3",
+    ]
     s1 = [path for (path, rule) in nag if rule.endswith("AwsSolutions-S1")]
     assert s1 == [f"/{synthesized.stack.stack_name}/Storage/AccessLogs"]
 
