@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import Duration
-from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -32,7 +31,13 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.restore_workflow import StageTask
-from infra.state_machines import acknowledge, invoke_grant_reasons, log_group, run_task_grant_reasons
+from infra.state_machines import (
+    acknowledge,
+    invoke_grant_reasons,
+    log_group,
+    run_task_grant_reasons,
+    run_to_completion,
+)
 
 # the kinds a request may ask for (prerestore backups are the restore workflow's own)
 REQUEST_KINDS = ("nightly", "predeploy", "manual")
@@ -245,29 +250,16 @@ class BackupWorkflow(Construct):
             backoff_rate=2,
         )
         plan.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
-        on_fargate = tasks.EcsRunTask(
+        on_fargate = run_to_completion(
             self,
             "BackupOnFargate",
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            cluster=task.cluster,
-            task_definition=task.task_definition,
-            launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
-            security_groups=task.security_groups or None,
-            subnets=task.subnets,
-            container_overrides=[
-                tasks.ContainerOverride(
-                    container_definition=task.container,
-                    command=BACKUP_TASK_COMMAND,
-                    environment=[
-                        tasks.TaskEnvironmentVariable(
-                            name="DBOPS_BACKUP_DATABASE", value=sfn.JsonPath.string_at("$.database")
-                        ),
-                        tasks.TaskEnvironmentVariable(name="DBOPS_BACKUP_KIND", value=sfn.JsonPath.string_at("$.kind")),
-                    ],
-                )
-            ],
-            result_path=sfn.JsonPath.DISCARD,
-            task_timeout=sfn.Timeout.duration(Duration.hours(timeout_hours)),
+            task,
+            command=BACKUP_TASK_COMMAND,
+            environment={
+                "DBOPS_BACKUP_DATABASE": sfn.JsonPath.string_at("$.database"),
+                "DBOPS_BACKUP_KIND": sfn.JsonPath.string_at("$.kind"),
+            },
+            timeout=Duration.hours(timeout_hours),
         )
         on_fargate.add_retry(
             errors=ECS_TRANSIENT_ERRORS,

@@ -20,7 +20,13 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.state_machines import acknowledge, invoke_grant_reasons, log_group, run_task_grant_reasons
+from infra.state_machines import (
+    acknowledge,
+    invoke_grant_reasons,
+    log_group,
+    run_task_grant_reasons,
+    run_to_completion,
+)
 
 # Step name in the state machine -> handler in functions/handlers/restore.py
 STEP_HANDLERS: dict[str, str] = {
@@ -163,28 +169,12 @@ class RestoreWorkflow(Construct):
         stage_lambda.next(check)
         where = sfn.Choice(self, "StageWhere")
         if stage_task is not None:
-            stage_fargate = tasks.EcsRunTask(
+            stage_fargate = run_to_completion(
                 self,
                 "StageOnFargate",
-                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-                cluster=stage_task.cluster,
-                task_definition=stage_task.task_definition,
-                launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
-                security_groups=stage_task.security_groups or None,
-                subnets=stage_task.subnets,
-                container_overrides=[
-                    tasks.ContainerOverride(
-                        container_definition=stage_task.container,
-                        environment=[
-                            tasks.TaskEnvironmentVariable(
-                                name="DBOPS_RESTORE_STATE",
-                                value=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
-                            )
-                        ],
-                    )
-                ],
-                result_path=sfn.JsonPath.DISCARD,
-                task_timeout=sfn.Timeout.duration(Duration.hours(3)),
+                stage_task,
+                environment={"DBOPS_RESTORE_STATE": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$"))},
+                timeout=Duration.hours(3),
             )
             guarded(stage_fargate, rollback)
             stage_fargate.next(check)

@@ -4,17 +4,52 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+if TYPE_CHECKING:
+    from infra.restore_workflow import StageTask
 from infra.scanners import W3005_REASON, XRAY_POLICY_REASON, acknowledge_cfn_lint, acknowledge_checkov
+
+
+def run_to_completion(
+    scope: Construct,
+    construct_id: str,
+    task: StageTask,
+    *,
+    environment: dict[str, str],
+    timeout: Duration,
+    command: list[str] | None = None,
+) -> tasks.EcsRunTask:
+    """An ECS Fargate task run to its end (runTask.sync) with its container's command and environment (values may
+    be JSON paths) overridden; the state passes through unchanged."""
+    return tasks.EcsRunTask(
+        scope,
+        construct_id,
+        integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+        cluster=task.cluster,
+        task_definition=task.task_definition,
+        launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
+        security_groups=task.security_groups or None,
+        subnets=task.subnets,
+        container_overrides=[
+            tasks.ContainerOverride(
+                container_definition=task.container,
+                command=command,
+                environment=[tasks.TaskEnvironmentVariable(name=k, value=v) for k, v in environment.items()],
+            )
+        ],
+        result_path=sfn.JsonPath.DISCARD,
+        task_timeout=sfn.Timeout.duration(timeout),
+    )
 
 
 def logical_id(construct: Construct | lambda_.IFunction) -> str:
