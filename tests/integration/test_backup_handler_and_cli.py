@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dbops import aws, catalog
+from dbops import aws, catalog, retention, s3stream
 from dbops.connection import ConnectionSpec
 from dbops.local.aws import LocalAws
 from handlers.backup import handler
@@ -116,3 +116,26 @@ def test_cli_reports_unknown_backup_and_missing_flags(bucket: str, local_aws: Lo
     missing = _dbops("backup", env_extra={"DBOPS_DATABASE_URL": "", "DBOPS_BUCKET": ""})  # empty counts as unset
     assert missing.returncode == 2
     assert "the following arguments are required: --database-url, --bucket" in missing.stderr
+
+
+def test_every_lambda_backup_is_verified_so_retention_counts_it(
+    sample_db: ConnectionSpec, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each backup the function takes is read back whole and recorded as verified; with the newest 3 verified kept,
+    the fourth backup makes the first one expirable (and only it)."""
+    assert sample_db.password is not None
+    url = (
+        f"postgresql://{sample_db.user}:{sample_db.password.get_secret_value()}@{sample_db.host}:{sample_db.port}/"
+        f"{sample_db.dbname}"
+    )
+    monkeypatch.setenv("DBOPS_BUCKET", bucket)
+    monkeypatch.setenv("DBOPS_DATABASES", json.dumps([{"name": "sprint_reports_v2", "url": url}]))
+    monkeypatch.setenv("DBOPS_RETENTION_KEEP", "3")
+
+    for _ in range(4):
+        handler({"kind": "nightly", "database": "sprint_reports_v2"}, LocalLambdaContext())
+
+    entries = catalog.list_backups(bucket)  # newest first
+    assert [e.verified for e in entries] == [True] * 4
+    expirable = [s3stream.get_tags(bucket, e.manifest.prefix + catalog.MANIFEST) for e in entries]
+    assert [(tags or {}).get(retention.EXPIRABLE_TAG) for tags in expirable] == ["false", "false", "false", "true"]
