@@ -21,6 +21,7 @@ advisory lock, dbops.backup).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from aws_cdk import Duration
 from aws_cdk import aws_kms as kms
@@ -54,6 +55,21 @@ LAMBDA_TRANSIENT_ERRORS = [
 ECS_TRANSIENT_ERRORS = ["ECS.AmazonECSException", "ECS.ServerException"]
 DEFAULT_MAX_CONCURRENCY = 4
 BACKUP_TASK_COMMAND = ["python", "-m", "handlers.backup_task"]
+
+
+T = TypeVar("T", bound=sfn.TaskStateBase)
+
+
+def _guarded(state: T, transient: list[str], on_failure: sfn.Pass, retry_interval_s: int, retry_attempts: int) -> T:
+    """Retried on `transient` errors only; any failure recorded as this database's, never the whole run's."""
+    state.add_retry(
+        errors=transient,
+        interval=Duration.seconds(retry_interval_s),
+        max_attempts=retry_attempts,
+        backoff_rate=2,
+    )
+    state.add_catch(on_failure, errors=["States.ALL"], result_path="$.error")
+    return state
 
 
 class BackupWorkflow(Construct):
@@ -179,12 +195,6 @@ class BackupWorkflow(Construct):
             retry_on_service_exceptions=False,
             output_path="$.results[0]",  # the handler's {"results": [<this database's result>]}
         )
-        backup.add_retry(
-            errors=LAMBDA_TRANSIENT_ERRORS,
-            interval=Duration.seconds(retry_interval_s),
-            max_attempts=retry_attempts,
-            backoff_rate=2,
-        )
         record_failure = sfn.Pass(
             self,
             "RecordFailure",
@@ -199,7 +209,8 @@ class BackupWorkflow(Construct):
                 ),
             },
         )
-        backup.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+
+        _guarded(backup, LAMBDA_TRANSIENT_ERRORS, record_failure, retry_interval_s, retry_attempts)
         first: sfn.IChainable = backup
         if self.task is not None:
             first = self._plan(function, backup, record_failure, retry_interval_s, retry_attempts, timeout_hours)
@@ -243,13 +254,7 @@ class BackupWorkflow(Construct):
             payload_response_only=True,
             retry_on_service_exceptions=False,
         )  # its output: {"database", "kind", "runner", "reason"}
-        plan.add_retry(
-            errors=LAMBDA_TRANSIENT_ERRORS,
-            interval=Duration.seconds(retry_interval_s),
-            max_attempts=retry_attempts,
-            backoff_rate=2,
-        )
-        plan.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        _guarded(plan, LAMBDA_TRANSIENT_ERRORS, record_failure, retry_interval_s, retry_attempts)
         on_fargate = run_to_completion(
             self,
             "BackupOnFargate",
@@ -261,13 +266,7 @@ class BackupWorkflow(Construct):
             },
             timeout=Duration.hours(timeout_hours),
         )
-        on_fargate.add_retry(
-            errors=ECS_TRANSIENT_ERRORS,
-            interval=Duration.seconds(retry_interval_s),
-            max_attempts=retry_attempts,
-            backoff_rate=2,
-        )
-        on_fargate.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        _guarded(on_fargate, ECS_TRANSIENT_ERRORS, record_failure, retry_interval_s, retry_attempts)
         # the task's result as the Backup function's (the backup's id and size are in the task's log and the catalog)
         on_fargate.next(
             sfn.Pass(

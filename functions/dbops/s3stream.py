@@ -245,40 +245,36 @@ def _missing(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
 
 
-def exists(bucket: str, key: str) -> bool:
+def _unless_missing(call: Callable[[], Any], doing: str, bucket: str, key: str) -> Any:
+    """call()'s result, or None when the object does not exist; any other failure a StorageError."""
     try:
-        aws.client("s3").head_object(Bucket=bucket, Key=key)
+        return call()
     except ClientError as exc:
         if _missing(exc):
-            return False
-        raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from None
+            return None
+        raise StorageError(f"cannot {doing} s3://{bucket}/{key}: {exc}") from None
     except BotoCoreError as exc:
-        raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from None
-    return True
+        raise StorageError(f"cannot {doing} s3://{bucket}/{key}: {exc}") from None
+
+
+def exists(bucket: str, key: str) -> bool:
+    return (
+        _unless_missing(lambda: aws.client("s3").head_object(Bucket=bucket, Key=key), "read", bucket, key) is not None
+    )
 
 
 def get_tags(bucket: str, key: str) -> dict[str, str] | None:
     """The object's tags, or None when it does not exist."""
-    try:
-        tag_set = aws.client("s3").get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
-    except ClientError as exc:
-        if _missing(exc):
-            return None
-        raise StorageError(f"cannot read the tags of s3://{bucket}/{key}: {exc}") from None
-    except BotoCoreError as exc:
-        raise StorageError(f"cannot read the tags of s3://{bucket}/{key}: {exc}") from None
-    return {t["Key"]: t["Value"] for t in tag_set}
+    found = _unless_missing(
+        lambda: aws.client("s3").get_object_tagging(Bucket=bucket, Key=key), "read the tags of", bucket, key
+    )
+    return None if found is None else {t["Key"]: t["Value"] for t in found["TagSet"]}
 
 
 def put_tags(bucket: str, key: str, tags: dict[str, str]) -> bool:
     """Replace the object's tag set (its current version); False when the object does not exist."""
-    tag_set = [{"Key": k, "Value": v} for k, v in tags.items()]
-    try:
-        aws.client("s3").put_object_tagging(Bucket=bucket, Key=key, Tagging={"TagSet": tag_set})
-    except ClientError as exc:
-        if _missing(exc):
-            return False
-        raise StorageError(f"cannot tag s3://{bucket}/{key}: {exc}") from None
-    except BotoCoreError as exc:
-        raise StorageError(f"cannot tag s3://{bucket}/{key}: {exc}") from None
-    return True
+    tagging = {"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
+    put = _unless_missing(
+        lambda: aws.client("s3").put_object_tagging(Bucket=bucket, Key=key, Tagging=tagging), "tag", bucket, key
+    )
+    return put is not None

@@ -282,12 +282,11 @@ def _check_foreign_keys(conn: psycopg.Connection[Any], staged: Staged, restored:
             )
 
 
-def _check_children(conn: psycopg.Connection[Any], staged: Staged, restored: set[int]) -> None:
-    """Rows of tables not restored that reference rows the backup lacks would be orphaned (or, with ON DELETE
-    CASCADE, deleted with them): fail instead. Tables being restored get the backup's own consistent rows."""
-    for fk in _foreign_keys(conn, staged.oid, outgoing=False):
-        if fk.table_oid in restored:
-            continue
+def _check_children(conn: psycopg.Connection[Any], staged: Staged, referencing: list[ForeignKey]) -> None:
+    """Rows of tables not restored (`referencing`: their keys into this one) that reference rows the backup lacks
+    would be orphaned (or, with ON DELETE CASCADE, deleted with them): fail instead. Tables being restored get the
+    backup's own consistent rows."""
+    for fk in referencing:
         if keys := _orphaned_children(conn, staged, fk):
             raise DatabaseError(
                 f"rows of {fk.table} reference rows of {staged.plan.qualified} that the backup does not have "
@@ -447,15 +446,18 @@ def swap_tables(
                 relation = sql.Identifier(t.schema_name, t.name)
                 dst.execute(sql.SQL("LOCK TABLE ONLY {} IN EXCLUSIVE MODE").format(relation))
             staged = parents_first(dst, [_stage(src, dst, t, i) for i, t in enumerate(movable)])
-            for s in staged:
-                for fk in _foreign_keys(dst, s.oid, outgoing=False):
-                    if fk.table_oid not in restored:  # their writers wait until the swap commits
-                        dst.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(fk.table)))
+            # keys of tables not restored into the restored ones; those tables' writers wait until the swap commits
+            referencing = {
+                s.oid: [fk for fk in _foreign_keys(dst, s.oid, outgoing=False) if fk.table_oid not in restored]
+                for s in staged
+            }
+            for fk in (fk for fks in referencing.values() for fk in fks):
+                dst.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(fk.table)))
             for s in staged:
                 _check_foreign_keys(dst, s, restored)
             enable_again = [statement for s in staged for statement in _quiet(dst, s)]
             for s in reversed(staged):  # children first: rows the backup does not have
-                _check_children(dst, s, restored)
+                _check_children(dst, s, referencing[s.oid])
                 _delete_missing(dst, s)
             for s in staged:  # parents first: the backup's rows, inserted or put back as they were
                 _put_back(dst, s)
