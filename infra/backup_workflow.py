@@ -31,6 +31,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from dbops import contract
 from infra.restore_workflow import StageTask
 from infra.state_machines import (
     acknowledge,
@@ -41,7 +42,7 @@ from infra.state_machines import (
 )
 
 # the kinds a request may ask for (prerestore backups are the restore workflow's own)
-REQUEST_KINDS = ("nightly", "predeploy", "manual")
+REQUEST_KINDS = contract.REQUESTED_KINDS
 # Lambda's own transient failures, retried; not Lambda.ClientExecutionTimeoutException (the function may still be
 # running: a second invoke would start a second backup of the database) and not the backup's failure
 LAMBDA_TRANSIENT_ERRORS = [

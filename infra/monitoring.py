@@ -50,23 +50,26 @@ class AlarmRule:
     meaning: str
 
 
-def database_rules(t: AlarmThresholds, health_scheduled: bool) -> list[AlarmRule]:
+def database_rules(t: AlarmThresholds, health_scheduled: bool, backup_scheduled: bool) -> list[AlarmRule]:
+    """A database's alarms; BackupMissing only when its backups run on a schedule (one whose schedule is "off" is
+    backed up on request only, and no backup for a day is not a fault)."""
     blocked_periods = max(1, t.blocked_minutes // 5)
+    missing = AlarmRule(
+        "BackupMissing",
+        contract.BACKUP_SUCCEEDED,
+        "Sum",
+        Duration.minutes(round(t.backup_age_hours * 60)),
+        LT,
+        1,
+        1,
+        BREACHING,
+        f"no backup succeeded in the last {t.backup_age_hours:g} hours (no data counts as missing)",
+    )
     return [
         AlarmRule(
             "BackupFailed", contract.BACKUP_FAILED, "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a backup failed"
         ),
-        AlarmRule(
-            "BackupMissing",
-            contract.BACKUP_SUCCEEDED,
-            "Sum",
-            Duration.hours(26),
-            LT,
-            1,
-            1,
-            BREACHING,
-            "no backup succeeded in the last 26 hours (no data counts as missing)",
-        ),
+        *([missing] if backup_scheduled else []),
         AlarmRule(
             "RestoreFailed", contract.RESTORE_FAILED, "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a restore failed"
         ),
@@ -172,8 +175,10 @@ class Monitoring(Construct):
         self.action = cw_actions.SnsAction(self.topic)
         self.databases = [db.name for db in settings.databases]
         health_scheduled = settings.schedules.health is not None
+        backups_scheduled = settings.scheduled_backups()
         for database in self.databases:
-            for rule in database_rules(settings.alarm_thresholds(database), health_scheduled):
+            thresholds = settings.alarm_thresholds(database)
+            for rule in database_rules(thresholds, health_scheduled, database in backups_scheduled):
                 self._database_alarm(rule, database)
             for task in MAINTENANCE_TASKS:
                 self._add(

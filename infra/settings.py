@@ -84,6 +84,15 @@ def check_schedule(expression: str) -> str:
     raise ValueError(f"{expression!r} is not an EventBridge schedule: use rate(5 minutes) or cron(0 2 * * ? *)")
 
 
+def rate_hours(expression: str) -> float | None:
+    """The interval of a rate() schedule in hours; None for a cron (its gaps vary)."""
+    rate = _RATE.fullmatch(expression)
+    if rate is None:
+        return None
+    per_unit = {"minute": 1 / 60, "hour": 1.0, "day": 24.0}
+    return int(rate.group(1)) * per_unit[rate.group(2).rstrip("s")]
+
+
 def _resource_ids(values: list[str], prefix: str, what: str) -> list[str]:
     """EC2 ids such as subnet-0123abcd or sg-0123abcd0123abcd0 (8 or 17 hex digits)."""
     for item in values:
@@ -113,7 +122,13 @@ class VpcPlacement(_Model):
 class AlarmThresholds(_Model):
     """Defaults from the guide's RPO (24 h, plus 2 h for the nightly run) and check_postgres' critical levels."""
 
-    backup_age_hours: float = Field(default=26, gt=0)
+    backup_age_hours: float = Field(
+        default=26,
+        gt=0,
+        le=168,
+        description="BackupMissing: no backup succeeded for this long (CloudWatch evaluates at most 7 days); "
+        "BackupStale: the newest verified backup is older than this",
+    )
     connections_used_percent: float = Field(default=95, gt=0, le=100)
     blocked_queries: int = Field(default=1, ge=1)
     blocked_minutes: int = Field(default=15, ge=5, description="how long queries stay blocked before it alarms")
@@ -380,6 +395,13 @@ class StackSettings(_Model):
             )
         if vpcs and any(db.vpc is None for db in self.databases):
             raise ValueError("either every database has a vpc placement or none has: the functions run in one place")
+        for database, expression in self.scheduled_backups().items():
+            hours, limit = rate_hours(expression), self.alarm_thresholds(database).backup_age_hours
+            if hours is not None and hours >= limit:
+                raise ValueError(
+                    f"database {database}: its backups run every {hours:g} hours ({expression}) but BackupMissing "
+                    f"alarms after {limit:g} hours without one: raise its alarms.thresholds.backup_age_hours"
+                )
         return self
 
     def placement(self) -> VpcPlacement | None:
@@ -420,6 +442,13 @@ class StackSettings(_Model):
             return self.alarms.thresholds
         own = db.alarms.thresholds.model_dump(exclude_unset=True)
         return AlarmThresholds.model_validate({**self.alarms.thresholds.model_dump(), **own})
+
+    def scheduled_backups(self) -> dict[str, str]:
+        """Each database whose backups run on a schedule, with its expression (BackupMissing watches these only)."""
+        names = [db.name for db in self.databases]
+        return {
+            name: schedule.expression for schedule in self.backup_schedules() for name in (schedule.databases or names)
+        }
 
     def backup_schedules(self) -> list[BackupSchedule]:
         """The scheduled nightly backups: the stack's schedule for every database without one of its own (no

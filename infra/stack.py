@@ -25,7 +25,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.backup_workflow import BackupWorkflow
-from infra.constants import BACKUPS_PREFIX, LAYERS_BUILD_DIR
+from infra.constants import BACKUPS_PREFIX, LAYERS_BUILD_DIR, METRICS_NAMESPACE
 from infra.functions import LOG_RETENTION, S3_TAG_ACTIONS, Functions, restore_step_spec
 from infra.layers import Layers
 from infra.monitoring import Monitoring
@@ -181,6 +181,22 @@ class DbopsStack(Stack):
                 sid="TagBackups",
                 actions=list(S3_TAG_ACTIONS),
                 resources=[self.storage.bucket.arn_for_objects(f"{BACKUPS_PREFIX}*")],
+            )
+        )
+        # a task's awslogs output is not read as EMF: its backup metrics go by PutMetricData, in dbops' namespace only
+        task_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PutDbopsMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+            )
+        )
+        Validations.of(task_role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="cloudwatch:PutMetricData has no resource-level permissions; the grant is limited to dbops' "
+                "metrics namespace by its condition.",
             )
         )
         execution_role = task.task_definition.execution_role

@@ -48,6 +48,33 @@ def emf_metrics(output: str) -> list[dict[str, Any]]:
     return found
 
 
+def cloudwatch_sums(database: str) -> dict[str, float]:
+    """Every dbops metric the (moto) CloudWatch holds for this database alone, summed over the last hour: what
+    PutMetricData sent (the Fargate task's metrics)."""
+    from datetime import UTC, datetime, timedelta
+
+    from dbops import aws, contract
+
+    client = aws.client("cloudwatch")
+    now = datetime.now(UTC)
+    dimensions = [{"Name": contract.DIMENSION_DATABASE, "Value": database}]
+    sums: dict[str, float] = {}
+    for metric in client.list_metrics(Namespace=contract.METRICS_NAMESPACE, Dimensions=dimensions)["Metrics"]:
+        if metric["Dimensions"] != dimensions:
+            continue
+        points = client.get_metric_statistics(
+            Namespace=contract.METRICS_NAMESPACE,
+            MetricName=metric["MetricName"],
+            Dimensions=dimensions,
+            StartTime=now - timedelta(hours=1),
+            EndTime=now + timedelta(minutes=5),
+            Period=60,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        sums[metric["MetricName"]] = sum(p["Sum"] for p in points)
+    return sums
+
+
 def _children(name: str, arg: str | None = None) -> list[int]:
     me = os.getpid()
     pids = []

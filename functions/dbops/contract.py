@@ -54,6 +54,9 @@ BackupKind = Literal["nightly", "predeploy", "prerestore", "manual"]
 BACKUP_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy", "prerestore", "manual")
 # kinds whose backups expire only once enough newer ones verified (dbops.retention)
 RETAINED_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy")
+# kinds a backup request names (the backup state machine's input, its Fargate task, `dbops backups start`); a
+# prerestore backup is taken by the restore itself
+REQUESTED_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy", "manual")
 
 # ---- metrics (EMF; handlers.observability.emit) ------------------------------------------------------------
 SERVICE_NAME = "dbops"

@@ -3,7 +3,8 @@
 The backup state machine runs it (ecs:runTask.sync, the restore stage task's image and task definition with this
 command) when dbops.backup_runner says so, with the database and the kind in DBOPS_BACKUP_DATABASE and
 DBOPS_BACKUP_KIND. It runs the Backup function's own code (handlers.backup.backup_one) with no deadline: the same
-manifest, the same BackupSucceeded / BackupFailed metrics, the same retention tagging. A missing or invalid
+manifest, the same BackupSucceeded / BackupFailed metrics (sent with PutMetricData: CloudWatch does not read a task's
+awslogs output as EMF), the same retention tagging. A missing or invalid
 variable, or a backup that fails, ends the task with one line on stderr and exit code 1 (the state machine's Catch
 records it for that database).
 """
@@ -17,22 +18,23 @@ from typing import cast
 from pydantic import ValidationError
 
 from dbops.catalog import BackupKind
+from dbops.contract import REQUESTED_KINDS
 from dbops.errors import DbopsError, validation_problems
 from dbops.settings import FunctionSettings
 from handlers.backup import backup_one
+from handlers.observability import send_metrics_with_api
 
 DATABASE_VARIABLE = "DBOPS_BACKUP_DATABASE"
 KIND_VARIABLE = "DBOPS_BACKUP_KIND"
-TASK_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy", "manual")
 
 
 def parse_task_request(database: str | None, kind: str | None) -> tuple[str, BackupKind]:
     """The database and kind as the state machine passed them; a ValueError names what is wrong."""
     if not database or not database.strip():
         raise ValueError(f"{DATABASE_VARIABLE} is not set: the backup state machine passes the database in it")
-    if kind not in TASK_KINDS:
+    if kind not in REQUESTED_KINDS:
         given = "not set" if kind is None else f"{kind[:40]!r}"
-        raise ValueError(f"{KIND_VARIABLE} is {given}: give one of {', '.join(TASK_KINDS)}")
+        raise ValueError(f"{KIND_VARIABLE} is {given}: give one of {', '.join(REQUESTED_KINDS)}")
     return database.strip(), cast(BackupKind, kind)
 
 
@@ -50,6 +52,7 @@ def main() -> int:
         return _fail(f"invalid settings: {validation_problems(exc)}")
     except (ValueError, DbopsError) as exc:
         return _fail(str(exc))
+    send_metrics_with_api()
     result = backup_one(settings, database, kind, deadline=None)
     if not result.ok:
         return _fail(f"{database}: {result.error}")

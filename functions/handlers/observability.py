@@ -1,7 +1,9 @@
 """Powertools set up once: one Logger, one Tracer, one metrics namespace for every handler.
 
 Metrics are EMF lines written by `emit`, each with the database as its dimension (one invocation may
-cover several databases, so a per-invocation dimension set would not do)."""
+cover several databases, so a per-invocation dimension set would not do). Lambda turns EMF lines into metrics;
+an ECS task's awslogs driver does not, so a task calls `send_metrics_with_api` first and `emit` then sends each
+metric with cloudwatch:PutMetricData (the task role may, in dbops' namespace only)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from typing import Any, TypeVar
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.base import SingleMetric
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
-from dbops import contract
+from dbops import aws, contract
 from dbops.errors import validation_problems
 
 NAMESPACE = contract.METRICS_NAMESPACE
@@ -24,11 +27,22 @@ M = TypeVar("M", bound=BaseModel)
 
 logger = Logger(service=contract.SERVICE_NAME)
 tracer = Tracer(service=contract.SERVICE_NAME)
+_send_with_api = False
+
+
+def send_metrics_with_api() -> None:
+    """From now on `emit` sends metrics with PutMetricData: for ECS tasks, whose logs CloudWatch does not read
+    as EMF."""
+    global _send_with_api
+    _send_with_api = True
 
 
 def emit(name: str, value: float, unit: MetricUnit, database: str, dimensions: Mapping[str, str] | None = None) -> None:
     """One EMF metric with the database and any extra dimensions (e.g. the task), and nothing else:
     alarms match dimension sets exactly, so no service dimension is added behind their back."""
+    if _send_with_api:
+        _put_metric(name, value, unit, {contract.DIMENSION_DATABASE: database, **(dimensions or {})})
+        return
     metric = SingleMetric(namespace=NAMESPACE, service="")
     metric.add_metric(name=name, unit=unit, value=value)
     metric.add_dimension(name=contract.DIMENSION_DATABASE, value=database)
@@ -37,6 +51,24 @@ def emit(name: str, value: float, unit: MetricUnit, database: str, dimensions: M
     # one write per document: handlers running in threads (the local stack) never interleave two on a line
     sys.stdout.write(json.dumps(metric.serialize_metric_set(), separators=(",", ":")) + "\n")
     sys.stdout.flush()
+
+
+def _put_metric(name: str, value: float, unit: MetricUnit, dimensions: Mapping[str, str]) -> None:
+    """One metric by PutMetricData; a failure is logged, never raised: the work it measures is done."""
+    try:
+        aws.client("cloudwatch").put_metric_data(
+            Namespace=NAMESPACE,
+            MetricData=[
+                {
+                    "MetricName": name,
+                    "Value": value,
+                    "Unit": unit.value,
+                    "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+                }
+            ],
+        )
+    except (BotoCoreError, ClientError) as exc:
+        logger.error("metric not sent", extra={"metric": name, "error": str(exc)})
 
 
 def parse(model: type[M], data: Any, what: str) -> M:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from dbops import contract
 from infra.backup_workflow import BACKUP_TASK_COMMAND, ECS_TRANSIENT_ERRORS, LAMBDA_TRANSIENT_ERRORS, REQUEST_KINDS
 from infra.settings import SettingsError, load_settings
 from tests.infra.conftest import Synth, make_base_dir, settings_dict, synth
@@ -240,6 +241,16 @@ def test_the_task_may_tag_backups_as_the_backup_function_does(synthesized: Synth
     [tag] = [s for s in statements if s.get("Sid") == "TagBackups"]
     assert sorted(tag["Action"]) == ["s3:GetObjectTagging", "s3:PutObjectTagging"]
     assert "backups/*" in json.dumps(tag["Resource"])
+
+
+def test_the_task_may_send_metrics_in_dbops_namespace_only(synthesized: Synth) -> None:
+    """The task's awslogs output is not read as EMF: its backup metrics go by PutMetricData."""
+    task = synthesized.stack.fargate_task
+    assert task is not None
+    statements = _policy_statements(synthesized, task.task_definition.task_role)
+    [put] = [s for s in statements if "cloudwatch:PutMetricData" in json.dumps(s["Action"])]
+    assert put["Action"] == "cloudwatch:PutMetricData"
+    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": contract.METRICS_NAMESPACE}}
 
 
 def test_without_a_task_image_every_backup_runs_in_lambda(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from infra.monitoring import database_rules
+from infra.settings import AlarmThresholds
 from tests.infra.conftest import Synth
 
 DATABASES = ("sprint_reports_v2", "billing")
@@ -40,8 +42,18 @@ DATABASE_ALARMS = [
     ("XidWraparound", "XidWraparoundAge", "Maximum", 300, "GreaterThanThreshold", 1_400_000_000, 1, "notBreaching"),
 ]
 
-# billing sets its own (tests/infra/conftest.py: databases[1].alarms.thresholds)
+# billing sets its own (tests/infra/conftest.py: databases[1].alarms.thresholds): backup_age_hours 30 is also
+# BackupMissing's window
 OWN_THRESHOLDS = {("billing", "BackupStale"): 30, ("billing", "ConnectionsHigh"): 80}
+OWN_PERIODS = {("billing", "BackupMissing"): 30 * 3600}
+
+
+def test_a_database_backed_up_on_request_only_has_no_backup_missing_alarm() -> None:
+    thresholds = AlarmThresholds()
+    scheduled = {rule.kind for rule in database_rules(thresholds, health_scheduled=True, backup_scheduled=True)}
+    on_request = {rule.kind for rule in database_rules(thresholds, health_scheduled=True, backup_scheduled=False)}
+    assert scheduled - on_request == {"BackupMissing"}
+    assert "BackupFailed" in on_request
 
 
 @pytest.mark.parametrize("database", DATABASES)
@@ -66,7 +78,7 @@ def test_database_alarm(
     assert alarm["MetricName"] == metric
     assert alarm["Dimensions"] == [{"Name": "database", "Value": database}]
     assert alarm["Statistic"] == statistic
-    assert alarm["Period"] == period
+    assert alarm["Period"] == OWN_PERIODS.get((database, kind), period)
     assert alarm["ComparisonOperator"] == comparison
     assert alarm["Threshold"] == OWN_THRESHOLDS.get((database, kind), threshold)
     assert alarm["EvaluationPeriods"] == periods

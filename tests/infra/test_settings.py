@@ -101,6 +101,14 @@ def test_minimal_settings_get_verify_full_defaults_and_need_a_ca_bundle(tmp_path
             r"dbops\.databases\.1\.backup\.runner: Input should be 'auto', 'lambda' or 'fargate'",
         ),
         (
+            lambda s: s["databases"][1]["alarms"]["thresholds"].update(backup_age_hours=169),
+            r"dbops\.databases\.1\.alarms\.thresholds\.backup_age_hours: Input should be less than or equal to 168",
+        ),
+        (  # billing alarms after 30 hours without a backup
+            lambda s: s["databases"][1]["backup"].update(schedule="rate(2 days)"),
+            r"database billing: its backups run every 48 hours \(rate\(2 days\)\) but BackupMissing alarms after 30",
+        ),
+        (
             lambda s: s.update(functions={"backup": {"memory_mb": 64}}),
             r"dbops\.functions\.backup\.memory_mb: Input should be greater than or equal to 128",
         ),
@@ -142,9 +150,12 @@ def test_backup_schedules_group_the_databases_on_the_stacks_schedule(tmp_path: P
     ]
     raw["databases"][0]["backup"] = {"schedule": "off"}
     raw["databases"][1]["backup"] = {"schedule": "rate(12 hours)"}
-    assert [(b.name, b.expression, b.databases) for b in _load(raw, tmp_path).backup_schedules()] == [
+    settings = _load(raw, tmp_path)
+    assert [(b.name, b.expression, b.databases) for b in settings.backup_schedules()] == [
         ("Backup1", "rate(12 hours)", ("billing",))
     ]
+    # BackupMissing watches the scheduled ones only: sprint_reports_v2 is backed up on request
+    assert settings.scheduled_backups() == {"billing": "rate(12 hours)"}
 
 
 def test_the_shipped_cdk_json_gives_the_sample_database_the_guides_rules() -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
 
@@ -14,7 +15,7 @@ from dbops import catalog
 from dbops.backup import BackupRequest, run_backup
 from dbops.connection import ConnectionSpec
 from handlers.backup import handler
-from tests.support import LocalLambdaContext, emf_metrics
+from tests.support import LocalLambdaContext, cloudwatch_sums, emf_metrics
 
 
 def _url(spec: ConnectionSpec, password: str | None = None) -> str:
@@ -38,12 +39,13 @@ def _task(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 def test_the_task_backs_up_the_database_and_writes_the_lambda_paths_manifest(
     sample_db: ConnectionSpec, bucket: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    databases = json.dumps([{"name": "app", "url": _url(sample_db)}])
+    name = f"app_{uuid.uuid4().hex[:8]}"  # its metrics alone in the session's CloudWatch
+    databases = json.dumps([{"name": name, "url": _url(sample_db)}])
     done = _task(
         {
             "DBOPS_BUCKET": bucket,
             "DBOPS_DATABASES": databases,
-            "DBOPS_BACKUP_DATABASE": "app",
+            "DBOPS_BACKUP_DATABASE": name,
             "DBOPS_BACKUP_KIND": "predeploy",
         }
     )
@@ -51,20 +53,22 @@ def test_the_task_backs_up_the_database_and_writes_the_lambda_paths_manifest(
     assert done.returncode == 0, done.stderr
     [entry] = catalog.list_backups(bucket)
     on_fargate = entry.manifest
-    assert (on_fargate.database, on_fargate.kind) == ("app", "predeploy")
+    assert (on_fargate.database, on_fargate.kind) == (name, "predeploy")
     assert on_fargate.schema_sql is not None and on_fargate.tables
-    assert f"backed up app (predeploy): backup {on_fargate.id}" in done.stdout
-    metrics = {m["name"]: m for m in emf_metrics(done.stdout)}
-    assert metrics["BackupSucceeded"]["dimensions"] == {"database": "app"}
-    assert metrics["BackupBytes"]["value"] == [float(on_fargate.dump.size)]
+    assert f"backed up {name} (predeploy): backup {on_fargate.id}" in done.stdout
+    # sent with PutMetricData (CloudWatch does not read a task's logs as EMF), not printed
+    assert emf_metrics(done.stdout) == []
+    metrics = cloudwatch_sums(name)
+    assert metrics["BackupSucceeded"] == 1 and "BackupFailed" not in metrics
+    assert metrics["BackupBytes"] == float(on_fargate.dump.size)
     assert _url(sample_db) not in done.stdout + done.stderr
 
     # the same database backed up by the Lambda handler: the same manifest, field for field
     monkeypatch.setenv("DBOPS_BUCKET", bucket)
     monkeypatch.setenv("DBOPS_DATABASES", databases)
-    result = handler({"kind": "predeploy", "database": "app"}, LocalLambdaContext())
+    result = handler({"kind": "predeploy", "database": name}, LocalLambdaContext())
     capsys.readouterr()
-    in_lambda = catalog.load_backup(bucket, "predeploy", "app", result["results"][0]["backup_id"]).manifest
+    in_lambda = catalog.load_backup(bucket, "predeploy", name, result["results"][0]["backup_id"]).manifest
     assert in_lambda.model_dump().keys() == on_fargate.model_dump().keys()
     assert in_lambda.format_version == on_fargate.format_version == catalog.IDENTITY_FORMAT
     assert [(t.qualified, t.rows, t.indexes, t.constraints) for t in in_lambda.tables] == [
@@ -73,21 +77,22 @@ def test_the_task_backs_up_the_database_and_writes_the_lambda_paths_manifest(
 
 
 def test_a_failed_task_backup_is_one_line_exit_1_and_nothing_written(sample_db: ConnectionSpec, bucket: str) -> None:
+    name = f"app_{uuid.uuid4().hex[:8]}"
     done = _task(
         {
             "DBOPS_BUCKET": bucket,
-            "DBOPS_DATABASES": json.dumps([{"name": "app", "url": _url(sample_db, "not-the-password")}]),
-            "DBOPS_BACKUP_DATABASE": "app",
+            "DBOPS_DATABASES": json.dumps([{"name": name, "url": _url(sample_db, "not-the-password")}]),
+            "DBOPS_BACKUP_DATABASE": name,
             "DBOPS_BACKUP_KIND": "nightly",
         }
     )
 
     assert done.returncode == 1
     assert done.stderr.splitlines() == [done.stderr.strip()]
-    assert done.stderr.startswith("dbops backup task: error: app: ")
+    assert done.stderr.startswith(f"dbops backup task: error: {name}: ")
     assert "password authentication failed" in done.stderr
     assert "not-the-password" not in done.stdout + done.stderr
-    assert [m["dimensions"]["database"] for m in emf_metrics(done.stdout) if m["name"] == "BackupFailed"] == ["app"]
+    assert cloudwatch_sums(name) == {"BackupFailed": 1}
     assert catalog.list_backups(bucket) == []
 
 

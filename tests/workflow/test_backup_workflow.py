@@ -14,10 +14,11 @@ import pytest
 
 from dbops import aws, catalog
 from dbops.backup import BackupRequest, run_backup
+from dbops.cli import main
 from dbops.connection import ConnectionSpec
 from dbops.local.aws import LocalAws
 from dbops.restore.runner import follow
-from tests.support import emf_metrics
+from tests.support import cloudwatch_sums, emf_metrics
 
 DATABASES = ("app_one", "app_two", "app_bad")
 
@@ -102,17 +103,30 @@ def test_nightly_backs_up_every_database_and_one_failure_fails_only_that_one(
     assert "not-the-password" not in out + json.dumps(failure)
 
 
-def test_a_request_naming_databases_backs_up_only_those(
-    three_databases: dict[str, ConnectionSpec], bucket: str, backup_machine: str
+def test_dbops_backups_start_runs_the_state_machine_for_the_databases_named(
+    three_databases: dict[str, ConnectionSpec],
+    bucket: str,
+    backup_machine: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    result = _run(backup_machine, {"kind": "predeploy", "databases": ["app_two", "app_two"]})
+    """The pre-deployment backup as a pipeline asks for it: `dbops backups start`, followed to its end."""
+    machine = ["--state-machine-arn", backup_machine]
+    code = main(["backups", "start", "--kind", "predeploy", "--database", "app_two", "--database", "app_two", *machine])
 
-    assert result["status"] == "SUCCEEDED", result.get("cause")
+    out = capsys.readouterr().out
+    assert code == 0, out
     [entry] = catalog.list_backups(bucket)
     assert (entry.manifest.database, entry.manifest.kind) == ("app_two", "predeploy")
     assert entry.manifest.schema_sql is not None  # predeploy: the schema-only dump too
-    [backed_up] = json.loads(result["output"])["results"]
-    assert backed_up["ok"] is True and backed_up["backup_id"] == entry.manifest.id
+    assert f"  app_two: backup {entry.manifest.id}\n" in out
+    assert out.rstrip().endswith("succeeded: predeploy backup of every database asked for")
+
+    # a failed database: exit 1, the execution's cause, never the password
+    assert main(["backups", "start", "--database", "app_bad", *machine]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: 1 of 1 backups failed" in out and "password authentication failed" in out
+    assert "not-the-password" not in out
+    assert len(catalog.list_backups(bucket)) == 1
 
 
 @pytest.mark.parametrize(
@@ -154,6 +168,7 @@ def test_a_database_over_the_lambda_threshold_is_backed_up_by_the_fargate_task(
     task, `python -m handlers.backup_task` run as a process against the real database; app_one's in Lambda."""
     previous = run_backup(three_databases["app_two"], BackupRequest(database="app_two", bucket=bucket, kind="manual"))
     monkeypatch.setenv("DBOPS_BACKUP_FARGATE_RAW_BYTES", str(previous.dump.raw_size - 1))
+    sent_before = cloudwatch_sums("app_two").get("BackupSucceeded", 0)
 
     result = _run(backup_machine, {"kind": "nightly", "databases": ["app_one", "app_two"]})
 
@@ -176,8 +191,9 @@ def test_a_database_over_the_lambda_threshold_is_backed_up_by_the_fargate_task(
     assert in_task.tables and all(t.oid is not None for t in in_task.tables)
     assert {t.qualified: t.rows for t in in_task.tables} == {t.qualified: t.rows for t in previous.tables}
     out = capsys.readouterr().out
-    succeeded = sorted(m["dimensions"]["database"] for m in emf_metrics(out) if m["name"] == "BackupSucceeded")
-    assert succeeded == ["app_one", "app_two"]  # app_two's from the task's own output
+    succeeded = [m["dimensions"]["database"] for m in emf_metrics(out) if m["name"] == "BackupSucceeded"]
+    assert succeeded == ["app_one"]  # the function's, as EMF; the task's was sent with PutMetricData
+    assert cloudwatch_sums("app_two")["BackupSucceeded"] == sent_before + 1
     assert f"backed up app_two (nightly): backup {in_task.id}" in out
 
 

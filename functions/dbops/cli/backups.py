@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import uuid
 from typing import Any
 
-from dbops import catalog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dbops import aws, catalog
 from dbops.backup import BackupRequest, run_backup
 from dbops.catalog import BACKUP_KINDS
 from dbops.cli.common import (
@@ -14,12 +18,15 @@ from dbops.cli.common import (
     add_bucket,
     add_database_url,
     add_pg_bin,
+    add_state_machine,
+    find_state_machine,
     print_json,
     print_table,
     spec_from,
 )
 from dbops.connection import connect
-from dbops.errors import VerificationFailed
+from dbops.contract import REQUESTED_KINDS
+from dbops.errors import StorageError, VerificationFailed
 from dbops.retention import RETAINED_KINDS, release_for_expiry
 from dbops.sample_data import create_sample_data
 from dbops.text import human_age, human_bytes
@@ -68,6 +75,54 @@ def cmd_backup(args: argparse.Namespace) -> int:
         f"from {human_bytes(manifest.dump.raw_size)} in {manifest.duration_seconds:.1f}s, "
         f"{len(manifest.tables)} tables"
     )
+    return 0
+
+
+BACKUP_MACHINE_ENV = "DBOPS_BACKUP_STATE_MACHINE_ARN"
+
+
+def _failures(execution: str) -> list[dict[str, Any]]:
+    """Each failed database's own error, as its branch recorded it (state RecordFailure) in the history."""
+    try:
+        events = aws.client("stepfunctions").get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    except (BotoCoreError, ClientError):
+        return []  # the execution's own cause is printed already
+    exits = [e["stateExitedEventDetails"] for e in events if "stateExitedEventDetails" in e]
+    return [json.loads(d["output"]) for d in exits if d["name"] == "RecordFailure"]
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Start the backup state machine (as the nightly schedule does) for an on-demand or pre-deployment backup,
+    follow it, and print each database's result; exit 1 when any database's backup failed."""
+    from dbops.restore.runner import follow, outcome  # the Step Functions helpers (not loaded for `dbops backup`)
+
+    arn = find_state_machine(
+        args.state_machine_arn,
+        what="backup",
+        name_prefix="dbops-backup",
+        logical_name="BackupStateMachine",
+        envvar=BACKUP_MACHINE_ENV,
+    )
+    request: dict[str, Any] = {"kind": args.kind}
+    if args.database:
+        request["databases"] = args.database
+    try:
+        execution = aws.client("stepfunctions").start_execution(
+            stateMachineArn=arn, name=f"{args.kind}-{uuid.uuid4().hex[:12]}", input=json.dumps(request)
+        )["executionArn"]
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"cannot start the backup state machine: {exc}") from None
+    print(f"started {execution.rsplit(':', 1)[-1]}", flush=True)
+    description = follow(execution, lambda kind, name: print(f"  {'->' if kind == 'entered' else '!!'} {name}"))
+    if description["status"] != "SUCCEEDED":
+        print(f"FAILED: {outcome(description)}")
+        for failure in _failures(execution):
+            print(f"  {failure['database']}: {' '.join(str(failure.get('cause', '')).split())[:500]}")
+        return 1
+    for result in json.loads(description.get("output") or "{}").get("results", []):
+        where = f" on {result['runner']}" if result.get("runner") else ""
+        print(f"  {result['database']}: backup {result.get('backup_id') or '(see the catalog)'}{where}")
+    print(f"succeeded: {args.kind} backup of every database asked for")
     return 0
 
 
@@ -167,6 +222,13 @@ def register(sub: Any) -> None:
     lp.add_argument("--database")
     lp.add_argument("--json", action="store_true")
     lp.set_defaults(run=cmd_list)
+    sp = backups_sub.add_parser(
+        "start", help="back up through the backup state machine (on demand, before a deployment), following it"
+    )
+    sp.add_argument("--kind", choices=REQUESTED_KINDS, default="manual")
+    sp.add_argument("--database", action="append", help="a configured database (repeatable; default: every one)")
+    add_state_machine(sp, BACKUP_MACHINE_ENV, "dbops-backup")
+    sp.set_defaults(run=cmd_start)
 
     p = sub.add_parser("verify", help="check a backup's size, sha256 and a full pg_restore read")
     p.add_argument("backup", metavar="BACKUP_ID|latest")

@@ -8,6 +8,9 @@ import os
 import sys
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dbops import aws
 from dbops.connection import ConnectionSpec
 from dbops.errors import ConfigError
 from dbops.text import table_lines
@@ -74,3 +77,33 @@ def print_json(data: Any) -> None:
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     print("\n".join(table_lines(headers, rows)))
+
+
+def find_state_machine(explicit: str | None, *, what: str, name_prefix: str, logical_name: str, envvar: str) -> str:
+    """A deployed (or local) state machine: given, else the only one named `name_prefix`* (the stack's name) or
+    holding `logical_name` (CDK's generated name)."""
+    if explicit:
+        return explicit
+    try:
+        machines = aws.client("stepfunctions").list_state_machines()["stateMachines"]
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigError(f"cannot list the state machines to find the {what} one: {exc}") from None
+    found = [
+        m["stateMachineArn"] for m in machines if m["name"].lower().startswith(name_prefix) or logical_name in m["name"]
+    ]
+    if len(found) != 1:
+        raise ConfigError(
+            f"cannot tell which {what} state machine to use ({len(found)} found): pass --state-machine-arn or set "
+            f"{envvar}"
+        )
+    return found[0]
+
+
+def add_state_machine(parser: argparse.ArgumentParser, envvar: str, name_prefix: str) -> None:
+    parser.add_argument(
+        "--state-machine-arn",
+        action=EnvDefault,
+        envvar=envvar,
+        required=False,
+        help=f"default: the state machine named {name_prefix}*",
+    )

@@ -5,35 +5,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from dbops import aws
 from dbops.catalog import BACKUP_KINDS
-from dbops.cli.common import EnvDefault, print_json, print_table
-from dbops.errors import ConfigError
+from dbops.cli import common
+from dbops.cli.common import print_json, print_table
 from dbops.restore.models import RestoreRequest
 from dbops.restore.runner import follow, list_restores, outcome, start_restore
+
+MACHINE_ENV = "DBOPS_RESTORE_STATE_MACHINE_ARN"
 
 
 def find_state_machine(explicit: str | None) -> str:
     """The deployed (or local) restore state machine: given, or the one named dbops-restore*."""
-    if explicit:
-        return explicit
-    try:
-        machines = aws.client("stepfunctions").list_state_machines()["stateMachines"]
-    except (BotoCoreError, ClientError) as exc:
-        raise ConfigError(f"cannot list the state machines to find the restore one: {exc}") from None
-    found = [
-        m["stateMachineArn"]
-        for m in machines
-        if m["name"].lower().startswith("dbops-restore") or "RestoreStateMachine" in m["name"]
-    ]
-    if len(found) != 1:
-        raise ConfigError(
-            "cannot tell which restore state machine to use "
-            f"({len(found)} found): pass --state-machine-arn or set DBOPS_RESTORE_STATE_MACHINE_ARN"
-        )
-    return found[0]
+    return common.find_state_machine(
+        explicit, what="restore", name_prefix="dbops-restore", logical_name="RestoreStateMachine", envvar=MACHINE_ENV
+    )
 
 
 def _print_state(kind: str, name: str) -> None:
@@ -85,13 +70,7 @@ def _limit(text: str) -> int:
 
 
 def _machine_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--state-machine-arn",
-        action=EnvDefault,
-        envvar="DBOPS_RESTORE_STATE_MACHINE_ARN",
-        required=False,
-        help="default: the state machine named dbops-restore*",
-    )
+    common.add_state_machine(p, MACHINE_ENV, "dbops-restore")
 
 
 def register(sub: Any) -> None:

