@@ -7,7 +7,7 @@ Archives too large for Lambda are staged by an ECS Fargate task running the same
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from aws_cdk import Acknowledgment, Duration, Validations
@@ -31,6 +31,9 @@ from infra.state_machines import (
 # Step name in the state machine -> handler in functions/handlers/restore.py
 STEP_HANDLERS: dict[str, str] = {
     "Validate": "handlers.restore.validate",
+    "RestoreToPointInTime": "handlers.restore.restore_to_point_in_time",
+    "WaitForInstance": "handlers.restore.wait_for_instance",
+    "DumpPointInTime": "handlers.restore.dump_point_in_time",
     "SafetyBackup": "handlers.restore.safety_backup",
     "StopApplication": "handlers.restore.stop_application",
     "Stage": "handlers.restore.stage",
@@ -109,6 +112,7 @@ class RestoreWorkflow(Construct):
         retry_interval_s: int = 20,
         retry_attempts: int = 3,
         timeout_hours: int = 4,
+        instance_poll_s: int = 30,
         state_machine_name: str | None = "dbops-restore",
         logs_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         logs_key: kms.IKey | None = None,
@@ -184,14 +188,26 @@ class RestoreWorkflow(Construct):
         stop_app.next(where)
         safety = guarded(invoke("SafetyBackup"), rollback)
         safety.next(stop_app)
-        validate = guarded(invoke("Validate"), rollback)
-        validate.next(
+        what_next = (
             sfn.Choice(self, "WhatNext")
             .when(sfn.Condition.boolean_equals("$.request.dry_run", True), finish)
             .when(sfn.Condition.string_equals("$.request.mode", "drill"), where)
             .otherwise(safety)
         )
-        start = sfn.Pass(self, "Request", parameters={"request.$": "$"})
+        validate = guarded(invoke("Validate"), rollback)
+        validate.next(
+            sfn.Choice(self, "FromWhere")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_not_null("$.temporary_instance"),
+                    sfn.Condition.boolean_equals("$.request.dry_run", False),
+                ),
+                self._point_in_time(invoke, guarded, rollback, what_next, instance_poll_s),
+            )
+            .otherwise(what_next)
+        )
+        # the execution's ARN tags the temporary instance of a point-in-time restore (the sweep finds it by it)
+        start = sfn.Pass(self, "Request", parameters={"request.$": "$", "execution.$": "$$.Execution.Id"})
         start.next(validate)
 
         self.log_group = log_group(self, "Logs", logs_retention, logs_key)
@@ -205,6 +221,30 @@ class RestoreWorkflow(Construct):
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
         self._acknowledge(functions, stage_task)
+
+    def _point_in_time(
+        self,
+        invoke: Callable[[str], tasks.LambdaInvoke],
+        guarded: Callable[[tasks.LambdaInvoke, sfn.IChainable], tasks.LambdaInvoke],
+        rollback: sfn.IChainable,
+        then: sfn.IChainable,
+        poll_s: int,
+    ) -> sfn.IChainable:
+        """as_of: the temporary instance restored to the moment, polled until available (WaitForInstance fails
+        after DBOPS_POINT_IN_TIME_WAIT_MINUTES), dumped and deleted; any failure goes to Rollback, which deletes it."""
+        dump = guarded(invoke("DumpPointInTime"), rollback)
+        dump.next(then)
+        wait = sfn.Wait(self, "InstanceNotReady", time=sfn.WaitTime.duration(Duration.seconds(poll_s)))
+        poll = guarded(invoke("WaitForInstance"), rollback)
+        wait.next(poll)
+        poll.next(
+            sfn.Choice(self, "InstanceReady")
+            .when(sfn.Condition.is_not_null("$.instance_endpoint"), dump)
+            .otherwise(wait)
+        )
+        restore = guarded(invoke("RestoreToPointInTime"), rollback)
+        restore.next(wait)
+        return restore
 
     def _acknowledge(self, functions: Mapping[str, lambda_.IFunction], stage_task: StageTask | None) -> None:
         """cdk-nag: the wildcards in Step Functions' generated policy, each named with its reason."""

@@ -146,6 +146,27 @@ class Schedules(Construct):
             targets.LambdaFunction(function, **self._delivery()),
         )
 
+    def add_temporary_instance_sweep(self, function: lambda_.IFunction, restore: sfn.IStateMachine) -> None:
+        """Point-in-time restores' temporary instances: deleted as soon as a restore execution ends other than by
+        its own steps (aborted, timed out; failed, where Rollback did not get to it), and swept daily."""
+        events.Rule(
+            self,
+            "RestoreEnded",
+            description="dbops: a restore execution ended abnormally: delete its temporary instance",
+            event_pattern=events.EventPattern(
+                source=["aws.states"],
+                detail_type=["Step Functions Execution Status Change"],
+                detail={"stateMachineArn": [restore.state_machine_arn], "status": ["ABORTED", "TIMED_OUT", "FAILED"]},
+            ),
+            targets=[targets.LambdaFunction(function, **self._delivery())],
+        )
+        self._rule(
+            "TemporaryInstances",
+            self.schedules.temporary_instances,
+            "dbops: delete point-in-time restores' temporary instances no running restore needs",
+            targets.LambdaFunction(function, **self._delivery()),
+        )
+
     def _delivery(self) -> dict[str, Any]:
         """A target's retries and, with the queue, its dead-letter queue."""
         if self.dead_letter_queue is None:

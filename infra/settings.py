@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dbops.connection import AppHook
+from dbops.connection import RDS_INSTANCE_ID, AppHook
 from dbops.health.thresholds import Thresholds
 from dbops.maintenance.settings import MaintenanceConfig
 from dbops.retention import DEFAULT_KEEP, EXPIRABLE_TAG, RETAINED_KINDS
@@ -209,6 +209,11 @@ class DatabaseSettings(_Model):
     )
     alarms: DatabaseAlarms | None = Field(default=None, description="its alarm thresholds, over alarms.thresholds")
     backup: DatabaseBackup = DatabaseBackup()
+    rds_instance_id: str | None = Field(
+        default=None,
+        pattern=RDS_INSTANCE_ID,
+        description="the RDS instance it runs on: restores as of a moment (point-in-time) and their readiness",
+    )
 
     @field_validator("maintenance", mode="before")
     @classmethod
@@ -248,6 +253,8 @@ class DatabaseSettings(_Model):
             config["restore_checks"] = self.restore_checks
         if self.backup.runner != "auto":
             config["backup_runner"] = self.backup.runner
+        if self.rds_instance_id is not None:
+            config["rds_instance_id"] = self.rds_instance_id
         return config
 
     def maintenance_config(self) -> dict[str, Any]:
@@ -270,6 +277,8 @@ class Schedules(_Model):
     archive: str | None = "cron(30 4 ? * SAT *)"  # weekly archive of old sprint data
     restore_drill: str | None = "cron(0 6 ? * SUN *)"  # weekly proof that the latest backup restores
     expired_copies: str | None = "cron(0 7 * * ? *)"  # daily: drop databases kept after restores once their time is up
+    # daily: delete point-in-time restores' temporary instances an aborted or timed-out execution left
+    temporary_instances: str | None = "cron(15 7 * * ? *)"
 
     @field_validator("*")
     @classmethod
@@ -299,6 +308,7 @@ class RetentionDays(_Model):
     predeploy: int = Field(default=90, ge=1)
     prerestore: int = Field(default=30, ge=1)
     manual: int | None = Field(default=None, ge=1, description="absent: manual backups never expire")
+    pointintime: int = Field(default=30, ge=1, description="the dumps point-in-time restores took of their moment")
     keep_newest_verified: int = Field(
         default=DEFAULT_KEEP,
         ge=1,
@@ -321,6 +331,7 @@ class RetentionDays(_Model):
             f"{BACKUPS_PREFIX}predeploy/": self.predeploy,
             f"{BACKUPS_PREFIX}prerestore/": self.prerestore,
             f"{BACKUPS_PREFIX}manual/": self.manual,
+            f"{BACKUPS_PREFIX}pointintime/": self.pointintime,
         }
 
     def backup_expiries(self) -> list[BackupExpiry]:

@@ -17,21 +17,23 @@ import re
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Acknowledgment, Annotations, CfnOutput, Stack, Validations
+from aws_cdk import Acknowledgment, Annotations, ArnFormat, CfnOutput, Stack, Validations
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from dbops.restore.point_in_time import INSTANCE_PREFIX, PURPOSE, PURPOSE_TAG
 from infra.backup_workflow import BackupWorkflow
-from infra.constants import BACKUPS_PREFIX, LAYERS_BUILD_DIR, METRICS_NAMESPACE
-from infra.functions import LOG_RETENTION, S3_TAG_ACTIONS, Functions, restore_step_spec
+from infra.constants import BACKUPS_PREFIX, HEALTH_SIZING, LAYERS_BUILD_DIR, METRICS_NAMESPACE
+from infra.functions import LOG_RETENTION, S3_TAG_ACTIONS, Functions, FunctionSpec, restore_step_spec
 from infra.layers import Layers
 from infra.monitoring import Monitoring
 from infra.restore_workflow import STEP_HANDLERS, RestoreWorkflow, StageTask
 from infra.schedules import Schedules, dead_letter_queue
 from infra.settings import StackSettings
+from infra.state_machines import logical_id
 from infra.storage import BackupStorage, logs_key
 
 # ==== RESTORE WORKFLOW (issue 3) ==========================================================================
@@ -148,6 +150,9 @@ class DbopsStack(Stack):
         state_machine = self.restore_workflow.state_machine
         self.schedules.add_restore_drill(state_machine, [db.name for db in self.settings.databases])
         self._expired_copies_cleanup()
+        self.temporary_instance_sweep: lambda_.Function | None = None
+        if any(db.rds_instance_id for db in self.settings.databases):
+            self._point_in_time_access(state_machine)
         self.monitoring.watch_state_machine("Restore", state_machine)
         CfnOutput(self, "RestoreStateMachineArn", value=state_machine.state_machine_arn)
 
@@ -223,6 +228,113 @@ class DbopsStack(Stack):
         self.expired_copies_function = function
         self.monitoring.watch_function("Restore-drop_expired_copies", function)
         self.schedules.add_expired_copies_cleanup(function)
+
+    @staticmethod
+    def _acknowledge(role: iam.IRole | None, reasons: dict[str, str]) -> None:
+        for rule, reason in reasons.items():
+            Validations.of(role).acknowledge(Acknowledgment(id=rule, reason=reason))  # type: ignore[arg-type]
+
+    def _rds_arn(self, resource: str, name: str) -> str:
+        return Stack.of(self).format_arn(
+            service="rds", resource=resource, resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
+        )
+
+    def _point_in_time_access(self, state_machine: Any) -> None:
+        """Restores as of a moment: the steps may restore the databases' RDS instances into dbops-pit-* instances,
+        and delete only instances tagged as dbops' temporary ones; the sweep deletes what an execution left."""
+        sources = [self._rds_arn("db", db.rds_instance_id) for db in self.settings.databases if db.rds_instance_id]
+        temporary = self._rds_arn("db", f"{INSTANCE_PREFIX}*")
+        describe = iam.PolicyStatement(
+            sid="DescribeInstances", actions=["rds:DescribeDBInstances"], resources=[*sources, temporary]
+        )
+        delete = iam.PolicyStatement(
+            sid="DeleteTemporaryInstances",
+            actions=["rds:DeleteDBInstance"],
+            resources=[temporary],
+            conditions={"StringEquals": {f"aws:ResourceTag/{PURPOSE_TAG}": PURPOSE}},
+        )
+        restore = iam.PolicyStatement(
+            sid="RestoreToPointInTime",
+            actions=["rds:RestoreDBInstanceToPointInTime", "rds:AddTagsToResource"],
+            resources=[
+                *sources,
+                temporary,
+                self._rds_arn("subgrp", "*"),
+                self._rds_arn("pg", "*"),
+                self._rds_arn("og", "*"),
+            ],
+        )
+        grants = {
+            "validate": [describe],
+            "restore_to_point_in_time": [describe, restore],
+            "wait_for_instance": [describe],
+            "dump_point_in_time": [describe, delete],
+            "rollback": [describe, delete],
+            "finish": [describe, delete],
+        }
+        for step, statements in grants.items():
+            for statement in statements:
+                self.restore_functions[step].add_to_role_policy(statement)
+        arn = "arn:<AWS::Partition>:rds:<AWS::Region>:<AWS::AccountId>"
+        reasons = {
+            f"AwsSolutions-IAM5[Resource::{arn}:db:{INSTANCE_PREFIX}*]": (
+                "Temporary instances are named dbops-pit-<restore id> at run time; deleting is limited to instances "
+                "tagged as dbops' temporary ones."
+            ),
+            **{
+                f"AwsSolutions-IAM5[Resource::{arn}:{kind}:*]": (
+                    "The restore names the source instance's own subnet, parameter and option groups, read at run "
+                    "time; the action is limited to restoring the configured instances into dbops-pit-* ones."
+                )
+                for kind in ("subgrp", "pg", "og")
+            },
+        }
+        for step in grants:
+            self._acknowledge(self.restore_functions[step].role, reasons)
+        sweep = self.functions.add(
+            FunctionSpec(
+                construct_id="TemporaryInstanceSweep",
+                handler="handlers.restore.sweep_temporary_instances",
+                description="dbops: delete point-in-time restores' temporary instances no running restore needs",
+                sizing=HEALTH_SIZING,
+                database_secrets=False,
+                scheduled=True,
+            )
+        )
+        sweep.add_to_role_policy(
+            iam.PolicyStatement(sid="ListInstances", actions=["rds:DescribeDBInstances"], resources=["*"])
+        )
+        sweep.add_to_role_policy(delete)
+        sweep.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadRestoreExecutions",
+                actions=["states:DescribeExecution"],
+                resources=[
+                    Stack.of(self).format_arn(
+                        service="states",
+                        resource="execution",
+                        resource_name=f"{state_machine.state_machine_name}:*",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        self._acknowledge(
+            sweep.role,
+            {
+                "AwsSolutions-IAM5[Resource::*]": "Listing every DB instance (to find dbops' temporary ones by tag) "
+                "has no resource-level form.",
+                f"AwsSolutions-IAM5[Resource::{arn}:db:{INSTANCE_PREFIX}*]": reasons[
+                    f"AwsSolutions-IAM5[Resource::{arn}:db:{INSTANCE_PREFIX}*]"
+                ],
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+                f"<{logical_id(state_machine)}.Name>:*]": "Any execution of the restore state machine: the one that "
+                "ended is named by the event, the daily sweep reads each temporary instance's own.",
+            },
+        )
+        self.temporary_instance_sweep = sweep
+        self.monitoring.watch_function("TemporaryInstanceSweep", sweep)
+        self.schedules.add_temporary_instance_sweep(sweep, state_machine)
 
     def _grant_app_hooks(self) -> None:
         """The steps that stop and start the application may write exactly the configured parameter or bus."""

@@ -143,6 +143,7 @@ class AppHook(BaseModel):
 
 # a database's name in the catalog: one S3 key segment
 CATALOG_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
+RDS_INSTANCE_ID = r"^[A-Za-z][A-Za-z0-9-]{0,62}$"
 
 
 class DatabaseConfig(BaseModel):
@@ -163,6 +164,12 @@ class DatabaseConfig(BaseModel):
     backup_runner: Literal["auto", "lambda", "fargate"] = Field(
         default="auto",
         description="where its backups run (dbops.backup_runner): auto decides from its last committed backup",
+    )
+    rds_instance_id: str | None = Field(
+        default=None,
+        pattern=RDS_INSTANCE_ID,
+        description="the RDS instance it runs on: point-in-time restores (dbops.restore.point_in_time) and its "
+        "point-in-time readiness",
     )
 
     @model_validator(mode="after")

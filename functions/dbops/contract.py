@@ -24,6 +24,7 @@ ENV_RESTORE_JOBS = "DBOPS_RESTORE_JOBS"
 ENV_PRE_RESTORE_KEEP_DAYS = "DBOPS_PRE_RESTORE_KEEP_DAYS"
 ENV_FARGATE_THRESHOLD_BYTES = "DBOPS_FARGATE_THRESHOLD_BYTES"
 ENV_RETENTION_KEEP = "DBOPS_RETENTION_KEEP"
+ENV_POINT_IN_TIME_WAIT_MINUTES = "DBOPS_POINT_IN_TIME_WAIT_MINUTES"
 # backups: when one runs on Fargate instead of Lambda (dbops.backup_runner)
 ENV_BACKUP_LAMBDA_SHARE = "DBOPS_BACKUP_LAMBDA_SHARE"
 ENV_BACKUP_FARGATE_RAW_BYTES = "DBOPS_BACKUP_FARGATE_RAW_BYTES"
@@ -50,8 +51,9 @@ MaintenanceTask = Literal["analyze", "vacuum", "reindex", "cleanup", "archive"]
 MAINTENANCE_TASKS: tuple[MaintenanceTask, ...] = ("analyze", "vacuum", "reindex", "cleanup", "archive")
 
 # ---- backup kinds (prefix backups/<kind>/: the bucket's lifecycle rules are per kind) ---------------------
-BackupKind = Literal["nightly", "predeploy", "prerestore", "manual"]
-BACKUP_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy", "prerestore", "manual")
+# pointintime: a dump of a temporary instance restored to a moment (dbops.restore.point_in_time)
+BackupKind = Literal["nightly", "predeploy", "prerestore", "manual", "pointintime"]
+BACKUP_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy", "prerestore", "manual", "pointintime")
 # kinds whose backups expire only once enough newer ones verified (dbops.retention)
 RETAINED_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy")
 # kinds a backup request names (the backup state machine's input, its Fargate task, `dbops backups start`); a

@@ -33,6 +33,8 @@ class FunctionSettings(BaseSettings):
     backup_fargate_raw_bytes: int = Field(default=DEFAULT_MAX_RAW_BYTES, ge=0)
     # DBOPS_RETENTION_KEEP: a nightly or predeploy backup may expire only once this many newer ones verified
     retention_keep: int = Field(default=DEFAULT_KEEP, ge=1)
+    # a point-in-time restore fails when its temporary instance is not available after this long
+    point_in_time_wait_minutes: float = Field(default=120, gt=0)
 
     def database(self, name: str | None) -> DatabaseConfig:
         return find_database(self.databases, name)

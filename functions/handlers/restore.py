@@ -6,14 +6,14 @@ Every handler takes the execution state and returns it updated (the state machin
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from dbops import contract
-from dbops.restore import steps
+from dbops.restore import point_in_time, point_in_time_steps, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
 from handlers.events import databases_to_run, parse_invocation
@@ -54,18 +54,21 @@ def _entry(step: Step) -> Callable[[dict[str, Any], LambdaContext], dict[str, An
     return handler
 
 
-validate = _entry(steps.validate)
+validate = _entry(point_in_time_steps.validate)
+restore_to_point_in_time = _entry(point_in_time_steps.restore_to_point_in_time)
+wait_for_instance = _entry(point_in_time_steps.wait_for_instance)
+dump_point_in_time = _entry(point_in_time_steps.dump_point_in_time)
 safety_backup = _entry(steps.safety_backup)
 stop_application = _entry(steps.stop_application)
 stage = _entry(steps.stage)
 check = _entry(steps.check)
 swap = _entry(steps.swap)
 start_application = _entry(steps.start_application)
-rollback = _entry(steps.rollback)
+rollback = _entry(point_in_time_steps.rollback)
 
 
 def _finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
-    done = steps.finish(state, settings)
+    done = point_in_time_steps.finish(state, settings)
     if not state.request.dry_run and state.database:
         emit(
             contract.DRILL_SUCCEEDED if state.drill else contract.RESTORE_SUCCEEDED, 1, MetricUnit.Count, state.database
@@ -116,3 +119,44 @@ def drop_expired_copies(event: dict[str, Any], context: LambdaContext) -> dict[s
         logger.info("expired pre-restore copies dropped", extra={"database": config.name, "dropped": names})
         dropped[config.name] = names
     return {"dropped": dropped}
+
+
+class ExecutionStatusChange(BaseModel):
+    """EventBridge's "Step Functions Execution Status Change" for a restore execution that ended."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    detail_type: Literal["Step Functions Execution Status Change"] = Field(alias="detail-type")
+    detail: ExecutionDetail
+
+
+class ExecutionDetail(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    execution_arn: str = Field(alias="executionArn", min_length=1)
+    status: str
+
+
+ExecutionStatusChange.model_rebuild()
+
+
+def parse_sweep_event(event: Any) -> str | None:
+    """The ended execution whose temporary instance to delete, or None for the daily sweep of them all."""
+    if isinstance(event, dict) and event.get("detail-type") == "Step Functions Execution Status Change":
+        return parse(ExecutionStatusChange, event, "execution status change").detail.execution_arn
+    parse_invocation(SweepInvocation, event, "sweep event")
+    return None
+
+
+class SweepInvocation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def sweep_temporary_instances(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """A restore execution that ended (aborted, timed out, failed: EventBridge) or the daily sweep: delete the
+    point-in-time restores' temporary instances no running execution needs."""
+    execution = parse_sweep_event(event)
+    deleted = point_in_time.sweep(execution)
+    if deleted:
+        logger.warning("temporary instances deleted", extra={"execution": execution, "deleted": deleted})
+    return {"deleted": deleted}

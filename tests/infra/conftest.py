@@ -68,6 +68,7 @@ def settings_dict() -> dict[str, Any]:
             {
                 "name": "sprint_reports_v2",
                 "secret_arn": secret_arn("sprint_reports_v2"),
+                "rds_instance_id": "sprint-reports-prod",
                 "sslmode": "verify-full",
                 "ca_bundle": "test-ca.pem",
                 "vpc": {"vpc_id": VPC_ID, "subnet_ids": SUBNETS[:2], "security_group_ids": GROUPS[:1]},

@@ -236,6 +236,7 @@ def test_function_environment_is_what_the_functions_settings_model_reads(
             "sslrootcert": "/opt/certs/test-ca.pem",
             "app_hook": {"type": "ssm", "parameter": "/sprint-reports/maintenance-mode"},
             "restore_checks": ["SELECT count(*) > 0 FROM users"],
+            "rds_instance_id": "sprint-reports-prod",
         },
         {
             "name": "billing",
@@ -273,8 +274,9 @@ def test_backup_retries_once_and_the_others_never(synthesized: Synth) -> None:
     }
     ids = {name: synthesized.logical_id(f) for name, f in synthesized.stack.functions.by_name.items()}
     restore_steps = {ids[name]: 0 for name in ids if name.startswith("Restore")}
-    assert len(restore_steps) == 10 + 1  # the steps and the daily drop of expired copies
-    assert configs == {ids["Backup"]: 1, ids["Health"]: 0, ids["Maintenance"]: 0, **restore_steps}
+    assert len(restore_steps) == 13 + 1  # the steps and the daily drop of expired copies
+    sweep = {ids["TemporaryInstanceSweep"]: 0}
+    assert configs == {ids["Backup"]: 1, ids["Health"]: 0, ids["Maintenance"]: 0, **restore_steps, **sweep}
 
 
 def test_functions_outside_a_vpc_get_no_network_interface_permissions(tmp_path: Any) -> None:

@@ -33,6 +33,7 @@ def test_schedule_expressions_default_and_overridden(synthesized: Synth) -> None
         "RestoreDrill0": "cron(0 6 ? * SUN *)",  # weekly, one per database
         "RestoreDrill1": "cron(0 6 ? * SUN *)",
         "ExpiredCopies": "cron(0 7 * * ? *)",  # daily
+        "TemporaryInstances": "cron(15 7 * * ? *)",  # daily
     }
     assert all(rule["State"] == "ENABLED" for rule in _rules(synthesized).values())
 
@@ -70,6 +71,8 @@ def test_events_may_invoke_each_scheduled_function(synthesized: Synth) -> None:
             target = functions.maintenance
         elif name == "ExpiredCopies":
             target = synthesized.stack.expired_copies_function
+        elif name == "TemporaryInstances":
+            target = synthesized.stack.temporary_instance_sweep
         else:
             target = functions.by_name[name]
         assert (synthesized.logical_id(target), synthesized.logical_id(rule)) in invokers

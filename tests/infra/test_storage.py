@@ -37,11 +37,13 @@ def test_lifecycle_expires_each_backup_kind_at_its_configured_age(synthesized: S
         "backups/predeploy/": (120, RELEASED),
         "backups/prerestore/": (21, None),
         "backups/manual/": (400, None),
+        "backups/pointintime/": (30, None),  # the dumps point-in-time restores took (default 30 days)
     }
     assert {r["Id"] for r in rules if "Prefix" in r} == {
         "expire-nightly",
         "expire-predeploy",
         "expire-prerestore",
+        "expire-pointintime",
         "expire-manual",
     }
     assert all(r["Status"] == "Enabled" for r in rules)
@@ -82,6 +84,7 @@ def test_manual_backups_never_expire_by_default(tmp_path: Any) -> None:
         "backups/nightly/": (30, RELEASED),
         "backups/predeploy/": (90, RELEASED),
         "backups/prerestore/": (30, None),
+        "backups/pointintime/": (30, None),
     }
 
 

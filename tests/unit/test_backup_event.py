@@ -27,7 +27,7 @@ def test_direct_invoke_names_kind_and_database() -> None:
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        ({"kind": "weekly"}, "kind: Input should be 'nightly', 'predeploy', 'prerestore' or 'manual'"),
+        ({"kind": "weekly"}, "kind: Input should be 'nightly', 'predeploy', 'prerestore', 'manual' or 'pointintime'"),
         ({"knd": "nightly"}, "knd: Extra inputs are not permitted"),
         ("nightly", "invalid backup event"),
         ({"detail-type": "Object Created", "source": "aws.s3", "id": "1"}, "detail-type"),

@@ -6,7 +6,7 @@ import secrets
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dbops.catalog import BackupKind, RelKind
 from dbops.restore.names import display, parse_table_name
@@ -25,6 +25,24 @@ class RestoreRequest(BaseModel):
     target: str | None = Field(default=None, description="target database name (default: the backup's)")
     mode: Literal["restore", "drill"] = "restore"
     dry_run: bool = False
+    as_of: datetime | None = Field(
+        default=None,
+        description="restore as the database was at this moment (with its UTC offset), from its RDS instance's "
+        "point-in-time recovery instead of a backup",
+    )
+
+    @field_validator("as_of")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("give the moment with its UTC offset, e.g. 2026-11-29 14:04:00+00")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RestoreRequest:
+        if self.as_of is not None and (self.backup != "latest" or self.kind is not None):
+            raise ValueError("as_of restores from the RDS instance's point-in-time recovery: give no backup or kind")
+        return self
 
     @field_validator("tables")
     @classmethod
@@ -71,6 +89,11 @@ class StepError(BaseModel):
             return self.cause or self.error
 
 
+class InstanceEndpoint(BaseModel):
+    host: str
+    port: int
+
+
 class RestoreState(BaseModel):
     """The execution's state: the request plus what each step found or did. Steps return it updated."""
 
@@ -95,6 +118,11 @@ class RestoreState(BaseModel):
     checked: list[str] = Field(default_factory=list)
     swapped: bool = False
     refreshed_views: list[str] = Field(default_factory=list)
+    execution: str | None = Field(default=None, description="the execution's ARN (tags the temporary instance)")
+    temporary_instance: str | None = Field(default=None, description="as_of: the instance restored to that moment")
+    instance_endpoint: InstanceEndpoint | None = None
+    temporary_started_at: datetime | None = None
+    temporary_deleted: bool = False
     outcome: str | None = None
     error: StepError | None = None
     rollback_error: StepError | None = None

@@ -156,12 +156,16 @@ def _choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> ca
     return catalog.find_backup(bucket, ref, kind=kind, database=database)
 
 
-def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
-    """Check everything before anything is touched: backup, verification, tables, target, versions."""
+def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | None = None) -> RestoreState:
+    """Check everything before anything is touched: backup, verification, tables, target, versions. `backup_id`:
+    that backup instead of the request's (a point-in-time restore's dump of its moment)."""
     req = state.request
     db = settings.database(req.database)
     spec = db.spec()
-    entry = _choose_backup(settings.bucket, req.backup, req.kind, db.name)
+    if backup_id is not None:
+        entry = catalog.find_backup(settings.bucket, backup_id, database=db.name)
+    else:
+        entry = _choose_backup(settings.bucket, req.backup, req.kind, db.name)
     manifest = entry.manifest
     if entry.verified is False:
         raise RestoreRefused(
@@ -425,9 +429,17 @@ def describe(state: RestoreState) -> str:
         if state.selective
         else "the whole database"
     )
+    source = f"backup {state.backup_id}"
+    if state.request.as_of is not None:
+        moment = state.request.as_of.astimezone(UTC).isoformat(timespec="seconds")
+        source = f"as of {moment} ({state.temporary_instance}" + (
+            f", dump {state.backup_id})" if state.backup_id else ")"
+        )
     if state.drill:
-        return f"backup {state.backup_id}: {what} restored into {state.work_db}, checked and dropped"
-    return f"backup {state.backup_id} ({state.backup_kind}): {what} into {state.target_db}"
+        return f"{source}: {what} restored into {state.work_db}, checked and dropped"
+    if state.request.as_of is not None:
+        return f"{source}: {what} into {state.target_db}"
+    return f"{source} ({state.backup_kind}): {what} into {state.target_db}"
 
 
 def finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:

@@ -1,0 +1,149 @@
+"""The restore workflow's steps for a restore `as_of` a moment, around the ordinary ones (dbops.restore.steps).
+
+Validate (the moment inside the instance's restorable window, before anything starts) → RestoreToPointInTime (a
+temporary instance, tagged as dbops') → WaitForInstance (polled, bounded) → DumpPointInTime (a backup of kind
+`pointintime` of the temporary instance, which is then deleted, and the ordinary Validate against that backup:
+tables by identity, target, versions) → the ordinary SafetyBackup, Stage, Check and Swap. Rollback and Finish
+delete the temporary instance too, so every path that reaches them leaves none; `point_in_time.sweep` removes
+what an aborted or timed-out execution left.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dbops.backup import BackupRequest, run_backup
+from dbops.catalog import list_backups
+from dbops.errors import ConfigError
+from dbops.restore import databases, point_in_time, steps
+from dbops.restore.models import InstanceEndpoint, RestoreState
+from dbops.restore.point_in_time import PointInTimeError
+from dbops.restore.steps import RestoreRefused
+from dbops.settings import FunctionSettings
+
+
+def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """A restore from a backup: the ordinary Validate. As of a moment: the instance and the moment, checked
+    before anything starts (the tables are resolved once the moment's dump exists)."""
+    req = state.request
+    if req.as_of is None:
+        return steps.validate(state, settings)
+    db = settings.database(req.database)
+    if db.rds_instance_id is None:
+        raise RestoreRefused(
+            f"database {db.name} has no rds_instance_id: a point-in-time restore restores its RDS instance"
+        )
+    source = point_in_time.describe_instance(db.rds_instance_id)
+    if source is None:
+        raise RestoreRefused(f"RDS instance {db.rds_instance_id} (database {db.name}) does not exist")
+    try:
+        window = point_in_time.restore_window(source)
+    except ConfigError as exc:
+        raise RestoreRefused(str(exc)) from None
+    as_of = req.as_of.astimezone(UTC)
+    if not window.earliest <= as_of <= window.latest:
+        raise RestoreRefused(
+            f"{as_of.isoformat(timespec='seconds')} is outside the restorable window of RDS instance "
+            f"{db.rds_instance_id}: {window.describe()}"
+        )
+    spec = db.spec()
+    target = spec.dbname if req.mode == "drill" else (req.target or spec.dbname)
+    target_existed = databases.exists(spec, target)
+    if req.tables and req.mode == "restore" and not target_existed:
+        raise RestoreRefused(f"target database {target} does not exist: a selective restore needs it")
+    return state.model_copy(
+        update={
+            "started_at": state.started_at or datetime.now(UTC),
+            "database": db.name,
+            "target_db": None if req.mode == "drill" else target,
+            "temporary_instance": point_in_time.temporary_instance_id(state.restore_id),
+        }
+    )
+
+
+def restore_to_point_in_time(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """Start restoring the source instance to the moment into the temporary instance (a retry finds it started)."""
+    db = settings.database(state.database)
+    assert db.rds_instance_id is not None and state.temporary_instance is not None and state.request.as_of
+    source = point_in_time.describe_instance(db.rds_instance_id)
+    if source is None:
+        raise PointInTimeError(f"RDS instance {db.rds_instance_id} is gone")
+    tags = {
+        point_in_time.PURPOSE_TAG: point_in_time.PURPOSE,
+        point_in_time.RESTORE_TAG: state.restore_id,
+        "dbops:database": db.name,
+    }
+    if state.execution:
+        tags[point_in_time.EXECUTION_TAG] = state.execution
+    point_in_time.start_restore(source, state.temporary_instance, state.request.as_of.astimezone(UTC), tags)
+    return state.model_copy(update={"temporary_started_at": state.temporary_started_at or datetime.now(UTC)})
+
+
+def wait_for_instance(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """One poll: the endpoint once the instance is available; fails when its restore failed or took too long."""
+    assert state.temporary_instance is not None
+    endpoint = point_in_time.ready_endpoint(state.temporary_instance)
+    if endpoint is not None:
+        return state.model_copy(update={"instance_endpoint": InstanceEndpoint(host=endpoint.host, port=endpoint.port)})
+    started = state.temporary_started_at or datetime.now(UTC)
+    waited = (datetime.now(UTC) - started).total_seconds() / 60
+    if waited > settings.point_in_time_wait_minutes:
+        raise PointInTimeError(
+            f"temporary instance {state.temporary_instance} is not available after {waited:.0f} minutes "
+            f"(DBOPS_POINT_IN_TIME_WAIT_MINUTES is {settings.point_in_time_wait_minutes:g})"
+        )
+    return state
+
+
+def dump_point_in_time(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """Dump the temporary instance (a backup of kind pointintime: manifest, tables by identity), delete the
+    instance, then the ordinary Validate against that backup."""
+    assert state.instance_endpoint is not None and state.temporary_instance is not None and state.request.as_of
+    db = settings.database(state.database)
+    done = [
+        e.manifest
+        for e in list_backups(settings.bucket, kind="pointintime", database=db.name)
+        if e.manifest.labels.get("restore_id") == state.restore_id
+    ]
+    if done:  # a retried step: the dump is in the bucket already
+        backup_id = done[0].id
+    else:
+        spec = db.spec().model_copy(update={"host": state.instance_endpoint.host, "port": state.instance_endpoint.port})
+        manifest = run_backup(
+            spec,
+            BackupRequest(
+                database=db.name,
+                bucket=settings.bucket,
+                kind="pointintime",
+                pg_bin_dir=settings.pg_bin_dir,
+                compression_level=settings.compression_level,
+                labels={
+                    "restore_id": state.restore_id,
+                    "as_of": state.request.as_of.astimezone(UTC).isoformat(),
+                    "instance": state.temporary_instance,
+                },
+            ),
+        )
+        backup_id = manifest.id
+    return steps.validate(delete_temporary(state), settings, backup_id=backup_id)
+
+
+def delete_temporary(state: RestoreState) -> RestoreState:
+    """Delete the temporary instance if there is one (gone already counts as deleted)."""
+    if state.temporary_instance is None or state.temporary_deleted:
+        return state
+    point_in_time.delete_instance(state.temporary_instance)
+    return state.model_copy(update={"temporary_deleted": True})
+
+
+def rollback(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """The ordinary rollback, and the temporary instance deleted whatever else failed."""
+    try:
+        state = steps.rollback(state, settings)
+    finally:
+        state = delete_temporary(state)
+    return state
+
+
+def finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    return steps.finish(delete_temporary(state), settings)
