@@ -92,19 +92,6 @@ def history(request: pytest.FixtureRequest) -> Iterator[History]:
         shutil.rmtree(archive.root, ignore_errors=True)
 
 
-def _recovered_dirs(archive: WalArchive) -> list[Path]:
-    """Data folders on disk of servers recovered from this archive (their postgresql.conf restores from it)."""
-    marker = f"restore_command = 'cp \"{archive.archive_dir}/"
-    found = []
-    for conf in Path(tempfile.gettempdir()).glob("dbops-pg-*/data/postgresql.conf"):
-        try:
-            if marker in conf.read_text():
-                found.append(conf.parent)
-        except OSError:
-            pass  # removed while we looked
-    return found
-
-
 def _postmasters() -> dict[int, Path]:
     """Every running postmaster (`postgres -D <data folder> ...`) on this machine, by pid."""
     found = {}
@@ -119,7 +106,7 @@ def _postmasters() -> dict[int, Path]:
 
 
 def _assert_nothing_left(archive: WalArchive) -> None:
-    assert _recovered_dirs(archive) == []
+    assert archive.recovered_data_dirs() == []
     orphans = {pid: path for pid, path in _postmasters().items() if not path.exists()}
     assert orphans == {}, f"postmasters running on removed data folders: {orphans}"
 
@@ -230,7 +217,7 @@ def test_rds_point_in_time_restore_is_a_real_recovery(history: History, source_i
     assert client.list_tags_for_resource(ResourceName=instance["DBInstanceArn"])["TagList"] == [
         {"Key": "purpose", "Value": "pitr-test"}
     ]
-    [data_dir] = [path for path in _recovered_dirs(history.archive) if path in _postmasters().values()]
+    [data_dir] = [path for path in history.archive.recovered_data_dirs() if path in _postmasters().values()]
 
     client.delete_db_instance(DBInstanceIdentifier=target, SkipFinalSnapshot=True)
     assert not _accepts_connections(port)

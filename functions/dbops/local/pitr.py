@@ -30,6 +30,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -143,6 +144,19 @@ class WalArchive:
             "full_page_writes": "on",
             "max_wal_senders": "4",
         }
+
+    def recovered_data_dirs(self) -> list[Path]:
+        """Data folders still on disk of servers recovered from this archive (their config restores from it):
+        what tests check is gone once a restored instance is deleted."""
+        marker = f"restore_command = 'cp \"{self.archive_dir}/"
+        found = []
+        for conf in Path(tempfile.gettempdir()).glob("dbops-pg-*/data/postgresql.conf"):
+            try:
+                if marker in conf.read_text():
+                    found.append(conf.parent)
+            except OSError:
+                pass  # removed while we looked
+        return found
 
     def take_base_backup(self, server: LocalPostgres) -> None:
         """pg_basebackup of the running (archiving) server into root/base, plain format, without WAL: a recovery

@@ -37,6 +37,8 @@ import os
 import re
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -92,6 +94,8 @@ _installed = False
 _sources: dict[int, _Source] = {}  # by id() of the moto DBInstance (the entry holds it, so the id stays its own)
 _restores: dict[int, _Restore] = {}
 _errors: dict[str, str] = {}  # target identifier -> why its recovery failed
+_released = threading.Event()  # cleared by slow_restores(): new restores stay "creating" until it is set
+_released.set()
 
 
 def _utc(moment: datetime) -> datetime:
@@ -204,6 +208,9 @@ def _restore(self: RDSBackend, source_db_identifier: str, target_db_identifier: 
 def _recover(entry: _Restore) -> None:
     """The background half of a restore: flush, recover, then "available" (or "incompatible-restore")."""
     source, identifier = entry.source, entry.instance.db_instance_identifier
+    while not _released.wait(0.05):  # held by slow_restores()
+        if entry.deleted:
+            return
     try:
         if _running(source.server):
             latest = source.archive.flush(source.server)
@@ -325,6 +332,18 @@ def create_local_instance(
         BackupRetentionPeriod=retention_days,
     )
     serve_point_in_time_restores(identifier, server, archive, region=rds.meta.region_name)
+
+
+@contextmanager
+def slow_restores() -> Iterator[None]:
+    """Point-in-time restores started inside the block stay "creating" until it ends, as RDS's take tens of
+    minutes: for what happens while a restore waits (an execution aborted, a wait that times out). A restore
+    deleted meanwhile never recovers."""
+    _released.clear()
+    try:
+        yield
+    finally:
+        _released.set()
 
 
 def restore_error(target_instance_id: str) -> str | None:

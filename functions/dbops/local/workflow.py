@@ -107,6 +107,7 @@ def _restore_build(retry_interval_s: int, retry_attempts: int) -> Callable[[Any]
             stage_task=stage,
             retry_interval_s=retry_interval_s,
             retry_attempts=retry_attempts,
+            instance_poll_s=1,  # the local stand-in's instance is ready in seconds, not RDS's tens of minutes
         )
 
     return build

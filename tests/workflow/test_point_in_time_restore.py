@@ -1,0 +1,259 @@
+"""Restores as of a moment through the synthesized restore state machine, on the local stand-in for RDS: a real
+archiving PostgreSQL (15 and 18) whose point-in-time restores are real recoveries (dbops.local.rds).
+
+The history: `events` rows 1 and 2 inserted at T1, deleted at T2 (1.1 s later), row 3 inserted after; `unrelated`
+changed after T2 too. A restore of `events` as of a moment between T1 and T2 brings 1 and 2 back (and takes 3
+away: the table as it was then) and leaves `unrelated` as it is now; as of a moment before T1, `events` is empty.
+Every path leaves no temporary instance and no recovered server: success, a failure in the dump, a wait that
+times out, an aborted execution (swept as the EventBridge rule and the daily schedule would).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from dbops import aws, catalog
+from dbops.connection import ConnectionSpec
+from dbops.local import rds
+from dbops.local.aws import LocalAws
+from dbops.local.pitr import WalArchive
+from dbops.local.postgres import LocalPostgres, debian_bin_dir, embedded_bin_dir
+from dbops.restore.models import RestoreRequest
+from dbops.restore.point_in_time import INSTANCE_PREFIX
+from dbops.restore.runner import start_restore
+from handlers.restore import sweep_temporary_instances
+from tests.support import LocalLambdaContext, scheduled_event
+
+
+def _versions() -> list[Any]:
+    params = [pytest.param("embedded", id="pg18")]
+    if debian_bin_dir(15) is not None:
+        params.append(pytest.param("debian15", id="pg15"))
+    return params
+
+
+@dataclass
+class Source:
+    server: LocalPostgres
+    archive: WalArchive
+    instance: str
+    spec: ConnectionSpec
+    before_insert: datetime
+    inserted_at: datetime
+    deleted_at: datetime
+
+    @property
+    def between(self) -> datetime:
+        return self.inserted_at + (self.deleted_at - self.inserted_at) / 2
+
+
+def _now(conn: psycopg.Connection[Any]) -> datetime:
+    row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    return row[0].astimezone(UTC)
+
+
+@pytest.fixture(scope="module", params=_versions())
+def source(request: pytest.FixtureRequest, local_aws: LocalAws) -> Iterator[Source]:
+    bin_dir = embedded_bin_dir() if request.param == "embedded" else debian_bin_dir(15)
+    assert bin_dir is not None
+    archive = WalArchive(Path(tempfile.mkdtemp(prefix="dbops-wal-")))
+    server = LocalPostgres(bin_dir, settings=archive.server_settings())
+    instance = f"app-{request.param}-{uuid.uuid4().hex[:6]}"
+    try:
+        server.start()
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE app")
+        with psycopg.connect(server.url("app"), autocommit=True) as conn:
+            conn.execute("CREATE TABLE events (id int PRIMARY KEY, what text NOT NULL)")
+            conn.execute("CREATE TABLE unrelated (id int PRIMARY KEY, name text)")
+            conn.execute("INSERT INTO unrelated VALUES (1, 'alpha'), (2, 'beta')")
+        archive.take_base_backup(server)
+        rds.create_local_instance(instance, server, archive)
+        with psycopg.connect(server.url("app"), autocommit=True) as conn:
+            before_insert = _now(conn)
+            time.sleep(0.2)
+            conn.execute("INSERT INTO events VALUES (1, 'signup'), (2, 'login')")
+            inserted_at = _now(conn)
+            time.sleep(1.1)
+            conn.execute("DELETE FROM events WHERE id IN (1, 2)")
+            deleted_at = _now(conn)
+            conn.execute("INSERT INTO events VALUES (3, 'after the incident')")
+            conn.execute("INSERT INTO unrelated VALUES (3, 'changed after the incident')")
+        yield Source(
+            server,
+            archive,
+            instance,
+            ConnectionSpec.from_url(server.url("app")),
+            before_insert,
+            inserted_at,
+            deleted_at,
+        )
+    finally:
+        rds.stop_all()
+        try:
+            aws.client("rds").delete_db_instance(DBInstanceIdentifier=instance, SkipFinalSnapshot=True)
+        except Exception:
+            pass
+        server.destroy()
+        shutil.rmtree(archive.root, ignore_errors=True)
+
+
+@pytest.fixture
+def configured(source: Source, configure: Callable[..., None]) -> Source:
+    configure(source.spec, rds_instance_id=source.instance)
+    return source
+
+
+def _rows(spec: ConnectionSpec, table: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(**spec.connect_kwargs()) as conn:
+        return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608 (fixed test tables)
+
+
+def _temporary_instances() -> list[str]:
+    found = aws.client("rds").describe_db_instances()["DBInstances"]
+    return [i["DBInstanceIdentifier"] for i in found if i["DBInstanceIdentifier"].startswith(INSTANCE_PREFIX)]
+
+
+def _assert_nothing_left(source: Source) -> None:
+    assert _temporary_instances() == []
+    assert source.archive.recovered_data_dirs() == []
+
+
+def test_a_table_as_of_a_moment_between_insert_and_delete_has_its_rows_back_and_nothing_else_changed(
+    configured: Source, run_restore: Callable[..., dict[str, Any]], bucket: str
+) -> None:
+    unrelated = _rows(configured.spec, "unrelated")
+
+    result = run_restore(tables=["events"], as_of=configured.between.isoformat())
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert _rows(configured.spec, "events") == [(1, "signup"), (2, "login")]  # the table as it was then
+    assert _rows(configured.spec, "unrelated") == unrelated  # not chosen: as it is now
+    for step in ("RestoreToPointInTime", "WaitForInstance", "DumpPointInTime", "SafetyBackup", "Swap"):
+        assert step in result["states"]
+    outcome = json.loads(result["output"])["outcome"]
+    assert f"as of {configured.between.isoformat(timespec='seconds')}" in outcome
+    [dump] = [e.manifest for e in catalog.list_backups(bucket, kind="pointintime")]
+    assert dump.labels["as_of"] == configured.between.isoformat()
+    assert {t.qualified: t.rows for t in dump.tables} == {"public.events": 2, "public.unrelated": 2}
+    _assert_nothing_left(configured)
+
+
+def test_as_of_a_moment_before_the_insert_the_rows_are_not_there(
+    configured: Source, run_restore: Callable[..., dict[str, Any]]
+) -> None:
+    result = run_restore(tables=["events"], as_of=(configured.before_insert).isoformat())
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert _rows(configured.spec, "events") == []
+    _assert_nothing_left(configured)
+
+
+@pytest.mark.parametrize("outside", ["future", "before_base_backup"])
+def test_a_moment_outside_the_window_is_refused_before_anything_starts(
+    configured: Source, run_restore: Callable[..., dict[str, Any]], outside: str
+) -> None:
+    as_of = (
+        datetime.now(UTC) + timedelta(hours=1)
+        if outside == "future"
+        else configured.archive.base_backup_time - timedelta(minutes=5)
+    )
+    events = _rows(configured.spec, "events")
+
+    result = run_restore(tables=["events"], as_of=as_of.isoformat())
+
+    assert (result["status"], result["error"]) == ("FAILED", "RestoreRefused")
+    assert "is outside the restorable window of RDS instance" in result["cause"]
+    assert configured.archive.base_backup_time.isoformat(timespec="seconds")[:16] in result["cause"]
+    assert "RestoreToPointInTime" not in result["states"]
+    assert _rows(configured.spec, "events") == events
+    _assert_nothing_left(configured)
+
+
+def test_a_failed_dump_deletes_the_temporary_instance_and_changes_nothing(
+    configured: Source,
+    run_restore: Callable[..., dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The fault: no pg_dump where the functions look for it (an empty DBOPS_PG_BIN)."""
+    events = _rows(configured.spec, "events")
+    monkeypatch.setenv("DBOPS_PG_BIN", str(tmp_path))
+
+    result = run_restore(tables=["events"], as_of=configured.between.isoformat())
+
+    assert result["status"] == "FAILED"
+    assert "DumpPointInTime" in result["states"] and "Rollback" in result["states"]
+    assert "pg_dump" in result["cause"]
+    assert _rows(configured.spec, "events") == events
+    _assert_nothing_left(configured)
+
+
+def test_a_wait_that_times_out_deletes_the_instance_still_being_created(
+    configured: Source, run_restore: Callable[..., dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBOPS_POINT_IN_TIME_WAIT_MINUTES", "0.03")  # about 2 s
+    with rds.slow_restores():
+        result = run_restore(tables=["events"], as_of=configured.between.isoformat())
+
+    assert result["status"] == "FAILED"
+    assert result["states"].count("WaitForInstance") >= 2
+    assert "is not available after" in result["cause"]
+    _assert_nothing_left(configured)
+
+
+def _wait_for_state(execution: str, state: str, times: int, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        events = aws.client("stepfunctions").get_execution_history(executionArn=execution, maxResults=1000)["events"]
+        entered = [e for e in events if e.get("stateEnteredEventDetails", {}).get("name") == state]
+        if len(entered) >= times:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{execution} never entered {state} {times} times")
+
+
+@pytest.mark.parametrize("swept_by", ["execution_ended_event", "daily_schedule"])
+def test_an_aborted_execution_leaves_an_instance_the_sweep_deletes(
+    configured: Source, restore_machine: str, swept_by: str
+) -> None:
+    sfn = aws.client("stepfunctions")
+    with rds.slow_restores():
+        request = RestoreRequest(tables=["events"], as_of=configured.between)
+        execution = start_restore(restore_machine, request)
+        _wait_for_state(execution, "WaitForInstance", 2)
+        sfn.stop_execution(executionArn=execution, error="Aborted", cause="operator")
+        [left] = _temporary_instances()  # Rollback never ran: the instance is still there
+        tags = aws.client("rds").describe_db_instances(DBInstanceIdentifier=left)["DBInstances"][0]["TagList"]
+        assert {"Key": "dbops:execution", "Value": execution} in tags
+
+        if swept_by == "execution_ended_event":  # as the EventBridge rule on the restore state machine sends it
+            event = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Step Functions Execution Status Change",
+                "source": "aws.states",
+                "detail": {"executionArn": execution, "stateMachineArn": restore_machine, "status": "ABORTED"},
+            }
+        else:
+            event = scheduled_event("dbops-temporary-instances")
+        result = sweep_temporary_instances(event, LocalLambdaContext())
+
+    assert result == {"deleted": [left]}
+    _assert_nothing_left(configured)
+    assert sweep_temporary_instances(scheduled_event("dbops-temporary-instances"), LocalLambdaContext()) == {
+        "deleted": []
+    }
