@@ -50,9 +50,11 @@ class AlarmRule:
     meaning: str
 
 
-def database_rules(t: AlarmThresholds, health_scheduled: bool, backup_scheduled: bool) -> list[AlarmRule]:
+def database_rules(
+    t: AlarmThresholds, health_scheduled: bool, backup_scheduled: bool, on_rds: bool = False
+) -> list[AlarmRule]:
     """A database's alarms; BackupMissing only when its backups run on a schedule (one whose schedule is "off" is
-    backed up on request only, and no backup for a day is not a fault)."""
+    backed up on request only, and no backup for a day is not a fault); PointInTimeLag only on RDS."""
     blocked_periods = max(1, t.blocked_minutes // 5)
     missing = AlarmRule(
         "BackupMissing",
@@ -65,11 +67,24 @@ def database_rules(t: AlarmThresholds, health_scheduled: bool, backup_scheduled:
         BREACHING,
         f"no backup succeeded in the last {t.backup_age_hours:g} hours (no data counts as missing)",
     )
+    lag = AlarmRule(
+        "PointInTimeLag",
+        contract.RESTORABLE_LAG_SECONDS,
+        "Maximum",
+        FIVE_MINUTES,
+        GT,
+        t.restorable_lag_minutes * 60,
+        2,
+        NOT_BREACHING,
+        f"the RDS instance's latest restorable time is over {t.restorable_lag_minutes:g} minutes old for 10 "
+        "minutes: a restore as of now would lose that much",
+    )
     return [
         AlarmRule(
             "BackupFailed", contract.BACKUP_FAILED, "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a backup failed"
         ),
         *([missing] if backup_scheduled else []),
+        *([lag] if on_rds else []),
         AlarmRule(
             "RestoreFailed", contract.RESTORE_FAILED, "Sum", FIVE_MINUTES, GE, 1, 1, NOT_BREACHING, "a restore failed"
         ),
@@ -174,11 +189,13 @@ class Monitoring(Construct):
         self.topic = self._topic(settings.alarms)
         self.action = cw_actions.SnsAction(self.topic)
         self.databases = [db.name for db in settings.databases]
+        self.on_rds = {db.name for db in settings.databases if db.rds_instance_id}
         health_scheduled = settings.schedules.health is not None
         backups_scheduled = settings.scheduled_backups()
         for database in self.databases:
             thresholds = settings.alarm_thresholds(database)
-            for rule in database_rules(thresholds, health_scheduled, database in backups_scheduled):
+            on_rds = database in self.on_rds
+            for rule in database_rules(thresholds, health_scheduled, database in backups_scheduled, on_rds):
                 self._database_alarm(rule, database)
             for task in MAINTENANCE_TASKS:
                 self._add(
@@ -365,6 +382,19 @@ class Monitoring(Construct):
                 ),
                 _graph("Transaction ID age", [dbops_metric(contract.XID_WRAPAROUND_AGE, database)]),
             )
+            if database in self.on_rds:
+                dashboard.add_widgets(
+                    _graph(
+                        "RPO with point-in-time restore: latest restorable time's age (s)",
+                        [dbops_metric(contract.RESTORABLE_LAG_SECONDS, database)],
+                        [
+                            cw.HorizontalAnnotation(
+                                value=self.settings.alarm_thresholds(database).restorable_lag_minutes * 60,
+                                label="alarm",
+                            )
+                        ],
+                    ),
+                )
             dashboard.add_widgets(
                 _graph(
                     "Backups, restores and drills (count per day)",

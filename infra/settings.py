@@ -133,6 +133,9 @@ class AlarmThresholds(_Model):
     blocked_queries: int = Field(default=1, ge=1)
     blocked_minutes: int = Field(default=15, ge=5, description="how long queries stay blocked before it alarms")
     xid_wraparound_age: int = Field(default=1_400_000_000, gt=0)
+    restorable_lag_minutes: float = Field(
+        default=30, gt=0, description="PointInTimeLag: the RDS instance's LatestRestorableTime older than this"
+    )
 
 
 class DatabaseAlarms(_Model):

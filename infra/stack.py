@@ -101,6 +101,11 @@ class DbopsStack(Stack):
             dead_letter_queue=self.dead_letter_queue,
         )
         self.monitoring = Monitoring(self, "Monitoring", settings=settings, functions=self.functions.by_name)
+        instances = [self._rds_arn("db", db.rds_instance_id) for db in settings.databases if db.rds_instance_id]
+        if instances:  # point-in-time readiness: automated backups kept, LatestRestorableTime recent
+            self.functions.health.add_to_role_policy(
+                iam.PolicyStatement(sid="DescribeInstances", actions=["rds:DescribeDBInstances"], resources=instances)
+            )
         self.monitoring.watch_dead_letter_queue("ScheduledInvokes", self.dead_letter_queue)
         # the Fargate task for work beyond Lambda's limits: large restores' stage step and large databases' backups
         self.fargate_task = self._fargate_task()

@@ -13,11 +13,11 @@ import pytest
 from dbops import aws
 from dbops.connection import ConnectionSpec, connect
 from dbops.local.aws import LocalAws
-from dbops.local.postgres import LocalPostgres, debian_bin_dir, embedded_bin_dir
+from dbops.local.postgres import LocalPostgres
 from dbops.restore.models import RestoreRequest
 from dbops.restore.runner import follow, start_restore
 from dbops.sample_data import create_sample_data
-from tests.support import restore_environment
+from tests.support import restore_environment, server_bin_dir, server_params
 
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_DEV", "0")
@@ -26,20 +26,11 @@ SAMPLE_SCALE = 0.05
 SAMPLE_TEMPLATE = "sample_template"
 
 
-def _server_params() -> list[pytest.param]:  # type: ignore[valid-type]
-    params = [pytest.param("embedded", id="pg18")]
-    if debian_bin_dir(15) is not None:
-        params.append(pytest.param("debian15", id="pg15"))
-    return params
-
-
 def _start(kind: str) -> LocalPostgres:
-    bin_dir = embedded_bin_dir() if kind == "embedded" else debian_bin_dir(15)
-    assert bin_dir is not None
-    return LocalPostgres(bin_dir).start()
+    return LocalPostgres(server_bin_dir(kind)).start()
 
 
-@pytest.fixture(scope="session", params=_server_params())
+@pytest.fixture(scope="session", params=server_params())
 def pg(request: pytest.FixtureRequest) -> Iterator[LocalPostgres]:
     """A throwaway PostgreSQL server per version, with a sample-data template database."""
     server = _start(request.param)

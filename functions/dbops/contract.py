@@ -92,10 +92,12 @@ BACKUP_AGE_HOURS = "BackupAgeHours"  # probe value backup_age_hours
 CONNECTIONS_USED_PERCENT = "ConnectionsUsedPercent"  # probe value connections_used_percent
 BLOCKED_QUERIES = "BlockedQueries"  # probe value blocked_queries
 XID_WRAPAROUND_AGE = "XidWraparoundAge"  # probe value xid_wraparound_age
+RESTORABLE_LAG_SECONDS = "RestorableLagSeconds"  # probe value restorable_lag_seconds (RDS point in time)
 # the probe value keys the alarms and dashboard rely on, by metric name
 HEALTH_VALUE_METRICS: dict[str, str] = {
     "backup_age_hours": BACKUP_AGE_HOURS,
     "connections_used_percent": CONNECTIONS_USED_PERCENT,
     "blocked_queries": BLOCKED_QUERIES,
     "xid_wraparound_age": XID_WRAPAROUND_AGE,
+    "restorable_lag_seconds": RESTORABLE_LAG_SECONDS,
 }

@@ -167,7 +167,12 @@ def test_health_role_only_reads_the_catalog(synthesized: Synth) -> None:
             "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
         },
     }
-    assert _by_sid(_statements(synthesized, "Health")) == expected
+    statements = _by_sid(_statements(synthesized, "Health"))
+    # point-in-time readiness of the one database on RDS (tests/infra/conftest.py: rds_instance_id)
+    describe = statements.pop("DescribeInstances")
+    assert describe["Action"] == "rds:DescribeDBInstances"
+    assert json.dumps(describe["Resource"]).endswith(':db:sprint-reports-prod"]]}')
+    assert statements == expected
 
 
 def test_maintenance_role_has_no_bucket_or_backup_key_access(synthesized: Synth) -> None:

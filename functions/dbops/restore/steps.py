@@ -431,7 +431,8 @@ def describe(state: RestoreState) -> str:
     )
     source = f"backup {state.backup_id}"
     if state.request.as_of is not None:
-        moment = state.request.as_of.astimezone(UTC).isoformat(timespec="seconds")
+        as_of = state.request.as_of.astimezone(UTC)
+        moment = as_of.isoformat(timespec="seconds" if as_of.microsecond == 0 else "auto")
         source = f"as of {moment} ({state.temporary_instance}" + (
             f", dump {state.backup_id})" if state.backup_id else ")"
         )

@@ -1,0 +1,85 @@
+"""Point-in-time readiness on RDS (the `point_in_time` probe) against moto's RDS over HTTP: automated backups
+kept, LatestRestorableTime recent; the metric the PointInTimeLag alarm watches."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from dbops import aws
+from dbops.cli import main
+from dbops.connection import ConnectionSpec
+from dbops.health import HealthSettings, Thresholds, run_health
+from dbops.health.model import Status
+from dbops.health.probes.point_in_time import probe_point_in_time
+from dbops.local.aws import LocalAws
+from dbops.local.postgres import LocalPostgres
+
+
+@pytest.fixture
+def instance(local_aws: LocalAws, request: pytest.FixtureRequest) -> Iterator[str]:
+    """An RDS instance keeping `retention` days of automated backups (parametrize indirectly; default 7)."""
+    name = f"db-{uuid.uuid4().hex[:8]}"
+    aws.client("rds").create_db_instance(
+        DBInstanceIdentifier=name,
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        AllocatedStorage=20,
+        MasterUsername="postgres",
+        MasterUserPassword="not-used-here",
+        BackupRetentionPeriod=getattr(request, "param", 7),
+    )
+    yield name
+    aws.client("rds").delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True)
+
+
+def test_an_instance_keeping_backups_and_restorable_to_now_is_ok(instance: str) -> None:
+    finding = probe_point_in_time(instance, Thresholds(), datetime.now(UTC))
+    assert finding.status is Status.OK, finding.message
+    assert finding.values["backup_retention_days"] == 7
+    assert 0 <= float(finding.values["restorable_lag_seconds"] or 0) < 60
+
+
+@pytest.mark.parametrize(
+    ("later", "status"), [(timedelta(minutes=15), Status.WARN), (timedelta(hours=1), Status.CRITICAL)]
+)
+def test_a_latest_restorable_time_falling_behind_warns_then_is_critical(
+    instance: str, later: timedelta, status: Status
+) -> None:
+    """The same instance seen `later`: its LatestRestorableTime has not moved (WAL no longer uploaded)."""
+    finding = probe_point_in_time(instance, Thresholds(), datetime.now(UTC) + later)
+    assert finding.status is status
+    assert float(finding.values["restorable_lag_seconds"] or 0) >= later.total_seconds() - 60
+
+
+@pytest.mark.parametrize("instance", [0], indirect=True)
+def test_an_instance_without_automated_backups_is_critical(instance: str) -> None:
+    finding = probe_point_in_time(instance, Thresholds(), datetime.now(UTC))
+    assert finding.status is Status.CRITICAL
+    assert "keeps no automated backups (backup retention 0)" in finding.message
+
+
+def test_an_instance_that_does_not_exist_is_critical(local_aws: LocalAws) -> None:
+    finding = probe_point_in_time("no-such-instance", Thresholds(), datetime.now(UTC))
+    assert finding.status is Status.CRITICAL
+    assert "does not exist" in finding.message
+
+
+def test_the_report_carries_the_probe_and_its_metric_and_dbops_health_takes_the_instance(
+    instance: str, pg18: LocalPostgres, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = ConnectionSpec.from_url(pg18.url())
+    report = run_health(spec, HealthSettings(rds_instance_id=instance))
+    [probe] = [p for p in report.probes if p.name == "point_in_time"]
+    assert probe.status is Status.OK
+    assert "RestorableLagSeconds" in {m.name for m in report.metrics()}  # what PointInTimeLag watches
+    assert "point_in_time" not in [p.name for p in run_health(spec, HealthSettings()).probes]  # not on RDS
+
+    main(["health", "--database-url", pg18.url(), "--rds-instance-id", instance, "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    [shown] = [p for p in doc["probes"] if p["name"] == "point_in_time"]
+    assert shown["status"] == "ok" and shown["values"]["backup_retention_days"] == 7
