@@ -22,6 +22,17 @@ from tests.support import restore_environment, server_bin_dir, server_params
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_DEV", "0")
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (make test) each worker takes whole modules, so a module's fixtures
+    are built once; the corpus and the infra tests each stay in one worker, as they share session fixtures
+    (the regression database per server version, the synthesized stack) that a second worker would build again."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        group = next((g for g in ("tests/corpus/", "tests/infra/") if module.startswith(g)), module)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 SAMPLE_SCALE = 0.05
 SAMPLE_TEMPLATE = "sample_template"
 

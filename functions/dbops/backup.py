@@ -73,6 +73,26 @@ LIST_TABLES = sql.SQL("""
 """).format(shape=TABLE_SHAPE, catalogs=sql.Literal(list(ATTACHED_CATALOGS)))
 
 
+def list_tables(conn: psycopg.Connection[Any]) -> list[TableStat]:
+    """The database's tables, partitioned tables and materialized views as a manifest records them (rows not
+    counted)."""
+    return [
+        TableStat(
+            schema_name=r[0],
+            name=r[1],
+            rows=0,
+            bytes=int(r[2]),
+            indexes=int(r[3]),
+            constraints=int(r[4]),
+            oid=int(r[5]),
+            relkind=r[6],
+            parents=list(r[7]),
+            objects=[tuple(pair) for pair in r[8]],
+        )
+        for r in conn.execute(LIST_TABLES).fetchall()
+    ]
+
+
 def count_rows(schema: str, name: str, relkind: str) -> sql.Composed:
     """A table's own rows (FROM ONLY: an inheritance parent without its children); a partitioned table holds
     none of its own, so it is never counted."""
@@ -179,21 +199,7 @@ class _SnapshotHolder:
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
         assert row is not None
-        self.tables = [
-            TableStat(
-                schema_name=r[0],
-                name=r[1],
-                rows=0,
-                bytes=int(r[2]),
-                indexes=int(r[3]),
-                constraints=int(r[4]),
-                oid=int(r[5]),
-                relkind=r[6],
-                parents=list(r[7]),
-                objects=[tuple(pair) for pair in r[8]],
-            )
-            for r in self.conn.execute(LIST_TABLES).fetchall()
-        ]
+        self.tables = list_tables(self.conn)
         return str(row[0])
 
     def start_counting(self) -> None:

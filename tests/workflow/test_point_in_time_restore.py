@@ -178,6 +178,17 @@ def test_as_of_a_moment_before_the_insert_the_rows_are_not_there(
     _assert_nothing_left(configured)
 
 
+def test_a_table_name_the_target_does_not_have_is_refused_before_anything_starts(
+    configured: Source, run_restore: Callable[..., dict[str, Any]]
+) -> None:
+    result = run_restore(tables=["evnts"], as_of=configured.between.isoformat())
+
+    assert (result["status"], result["error"]) == ("FAILED", "RestoreRefused")
+    assert "'evnts' is not a table in database app; did you mean public.events?" in result["cause"]
+    assert "RestoreToPointInTime" not in result["states"]
+    _assert_nothing_left(configured)
+
+
 @pytest.mark.parametrize("outside", ["future", "before_base_backup"])
 def test_a_moment_outside_the_window_is_refused_before_anything_starts(
     configured: Source, run_restore: Callable[..., dict[str, Any]], outside: str
@@ -216,6 +227,22 @@ def test_a_failed_dump_deletes_the_temporary_instance_and_changes_nothing(
     assert "pg_dump" in result["cause"]
     assert _rows(configured.spec, "events") == events
     _assert_nothing_left(configured)
+
+
+def test_a_failed_check_after_the_dump_rolls_back_with_no_instance_left(
+    source: Source, configure: Callable[..., None], run_restore: Callable[..., dict[str, Any]]
+) -> None:
+    """The fault: an operator's restore check that the staged copy fails."""
+    configure(source.spec, rds_instance_id=source.instance, restore_checks=["SELECT count(*) > 100 FROM events"])
+    events = _rows(source.spec, "events")
+
+    result = run_restore(tables=["events"], as_of=source.between.isoformat())
+
+    assert result["status"] == "FAILED"
+    assert "Check" in result["states"] and "Rollback" in result["states"] and "Swap" not in result["states"]
+    assert "custom check" in result["cause"]
+    assert _rows(source.spec, "events") == events
+    _assert_nothing_left(source)
 
 
 def test_a_wait_that_times_out_deletes_the_instance_still_being_created(

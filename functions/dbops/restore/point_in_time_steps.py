@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dbops.backup import BackupRequest, run_backup
+from dbops.backup import BackupRequest, list_tables, run_backup
 from dbops.catalog import list_backups
+from dbops.connection import connect
 from dbops.errors import ConfigError
 from dbops.restore import databases, point_in_time, steps
 from dbops.restore.models import InstanceEndpoint, RestoreState
@@ -49,8 +50,13 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     spec = db.spec()
     target = spec.dbname if req.mode == "drill" else (req.target or spec.dbname)
     target_existed = databases.exists(spec, target)
-    if req.tables and req.mode == "restore" and not target_existed:
-        raise RestoreRefused(f"target database {target} does not exist: a selective restore needs it")
+    if req.tables and req.mode == "restore":
+        if not target_existed:
+            raise RestoreRefused(f"target database {target} does not exist: a selective restore needs it")
+        # a name that is no table of the target would be refused after the dump, tens of minutes from now: the
+        # names are checked against the target as it is now (the dump's own tables decide after it)
+        with connect(spec.for_database(target)) as conn:
+            steps.resolve_names(req.tables, list_tables(conn), f"database {target}")
     return state.model_copy(
         update={
             "started_at": state.started_at or datetime.now(UTC),

@@ -69,14 +69,15 @@ def _plan(table: TableStat) -> TablePlan:
     )
 
 
-def _find_table(text: str, manifest: BackupManifest) -> TableStat:
-    """The backup's table an operator's name means: the exact spelling first, then with unquoted parts
-    folded to lower case; a name without a schema means public's table, or the only one of that name."""
+def _find_table(text: str, tables: list[TableStat], where: str) -> TableStat:
+    """The table of `where` (a backup, a database) an operator's name means: the exact spelling first, then with
+    unquoted parts folded to lower case; a name without a schema means public's table, or the only one of that
+    name."""
     try:
         wanted = parse_table_name(text)
     except ValueError as exc:
         raise RestoreRefused(str(exc)) from None
-    by_name = {(t.schema_name, t.name): t for t in manifest.tables}
+    by_name = {(t.schema_name, t.name): t for t in tables}
     for schema, name in wanted.spellings():
         if schema is not None:
             if (schema, name) in by_name:
@@ -84,18 +85,18 @@ def _find_table(text: str, manifest: BackupManifest) -> TableStat:
             continue
         if ("public", name) in by_name:
             return by_name[("public", name)]
-        found = [t for t in manifest.tables if t.name == name]
+        found = [t for t in tables if t.name == name]
         if len(found) == 1:
             return found[0]
         if found:
             raise RestoreRefused(
-                f"{text!r} is ambiguous in backup {manifest.id}: name the schema, one of "
+                f"{text!r} is ambiguous in {where}: name the schema, one of "
                 + ", ".join(display(t.schema_name, t.name) for t in found)
             )
-    names = [display(t.schema_name, t.name) for t in manifest.tables]
+    names = [display(t.schema_name, t.name) for t in tables]
     close = difflib.get_close_matches(text, names, n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(names)} tables in it)"
-    raise RestoreRefused(f"{text!r} is not a table in backup {manifest.id}{hint}")
+    raise RestoreRefused(f"{text!r} is not a table in {where}{hint}")
 
 
 def _resolve_tables(names: list[str], manifest: BackupManifest) -> list[TablePlan]:
@@ -107,13 +108,19 @@ def _resolve_tables(names: list[str], manifest: BackupManifest) -> list[TablePla
             "table, so its tables cannot be restored one by one: restore it whole into a new database "
             "(--target NAME) and copy the tables from there, or take a new backup"
         )
+    return [_plan(t) for t in resolve_names(names, manifest.tables, f"backup {manifest.id}")]
+
+
+def resolve_names(names: list[str], tables: list[TableStat], where: str) -> list[TableStat]:
+    """The tables named (each followed by its partitions or inheritance children) among `tables` of `where`;
+    RestoreRefused names what is wrong with a name."""
     children: dict[int, list[TableStat]] = {}
-    for t in manifest.tables:
+    for t in tables:
         for parent in t.parents:
             children.setdefault(parent, []).append(t)
     chosen: dict[int | None, TableStat] = {}
     for text in names:
-        table = _find_table(text, manifest)
+        table = _find_table(text, tables, where)
         if table.relkind == "m":
             raise RestoreRefused(
                 f"{display(table.schema_name, table.name)} is a materialized view: it is not restored by name but "
@@ -125,7 +132,7 @@ def _resolve_tables(names: list[str], manifest: BackupManifest) -> list[TablePla
             if t.oid not in chosen:
                 chosen[t.oid] = t
                 todo.extend(children.get(t.oid or 0, []))
-    return [_plan(t) for t in chosen.values()]
+    return list(chosen.values())
 
 
 def _tables_in(spec: ConnectionSpec, plans: list[TablePlan]) -> list[str]:
