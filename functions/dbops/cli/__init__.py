@@ -36,6 +36,7 @@ COMMANDS = {
     "health": "health",
     "maintain": "maintain",
     "roles": "roles",
+    "rehearse": "rehearse",
 }
 
 

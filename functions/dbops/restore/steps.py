@@ -154,7 +154,7 @@ def _tables_in(spec: ConnectionSpec, plans: list[TablePlan]) -> list[str]:
     return problems
 
 
-def _choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> catalog.CatalogEntry:
+def choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> catalog.CatalogEntry:
     """`latest` without a kind means the newest backup the operator took, not a safety copy of a restore."""
     if ref == "latest" and kind is None:
         for entry in catalog.list_backups(bucket, database=database):
@@ -163,25 +163,9 @@ def _choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> ca
     return catalog.find_backup(bucket, ref, kind=kind, database=database)
 
 
-def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | None = None) -> RestoreState:
-    """Check everything before anything is touched: backup, verification, tables, target, versions. `backup_id`:
-    that backup instead of the request's (a point-in-time restore's dump of its moment)."""
-    req = state.request
-    db = settings.database(req.database)
-    spec = db.spec()
-    if backup_id is not None:
-        entry = catalog.find_backup(settings.bucket, backup_id, database=db.name)
-    else:
-        entry = _choose_backup(settings.bucket, req.backup, req.kind, db.name)
-    manifest = entry.manifest
-    if entry.verified is False:
-        raise RestoreRefused(
-            f"backup {manifest.id} failed verification: {entry.verification and entry.verification.detail}"
-        )
-    if entry.verified is None:
-        verify_entry(settings.bucket, entry, settings.pg_bin_dir)
-    plans = _resolve_tables(req.tables, manifest) if req.tables else [_plan(t) for t in manifest.tables]
-    pg_restore = tool_version(find_tool("pg_restore", settings.pg_bin_dir))
+def check_versions(manifest: BackupManifest, spec: ConnectionSpec, pg_bin_dir: str | None) -> None:
+    """pg_restore must read the archive, and the server must not be older than the one backed up."""
+    pg_restore = tool_version(find_tool("pg_restore", pg_bin_dir))
     if pg_restore.major < int(manifest.pg_dump_version.split(".")[0]):
         raise RestoreRefused(
             f"pg_restore {pg_restore.number} cannot read an archive made by pg_dump {manifest.pg_dump_version}"
@@ -193,6 +177,27 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
             f"the server is PostgreSQL {server_major(server)}, older than the backup's "
             f"{server_major(manifest.server_version_num)}: restoring to an older major version is not supported"
         )
+
+
+def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | None = None) -> RestoreState:
+    """Check everything before anything is touched: backup, verification, tables, target, versions. `backup_id`:
+    that backup instead of the request's (a point-in-time restore's dump of its moment)."""
+    req = state.request
+    db = settings.database(req.database)
+    spec = db.spec()
+    if backup_id is not None:
+        entry = catalog.find_backup(settings.bucket, backup_id, database=db.name)
+    else:
+        entry = choose_backup(settings.bucket, req.backup, req.kind, db.name)
+    manifest = entry.manifest
+    if entry.verified is False:
+        raise RestoreRefused(
+            f"backup {manifest.id} failed verification: {entry.verification and entry.verification.detail}"
+        )
+    if entry.verified is None:
+        verify_entry(settings.bucket, entry, settings.pg_bin_dir)
+    plans = _resolve_tables(req.tables, manifest) if req.tables else [_plan(t) for t in manifest.tables]
+    check_versions(manifest, spec, settings.pg_bin_dir)
     target = spec.dbname if req.mode == "drill" else (req.target or spec.dbname)
     target_existed = databases.exists(spec, target)
     if req.tables and req.mode == "restore":

@@ -1,0 +1,129 @@
+"""Where the scratch database's contents come from: a backup in the bucket (the drill's path: the backup chosen
+as a restore chooses it, its archive downloaded and checked against its manifest, `pg_restore -j`), or a fresh
+`pg_dump` of the database itself when there is no bucket (it reads production the way a backup does: one
+snapshot, ACCESS SHARE on every table while it runs)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from dbops import catalog
+from dbops.connection import ConnectionSpec, connect, server_version_num
+from dbops.errors import BackupNotFound, DbopsError, ToolError
+from dbops.pgrestore import run_pg_restore
+from dbops.pgtools import find_tool, require_compatible, tool_version
+from dbops.restore import archive
+from dbops.restore import steps as restore_steps
+from dbops.restore.steps import RestoreRefused, work_dir
+
+
+class RehearsalRefused(DbopsError):
+    """The rehearsal cannot start as asked; nothing was created."""
+
+
+FOLDER_PREFIX = "dbops-rehearse-"
+
+
+def _work_folder(configured: str | None, size: int) -> Path:
+    """A folder for the archive, named with our pid so that a later rehearsal can tell it is ours and we are gone."""
+    return Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-", dir=work_dir(configured, size)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_work_folders(configured: str | None = None) -> list[str]:
+    """Remove the archive folders of rehearsals that died (SIGKILL skips our cleanup): in memory (/dev/shm) an
+    archive would otherwise hold its gigabytes until the machine restarts."""
+    removed = []
+    places = {Path(p) for p in (configured, "/dev/shm", tempfile.gettempdir()) if p}
+    for place in places:
+        with contextlib.suppress(OSError):
+            for folder in place.glob(f"{FOLDER_PREFIX}*-*"):
+                pid = folder.name.removeprefix(FOLDER_PREFIX).split("-", 1)[0]
+                if pid.isdigit() and not _alive(int(pid)) and folder.is_dir():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(str(folder))
+    return removed
+
+
+def choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> catalog.CatalogEntry:
+    """The backup a restore of `ref` would use (`latest` without a kind: the newest the operator took, not a
+    restore's safety copy), refused when it failed verification."""
+    try:
+        entry = restore_steps.choose_backup(bucket, ref, kind, database)
+    except BackupNotFound as exc:
+        raise RehearsalRefused(
+            f"{exc}: nothing to rehearse on. Take one first (dbops backup --kind predeploy), or rehearse on a fresh "
+            "dump of the database with --from-database"
+        ) from None
+    if entry.verified is False:
+        detail = entry.verification.detail if entry.verification else "no detail"
+        raise RehearsalRefused(f"backup {entry.manifest.id} failed verification: {detail}")
+    return entry
+
+
+def check_versions(entry: catalog.CatalogEntry, spec: ConnectionSpec, pg_bin_dir: str | None) -> None:
+    """As a restore checks them: pg_restore reads the archive, the server is not older than the backup's."""
+    try:
+        restore_steps.check_versions(entry.manifest, spec, pg_bin_dir)
+    except RestoreRefused as exc:
+        raise RehearsalRefused(str(exc)) from None
+
+
+def restore_backup(
+    bucket: str,
+    entry: catalog.CatalogEntry,
+    target: ConnectionSpec,
+    *,
+    pg_bin_dir: str | None = None,
+    jobs: int = 2,
+    folder: str | None = None,
+) -> None:
+    """The backup's archive into the (empty) `target` database, as the restore's Stage step does it."""
+    dump = entry.manifest.dump
+    work = _work_folder(folder, dump.raw_size)
+    try:
+        local = archive.download(bucket, dump, work / "archive.dump")
+        run_pg_restore(target, [f"--jobs={jobs}"], archive=local, pg_bin_dir=pg_bin_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def copy_database(
+    source: ConnectionSpec,
+    target: ConnectionSpec,
+    *,
+    pg_bin_dir: str | None = None,
+    jobs: int = 2,
+    folder: str | None = None,
+) -> None:
+    """A fresh pg_dump of `source` restored into the (empty) `target` database."""
+    pg_dump = tool_version(find_tool("pg_dump", pg_bin_dir))
+    with connect(source) as conn:
+        require_compatible(pg_dump, server_version_num(conn), source.dbname)
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    work = _work_folder(folder, int(row[0]) if row else 0)
+    try:
+        path = work / "database.dump"
+        argv = [str(pg_dump.path), "--no-password", "--format=custom", "--compress=0", f"--file={path}"]
+        done = subprocess.run(argv, env=source.libpq_env(), capture_output=True, check=False)
+        if done.returncode != 0:
+            raise ToolError(
+                f"pg_dump of {source.dbname} failed: {done.stderr.decode(errors='replace').strip()[-1000:]}"
+            )
+        run_pg_restore(target, [f"--jobs={jobs}"], archive=path, pg_bin_dir=pg_bin_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
