@@ -189,7 +189,7 @@ class Monitoring(Construct):
         self.topic = self._topic(settings.alarms)
         self.action = cw_actions.SnsAction(self.topic)
         self.databases = [db.name for db in settings.databases]
-        self.on_rds = {db.name for db in settings.databases if db.rds_instance_id}
+        self.on_rds = {db.name for db in settings.databases if db.on_rds}
         health_scheduled = settings.schedules.health is not None
         backups_scheduled = settings.scheduled_backups()
         for database in self.databases:

@@ -217,6 +217,9 @@ class DatabaseSettings(_Model):
         pattern=RDS_INSTANCE_ID,
         description="the RDS instance it runs on: restores as of a moment (point-in-time) and their readiness",
     )
+    rds_cluster_id: str | None = Field(
+        default=None, pattern=RDS_INSTANCE_ID, description="the Aurora cluster it runs on, instead of an instance"
+    )
 
     @field_validator("maintenance", mode="before")
     @classmethod
@@ -232,6 +235,16 @@ class DatabaseSettings(_Model):
         if value is not None and value != "system" and not re.fullmatch(r"[A-Za-z0-9_.-]+\.(pem|crt)", value):
             raise ValueError(f"{value!r}: give a .pem or .crt file name inside certs_dir, or 'system'")
         return value
+
+    @model_validator(mode="after")
+    def _one_rds_source(self) -> DatabaseSettings:
+        if self.rds_instance_id and self.rds_cluster_id:
+            raise ValueError("give rds_instance_id or rds_cluster_id (Aurora), not both")
+        return self
+
+    @property
+    def on_rds(self) -> bool:
+        return bool(self.rds_instance_id or self.rds_cluster_id)
 
     @model_validator(mode="after")
     def _verify_needs_ca(self) -> DatabaseSettings:
@@ -258,6 +271,8 @@ class DatabaseSettings(_Model):
             config["backup_runner"] = self.backup.runner
         if self.rds_instance_id is not None:
             config["rds_instance_id"] = self.rds_instance_id
+        if self.rds_cluster_id is not None:
+            config["rds_cluster_id"] = self.rds_cluster_id
         return config
 
     def maintenance_config(self) -> dict[str, Any]:

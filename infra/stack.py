@@ -101,11 +101,7 @@ class DbopsStack(Stack):
             dead_letter_queue=self.dead_letter_queue,
         )
         self.monitoring = Monitoring(self, "Monitoring", settings=settings, functions=self.functions.by_name)
-        instances = [self._rds_arn("db", db.rds_instance_id) for db in settings.databases if db.rds_instance_id]
-        if instances:  # point-in-time readiness: automated backups kept, LatestRestorableTime recent
-            self.functions.health.add_to_role_policy(
-                iam.PolicyStatement(sid="DescribeInstances", actions=["rds:DescribeDBInstances"], resources=instances)
-            )
+        self._grant_point_in_time_readiness()
         self.monitoring.watch_dead_letter_queue("ScheduledInvokes", self.dead_letter_queue)
         # the Fargate task for work beyond Lambda's limits: large restores' stage step and large databases' backups
         self.fargate_task = self._fargate_task()
@@ -156,7 +152,7 @@ class DbopsStack(Stack):
         self.schedules.add_restore_drill(state_machine, [db.name for db in self.settings.databases])
         self._expired_copies_cleanup()
         self.temporary_instance_sweep: lambda_.Function | None = None
-        if any(db.rds_instance_id for db in self.settings.databases):
+        if any(db.on_rds for db in self.settings.databases):
             self._point_in_time_access(state_machine)
         self.monitoring.watch_state_machine("Restore", state_machine)
         CfnOutput(self, "RestoreStateMachineArn", value=state_machine.state_machine_arn)
@@ -244,30 +240,49 @@ class DbopsStack(Stack):
             service="rds", resource=resource, resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
         )
 
+    def _grant_point_in_time_readiness(self) -> None:
+        """The health probe point_in_time reads the databases' instances and clusters (retention, restorable time)."""
+        dbs = self.settings.databases
+        for sid, action, resource, ids in (
+            ("DescribeInstances", "rds:DescribeDBInstances", "db", [db.rds_instance_id for db in dbs]),
+            ("DescribeClusters", "rds:DescribeDBClusters", "cluster", [db.rds_cluster_id for db in dbs]),
+        ):
+            arns = [self._rds_arn(resource, i) for i in ids if i]
+            if arns:
+                self.functions.health.add_to_role_policy(iam.PolicyStatement(sid=sid, actions=[action], resources=arns))
+
     def _point_in_time_access(self, state_machine: Any) -> None:
-        """Restores as of a moment: the steps may restore the databases' RDS instances into dbops-pit-* instances,
-        and delete only instances tagged as dbops' temporary ones; the sweep deletes what an execution left."""
-        sources = [self._rds_arn("db", db.rds_instance_id) for db in self.settings.databases if db.rds_instance_id]
-        temporary = self._rds_arn("db", f"{INSTANCE_PREFIX}*")
+        """Restores as of a moment: the steps may restore the databases' RDS instances (Aurora clusters) into
+        dbops-pit-* copies, and delete only copies tagged as dbops' temporary ones; the sweep deletes what an
+        execution left."""
+        dbs = self.settings.databases
+        instances = [self._rds_arn("db", db.rds_instance_id) for db in dbs if db.rds_instance_id]
+        clusters = [self._rds_arn("cluster", db.rds_cluster_id) for db in dbs if db.rds_cluster_id]
+        temporary = [self._rds_arn("db", f"{INSTANCE_PREFIX}*")]
+        if clusters:
+            temporary.append(self._rds_arn("cluster", f"{INSTANCE_PREFIX}*"))
+        describe_actions = ["rds:DescribeDBInstances", *(["rds:DescribeDBClusters"] if clusters else [])]
+        # an Aurora copy gets an instance of the source writer's class: the writer is read by its name
+        described = [self._rds_arn("db", "*")] if clusters else instances
         describe = iam.PolicyStatement(
-            sid="DescribeInstances", actions=["rds:DescribeDBInstances"], resources=[*sources, temporary]
+            sid="DescribeSources", actions=describe_actions, resources=[*described, *clusters, *temporary]
         )
         delete = iam.PolicyStatement(
-            sid="DeleteTemporaryInstances",
-            actions=["rds:DeleteDBInstance"],
-            resources=[temporary],
+            sid="DeleteTemporaryCopies",
+            actions=["rds:DeleteDBInstance", *(["rds:DeleteDBCluster"] if clusters else [])],
+            resources=temporary,
             conditions={"StringEquals": {f"aws:ResourceTag/{PURPOSE_TAG}": PURPOSE}},
         )
+        restore_actions = ["rds:AddTagsToResource"]
+        if instances:
+            restore_actions.append("rds:RestoreDBInstanceToPointInTime")
+        if clusters:
+            restore_actions += ["rds:RestoreDBClusterToPointInTime", "rds:CreateDBInstance"]
+        groups = ["subgrp", "pg", "og", *(["cluster-pg"] if clusters else [])]
         restore = iam.PolicyStatement(
             sid="RestoreToPointInTime",
-            actions=["rds:RestoreDBInstanceToPointInTime", "rds:AddTagsToResource"],
-            resources=[
-                *sources,
-                temporary,
-                self._rds_arn("subgrp", "*"),
-                self._rds_arn("pg", "*"),
-                self._rds_arn("og", "*"),
-            ],
+            actions=sorted(restore_actions),
+            resources=[*instances, *clusters, *temporary, *(self._rds_arn(g, "*") for g in groups)],
         )
         grants = {
             "validate": [describe],
@@ -281,17 +296,23 @@ class DbopsStack(Stack):
             for statement in statements:
                 self.restore_functions[step].add_to_role_policy(statement)
         arn = "arn:<AWS::Partition>:rds:<AWS::Region>:<AWS::AccountId>"
+        copies = (
+            "Temporary copies are named dbops-pit-<restore id> at run time; deleting is limited to copies tagged as "
+            "dbops' temporary ones."
+        )
         reasons = {
-            f"AwsSolutions-IAM5[Resource::{arn}:db:{INSTANCE_PREFIX}*]": (
-                "Temporary instances are named dbops-pit-<restore id> at run time; deleting is limited to instances "
-                "tagged as dbops' temporary ones."
+            f"AwsSolutions-IAM5[Resource::{arn}:db:{INSTANCE_PREFIX}*]": copies,
+            f"AwsSolutions-IAM5[Resource::{arn}:cluster:{INSTANCE_PREFIX}*]": copies,
+            f"AwsSolutions-IAM5[Resource::{arn}:db:*]": (
+                "Describing only: an Aurora copy's instance takes the class of the source cluster's writer, an "
+                "instance found by name at run time."
             ),
             **{
                 f"AwsSolutions-IAM5[Resource::{arn}:{kind}:*]": (
-                    "The restore names the source instance's own subnet, parameter and option groups, read at run "
-                    "time; the action is limited to restoring the configured instances into dbops-pit-* ones."
+                    "The restore names the source's own subnet, parameter and option groups, read at run time; the "
+                    "action is limited to restoring the configured sources into dbops-pit-* copies."
                 )
-                for kind in ("subgrp", "pg", "og")
+                for kind in groups
             },
         }
         for step in grants:
@@ -307,7 +328,9 @@ class DbopsStack(Stack):
             )
         )
         sweep.add_to_role_policy(
-            iam.PolicyStatement(sid="ListInstances", actions=["rds:DescribeDBInstances"], resources=["*"])
+            iam.PolicyStatement(
+                sid="ListCopies", actions=["rds:DescribeDBInstances", "rds:DescribeDBClusters"], resources=["*"]
+            )
         )
         sweep.add_to_role_policy(delete)
         sweep.add_to_role_policy(
@@ -327,11 +350,10 @@ class DbopsStack(Stack):
         self._acknowledge(
             sweep.role,
             {
-                "AwsSolutions-IAM5[Resource::*]": "Listing every DB instance (to find dbops' temporary ones by tag) "
-                "has no resource-level form.",
-                f"AwsSolutions-IAM5[Resource::{arn}:db:{INSTANCE_PREFIX}*]": reasons[
-                    f"AwsSolutions-IAM5[Resource::{arn}:db:{INSTANCE_PREFIX}*]"
-                ],
+                "AwsSolutions-IAM5[Resource::*]": "Listing every DB instance and cluster (to find dbops' temporary "
+                "copies by tag) has no resource-level form.",
+                f"AwsSolutions-IAM5[Resource::{arn}:db:{INSTANCE_PREFIX}*]": copies,
+                f"AwsSolutions-IAM5[Resource::{arn}:cluster:{INSTANCE_PREFIX}*]": copies,
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
                 f"<{logical_id(state_machine)}.Name>:*]": "Any execution of the restore state machine: the one that "
                 "ended is named by the event, the daily sweep reads each temporary instance's own.",

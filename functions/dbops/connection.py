@@ -171,12 +171,25 @@ class DatabaseConfig(BaseModel):
         description="the RDS instance it runs on: point-in-time restores (dbops.restore.point_in_time) and its "
         "point-in-time readiness",
     )
+    rds_cluster_id: str | None = Field(
+        default=None, pattern=RDS_INSTANCE_ID, description="the Aurora cluster it runs on (instead of an instance)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DatabaseConfig:
         if (self.url is None) == (self.secret_id is None):
             raise ValueError("give exactly one of 'url' or 'secret_id' for each database")
+        if self.rds_instance_id and self.rds_cluster_id:
+            raise ValueError("give rds_instance_id or rds_cluster_id (Aurora), not both")
         return self
+
+    def rds_source(self) -> tuple[Literal["instance", "cluster"], str] | None:
+        """The RDS instance or Aurora cluster it runs on, if configured."""
+        if self.rds_cluster_id:
+            return "cluster", self.rds_cluster_id
+        if self.rds_instance_id:
+            return "instance", self.rds_instance_id
+        return None
 
     def spec(self) -> ConnectionSpec:
         overrides = {"sslmode": self.sslmode, "sslrootcert": self.sslrootcert}

@@ -56,9 +56,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     deadline = deadline_for(context, settings.deadline_margin_s)
     reports = []
     for config in configs:
-        report = run_health(
-            config, health.for_database(config.name, settings.bucket, config.rds_instance_id), deadline=deadline
-        )
+        options = health.for_database(config.name, settings.bucket, config.rds_source())
+        report = run_health(config, options, deadline=deadline)
         publish(report)
         reports.append(report)
     return HealthResponse(reports=reports).model_dump(mode="json")

@@ -79,6 +79,7 @@ def settings_dict() -> dict[str, Any]:
             {
                 "name": "billing",
                 "secret_arn": secret_arn("billing"),
+                "rds_cluster_id": "billing-aurora",
                 "secret_kms_key_arn": SECRET_KEY,
                 "sslmode": "verify-full",
                 "ca_bundle": "test-ca.pem",

@@ -168,10 +168,11 @@ def test_health_role_only_reads_the_catalog(synthesized: Synth) -> None:
         },
     }
     statements = _by_sid(_statements(synthesized, "Health"))
-    # point-in-time readiness of the one database on RDS (tests/infra/conftest.py: rds_instance_id)
-    describe = statements.pop("DescribeInstances")
-    assert describe["Action"] == "rds:DescribeDBInstances"
-    assert json.dumps(describe["Resource"]).endswith(':db:sprint-reports-prod"]]}')
+    # point-in-time readiness of the databases on RDS (tests/infra/conftest.py: an instance and an Aurora cluster)
+    instances, clusters = statements.pop("DescribeInstances"), statements.pop("DescribeClusters")
+    assert (instances["Action"], clusters["Action"]) == ("rds:DescribeDBInstances", "rds:DescribeDBClusters")
+    assert json.dumps(instances["Resource"]).endswith(':db:sprint-reports-prod"]]}')
+    assert json.dumps(clusters["Resource"]).endswith(':cluster:billing-aurora"]]}')
     assert statements == expected
 
 
@@ -249,6 +250,7 @@ def test_function_environment_is_what_the_functions_settings_model_reads(
             "sslmode": "verify-full",
             "sslrootcert": "/opt/certs/test-ca.pem",
             "backup_runner": "fargate",
+            "rds_cluster_id": "billing-aurora",
         },
     ]
     # the contract with the functions: their own settings model accepts exactly this environment

@@ -119,19 +119,24 @@ def test_alarm_count_is_exactly_the_documented_set(synthesized: Synth) -> None:
     restore = 13 + 2 + 3
     backup = 3  # the backup state machine's executions failed, timed out, aborted
     dead_letters = 1  # the scheduled invokes' dead-letter queue
-    on_rds = 1  # PointInTimeLag: sprint_reports_v2 has an rds_instance_id
+    on_rds = 2  # PointInTimeLag: sprint_reports_v2 has an rds_instance_id, billing an rds_cluster_id
     assert (
         len(synthesized.resources("AWS::CloudWatch::Alarm"))
         == per_database * len(DATABASES) + 3 + restore + backup + dead_letters + on_rds
     )
 
 
-def test_point_in_time_lag_alarms_only_for_the_database_on_rds(synthesized: Synth) -> None:
-    alarm = _alarm(synthesized, "PointInTimeLag-sprint_reports_v2")
+@pytest.mark.parametrize("database", DATABASES)  # one on an RDS instance, one on an Aurora cluster
+def test_point_in_time_lag_alarms_for_databases_on_rds(synthesized: Synth, database: str) -> None:
+    alarm = _alarm(synthesized, f"PointInTimeLag-{database}")
     assert (alarm["MetricName"], alarm["Statistic"], alarm["Period"]) == ("RestorableLagSeconds", "Maximum", 300)
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 30 * 60)
     assert (alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (2, "notBreaching")
-    assert "PointInTimeLag-billing" not in synthesized.stack.monitoring.alarms
+
+
+def test_a_database_not_on_rds_has_no_point_in_time_alarm() -> None:
+    kinds = {rule.kind for rule in database_rules(AlarmThresholds(), True, True, on_rds=False)}
+    assert "PointInTimeLag" not in kinds
 
 
 def test_topic_is_kms_encrypted_tls_only_and_subscribed_by_email(synthesized: Synth) -> None:

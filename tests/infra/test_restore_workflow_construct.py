@@ -209,25 +209,38 @@ def test_only_the_point_in_time_steps_touch_rds_and_only_dbops_tagged_instances_
         )
         for step, fn in functions.items()
     }
-    describe, delete = "rds:DescribeDBInstances", "rds:DeleteDBInstance"
+    # sprint_reports_v2 runs on an RDS instance, billing on an Aurora cluster (tests/infra/conftest.py)
+    describe = ["rds:DescribeDBClusters", "rds:DescribeDBInstances"]
+    delete = ["rds:DeleteDBCluster", "rds:DeleteDBInstance"]
+    restore = [
+        "rds:AddTagsToResource",
+        "rds:CreateDBInstance",
+        "rds:RestoreDBClusterToPointInTime",
+        "rds:RestoreDBInstanceToPointInTime",
+    ]
     assert {step: actions for step, actions in rds_actions.items() if actions} == {
-        "validate": [describe],
-        "restore_to_point_in_time": ["rds:AddTagsToResource", describe, "rds:RestoreDBInstanceToPointInTime"],
-        "wait_for_instance": [describe],
-        "dump_point_in_time": [delete, describe],
-        "rollback": [delete, describe],
-        "finish": [delete, describe],
+        "validate": describe,
+        "restore_to_point_in_time": sorted(describe + restore),
+        "wait_for_instance": describe,
+        "dump_point_in_time": sorted(delete + describe),
+        "rollback": sorted(delete + describe),
+        "finish": sorted(delete + describe),
     }
     for step in ("dump_point_in_time", "rollback", "finish"):
-        [deleting] = [s for s in _role_statements(synthesized, functions[step]) if s["Action"] == delete]
+        [deleting] = [
+            s for s in _role_statements(synthesized, functions[step]) if "rds:DeleteDBInstance" in s["Action"]
+        ]
         assert deleting["Condition"] == {"StringEquals": {"aws:ResourceTag/dbops:purpose": "point-in-time-restore"}}
-        assert json.dumps(deleting["Resource"]).endswith(':db:dbops-pit-*"]]}')
+        resources = json.dumps(deleting["Resource"])
+        assert resources.count("dbops-pit-*") == 2 and ":db:dbops-pit-*" in resources
+        assert ":cluster:dbops-pit-*" in resources
     [restoring] = [
         s
         for s in _role_statements(synthesized, functions["restore_to_point_in_time"])
         if "rds:RestoreDBInstanceToPointInTime" in s["Action"]
     ]
-    assert "db:sprint-reports-prod" in json.dumps(restoring["Resource"])  # the configured source instance
+    sources = json.dumps(restoring["Resource"])
+    assert "db:sprint-reports-prod" in sources and "cluster:billing-aurora" in sources  # the configured sources
 
 
 def test_an_execution_that_ended_abnormally_and_a_daily_schedule_start_the_sweep(synthesized: Synth) -> None:

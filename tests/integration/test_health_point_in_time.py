@@ -38,7 +38,7 @@ def instance(local_aws: LocalAws, request: pytest.FixtureRequest) -> Iterator[st
 
 
 def test_an_instance_keeping_backups_and_restorable_to_now_is_ok(instance: str) -> None:
-    finding = probe_point_in_time(instance, Thresholds(), datetime.now(UTC))
+    finding = probe_point_in_time("instance", instance, Thresholds(), datetime.now(UTC))
     assert finding.status is Status.OK, finding.message
     assert finding.values["backup_retention_days"] == 7
     assert 0 <= float(finding.values["restorable_lag_seconds"] or 0) < 60
@@ -51,20 +51,20 @@ def test_a_latest_restorable_time_falling_behind_warns_then_is_critical(
     instance: str, later: timedelta, status: Status
 ) -> None:
     """The same instance seen `later`: its LatestRestorableTime has not moved (WAL no longer uploaded)."""
-    finding = probe_point_in_time(instance, Thresholds(), datetime.now(UTC) + later)
+    finding = probe_point_in_time("instance", instance, Thresholds(), datetime.now(UTC) + later)
     assert finding.status is status
     assert float(finding.values["restorable_lag_seconds"] or 0) >= later.total_seconds() - 60
 
 
 @pytest.mark.parametrize("instance", [0], indirect=True)
 def test_an_instance_without_automated_backups_is_critical(instance: str) -> None:
-    finding = probe_point_in_time(instance, Thresholds(), datetime.now(UTC))
+    finding = probe_point_in_time("instance", instance, Thresholds(), datetime.now(UTC))
     assert finding.status is Status.CRITICAL
     assert "keeps no automated backups (backup retention 0)" in finding.message
 
 
 def test_an_instance_that_does_not_exist_is_critical(local_aws: LocalAws) -> None:
-    finding = probe_point_in_time("no-such-instance", Thresholds(), datetime.now(UTC))
+    finding = probe_point_in_time("instance", "no-such-instance", Thresholds(), datetime.now(UTC))
     assert finding.status is Status.CRITICAL
     assert "does not exist" in finding.message
 

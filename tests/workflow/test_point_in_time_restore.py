@@ -117,8 +117,11 @@ def _rows(spec: ConnectionSpec, table: str) -> list[tuple[Any, ...]]:
 
 
 def _temporary_instances() -> list[str]:
-    found = aws.client("rds").describe_db_instances()["DBInstances"]
-    return [i["DBInstanceIdentifier"] for i in found if i["DBInstanceIdentifier"].startswith(INSTANCE_PREFIX)]
+    """Instances and (Aurora) clusters named as temporary copies."""
+    rds = aws.client("rds")
+    names = [i["DBInstanceIdentifier"] for i in rds.describe_db_instances()["DBInstances"]]
+    names += [f"cluster {c['DBClusterIdentifier']}" for c in rds.describe_db_clusters()["DBClusters"]]
+    return [n for n in names if n.removeprefix("cluster ").startswith(INSTANCE_PREFIX)]
 
 
 def _assert_nothing_left(source: Source) -> None:
@@ -166,6 +169,23 @@ def test_the_whole_database_as_of_a_moment_side_by_side_with_dbops_restore_as_of
     assert record.ok and record.seconds > 0 and "the whole database" in record.detail
     assert f"succeeded: restored: as of {configured.between.isoformat()}" in out
     _assert_nothing_left(configured)
+
+
+def test_on_aurora_a_cluster_and_its_instance_are_restored_and_both_deleted(
+    source: Source, configure: Callable[..., None], run_restore: Callable[..., dict[str, Any]]
+) -> None:
+    """The same server as an Aurora cluster: restore_db_cluster_to_point_in_time, then an instance in the copy."""
+    cluster = f"aurora-{uuid.uuid4().hex[:6]}"
+    rds.create_local_cluster(cluster, source.server, source.archive)
+    configure(source.spec, rds_cluster_id=cluster)
+
+    result = run_restore(tables=["events"], as_of=source.between.isoformat())
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert _rows(source.spec, "events") == [(1, "signup"), (2, "login")]
+    outcome = json.loads(result["output"])["outcome"]
+    assert f"({INSTANCE_PREFIX}" in outcome
+    _assert_nothing_left(source)
 
 
 def test_as_of_a_moment_before_the_insert_the_rows_are_not_there(

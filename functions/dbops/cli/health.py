@@ -40,6 +40,7 @@ def cmd_health(args: argparse.Namespace) -> int:
             bucket=args.bucket or None,
             database_name=args.database_name or None,
             rds_instance_id=args.rds_instance_id or None,
+            rds_cluster_id=args.rds_cluster_id or None,
             statement_timeout_ms=args.statement_timeout_ms,
         )
     except (DbopsError, ValidationError) as exc:
@@ -88,6 +89,13 @@ def register(sub: Any) -> None:
         envvar="DBOPS_RDS_INSTANCE_ID",
         required=False,
         help="its RDS instance: point-in-time readiness (automated backups kept, LatestRestorableTime recent)",
+    )
+    p.add_argument(
+        "--rds-cluster-id",
+        action=EnvDefault,
+        envvar="DBOPS_RDS_CLUSTER_ID",
+        required=False,
+        help="its Aurora cluster, instead of an instance",
     )
     p.add_argument("--statement-timeout-ms", type=int, default=5000, help="per probe query (default 5000)")
     p.add_argument("--json", action="store_true", help="the full report as JSON")

@@ -22,6 +22,7 @@ from dbops.health.probes import BACKUP_FRESHNESS, DATABASE_PROBES, Probe
 from dbops.health.probes.backups import probe_backup_freshness
 from dbops.health.probes.point_in_time import POINT_IN_TIME, probe_point_in_time
 from dbops.health.settings import HealthSettings
+from dbops.restore.point_in_time import Kind
 
 SESSION_SETUP = """
     SELECT set_config('default_transaction_read_only', 'on', false),
@@ -105,12 +106,12 @@ def _backup_probe(settings: HealthSettings, database: str, now: datetime) -> tup
     return result, newest
 
 
-def _point_in_time_probe(instance_id: str, settings: HealthSettings, now: datetime) -> ProbeResult:
+def _point_in_time_probe(rds: tuple[Kind, str], settings: HealthSettings, now: datetime) -> ProbeResult:
     t0 = time.perf_counter()
     try:
-        finding = probe_point_in_time(instance_id, settings.thresholds, now)
+        finding = probe_point_in_time(*rds, settings.thresholds, now)
     except Exception as exc:  # RDS refused or is unreachable: report it, run the rest
-        finding = Finding(status=Status.ERROR, message=f"cannot read RDS instance {instance_id}: {exc}")
+        finding = Finding(status=Status.ERROR, message=f"cannot read RDS {rds[0]} {rds[1]}: {exc}")
     return ProbeResult(name=POINT_IN_TIME, seconds=round(time.perf_counter() - t0, 4), **finding.model_dump())
 
 
@@ -128,8 +129,9 @@ def run_health(
     database = settings.database_name or (target.name if isinstance(target, DatabaseConfig) else target.dbname)
     backup, newest = _backup_probe(settings, database, now)
     probes, server_version = _database_probes(target, settings, database, now, newest, deadline)
-    if settings.rds_instance_id:
-        probes.append(_point_in_time_probe(settings.rds_instance_id, settings, now))
+    rds = settings.rds_source()
+    if rds is not None:
+        probes.append(_point_in_time_probe(rds, settings, now))
     ranked = sorted([*probes, backup], key=lambda p: -p.status.rank)
     return HealthReport(
         database=database,

@@ -8,6 +8,8 @@ over those).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,6 +35,12 @@ class HealthSettings(ProbeOptions):
     bucket: str | None = Field(default=None, description="backup bucket; without one, backup freshness is unknown")
     database_name: str | None = Field(default=None, description="the database's name in the catalog and reports")
     rds_instance_id: str | None = Field(default=None, description="its RDS instance: point-in-time readiness")
+    rds_cluster_id: str | None = Field(default=None, description="its Aurora cluster: point-in-time readiness")
+
+    def rds_source(self) -> tuple[Literal["instance", "cluster"], str] | None:
+        if self.rds_cluster_id:
+            return "cluster", self.rds_cluster_id
+        return ("instance", self.rds_instance_id) if self.rds_instance_id else None
 
 
 class HealthEnvironment(BaseSettings, ProbeOptions):
@@ -53,7 +61,10 @@ class HealthEnvironment(BaseSettings, ProbeOptions):
             {**self.thresholds.model_dump(exclude_unset=True), **own.model_dump(exclude_unset=True)}
         )
 
-    def for_database(self, name: str, bucket: str | None, rds_instance_id: str | None = None) -> HealthSettings:
+    def for_database(
+        self, name: str, bucket: str | None, rds: tuple[Literal["instance", "cluster"], str] | None = None
+    ) -> HealthSettings:
         options = {field: getattr(self, field) for field in ProbeOptions.model_fields}
         options["thresholds"] = self.thresholds_for(name)
-        return HealthSettings(**options, bucket=bucket, database_name=name, rds_instance_id=rds_instance_id)
+        kind, identifier = rds or ("instance", None)
+        return HealthSettings(**options, bucket=bucket, database_name=name, **{f"rds_{kind}_id": identifier})

@@ -45,7 +45,7 @@ from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.rds.exceptions import InvalidParameterCombination, InvalidParameterValue, RDSClientError
-from moto.rds.models import DBInstance, RDSBackend, rds_backends
+from moto.rds.models import DBCluster, DBInstance, RDSBackend, rds_backends
 
 from dbops import aws
 from dbops.errors import ConfigError
@@ -58,6 +58,11 @@ LOCAL_ADDRESS = "127.0.0.1"
 RECOVERY_WAIT_S = 180.0  # a delete waits this long for a recovery under way (flush 30 s, start 60 s, promotion 60 s)
 
 _original_restore = RDSBackend.restore_db_instance_to_point_in_time
+_original_cluster_restore = RDSBackend.restore_db_cluster_to_point_in_time
+_original_cluster_delete = RDSBackend.delete_db_cluster
+_original_cluster_status: property = DBCluster.status  # type: ignore[assignment]
+_original_cluster_endpoint: property = DBCluster.endpoint  # type: ignore[assignment]
+_original_cluster_latest: property = DBCluster.latest_restorable_time  # type: ignore[assignment]
 _original_delete = RDSBackend.delete_db_instance
 _original_address: property = DBInstance.address  # type: ignore[assignment]
 _original_endpoint: property = DBInstance.endpoint  # type: ignore[assignment]
@@ -74,14 +79,14 @@ class PointInTimeRestoreNotEnabled(RDSClientError):
 
 @dataclass(eq=False)
 class _Source:
-    instance: DBInstance
+    instance: DBInstance | DBCluster  # the moto resource: an instance, or an Aurora cluster
     server: LocalPostgres
     archive: WalArchive
 
 
 @dataclass(eq=False)
 class _Restore:
-    instance: DBInstance
+    instance: DBInstance | DBCluster
     source: _Source
     target: datetime | None  # None: the latest restorable time, taken when the WAL is flushed
     thread: threading.Thread | None = None
@@ -194,20 +199,77 @@ def _restore(self: RDSBackend, source_db_identifier: str, target_db_identifier: 
     instance = _original_restore(self, source_db_identifier, target_db_identifier, overrides)
     instance.status = "creating"
     instance.port = DBInstance.default_port(instance.engine)  # not the source's: the new server's once available
-    entry = _Restore(instance=instance, source=source, target=target)
-    entry.thread = threading.Thread(
-        target=_recover, args=(entry,), name=f"dbops-pitr-{instance.db_instance_identifier}", daemon=True
-    )
-    with _lock:
-        _restores[id(instance)] = entry
-        _errors.pop(instance.db_instance_identifier, None)
-    entry.thread.start()
+    _start_recovery(_Restore(instance=instance, source=source, target=target))
     return instance
+
+
+def _identifier(resource: Any) -> str:
+    return str(resource.db_cluster_identifier if isinstance(resource, DBCluster) else resource.db_instance_identifier)
+
+
+def _start_recovery(entry: _Restore) -> None:
+    identifier = _identifier(entry.instance)
+    entry.thread = threading.Thread(target=_recover, args=(entry,), name=f"dbops-pitr-{identifier}", daemon=True)
+    with _lock:
+        _restores[id(entry.instance)] = entry
+        _errors.pop(identifier, None)
+    entry.thread.start()
+
+
+def _restore_cluster(
+    self: RDSBackend,
+    db_cluster_identifier: str,
+    source_db_cluster_identifier: str,
+    restore_type: str = "full-copy",
+    restore_to_time: datetime | None = None,
+    use_latest_restorable_time: bool = False,
+    **overrides: Any,
+) -> DBCluster:
+    """Aurora: the cluster restored to the time (its instance is created by the caller, as on RDS)."""
+    args = (self, db_cluster_identifier, source_db_cluster_identifier, restore_type, restore_to_time)
+    source = _source_of(self.clusters.get(str(source_db_cluster_identifier)))
+    if source is None:
+        return _original_cluster_restore(*args, use_latest_restorable_time, **overrides)
+    request = {"restore_time": restore_to_time, "use_latest_restorable_time": use_latest_restorable_time}
+    target = _check_request(source, source_db_cluster_identifier, request)
+    cluster = _original_cluster_restore(*args, use_latest_restorable_time, **overrides)
+    cluster.port = DBCluster.default_port(cluster.engine)
+    _start_recovery(_Restore(instance=cluster, source=source, target=target))
+    return cluster
+
+
+def _cluster_status(self: DBCluster) -> str:
+    restore = _restore_of(self)
+    if restore is not None and restore.server is None and self._status != "incompatible-restore":
+        return "creating"  # until its server is promoted
+    return str(_original_cluster_status.fget(self))  # type: ignore[misc]
+
+
+def _cluster_endpoint(self: DBCluster) -> str:
+    restore = _restore_of(self)
+    if _source_of(self) is not None or (restore is not None and restore.server is not None):
+        return LOCAL_ADDRESS
+    return str(_original_cluster_endpoint.fget(self))  # type: ignore[misc]
+
+
+def _cluster_latest_restorable_time(self: DBCluster) -> datetime:
+    source = _source_of(self)
+    if source is None:
+        return _original_cluster_latest.fget(self)  # type: ignore[misc]
+    return _naive(_latest_restorable(source))
+
+
+def _delete_cluster(self: RDSBackend, cluster_identifier: str, *args: Any, **kwargs: Any) -> DBCluster:
+    cluster = self.clusters.get(str(cluster_identifier))
+    deleted = _original_cluster_delete(self, cluster_identifier, *args, **kwargs)
+    if cluster is not None:
+        _forget(cluster)
+    return deleted
 
 
 def _recover(entry: _Restore) -> None:
     """The background half of a restore: flush, recover, then "available" (or "incompatible-restore")."""
-    source, identifier = entry.source, entry.instance.db_instance_identifier
+    source, identifier = entry.source, _identifier(entry.instance)
     while not _released.wait(0.05):  # held by slow_restores()
         if entry.deleted:
             return
@@ -241,7 +303,7 @@ def _delete(self: RDSBackend, db_instance_identifier: str, *args: Any, **kwargs:
     return deleted
 
 
-def _forget(instance: DBInstance) -> None:
+def _forget(instance: DBInstance | DBCluster) -> None:
     """Unregister an instance; a restored one's server is stopped and removed (a source's is the caller's)."""
     with _lock:
         _sources.pop(id(instance), None)
@@ -270,6 +332,11 @@ def _install() -> None:
         DBInstance.address = property(_address)  # type: ignore[assignment,method-assign]
         DBInstance.endpoint = property(_endpoint)  # type: ignore[assignment,method-assign]
         DBInstance.latest_restorable_time = property(_latest_restorable_time)  # type: ignore[assignment,method-assign]
+        RDSBackend.restore_db_cluster_to_point_in_time = _restore_cluster  # type: ignore[method-assign]
+        RDSBackend.delete_db_cluster = _delete_cluster  # type: ignore[method-assign]
+        DBCluster.status = property(_cluster_status, _original_cluster_status.fset)  # type: ignore[assignment,method-assign]
+        DBCluster.endpoint = property(_cluster_endpoint)  # type: ignore[assignment,method-assign]
+        DBCluster.latest_restorable_time = property(_cluster_latest_restorable_time)  # type: ignore[assignment,method-assign]
         _installed = True
 
 
@@ -332,6 +399,37 @@ def create_local_instance(
         BackupRetentionPeriod=retention_days,
     )
     serve_point_in_time_restores(identifier, server, archive, region=rds.meta.region_name)
+
+
+def create_local_cluster(identifier: str, server: LocalPostgres, archive: WalArchive, retention_days: int = 7) -> None:
+    """Aurora's stand-in: a (moto) aurora-postgresql cluster with one writer instance, backed by a local archiving
+    server and its archive (base backup taken), its endpoint 127.0.0.1 and the server's port; its point-in-time
+    restores (restore_db_cluster_to_point_in_time) are real recoveries, as for an instance."""
+    _install()
+    rds = aws.client("rds")
+    rds.create_db_cluster(
+        DBClusterIdentifier=identifier,
+        Engine="aurora-postgresql",
+        MasterUsername=server.user,
+        MasterUserPassword=server.password,
+        Port=server.port,
+        BackupRetentionPeriod=retention_days,
+    )
+    rds.create_db_instance(
+        DBInstanceIdentifier=f"{identifier}-writer",
+        DBClusterIdentifier=identifier,
+        Engine="aurora-postgresql",
+        DBInstanceClass="db.r6g.large",
+    )
+    backend = rds_backends[DEFAULT_ACCOUNT_ID][rds.meta.region_name]
+    cluster = backend.clusters[identifier]
+    started = _naive(archive.base_backup_time)
+    with _lock:
+        cluster.port = server.port
+        cluster.earliest_restorable_time = started
+        if cluster.cluster_create_time > started:
+            cluster.cluster_create_time = started
+        _sources[id(cluster)] = _Source(instance=cluster, server=server, archive=archive)
 
 
 @contextmanager

@@ -1,12 +1,15 @@
-"""RDS point-in-time restore into a temporary instance: its window, start, wait, endpoint, deletion and the sweep.
+"""RDS and Aurora point-in-time restore into a temporary copy: its window, start, wait, endpoint, deletion, sweep.
 
-A restore `as_of` a moment restores the database's RDS instance (`rds_instance_id`) to that moment into a new
-instance `dbops-pit-<restore id>`, in the source's subnet group, security groups and parameter group, tagged as
-dbops' (purpose, restore id, execution). The restore workflow dumps it (a backup of kind `pointintime`) and deletes
-it at once; Rollback deletes it on every failure; `sweep` deletes those an aborted or timed-out execution left.
+A restore `as_of` a moment restores the database's RDS instance (`rds_instance_id`) or Aurora cluster
+(`rds_cluster_id`) to that moment into `dbops-pit-<restore id>` (for Aurora: a cluster of that name and one
+instance in it, of the source writer's class), in the source's subnet group, security groups and parameter group,
+tagged as dbops' (purpose, restore id, execution). The restore workflow dumps it (a backup of kind `pointintime`)
+and deletes it at once; Rollback deletes it on every failure; `sweep` deletes those an aborted or timed-out
+execution left.
 
-The restorable window is RDS's: from the latest of the instance's creation and `LatestRestorableTime` minus the
-backup retention period, to `LatestRestorableTime` (a few minutes behind now on RDS: the WAL uploaded so far).
+The restorable window is RDS's: from the latest of the source's creation, its EarliestRestorableTime (clusters)
+and `LatestRestorableTime` minus the backup retention period, to `LatestRestorableTime` (a few minutes behind now
+on RDS: the WAL uploaded so far).
 """
 
 from __future__ import annotations
@@ -14,24 +17,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
 from dbops.errors import ConfigError, DbopsError, StorageError
 
+Kind = Literal["instance", "cluster"]
 PURPOSE_TAG = "dbops:purpose"
 PURPOSE = "point-in-time-restore"
 RESTORE_TAG = "dbops:restore-id"
 EXECUTION_TAG = "dbops:execution"
 INSTANCE_PREFIX = "dbops-pit-"
-# RDS statuses from which a restoring instance never becomes available
+# RDS statuses from which a restoring instance or cluster never becomes available
 FAILED_STATUSES = frozenset({"failed", "incompatible-restore", "incompatible-parameters", "incompatible-network"})
+NOT_FOUND = {"instance": "DBInstanceNotFound", "cluster": "DBClusterNotFoundFault"}
+DEFAULT_AURORA_CLASS = "db.r6g.large"
 
 
 class PointInTimeError(DbopsError):
-    """The temporary instance could not be restored, reached, or deleted."""
+    """The temporary copy could not be restored, reached, or deleted."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,14 @@ class Endpoint:
     port: int
 
 
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 def _call(what: str, fn: Any, **kwargs: Any) -> Any:
     try:
         return fn(**kwargs)
@@ -58,139 +72,215 @@ def _call(what: str, fn: Any, **kwargs: Any) -> Any:
         raise StorageError(f"{what}: {exc}") from None
 
 
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def describe_instance(instance_id: str) -> dict[str, Any] | None:
-    """The instance as RDS describes it; None when there is no such instance."""
+def describe(kind: Kind, identifier: str) -> dict[str, Any] | None:
+    """The instance or cluster as RDS describes it; None when there is none of that name."""
+    rds = aws.client("rds")
     try:
-        found = aws.client("rds").describe_db_instances(DBInstanceIdentifier=instance_id)["DBInstances"]
+        if kind == "cluster":
+            found = rds.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"]
+        else:
+            found = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "DBInstanceNotFound":
+        if _error_code(exc) == NOT_FOUND[kind]:
             return None
-        raise PointInTimeError(f"cannot describe RDS instance {instance_id}: {exc}") from None
+        raise PointInTimeError(f"cannot describe RDS {kind} {identifier}: {exc}") from None
     except BotoCoreError as exc:
-        raise StorageError(f"cannot describe RDS instance {instance_id}: {exc}") from None
+        raise StorageError(f"cannot describe RDS {kind} {identifier}: {exc}") from None
     return dict(found[0]) if found else None
 
 
-def restore_window(instance: dict[str, Any]) -> RestoreWindow:
-    """The moments this instance can be restored to; a ConfigError when it keeps no automated backups."""
-    name = instance["DBInstanceIdentifier"]
-    retention_days = int(instance.get("BackupRetentionPeriod") or 0)
+def describe_instance(identifier: str) -> dict[str, Any] | None:
+    return describe("instance", identifier)
+
+
+def _name(source: dict[str, Any]) -> str:
+    return str(source.get("DBClusterIdentifier") or source.get("DBInstanceIdentifier"))
+
+
+def restore_window(source: dict[str, Any]) -> RestoreWindow:
+    """The moments this instance or cluster can be restored to; a ConfigError when it keeps no automated backups."""
+    name = _name(source)
+    retention_days = int(source.get("BackupRetentionPeriod") or 0)
     if retention_days <= 0:
-        raise ConfigError(
-            f"RDS instance {name} keeps no automated backups (backup retention 0): no point-in-time restore"
-        )
-    latest = instance.get("LatestRestorableTime")
+        raise ConfigError(f"RDS {name} keeps no automated backups (backup retention 0): no point-in-time restore")
+    latest = source.get("LatestRestorableTime")
     if latest is None:
-        raise ConfigError(f"RDS instance {name} has no restorable time yet (its first automated backup is not done)")
+        raise ConfigError(f"RDS {name} has no restorable time yet (its first automated backup is not done)")
     latest = _utc(latest)
-    earliest = latest - timedelta(days=retention_days)
-    created = instance.get("InstanceCreateTime")
-    if created is not None:
-        earliest = max(earliest, _utc(created))
-    return RestoreWindow(earliest=earliest, latest=latest)
+    bounds = [latest - timedelta(days=retention_days)]
+    for key in ("InstanceCreateTime", "ClusterCreateTime", "EarliestRestorableTime"):
+        if source.get(key) is not None:
+            bounds.append(_utc(source[key]))
+    return RestoreWindow(earliest=max(bounds), latest=latest)
 
 
 def temporary_instance_id(restore_id: str) -> str:
     return f"{INSTANCE_PREFIX}{restore_id}"
 
 
-def start_restore(source: dict[str, Any], target_id: str, as_of: datetime, tags: dict[str, str]) -> None:
-    """Restore `source` to `as_of` into `target_id`, where the source lives (subnet group, security groups,
-    parameter group), not publicly accessible, no deletion protection. A retried call finds it started already."""
-    if describe_instance(target_id) is not None:
-        return
-    kwargs: dict[str, Any] = {
-        "SourceDBInstanceIdentifier": source["DBInstanceIdentifier"],
-        "TargetDBInstanceIdentifier": target_id,
-        "RestoreTime": as_of,
-        "PubliclyAccessible": False,
-        "DeletionProtection": False,
-        "MultiAZ": False,
-        "CopyTagsToSnapshot": False,
-        "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-    }
-    subnet_group = (source.get("DBSubnetGroup") or {}).get("DBSubnetGroupName")
+def _placement(source: dict[str, Any], kind: Kind) -> dict[str, Any]:
+    """Where the copy goes: the source's subnet group, security groups and (non-default) parameter group."""
+    found: dict[str, Any] = {}
+    subnet_group = source.get("DBSubnetGroup")
+    if isinstance(subnet_group, dict):
+        subnet_group = subnet_group.get("DBSubnetGroupName")
     if subnet_group:
-        kwargs["DBSubnetGroupName"] = subnet_group
+        found["DBSubnetGroupName"] = subnet_group
     groups = [g["VpcSecurityGroupId"] for g in source.get("VpcSecurityGroups", []) if g.get("VpcSecurityGroupId")]
     if groups:
-        kwargs["VpcSecurityGroupIds"] = groups
-    parameter_groups = [g["DBParameterGroupName"] for g in source.get("DBParameterGroups", [])]
-    if parameter_groups and not parameter_groups[0].startswith("default."):
-        kwargs["DBParameterGroupName"] = parameter_groups[0]
-    if source.get("DBInstanceClass"):
-        kwargs["DBInstanceClass"] = source["DBInstanceClass"]
-    _call(
-        f"cannot restore RDS instance {source['DBInstanceIdentifier']} to {as_of.isoformat()}",
-        aws.client("rds").restore_db_instance_to_point_in_time,
-        **kwargs,
-    )
+        found["VpcSecurityGroupIds"] = groups
+    if kind == "cluster":
+        group = source.get("DBClusterParameterGroup")
+        if group and not str(group).startswith("default."):
+            found["DBClusterParameterGroupName"] = group
+    else:
+        names = [g["DBParameterGroupName"] for g in source.get("DBParameterGroups", [])]
+        if names and not names[0].startswith("default."):
+            found["DBParameterGroupName"] = names[0]
+    return found
 
 
-def ready_endpoint(target_id: str) -> Endpoint | None:
-    """The restored instance's endpoint once it is available; None while it is being created; raises when its
-    restore failed or the instance is gone."""
-    instance = describe_instance(target_id)
-    if instance is None:
-        raise PointInTimeError(f"temporary instance {target_id} is gone (deleted while the restore waited for it)")
-    status = str(instance.get("DBInstanceStatus", ""))
+def _writer_class(cluster: dict[str, Any]) -> str:
+    writer = next((m for m in cluster.get("DBClusterMembers", []) if m.get("IsClusterWriter")), None)
+    if writer is not None:
+        instance = describe("instance", writer["DBInstanceIdentifier"])
+        if instance and instance.get("DBInstanceClass"):
+            return str(instance["DBInstanceClass"])
+    return DEFAULT_AURORA_CLASS
+
+
+def start_restore(kind: Kind, source: dict[str, Any], target_id: str, as_of: datetime, tags: dict[str, str]) -> None:
+    """Restore `source` to `as_of` into `target_id`, where the source lives, not public, no deletion protection;
+    for Aurora the cluster and then its one instance. A retried call finds what it started."""
+    rds = aws.client("rds")
+    tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+    what = f"cannot restore RDS {kind} {_name(source)} to {as_of.isoformat()}"
+    if kind == "instance":
+        if describe("instance", target_id) is None:
+            kwargs: dict[str, Any] = {
+                "SourceDBInstanceIdentifier": source["DBInstanceIdentifier"],
+                "TargetDBInstanceIdentifier": target_id,
+                "RestoreTime": as_of,
+                "PubliclyAccessible": False,
+                "DeletionProtection": False,
+                "MultiAZ": False,
+                "CopyTagsToSnapshot": False,
+                "Tags": tag_list,
+                **_placement(source, kind),
+            }
+            if source.get("DBInstanceClass"):
+                kwargs["DBInstanceClass"] = source["DBInstanceClass"]
+            _call(what, rds.restore_db_instance_to_point_in_time, **kwargs)
+        return
+    if describe("cluster", target_id) is None:
+        _call(
+            what,
+            rds.restore_db_cluster_to_point_in_time,
+            SourceDBClusterIdentifier=source["DBClusterIdentifier"],
+            DBClusterIdentifier=target_id,
+            RestoreToTime=as_of,
+            RestoreType="full-copy",
+            DeletionProtection=False,
+            CopyTagsToSnapshot=False,
+            Tags=tag_list,
+            **_placement(source, kind),
+        )
+    if describe("instance", target_id) is None:
+        _call(
+            f"cannot add an instance to the restored cluster {target_id}",
+            rds.create_db_instance,
+            DBInstanceIdentifier=target_id,
+            DBClusterIdentifier=target_id,
+            Engine=source["Engine"],
+            DBInstanceClass=_writer_class(source),
+            PubliclyAccessible=False,
+            Tags=tag_list,
+        )
+
+
+def _status(kind: Kind, found: dict[str, Any]) -> str:
+    return str(found.get("Status" if kind == "cluster" else "DBInstanceStatus", ""))
+
+
+def ready_endpoint(kind: Kind, target_id: str) -> Endpoint | None:
+    """The restored copy's endpoint once it is available (Aurora: the cluster and its instance); None while it is
+    being created; raises when its restore failed or it is gone."""
+    found = describe(kind, target_id)
+    if found is None:
+        raise PointInTimeError(f"temporary {kind} {target_id} is gone (deleted while the restore waited for it)")
+    status = _status(kind, found)
     if status in FAILED_STATUSES:
         raise PointInTimeError(f"the point-in-time restore into {target_id} failed: status {status}")
-    endpoint = instance.get("Endpoint") or {}
-    if status != "available" or not endpoint.get("Address"):
+    if status != "available":
+        return None
+    if kind == "cluster":
+        instance = describe("instance", target_id)
+        if instance is None or _status("instance", instance) != "available" or not found.get("Endpoint"):
+            return None
+        return Endpoint(host=str(found["Endpoint"]), port=int(found["Port"]))
+    endpoint = found.get("Endpoint") or {}
+    if not endpoint.get("Address"):
         return None
     return Endpoint(host=str(endpoint["Address"]), port=int(endpoint["Port"]))
 
 
-def delete_instance(target_id: str) -> bool:
-    """Delete a temporary instance (no final snapshot, no automated backups kept): True if it was there. Only
-    instances dbops tagged as its own are deleted, whatever the id says."""
-    instance = describe_instance(target_id)
-    if instance is None:
+def _tags(found: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in found.get("TagList", [])}
+
+
+def _delete_one(kind: Kind, target_id: str) -> bool:
+    found = describe(kind, target_id)
+    if found is None:
         return False
-    if _tags(instance).get(PURPOSE_TAG) != PURPOSE:
-        raise PointInTimeError(f"RDS instance {target_id} is not a dbops temporary instance: not deleting it")
-    if instance.get("DBInstanceStatus") == "deleting":
+    if _tags(found).get(PURPOSE_TAG) != PURPOSE:
+        raise PointInTimeError(f"RDS {kind} {target_id} is not a dbops temporary copy: not deleting it")
+    if _status(kind, found) == "deleting":
         return True
+    rds = aws.client("rds")
     try:
-        aws.client("rds").delete_db_instance(
-            DBInstanceIdentifier=target_id, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
-        )
+        if kind == "cluster":
+            rds.delete_db_cluster(DBClusterIdentifier=target_id, SkipFinalSnapshot=True)
+        else:
+            rds.delete_db_instance(DBInstanceIdentifier=target_id, SkipFinalSnapshot=True, DeleteAutomatedBackups=True)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "DBInstanceNotFound":
+        if _error_code(exc) == NOT_FOUND[kind]:
             return False
-        raise PointInTimeError(f"cannot delete temporary instance {target_id}: {exc}") from None
+        raise PointInTimeError(f"cannot delete temporary {kind} {target_id}: {exc}") from None
     except BotoCoreError as exc:
-        raise StorageError(f"cannot delete temporary instance {target_id}: {exc}") from None
+        raise StorageError(f"cannot delete temporary {kind} {target_id}: {exc}") from None
     return True
 
 
-def _tags(instance: dict[str, Any]) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in instance.get("TagList", [])}
+def delete_temporary(kind: Kind, target_id: str) -> bool:
+    """Delete a temporary copy (no final snapshot; Aurora: its instance, then the cluster): True if there was one.
+    Only what dbops tagged as its own is deleted, whatever the name says."""
+    deleted = _delete_one("instance", target_id)
+    if kind == "cluster":
+        deleted = _delete_one("cluster", target_id) or deleted
+    return deleted
 
 
-def temporary_instances() -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
-    """Every instance dbops tagged as a point-in-time restore's, with its tags."""
-    pages = aws.client("rds").get_paginator("describe_db_instances").paginate()
+def temporary_copies() -> Iterator[tuple[Kind, dict[str, Any], dict[str, str]]]:
+    """Every instance not in a cluster, and every cluster, that dbops tagged as a point-in-time restore's."""
+    rds = aws.client("rds")
     try:
-        for page in pages:
+        for page in rds.get_paginator("describe_db_clusters").paginate():
+            for cluster in page["DBClusters"]:
+                if _tags(cluster).get(PURPOSE_TAG) == PURPOSE:
+                    yield "cluster", cluster, _tags(cluster)
+        for page in rds.get_paginator("describe_db_instances").paginate():
             for instance in page["DBInstances"]:
-                tags = _tags(instance)
-                if tags.get(PURPOSE_TAG) == PURPOSE:
-                    yield instance, tags
+                if _tags(instance).get(PURPOSE_TAG) == PURPOSE and not instance.get("DBClusterIdentifier"):
+                    yield "instance", instance, _tags(instance)
     except (BotoCoreError, ClientError) as exc:
-        raise StorageError(f"cannot list RDS instances: {exc}") from None
+        raise StorageError(f"cannot list RDS instances and clusters: {exc}") from None
 
 
 def _execution_running(execution_arn: str) -> bool:
     try:
         status = aws.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+        if _error_code(exc) == "ExecutionDoesNotExist":
             return False
         raise StorageError(f"cannot describe execution {execution_arn}: {exc}") from None
     except BotoCoreError as exc:
@@ -199,12 +289,12 @@ def _execution_running(execution_arn: str) -> bool:
 
 
 def sweep(execution_arn: str | None = None, *, orphan_after: timedelta = timedelta(hours=6)) -> list[str]:
-    """Delete the temporary instances no running restore needs: those of `execution_arn` (an execution that ended:
+    """Delete the temporary copies no running restore needs: those of `execution_arn` (an execution that ended:
     aborted, timed out, failed) or, without it, every one whose execution is no longer running (one without an
-    execution tag once older than `orphan_after`). Returns the ids deleted."""
+    execution tag once older than `orphan_after`). Returns the names deleted."""
     deleted = []
     now = datetime.now(UTC)
-    for instance, tags in temporary_instances():
+    for kind, found, tags in list(temporary_copies()):
         owner = tags.get(EXECUTION_TAG)
         if execution_arn is not None:
             if owner != execution_arn:
@@ -213,9 +303,10 @@ def sweep(execution_arn: str | None = None, *, orphan_after: timedelta = timedel
             if _execution_running(owner):
                 continue
         else:
-            created = instance.get("InstanceCreateTime")
+            created = found.get("InstanceCreateTime") or found.get("ClusterCreateTime")
             if created is not None and now - _utc(created) < orphan_after:
                 continue
-        if delete_instance(instance["DBInstanceIdentifier"]):
-            deleted.append(instance["DBInstanceIdentifier"])
+        name = _name(found)
+        if delete_temporary(kind, name):
+            deleted.append(name)
     return deleted

@@ -30,13 +30,15 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     if req.as_of is None:
         return steps.validate(state, settings)
     db = settings.database(req.database)
-    if db.rds_instance_id is None:
+    rds = db.rds_source()
+    if rds is None:
         raise RestoreRefused(
-            f"database {db.name} has no rds_instance_id: a point-in-time restore restores its RDS instance"
+            f"database {db.name} has no rds_instance_id or rds_cluster_id: a point-in-time restore restores the "
+            "RDS instance or Aurora cluster it runs on"
         )
-    source = point_in_time.describe_instance(db.rds_instance_id)
+    source = point_in_time.describe(*rds)
     if source is None:
-        raise RestoreRefused(f"RDS instance {db.rds_instance_id} (database {db.name}) does not exist")
+        raise RestoreRefused(f"RDS {rds[0]} {rds[1]} (database {db.name}) does not exist")
     try:
         window = point_in_time.restore_window(source)
     except ConfigError as exc:
@@ -44,8 +46,8 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     as_of = req.as_of.astimezone(UTC)
     if not window.earliest <= as_of <= window.latest:
         raise RestoreRefused(
-            f"{as_of.isoformat(timespec='seconds')} is outside the restorable window of RDS instance "
-            f"{db.rds_instance_id}: {window.describe()}"
+            f"{as_of.isoformat(timespec='seconds')} is outside the restorable window of RDS {rds[0]} {rds[1]}: "
+            f"{window.describe()}"
         )
     spec = db.spec()
     target = spec.dbname if req.mode == "drill" else (req.target or spec.dbname)
@@ -69,26 +71,26 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
 
 def restore_to_point_in_time(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     """Start restoring the source instance to the moment into the temporary instance (a retry finds it started)."""
-    db = settings.database(state.database)
-    assert db.rds_instance_id is not None and state.temporary_instance is not None and state.request.as_of
-    source = point_in_time.describe_instance(db.rds_instance_id)
+    kind, source_id = _rds(state, settings)
+    assert state.temporary_instance is not None and state.request.as_of
+    source = point_in_time.describe(kind, source_id)
     if source is None:
-        raise PointInTimeError(f"RDS instance {db.rds_instance_id} is gone")
+        raise PointInTimeError(f"RDS {kind} {source_id} is gone")
     tags = {
         point_in_time.PURPOSE_TAG: point_in_time.PURPOSE,
         point_in_time.RESTORE_TAG: state.restore_id,
-        "dbops:database": db.name,
+        "dbops:database": str(state.database),
     }
     if state.execution:
         tags[point_in_time.EXECUTION_TAG] = state.execution
-    point_in_time.start_restore(source, state.temporary_instance, state.request.as_of.astimezone(UTC), tags)
+    point_in_time.start_restore(kind, source, state.temporary_instance, state.request.as_of.astimezone(UTC), tags)
     return state.model_copy(update={"temporary_started_at": state.temporary_started_at or datetime.now(UTC)})
 
 
 def wait_for_instance(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     """One poll: the endpoint once the instance is available; fails when its restore failed or took too long."""
     assert state.temporary_instance is not None
-    endpoint = point_in_time.ready_endpoint(state.temporary_instance)
+    endpoint = point_in_time.ready_endpoint(_rds(state, settings)[0], state.temporary_instance)
     if endpoint is not None:
         return state.model_copy(update={"instance_endpoint": InstanceEndpoint(host=endpoint.host, port=endpoint.port)})
     started = state.temporary_started_at or datetime.now(UTC)
@@ -131,14 +133,21 @@ def dump_point_in_time(state: RestoreState, settings: FunctionSettings) -> Resto
             ),
         )
         backup_id = manifest.id
-    return steps.validate(delete_temporary(state), settings, backup_id=backup_id)
+    return steps.validate(delete_temporary(state, settings), settings, backup_id=backup_id)
 
 
-def delete_temporary(state: RestoreState) -> RestoreState:
-    """Delete the temporary instance if there is one (gone already counts as deleted)."""
+def _rds(state: RestoreState, settings: FunctionSettings) -> tuple[point_in_time.Kind, str]:
+    found = settings.database(state.database or state.request.database).rds_source()
+    if found is None:
+        raise PointInTimeError(f"database {state.database} has no rds_instance_id or rds_cluster_id any more")
+    return found
+
+
+def delete_temporary(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """Delete the temporary copy if there is one (gone already counts as deleted)."""
     if state.temporary_instance is None or state.temporary_deleted:
         return state
-    point_in_time.delete_instance(state.temporary_instance)
+    point_in_time.delete_temporary(_rds(state, settings)[0], state.temporary_instance)
     return state.model_copy(update={"temporary_deleted": True})
 
 
@@ -147,9 +156,9 @@ def rollback(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     try:
         state = steps.rollback(state, settings)
     finally:
-        state = delete_temporary(state)
+        state = delete_temporary(state, settings)
     return state
 
 
 def finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
-    return steps.finish(delete_temporary(state), settings)
+    return steps.finish(delete_temporary(state, settings), settings)

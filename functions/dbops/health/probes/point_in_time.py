@@ -11,17 +11,17 @@ from dbops.errors import ConfigError
 from dbops.health.model import Finding, Status
 from dbops.health.text import age
 from dbops.health.thresholds import Thresholds, grade
-from dbops.restore.point_in_time import describe_instance, restore_window
+from dbops.restore.point_in_time import Kind, describe, restore_window
 
 POINT_IN_TIME = "point_in_time"
 
 
-def probe_point_in_time(instance_id: str, thresholds: Thresholds, now: datetime) -> Finding:
-    instance = describe_instance(instance_id)
+def probe_point_in_time(kind: Kind, identifier: str, thresholds: Thresholds, now: datetime) -> Finding:
+    instance = describe(kind, identifier)
     if instance is None:
         return Finding(
             status=Status.CRITICAL,
-            message=f"RDS instance {instance_id} does not exist: no point-in-time restore (check rds_instance_id)",
+            message=f"RDS {kind} {identifier} does not exist: no point-in-time restore (check rds_{kind}_id)",
         )
     retention = int(instance.get("BackupRetentionPeriod") or 0)
     try:
@@ -32,7 +32,7 @@ def probe_point_in_time(instance_id: str, thresholds: Thresholds, now: datetime)
     status = grade(lag, thresholds.restorable_lag_warn_seconds, thresholds.restorable_lag_critical_seconds)
     return Finding(
         status=status,
-        message=f"RDS instance {instance_id} restorable to any second from {window.describe()}: the latest is "
+        message=f"RDS {kind} {identifier} restorable to any second from {window.describe()}: the latest is "
         f"{age(lag)} old (warn at {age(thresholds.restorable_lag_warn_seconds)}), {retention} days kept",
         values={"restorable_lag_seconds": round(lag, 1), "backup_retention_days": retention},
     )
