@@ -8,7 +8,7 @@ Archives too large for Lambda are staged by an ECS Fargate task running the same
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aws_cdk import Acknowledgment, Duration, Validations
 from aws_cdk import aws_ec2 as ec2
@@ -20,6 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from dbops import contract
 from infra.state_machines import (
     acknowledge,
     invoke_grant_reasons,
@@ -202,7 +203,7 @@ class RestoreWorkflow(Construct):
                     sfn.Condition.is_not_null("$.temporary_instance"),
                     sfn.Condition.boolean_equals("$.request.dry_run", False),
                 ),
-                self._point_in_time(invoke, guarded, rollback, what_next, instance_poll_s),
+                self._point_in_time(invoke, guarded, rollback, what_next, instance_poll_s, stage_task),
             )
             .otherwise(what_next)
         )
@@ -225,21 +226,42 @@ class RestoreWorkflow(Construct):
     def _point_in_time(
         self,
         invoke: Callable[[str], tasks.LambdaInvoke],
-        guarded: Callable[[tasks.LambdaInvoke, sfn.IChainable], tasks.LambdaInvoke],
+        guarded: Callable[[Any, sfn.IChainable], Any],
         rollback: sfn.IChainable,
         then: sfn.IChainable,
         poll_s: int,
+        stage_task: StageTask | None,
     ) -> sfn.IChainable:
-        """as_of: the temporary instance restored to the moment, polled until available (WaitForInstance fails
-        after DBOPS_POINT_IN_TIME_WAIT_MINUTES), dumped and deleted; any failure goes to Rollback, which deletes it."""
+        """as_of: the temporary copy restored to the moment, polled until available (WaitForInstance fails after
+        DBOPS_POINT_IN_TIME_WAIT_MINUTES), dumped (on Fargate when the database's backups would be) and deleted;
+        any failure goes to Rollback, which deletes it."""
         dump = guarded(invoke("DumpPointInTime"), rollback)
         dump.next(then)
+        ready: sfn.IChainable = dump
+        if stage_task is not None:
+            on_fargate = run_to_completion(
+                self,
+                "DumpOnFargate",
+                stage_task,
+                environment={
+                    contract.ENV_RESTORE_STATE: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
+                    contract.ENV_RESTORE_STEP: "dump_point_in_time",
+                },
+                timeout=Duration.hours(3),
+            )
+            guarded(on_fargate, rollback)
+            on_fargate.next(dump)  # finds the task's dump in the bucket, deletes the copy, validates
+            ready = (
+                sfn.Choice(self, "DumpWhere")
+                .when(sfn.Condition.boolean_equals("$.dump_on_fargate", True), on_fargate)
+                .otherwise(dump)
+            )
         wait = sfn.Wait(self, "InstanceNotReady", time=sfn.WaitTime.duration(Duration.seconds(poll_s)))
         poll = guarded(invoke("WaitForInstance"), rollback)
         wait.next(poll)
         poll.next(
             sfn.Choice(self, "InstanceReady")
-            .when(sfn.Condition.is_not_null("$.instance_endpoint"), dump)
+            .when(sfn.Condition.is_not_null("$.instance_endpoint"), ready)
             .otherwise(wait)
         )
         restore = guarded(invoke("RestoreToPointInTime"), rollback)

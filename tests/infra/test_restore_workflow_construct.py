@@ -183,11 +183,20 @@ def test_a_restore_as_of_a_moment_restores_waits_dumps_then_takes_the_ordinary_p
     assert states["InstanceNotReady"] == {"Type": "Wait", "Seconds": 30, "Next": "WaitForInstance"}
     assert states["WaitForInstance"]["Next"] == "InstanceReady"
     ready = states["InstanceReady"]
-    assert ready["Choices"] == [{"Variable": "$.instance_endpoint", "IsNull": False, "Next": "DumpPointInTime"}]
+    assert ready["Choices"] == [{"Variable": "$.instance_endpoint", "IsNull": False, "Next": "DumpWhere"}]
     assert ready["Default"] == "InstanceNotReady"
+    # a database whose backups run on Fargate has its copy dumped there too; DumpPointInTime then finds the dump
+    assert states["DumpWhere"]["Choices"] == [
+        {"Variable": "$.dump_on_fargate", "BooleanEquals": True, "Next": "DumpOnFargate"}
+    ]
+    assert states["DumpWhere"]["Default"] == "DumpPointInTime"
+    task = states["DumpOnFargate"]
+    assert task["Resource"].endswith(":states:::ecs:runTask.sync") and task["Next"] == "DumpPointInTime"
+    [override] = task["Parameters"]["Overrides"]["ContainerOverrides"]
+    assert {"Name": "DBOPS_RESTORE_STEP", "Value": "dump_point_in_time"} in override["Environment"]
     assert states["DumpPointInTime"]["Next"] == "WhatNext"
-    for name in ("RestoreToPointInTime", "WaitForInstance", "DumpPointInTime"):  # Rollback deletes the instance
-        assert [c["Next"] for c in states[name]["Catch"]] == ["Rollback"], name
+    for name in ("RestoreToPointInTime", "WaitForInstance", "DumpOnFargate", "DumpPointInTime"):
+        assert [c["Next"] for c in states[name]["Catch"]] == ["Rollback"], name  # Rollback deletes the copy
 
 
 def _role_statements(synthesized: Synth, function: Any) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (FunctionSettings, Maintenanc
 # read outside a settings class: the restore task's state (handlers.restore_task) and Powertools' own
 READ_ELSEWHERE = {
     contract.ENV_RESTORE_STATE,
+    contract.ENV_RESTORE_STEP,
     contract.ENV_POWERTOOLS_SERVICE_NAME,
     contract.ENV_POWERTOOLS_METRICS_NAMESPACE,
 }

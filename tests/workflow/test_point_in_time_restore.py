@@ -188,6 +188,24 @@ def test_on_aurora_a_cluster_and_its_instance_are_restored_and_both_deleted(
     _assert_nothing_left(source)
 
 
+def test_a_database_backed_up_on_fargate_has_its_copy_dumped_by_the_fargate_task(
+    source: Source, configure: Callable[..., None], run_restore: Callable[..., dict[str, Any]], bucket: str
+) -> None:
+    """backup_runner fargate: the copy is dumped by `python -m handlers.restore_task` (DBOPS_RESTORE_STEP
+    dump_point_in_time, run here as the task's process); DumpPointInTime then finds that dump, deletes the copy."""
+    configure(source.spec, rds_instance_id=source.instance, backup_runner="fargate")
+
+    result = run_restore(tables=["events"], as_of=source.between.isoformat())
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    states = result["states"]
+    assert states.index("DumpOnFargate") < states.index("DumpPointInTime") < states.index("Swap")
+    assert _rows(source.spec, "events") == [(1, "signup"), (2, "login")]
+    [dump] = [e.manifest for e in catalog.list_backups(bucket, kind="pointintime")]  # written once, by the task
+    assert dump.labels["instance"].startswith(INSTANCE_PREFIX)
+    _assert_nothing_left(source)
+
+
 def test_as_of_a_moment_before_the_insert_the_rows_are_not_there(
     configured: Source, run_restore: Callable[..., dict[str, Any]]
 ) -> None:

@@ -123,6 +123,7 @@ class RestoreState(BaseModel):
     instance_endpoint: InstanceEndpoint | None = None
     temporary_started_at: datetime | None = None
     temporary_deleted: bool = False
+    dump_on_fargate: bool = False
     outcome: str | None = None
     error: StepError | None = None
     rollback_error: StepError | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from dbops.backup import BackupRequest, list_tables, run_backup
+from dbops.backup_runner import choose_runner, last_backup
 from dbops.catalog import list_backups
 from dbops.connection import connect
 from dbops.errors import ConfigError
@@ -21,6 +22,9 @@ from dbops.restore.models import InstanceEndpoint, RestoreState
 from dbops.restore.point_in_time import PointInTimeError
 from dbops.restore.steps import RestoreRefused
 from dbops.settings import FunctionSettings
+
+# the restore step functions' timeout (infra: RESTORE_STEP_SIZING): the dump runs in one of them, or on Fargate
+LAMBDA_TIMEOUT_S = 900.0
 
 
 def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
@@ -65,8 +69,26 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             "database": db.name,
             "target_db": None if req.mode == "drill" else target,
             "temporary_instance": point_in_time.temporary_instance_id(state.restore_id),
+            "dump_on_fargate": _dump_runner(settings, db.name) == "fargate",
         }
     )
+
+
+def _dump_runner(settings: FunctionSettings, database: str) -> str:
+    """Where the copy is dumped: as the database's backups run (dbops.backup_runner: its configured runner, else
+    its last backup's duration and size against the Lambda limit)."""
+    config = settings.database(database)
+    last = None
+    if config.backup_runner == "auto":
+        last = last_backup([e.manifest for e in list_backups(settings.bucket, database=database)])
+    choice = choose_runner(
+        config.backup_runner,
+        last,
+        lambda_timeout_s=LAMBDA_TIMEOUT_S,
+        max_share=settings.backup_lambda_share,
+        max_raw_bytes=settings.backup_fargate_raw_bytes,
+    )
+    return choice.runner
 
 
 def restore_to_point_in_time(state: RestoreState, settings: FunctionSettings) -> RestoreState:
@@ -103,9 +125,9 @@ def wait_for_instance(state: RestoreState, settings: FunctionSettings) -> Restor
     return state
 
 
-def dump_point_in_time(state: RestoreState, settings: FunctionSettings) -> RestoreState:
-    """Dump the temporary instance (a backup of kind pointintime: manifest, tables by identity), delete the
-    instance, then the ordinary Validate against that backup."""
+def write_dump(state: RestoreState, settings: FunctionSettings) -> str:
+    """Dump the temporary copy (a backup of kind pointintime: manifest, tables by identity) unless this restore's
+    dump is in the bucket already (a retry, or the Fargate task wrote it); returns its id. The task runs this."""
     assert state.instance_endpoint is not None and state.temporary_instance is not None and state.request.as_of
     db = settings.database(state.database)
     done = [
@@ -113,26 +135,31 @@ def dump_point_in_time(state: RestoreState, settings: FunctionSettings) -> Resto
         for e in list_backups(settings.bucket, kind="pointintime", database=db.name)
         if e.manifest.labels.get("restore_id") == state.restore_id
     ]
-    if done:  # a retried step: the dump is in the bucket already
-        backup_id = done[0].id
-    else:
-        spec = db.spec().model_copy(update={"host": state.instance_endpoint.host, "port": state.instance_endpoint.port})
-        manifest = run_backup(
-            spec,
-            BackupRequest(
-                database=db.name,
-                bucket=settings.bucket,
-                kind="pointintime",
-                pg_bin_dir=settings.pg_bin_dir,
-                compression_level=settings.compression_level,
-                labels={
-                    "restore_id": state.restore_id,
-                    "as_of": state.request.as_of.astimezone(UTC).isoformat(),
-                    "instance": state.temporary_instance,
-                },
-            ),
-        )
-        backup_id = manifest.id
+    if done:
+        return done[0].id
+    spec = db.spec().model_copy(update={"host": state.instance_endpoint.host, "port": state.instance_endpoint.port})
+    manifest = run_backup(
+        spec,
+        BackupRequest(
+            database=db.name,
+            bucket=settings.bucket,
+            kind="pointintime",
+            pg_bin_dir=settings.pg_bin_dir,
+            compression_level=settings.compression_level,
+            labels={
+                "restore_id": state.restore_id,
+                "as_of": state.request.as_of.astimezone(UTC).isoformat(),
+                "instance": state.temporary_instance,
+            },
+        ),
+    )
+    return manifest.id
+
+
+def dump_point_in_time(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """The copy's dump (written here, or found when the Fargate task wrote it), the copy deleted, then the
+    ordinary Validate against that dump."""
+    backup_id = write_dump(state, settings)
     return steps.validate(delete_temporary(state, settings), settings, backup_id=backup_id)
 
 
