@@ -154,6 +154,16 @@ def test_restore_task_states(text: str | None) -> None:
         (restore_task.parse_task_state, None, "DBOPS_RESTORE_STATE is not set"),
         (restore_task.parse_task_state, "{", "invalid restore state in DBOPS_RESTORE_STATE: .*Invalid JSON"),
         (restore_task.parse_task_state, '{"request": {}}', None),
+        (
+            restore.parse_state,
+            {"request": {"as_of": "2026-11-29 14:04:00"}},
+            "as_of: Value error, give the moment with",
+        ),
+        (
+            restore.parse_state,
+            {"request": {"as_of": "2026-11-29 14:04:00+00", "backup": "20261129T020000Z-abcdef"}},
+            "as_of restores from the RDS instance's point-in-time recovery: give no backup or kind",
+        ),
     ],
 )
 def test_each_refusal_names_the_problem(parse: Callable[[Any], Any], event: Any, message: str | None) -> None:
@@ -194,3 +204,13 @@ def test_the_restore_task_ends_with_one_line_and_exit_1_on_a_bad_state(state: st
     assert done.returncode == 1
     assert done.stderr.splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("dbops restore task: error: ") and "DBOPS_RESTORE_STATE" in done.stderr
+
+
+def test_the_restore_task_refuses_an_unknown_step_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DBOPS_RESTORE_STATE", '{"request": {}}')
+    monkeypatch.setenv("DBOPS_RESTORE_STEP", "swap")
+    assert restore_task.main() == 1
+    err = capsys.readouterr().err
+    assert err == "dbops restore task: error: DBOPS_RESTORE_STEP is 'swap': give one of stage, dump_point_in_time\n"

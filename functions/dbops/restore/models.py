@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import datetime
 from typing import Any, Literal
@@ -30,6 +31,14 @@ class RestoreRequest(BaseModel):
         description="restore as the database was at this moment (with its UTC offset), from its RDS instance's "
         "point-in-time recovery instead of a backup",
     )
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _short_offset(cls, value: Any) -> Any:
+        """PostgreSQL writes an offset as +00 (and `SELECT now()` prints it so): read it as +00:00."""
+        if isinstance(value, str) and re.search(r"[+-]\d{2}$", value.strip()):
+            return value.strip() + ":00"
+        return value
 
     @field_validator("as_of")
     @classmethod
