@@ -10,9 +10,12 @@ so; configure `fargate` for it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dbops.catalog import BackupManifest
+
+if TYPE_CHECKING:
+    from dbops.settings import FunctionSettings
 
 Runner = Literal["lambda", "fargate"]
 ConfiguredRunner = Literal["auto", "lambda", "fargate"]
@@ -62,6 +65,24 @@ def choose_runner(
         "lambda",
         f"backup {last.id} took {last.duration_seconds:.0f} s of {limit_s:.0f} s and wrote {raw} bytes "
         f"of {max_raw_bytes}",
+    )
+
+
+def runner_for(settings: FunctionSettings, database: str, lambda_timeout_s: float) -> RunnerChoice:
+    """Where `database`'s next backup (or a point-in-time copy's dump) runs: its configured runner, else its last
+    committed backup in the bucket against this Lambda timeout."""
+    from dbops import catalog
+
+    config = settings.database(database)
+    last = None
+    if config.backup_runner == "auto":
+        last = last_backup([e.manifest for e in catalog.list_backups(settings.bucket, database=database)])
+    return choose_runner(
+        config.backup_runner,
+        last,
+        lambda_timeout_s=lambda_timeout_s,
+        max_share=settings.backup_lambda_share,
+        max_raw_bytes=settings.backup_fargate_raw_bytes,
     )
 
 

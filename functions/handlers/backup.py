@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dbops import catalog, contract
 from dbops.backup import BackupRequest, run_backup
-from dbops.backup_runner import Runner, choose_runner, last_backup
+from dbops.backup_runner import Runner, runner_for
 from dbops.catalog import BackupKind, BackupManifest
 from dbops.errors import DbopsError
 from dbops.retention import release_for_expiry
@@ -132,17 +132,7 @@ def backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadline
 
 def plan_backup(settings: FunctionSettings, name: str, kind: BackupKind, lambda_timeout_s: float) -> BackupPlan:
     """Where this database's backup runs (dbops.backup_runner), from its configuration and its last backup."""
-    config = settings.database(name)
-    last = None
-    if config.backup_runner == "auto":
-        last = last_backup([e.manifest for e in catalog.list_backups(settings.bucket, database=name)])
-    choice = choose_runner(
-        config.backup_runner,
-        last,
-        lambda_timeout_s=lambda_timeout_s,
-        max_share=settings.backup_lambda_share,
-        max_raw_bytes=settings.backup_fargate_raw_bytes,
-    )
+    choice = runner_for(settings, name, lambda_timeout_s)
     logger.info("backup planned", extra={"database": name, "kind": kind, "runner": choice.runner, "why": choice.reason})
     return BackupPlan(database=name, kind=kind, runner=choice.runner, reason=choice.reason)
 

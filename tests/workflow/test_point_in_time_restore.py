@@ -188,6 +188,25 @@ def test_on_aurora_a_cluster_and_its_instance_are_restored_and_both_deleted(
     _assert_nothing_left(source)
 
 
+def test_a_copy_half_made_when_its_restore_step_fails_is_deleted(
+    source: Source, configure: Callable[..., None], run_restore: Callable[..., dict[str, Any]]
+) -> None:
+    """The fault, from RDS itself: an Aurora Serverless v1 cluster is restored, then refuses the instance the step
+    adds to it. RestoreToPointInTime fails with the cluster made; Rollback deletes it."""
+    cluster = f"serverless-{uuid.uuid4().hex[:6]}"
+    rds.create_local_cluster(cluster, source.server, source.archive, engine_mode="serverless")
+    configure(source.spec, rds_cluster_id=cluster)
+    events = _rows(source.spec, "events")
+
+    result = run_restore(tables=["events"], as_of=source.between.isoformat())
+
+    assert result["status"] == "FAILED"
+    assert "Rollback" in result["states"] and "WaitForInstance" not in result["states"]
+    assert "Instances cannot be added to Aurora Serverless clusters" in result["cause"]
+    assert _rows(source.spec, "events") == events
+    _assert_nothing_left(source)
+
+
 def test_a_database_backed_up_on_fargate_has_its_copy_dumped_by_the_fargate_task(
     source: Source, configure: Callable[..., None], run_restore: Callable[..., dict[str, Any]], bucket: str
 ) -> None:

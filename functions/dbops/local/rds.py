@@ -401,26 +401,36 @@ def create_local_instance(
     serve_point_in_time_restores(identifier, server, archive, region=rds.meta.region_name)
 
 
-def create_local_cluster(identifier: str, server: LocalPostgres, archive: WalArchive, retention_days: int = 7) -> None:
+def create_local_cluster(
+    identifier: str,
+    server: LocalPostgres,
+    archive: WalArchive,
+    retention_days: int = 7,
+    *,
+    engine_mode: str = "provisioned",
+) -> None:
     """Aurora's stand-in: a (moto) aurora-postgresql cluster with one writer instance, backed by a local archiving
     server and its archive (base backup taken), its endpoint 127.0.0.1 and the server's port; its point-in-time
-    restores (restore_db_cluster_to_point_in_time) are real recoveries, as for an instance."""
+    restores (restore_db_cluster_to_point_in_time) are real recoveries, as for an instance. `engine_mode`
+    "serverless" (Aurora Serverless v1, which takes no instances) has no writer instance."""
     _install()
     rds = aws.client("rds")
     rds.create_db_cluster(
         DBClusterIdentifier=identifier,
         Engine="aurora-postgresql",
+        EngineMode=engine_mode,
         MasterUsername=server.user,
         MasterUserPassword=server.password,
         Port=server.port,
         BackupRetentionPeriod=retention_days,
     )
-    rds.create_db_instance(
-        DBInstanceIdentifier=f"{identifier}-writer",
-        DBClusterIdentifier=identifier,
-        Engine="aurora-postgresql",
-        DBInstanceClass="db.r6g.large",
-    )
+    if engine_mode != "serverless":
+        rds.create_db_instance(
+            DBInstanceIdentifier=f"{identifier}-writer",
+            DBClusterIdentifier=identifier,
+            Engine="aurora-postgresql",
+            DBInstanceClass="db.r6g.large",
+        )
     backend = rds_backends[DEFAULT_ACCOUNT_ID][rds.meta.region_name]
     cluster = backend.clusters[identifier]
     started = _naive(archive.base_backup_time)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from dbops.backup import BackupRequest, list_tables, run_backup
-from dbops.backup_runner import choose_runner, last_backup
+from dbops.backup_runner import runner_for
 from dbops.catalog import list_backups
 from dbops.connection import connect
 from dbops.errors import ConfigError
@@ -69,26 +69,10 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             "database": db.name,
             "target_db": None if req.mode == "drill" else target,
             "temporary_instance": point_in_time.temporary_instance_id(state.restore_id),
-            "dump_on_fargate": _dump_runner(settings, db.name) == "fargate",
+            # the copy is dumped where the database's backups run
+            "dump_on_fargate": runner_for(settings, db.name, LAMBDA_TIMEOUT_S).runner == "fargate",
         }
     )
-
-
-def _dump_runner(settings: FunctionSettings, database: str) -> str:
-    """Where the copy is dumped: as the database's backups run (dbops.backup_runner: its configured runner, else
-    its last backup's duration and size against the Lambda limit)."""
-    config = settings.database(database)
-    last = None
-    if config.backup_runner == "auto":
-        last = last_backup([e.manifest for e in list_backups(settings.bucket, database=database)])
-    choice = choose_runner(
-        config.backup_runner,
-        last,
-        lambda_timeout_s=LAMBDA_TIMEOUT_S,
-        max_share=settings.backup_lambda_share,
-        max_raw_bytes=settings.backup_fargate_raw_bytes,
-    )
-    return choice.runner
 
 
 def restore_to_point_in_time(state: RestoreState, settings: FunctionSettings) -> RestoreState:
