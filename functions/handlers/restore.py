@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from dbops import contract
+from dbops.rehearsal import scratch
 from dbops.restore import point_in_time, point_in_time_steps, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
@@ -109,16 +110,20 @@ def parse_expired_copies_event(event: Any) -> ExpiredCopiesInvocation:
 @tracer.capture_lambda_handler(capture_response=False)
 def drop_expired_copies(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Daily (EventBridge) or a direct invoke naming a database: the previous databases kept after restores are
-    dropped once their time is up, also when no later restore comes to drop them."""
+    dropped once their time is up, also when no later restore comes to drop them; and the scratch databases of
+    migration rehearsals that died (no keeper session left), also when no later rehearsal comes to drop them."""
     settings = FunctionSettings()
     invocation = parse_expired_copies_event(event)
-    dropped = {}
+    dropped, stale = {}, {}
     for config in databases_to_run(settings.databases, invocation.database):
         names = steps.drop_expired_copies(settings, config.name)
         emit(contract.PRE_RESTORE_COPIES_DROPPED, len(names), MetricUnit.Count, config.name)
         logger.info("expired pre-restore copies dropped", extra={"database": config.name, "dropped": names})
         dropped[config.name] = names
-    return {"dropped": dropped}
+        stale[config.name] = scratch.drop_stale(config.spec())
+        if stale[config.name]:
+            logger.warning("dead rehearsals' scratch databases dropped", extra={"dropped": stale[config.name]})
+    return {"dropped": dropped, "stale_rehearsals": stale}
 
 
 class ExecutionStatusChange(BaseModel):

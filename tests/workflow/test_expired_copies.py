@@ -67,6 +67,14 @@ def test_expired_copies_are_dropped_by_the_daily_schedule_and_nothing_else_is(
         )
         return copy
 
+    # a rehearsal killed a day ago left its scratch database (no keeper session); one under way keeps its own
+    dead = f"{sample_db.dbname}__rehearse_{(now - timedelta(days=1)).strftime('%Y%m%d%H%M%S')}_dead"
+    with connect(sample_db.for_database("postgres")) as conn:
+        server_now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+        running = f"{sample_db.dbname}__rehearse_{server_now.astimezone(UTC).strftime('%Y%m%d%H%M%S')}_beef"
+        for name in (dead, running):
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    made.extend([dead, running])
     expired = kept("r1", now - timedelta(hours=1))
     still_kept = kept("r2", now + timedelta(days=3))
     # a record naming a database no restore of ours would have kept (altered by hand, say): never dropped
@@ -74,15 +82,15 @@ def test_expired_copies_are_dropped_by_the_daily_schedule_and_nothing_else_is(
 
     result = drop_expired_copies(scheduled_event("dbops-expired-copies"), LocalLambdaContext())
 
-    assert result == {"dropped": {"sprint_reports_v2": [expired]}}
+    assert result == {"dropped": {"sprint_reports_v2": [expired]}, "stale_rehearsals": {"sprint_reports_v2": [dead]}}
     present = _present(sample_db)
-    assert expired not in present
-    assert {still_kept, foreign, sample_db.dbname} <= present
+    assert expired not in present and dead not in present
+    assert {still_kept, foreign, running, sample_db.dbname} <= present
     [metric] = [m for m in emf_metrics(capsys.readouterr().out) if m["name"] == "PreRestoreCopiesDropped"]
     assert metric["value"] in (1, [1]) and metric["dimensions"] == {"database": "sprint_reports_v2"}
 
     again = drop_expired_copies({"database": "sprint_reports_v2"}, LocalLambdaContext())  # a direct invoke
-    assert again == {"dropped": {"sprint_reports_v2": []}}  # already gone: nothing to do, no error
+    assert again["dropped"] == {"sprint_reports_v2": []}  # already gone: nothing to do, no error
 
 
 def test_an_unknown_database_is_refused_before_anything_is_dropped(
