@@ -26,7 +26,11 @@ RestoreTime is used as given, microseconds included; what "the database as it wa
 dbops.local.pitr (every commit at or before T). `stop_all` destroys every restored server (test teardown, demo
 exit).
 
-Instances not registered behave exactly as plain moto. moto runs in this process (dbops.local.aws), so the
+Aurora: a cluster registered with `create_local_cluster` works the same way through
+`restore_db_cluster_to_point_in_time` (status "creating" until its server is promoted, endpoint 127.0.0.1 and the
+new server's port; the caller adds the instance, as on RDS) and `delete_db_cluster`.
+
+Instances and clusters not registered behave exactly as plain moto. moto runs in this process (dbops.local.aws), so the
 patches below act on the server that boto3 reaches over HTTP.
 """
 
