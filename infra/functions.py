@@ -22,6 +22,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from dbops import contract
+from dbops.health import counters
 from infra.constants import (
     BACKUP_SIZING,
     BACKUPS_PREFIX,
@@ -41,6 +42,7 @@ from infra.scanners import W3005_REASON, XRAY_POLICY_REASON, acknowledge_cfn_lin
 from infra.settings import LOG_RETENTION_DAYS, StackSettings
 
 RESTORE_PREFIXES = (BACKUPS_PREFIX, "restores/", "drills/")
+HEALTH_PREFIX = counters.PREFIX
 S3_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
 S3_READ_ACTIONS = ("s3:GetObject",)
 S3_TAG_ACTIONS = ("s3:GetObjectTagging", "s3:PutObjectTagging")  # dbops.retention: which backups may expire
@@ -114,7 +116,12 @@ HEALTH = FunctionSpec(
     handler="handlers.health.handler",
     description="dbops: health probes as EMF metrics, backup freshness from the catalog",
     sizing=HEALTH_SIZING,
-    bucket=BucketAccess(read=(f"{BACKUPS_PREFIX}*",), list_prefixes=(BACKUPS_PREFIX,)),
+    # reads the catalog (backup freshness); keeps the temp_files probe's counters under health/
+    bucket=BucketAccess(
+        read=(f"{BACKUPS_PREFIX}*", f"{HEALTH_PREFIX}*"),
+        write=(f"{HEALTH_PREFIX}*",),
+        list_prefixes=(BACKUPS_PREFIX, HEALTH_PREFIX),
+    ),
     kind="health",
     scheduled=True,
 )

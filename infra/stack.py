@@ -241,7 +241,8 @@ class DbopsStack(Stack):
         )
 
     def _grant_point_in_time_readiness(self) -> None:
-        """The health probe point_in_time reads the databases' instances and clusters (retention, restorable time)."""
+        """The health probes point_in_time and rds_metrics read the databases' instances and clusters (retention,
+        restorable time, allocated storage) and their AWS/RDS CloudWatch metrics."""
         dbs = self.settings.databases
         for sid, action, resource, ids in (
             ("DescribeInstances", "rds:DescribeDBInstances", "db", [db.rds_instance_id for db in dbs]),
@@ -250,6 +251,17 @@ class DbopsStack(Stack):
             arns = [self._rds_arn(resource, i) for i in ids if i]
             if arns:
                 self.functions.health.add_to_role_policy(iam.PolicyStatement(sid=sid, actions=[action], resources=arns))
+        if any(db.on_rds for db in dbs):
+            self.functions.health.add_to_role_policy(
+                iam.PolicyStatement(sid="ReadRdsMetrics", actions=["cloudwatch:GetMetricStatistics"], resources=["*"])
+            )
+            self._acknowledge(
+                self.functions.health.role,
+                {
+                    "AwsSolutions-IAM5[Resource::*]": "X-Ray tracing, and cloudwatch:GetMetricStatistics (the RDS "
+                    "metrics of the databases' instances), have no resource-level permissions."
+                },
+            )
 
     def _point_in_time_access(self, state_machine: Any) -> None:
         """Restores as of a moment: the steps may restore the databases' RDS instances (Aurora clusters) into

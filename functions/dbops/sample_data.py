@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS report_snapshots (
 );
 CREATE INDEX IF NOT EXISTS report_snapshots_sprint_id_idx ON report_snapshots(sprint_id);
 CREATE INDEX IF NOT EXISTS report_snapshots_created_at_idx ON report_snapshots(created_at);
+-- the foreign key's own index: without it every delete of a user scans report_snapshots (health probe
+-- unindexed_foreign_keys, as strong_migrations advises)
+CREATE INDEX IF NOT EXISTS report_snapshots_created_by_idx ON report_snapshots(created_by);
 """
 
 TABLES = ("teams", "users", "sprints", "issues", "report_snapshots")

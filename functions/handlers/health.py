@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from dbops.health import HealthEnvironment, HealthReport, run_health
+from dbops.health.counters import S3TempFileState
 from dbops.settings import FunctionSettings
 from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
@@ -55,9 +56,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     configs = databases_to_run(settings.databases, invocation.database)
     deadline = deadline_for(context, settings.deadline_margin_s)
     reports = []
+    counters = S3TempFileState(settings.bucket)  # the temp_files probe's previous counters: a rate, not a total
     for config in configs:
         options = health.for_database(config.name, settings.bucket, config.rds_source())
-        report = run_health(config, options, deadline=deadline)
+        report = run_health(config, options, deadline=deadline, temp_file_state=counters)
         publish(report)
         reports.append(report)
     return HealthResponse(reports=reports).model_dump(mode="json")

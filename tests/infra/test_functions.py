@@ -148,28 +148,40 @@ def test_backup_role_writes_reads_and_tags_backups_reads_its_secrets_and_nothing
     assert _by_sid(_statements(synthesized, "Backup")) == expected
 
 
-def test_health_role_only_reads_the_catalog(synthesized: Synth) -> None:
+def test_health_role_reads_the_catalog_and_keeps_its_counters_under_health(synthesized: Synth) -> None:
     bucket_id, key_id, log_id = _ids(synthesized, "Health")
+    health = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/health/*"]]}
     expected = {
         **_common(log_id),
         **_dead_letters(synthesized),
-        "ListBackups": _list_backups(bucket_id),
+        "ListBackups": {
+            **_list_backups(bucket_id),
+            "Condition": {"StringLike": {"s3:prefix": ["backups/*", "health/*"]}},
+        },
         "ReadBackups": {
             "Sid": "ReadBackups",
             "Effect": "Allow",
             "Action": "s3:GetObject",
-            "Resource": _objects(bucket_id),
+            "Resource": [_objects(bucket_id), health],
+        },
+        # the temp_files probe's counters (dbops.health.counters): under health/ only, never a backup
+        "WriteBackups": {
+            "Sid": "WriteBackups",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+            "Resource": health,
         },
         "BackupKey": {
             "Sid": "BackupKey",
             "Effect": "Allow",
-            "Action": "kms:Decrypt",
+            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
             "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
         },
     }
     statements = _by_sid(_statements(synthesized, "Health"))
     # point-in-time readiness of the databases on RDS (tests/infra/conftest.py: an instance and an Aurora cluster)
     instances, clusters = statements.pop("DescribeInstances"), statements.pop("DescribeClusters")
+    assert statements.pop("ReadRdsMetrics")["Action"] == "cloudwatch:GetMetricStatistics"  # probe rds_metrics
     assert (instances["Action"], clusters["Action"]) == ("rds:DescribeDBInstances", "rds:DescribeDBClusters")
     assert json.dumps(instances["Resource"]).endswith(':db:sprint-reports-prod"]]}')
     assert json.dumps(clusters["Resource"]).endswith(':cluster:billing-aurora"]]}')

@@ -16,6 +16,7 @@ from dbops.connection import ConnectionSpec
 from dbops.health import HealthSettings, Thresholds, run_health
 from dbops.health.model import Status
 from dbops.health.probes.point_in_time import probe_point_in_time
+from dbops.health.probes.rds_metrics import probe_rds_metrics
 from dbops.local.aws import LocalAws
 from dbops.local.postgres import LocalPostgres
 
@@ -83,3 +84,48 @@ def test_the_report_carries_the_probe_and_its_metric_and_dbops_health_takes_the_
     doc = json.loads(capsys.readouterr().out)
     [shown] = [p for p in doc["probes"] if p["name"] == "point_in_time"]
     assert shown["status"] == "ok" and shown["values"]["backup_retention_days"] == 7
+
+
+# The RDS instance's own CloudWatch signals (probe rds_metrics), as RDS publishes them (namespace AWS/RDS).
+
+
+def _publish(dimension: str, identifier: str, **values: float) -> None:
+    aws.client("cloudwatch").put_metric_data(
+        Namespace="AWS/RDS",
+        MetricData=[
+            {"MetricName": name, "Value": value, "Dimensions": [{"Name": dimension, "Value": identifier}]}
+            for name, value in values.items()
+        ],
+    )
+
+
+def test_free_storage_running_out_is_critical_and_reported_with_cpu_and_connections(instance: str) -> None:
+    """The instance has 20 GiB allocated; 1 GiB left is 5 %."""
+    _publish("DBInstanceIdentifier", instance, FreeStorageSpace=2**30, CPUUtilization=42.0, DatabaseConnections=12)
+
+    finding = probe_rds_metrics("instance", instance, Thresholds(), datetime.now(UTC))
+
+    assert finding.status is Status.CRITICAL, finding.message
+    assert finding.values["rds_free_storage_percent"] == 5.0
+    assert finding.values["rds_free_storage_bytes"] == 2**30
+    assert (finding.values["rds_cpu_utilization_percent"], finding.values["rds_database_connections"]) == (42.0, 12)
+    assert "1.0 GB free storage (5 % of" in finding.message or "free storage (5 %" in finding.message
+
+
+def test_an_instance_with_room_and_idle_cpu_is_ok_and_one_with_no_data_is_unknown(instance: str) -> None:
+    assert probe_rds_metrics("instance", instance, Thresholds(), datetime.now(UTC)).status is Status.UNKNOWN
+    _publish("DBInstanceIdentifier", instance, FreeStorageSpace=15 * 2**30, CPUUtilization=12.0)
+    finding = probe_rds_metrics("instance", instance, Thresholds(), datetime.now(UTC))
+    assert finding.status is Status.OK, finding.message
+    assert finding.values["rds_free_storage_percent"] == 75.0
+
+
+def test_an_aurora_cluster_is_judged_on_cpu(local_aws: LocalAws) -> None:
+    cluster = f"aurora-{uuid.uuid4().hex[:8]}"
+    _publish("DBClusterIdentifier", cluster, CPUUtilization=97.0, DatabaseConnections=40)
+
+    finding = probe_rds_metrics("cluster", cluster, Thresholds(), datetime.now(UTC))
+
+    assert finding.status is Status.CRITICAL
+    assert "rds_free_storage_percent" not in finding.values  # Aurora's storage grows by itself
+    assert finding.values["rds_cpu_utilization_percent"] == 97.0

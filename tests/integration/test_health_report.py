@@ -42,7 +42,7 @@ def test_readable_report_lists_worst_first_and_details_only_for_problems(sample_
     lines = format_report(report).splitlines()
 
     assert lines[0].startswith(f"Health of {sample_db.dbname} (PostgreSQL ")
-    assert ": WARN — 1 warn, 2 unknown, 15 ok in " in lines[0]
+    assert ": WARN — 1 warn, 2 unknown, 24 ok in " in lines[0]
     assert lines[1].startswith("WARN      wraparound")
     assert lines[2].strip().startswith("· database ")
     assert not any(line.strip().startswith("· public.") for line in lines)  # sizes is ok: no details

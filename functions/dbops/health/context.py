@@ -15,6 +15,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from dbops.catalog import CatalogEntry
+from dbops.health.counters import TempFileBaseline
 from dbops.health.settings import HealthSettings
 from dbops.health.thresholds import Thresholds
 
@@ -29,6 +30,7 @@ class ProbeContext:
     now: datetime
     connect_ms: float
     newest_backup: CatalogEntry | None = None
+    temp_files: TempFileBaseline | None = None  # the previous run's temp-file counters, when a state keeps them
 
     @property
     def thresholds(self) -> Thresholds:

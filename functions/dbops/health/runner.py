@@ -8,6 +8,7 @@ reached makes connectivity `critical` and the other database probes `unknown`; t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
@@ -17,11 +18,15 @@ from dbops.catalog import CatalogEntry
 from dbops.connection import ConnectionSpec, DatabaseConfig, connect, describe_error
 from dbops.errors import DbopsError
 from dbops.health.context import ProbeContext
+from dbops.health.counters import TempFileBaseline, TempFileCounters, TempFileState
 from dbops.health.model import Finding, HealthReport, ProbeResult, Status
 from dbops.health.probes import BACKUP_FRESHNESS, DATABASE_PROBES, Probe
 from dbops.health.probes.backups import probe_backup_freshness
 from dbops.health.probes.point_in_time import POINT_IN_TIME, probe_point_in_time
+from dbops.health.probes.rds_metrics import RDS_METRICS, probe_rds_metrics
+from dbops.health.probes.temp_files import TEMP_FILES
 from dbops.health.settings import HealthSettings
+from dbops.health.thresholds import Thresholds
 from dbops.restore.point_in_time import Kind
 
 SESSION_SETUP = """
@@ -54,8 +59,10 @@ def _database_probes(
     now: datetime,
     newest_backup: CatalogEntry | None,
     deadline: float | None,
+    temp_file_state: TempFileState | None = None,
 ) -> tuple[list[ProbeResult], str | None]:
     t0 = time.perf_counter()
+    baseline = _temp_file_baseline(temp_file_state, database)
     try:
         spec = target.spec() if isinstance(target, DatabaseConfig) else target  # may read a secret
         t0 = time.perf_counter()
@@ -69,9 +76,13 @@ def _database_probes(
                 now=now,
                 connect_ms=connect_ms,
                 newest_backup=newest_backup,
+                temp_files=baseline,
             )
             server_version = conn.info.parameter_status("server_version")
-            return [_run_probe(p, ctx, deadline) for p in DATABASE_PROBES], server_version
+            results = [_run_probe(p, ctx, deadline) for p in DATABASE_PROBES]
+            if temp_file_state is not None and baseline is not None and baseline.current is not None:
+                results = _keep_temp_files(temp_file_state, database, baseline.current, results)
+            return results, server_version
     except (DbopsError, psycopg.Error) as exc:
         reason = str(exc) if isinstance(exc, DbopsError) else describe_error(exc)
     unreachable = ProbeResult(
@@ -85,6 +96,36 @@ def _database_probes(
         for p in DATABASE_PROBES[1:]
     ]
     return [unreachable, *skipped], None
+
+
+def _temp_file_baseline(state: TempFileState | None, database: str) -> TempFileBaseline | None:
+    if state is None:
+        return None
+    try:
+        return TempFileBaseline(previous=state.load(database))
+    except Exception as exc:  # S3 refused, or the object does not parse: the temp_files probe reports it
+        return TempFileBaseline(previous=None, error=f"cannot read the previous counters: {type(exc).__name__}: {exc}")
+
+
+def _keep_temp_files(
+    state: TempFileState, database: str, counters: TempFileCounters, results: list[ProbeResult]
+) -> list[ProbeResult]:
+    """Keep the counters for the next run; a failure makes the temp_files probe an error (next run's rate)."""
+    try:
+        state.save(database, counters)
+    except Exception as exc:
+        return [
+            r.model_copy(
+                update={
+                    "status": Status.ERROR,
+                    "message": f"counters not kept for the next run: {type(exc).__name__}: {exc}; {r.message}",
+                }
+            )
+            if r.name == TEMP_FILES
+            else r
+            for r in results
+        ]
+    return results
 
 
 def _backup_probe(settings: HealthSettings, database: str, now: datetime) -> tuple[ProbeResult, CatalogEntry | None]:
@@ -106,13 +147,19 @@ def _backup_probe(settings: HealthSettings, database: str, now: datetime) -> tup
     return result, newest
 
 
-def _point_in_time_probe(rds: tuple[Kind, str], settings: HealthSettings, now: datetime) -> ProbeResult:
+def _aws_probe(
+    name: str,
+    probe: Callable[[Kind, str, Thresholds, datetime], Finding],
+    rds: tuple[Kind, str],
+    settings: HealthSettings,
+    now: datetime,
+) -> ProbeResult:
     t0 = time.perf_counter()
     try:
-        finding = probe_point_in_time(*rds, settings.thresholds, now)
-    except Exception as exc:  # RDS refused or is unreachable: report it, run the rest
+        finding = probe(*rds, settings.thresholds, now)
+    except Exception as exc:  # RDS or CloudWatch refused or is unreachable: report it, run the rest
         finding = Finding(status=Status.ERROR, message=f"cannot read RDS {rds[0]} {rds[1]}: {exc}")
-    return ProbeResult(name=POINT_IN_TIME, seconds=round(time.perf_counter() - t0, 4), **finding.model_dump())
+    return ProbeResult(name=name, seconds=round(time.perf_counter() - t0, 4), **finding.model_dump())
 
 
 def run_health(
@@ -121,17 +168,23 @@ def run_health(
     *,
     now: datetime | None = None,
     deadline: float | None = None,
+    temp_file_state: TempFileState | None = None,
 ) -> HealthReport:
-    """Every probe on one database; `deadline` (time.monotonic()) fails probes that would start after it."""
+    """Every probe on one database; `deadline` (time.monotonic()) fails probes that would start after it.
+
+    `temp_file_state` keeps the temp-file counters between runs (`dbops.health.counters`): without it the
+    temp_files probe has no previous run and reports totals, not a rate.
+    """
     settings = settings or HealthSettings()
     t0 = time.monotonic()
     now = now or datetime.now(UTC)
     database = settings.database_name or (target.name if isinstance(target, DatabaseConfig) else target.dbname)
     backup, newest = _backup_probe(settings, database, now)
-    probes, server_version = _database_probes(target, settings, database, now, newest, deadline)
+    probes, server_version = _database_probes(target, settings, database, now, newest, deadline, temp_file_state)
     rds = settings.rds_source()
-    if rds is not None:
-        probes.append(_point_in_time_probe(rds, settings, now))
+    if rds is not None:  # the database's own RDS instance or Aurora cluster, read from the AWS APIs
+        probes.append(_aws_probe(POINT_IN_TIME, probe_point_in_time, rds, settings, now))
+        probes.append(_aws_probe(RDS_METRICS, probe_rds_metrics, rds, settings, now))
     ranked = sorted([*probes, backup], key=lambda p: -p.status.rank)
     return HealthReport(
         database=database,

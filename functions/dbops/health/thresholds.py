@@ -72,6 +72,42 @@ class Thresholds(BaseModel):
     # the guide's RPO: 24 h; critical 2 h later (a nightly backup that ran late is a warning first)
     backup_age_warn_hours: float = Field(default=24.0, gt=0)
     backup_age_critical_hours: float = Field(default=26.0, gt=0)
+    # WAL a replication slot holds back (check_postgres `replication_slots` takes sizes with no default). Ours: warn
+    # at 1 GiB, PostgreSQL's default max_wal_size (past it the slot, not the checkpoints, keeps the WAL), critical
+    # at 10 GiB (the WAL volume's space is going to a consumer that is not reading it). An inactive slot is a
+    # warning whatever it holds, a slot whose WAL is lost (wal_status `lost`, 13+) is critical.
+    slot_retained_wal_warn_bytes: int = Field(default=2**30, ge=0)
+    slot_retained_wal_critical_bytes: int = Field(default=10 * 2**30, ge=0)
+    # xmin horizon age in transactions (ours: neither tool has one). A running query holds a snapshot a few
+    # thousand transactions old; 10 M is hours of writes vacuum could not clean; 100 M is half of
+    # autovacuum_freeze_max_age's default (200 M): freezing soon stops at the horizon
+    xmin_horizon_warn: int = Field(default=10_000_000, gt=0)
+    xmin_horizon_critical: int = Field(default=100_000_000, gt=0)
+    # check_postgres `prepared_txns`: 1 s (any prepared transaction is probably a mistake) / 30 s
+    prepared_transaction_warn_seconds: float = Field(default=1.0, ge=0)
+    prepared_transaction_critical_seconds: float = Field(default=30.0, ge=0)
+    # data_checksums off is a note, not a problem (ours: they are chosen at initdb and changed only offline with
+    # pg_checksums, which a managed server such as RDS does not offer); a warning when this is true. A checksum
+    # failure is always critical.
+    require_data_checksums: bool = Field(default=False, description="data_checksums off is a warning when true")
+    # temporary files written by this database per hour, between two runs (ours: with the default work_mem a
+    # spill of a few MB now and then is normal; 1 GiB an hour means queries spill routinely, 20 GiB an hour
+    # competes with the data for the volume's space and I/O)
+    temp_files_warn_bytes_per_hour: float = Field(default=float(2**30), gt=0)
+    temp_files_critical_bytes_per_hour: float = Field(default=20.0 * 2**30, gt=0)
+    # check_ssl_cert (Nagios plugin) defaults: warn with 20 days left, critical with 15 (lower is worse)
+    tls_certificate_warn_days: float = Field(default=20.0)
+    tls_certificate_critical_days: float = Field(default=15.0)
+    # ours: one application holding this share of max_connections leaves the others, the backup and the
+    # operator little room (the connections probe judges the total)
+    application_connections_warn_percent: float = Field(default=75.0, gt=0, le=100)
+    # RDS (CloudWatch AWS/RDS): free storage as a share of the allocated storage, lower is worse; ours: 20 % leaves
+    # days to grow the volume (a modification can run once every 6 hours), 10 % is close to RDS's own
+    # storage-full state. CPU: ours, the common 80 % / 95 % of the 5-minute maximum.
+    rds_free_storage_warn_percent: float = Field(default=20.0, gt=0, le=100)
+    rds_free_storage_critical_percent: float = Field(default=10.0, gt=0, le=100)
+    rds_cpu_warn_percent: float = Field(default=80.0, gt=0, le=100)
+    rds_cpu_critical_percent: float = Field(default=95.0, gt=0, le=100)
 
     @model_validator(mode="after")
     def _warn_before_critical(self) -> Thresholds:
@@ -81,7 +117,7 @@ class Thresholds(BaseModel):
                 continue
             warn_name = name.replace("critical", "warn")
             warn, critical = getattr(self, warn_name), getattr(self, name)
-            lower_is_worse = name.startswith("cache_hit")
+            lower_is_worse = name.startswith(("cache_hit", "tls_certificate", "rds_free_storage"))
             if (warn < critical) if lower_is_worse else (warn > critical):
                 wrong.append(f"{warn_name} ({warn}) is {'below' if lower_is_worse else 'above'} {name} ({critical})")
         if wrong:
