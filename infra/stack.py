@@ -253,13 +253,18 @@ class DbopsStack(Stack):
                 self.functions.health.add_to_role_policy(iam.PolicyStatement(sid=sid, actions=[action], resources=arns))
         if any(db.on_rds for db in dbs):
             self.functions.health.add_to_role_policy(
-                iam.PolicyStatement(sid="ReadRdsMetrics", actions=["cloudwatch:GetMetricStatistics"], resources=["*"])
+                iam.PolicyStatement(
+                    sid="ReadRdsMetrics",
+                    actions=["cloudwatch:GetMetricStatistics", "rds:DescribeDBEngineVersions"],
+                    resources=["*"],
+                )
             )
             self._acknowledge(
                 self.functions.health.role,
                 {
-                    "AwsSolutions-IAM5[Resource::*]": "X-Ray tracing, and cloudwatch:GetMetricStatistics (the RDS "
-                    "metrics of the databases' instances), have no resource-level permissions."
+                    "AwsSolutions-IAM5[Resource::*]": "X-Ray tracing, cloudwatch:GetMetricStatistics (the RDS "
+                    "metrics of the databases' instances) and rds:DescribeDBEngineVersions (the versions RDS offers) "
+                    "have no resource-level permissions."
                 },
             )
 

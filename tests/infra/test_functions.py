@@ -181,7 +181,11 @@ def test_health_role_reads_the_catalog_and_keeps_its_counters_under_health(synth
     statements = _by_sid(_statements(synthesized, "Health"))
     # point-in-time readiness of the databases on RDS (tests/infra/conftest.py: an instance and an Aurora cluster)
     instances, clusters = statements.pop("DescribeInstances"), statements.pop("DescribeClusters")
-    assert statements.pop("ReadRdsMetrics")["Action"] == "cloudwatch:GetMetricStatistics"  # probe rds_metrics
+    # probes rds_metrics and rds_engine_version
+    assert statements.pop("ReadRdsMetrics")["Action"] == [
+        "cloudwatch:GetMetricStatistics",
+        "rds:DescribeDBEngineVersions",
+    ]
     assert (instances["Action"], clusters["Action"]) == ("rds:DescribeDBInstances", "rds:DescribeDBClusters")
     assert json.dumps(instances["Resource"]).endswith(':db:sprint-reports-prod"]]}')
     assert json.dumps(clusters["Resource"]).endswith(':cluster:billing-aurora"]]}')

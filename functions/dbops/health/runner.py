@@ -23,6 +23,7 @@ from dbops.health.model import Finding, HealthReport, ProbeResult, Status
 from dbops.health.probes import BACKUP_FRESHNESS, DATABASE_PROBES, Probe
 from dbops.health.probes.backups import probe_backup_freshness
 from dbops.health.probes.point_in_time import POINT_IN_TIME, probe_point_in_time
+from dbops.health.probes.rds_engine import RDS_ENGINE_VERSION, probe_rds_engine_version
 from dbops.health.probes.rds_metrics import RDS_METRICS, probe_rds_metrics
 from dbops.health.probes.temp_files import TEMP_FILES
 from dbops.health.settings import HealthSettings
@@ -185,6 +186,7 @@ def run_health(
     if rds is not None:  # the database's own RDS instance or Aurora cluster, read from the AWS APIs
         probes.append(_aws_probe(POINT_IN_TIME, probe_point_in_time, rds, settings, now))
         probes.append(_aws_probe(RDS_METRICS, probe_rds_metrics, rds, settings, now))
+        probes.append(_aws_probe(RDS_ENGINE_VERSION, probe_rds_engine_version, rds, settings, now))
     ranked = sorted([*probes, backup], key=lambda p: -p.status.rank)
     return HealthReport(
         database=database,

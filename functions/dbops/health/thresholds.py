@@ -108,6 +108,10 @@ class Thresholds(BaseModel):
     rds_free_storage_critical_percent: float = Field(default=10.0, gt=0, le=100)
     rds_cpu_warn_percent: float = Field(default=80.0, gt=0, le=100)
     rds_cpu_critical_percent: float = Field(default=95.0, gt=0, le=100)
+    # ours: RDS ships PostgreSQL minors about quarterly; two behind is half a year of security and corruption
+    # fixes missing, six is a minor RDS is about to retire and upgrade by itself
+    rds_minor_versions_behind_warn: int = Field(default=2, ge=1)
+    rds_minor_versions_behind_critical: int = Field(default=6, ge=1)
 
     @model_validator(mode="after")
     def _warn_before_critical(self) -> Thresholds:

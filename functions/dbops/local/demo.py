@@ -36,6 +36,7 @@ from dbops.local.aws import LocalAws
 from dbops.local.fingerprint import table_fingerprints
 from dbops.local.pitr import WalArchive
 from dbops.local.postgres import LocalPostgres, embedded_bin_dir
+from dbops.local.rds_engine_versions import offer_engine_versions
 from dbops.pgrestore import run_pg_restore
 from dbops.restore.archive import download
 from dbops.sample_data import create_sample_data
@@ -168,6 +169,8 @@ def run(scale: float) -> int:
         def instance() -> None:
             archive.take_base_backup(pg)
             rds.create_local_instance(INSTANCE, pg, archive)
+            [described] = aws.client("rds").describe_db_instances(DBInstanceIdentifier=INSTANCE)["DBInstances"]
+            offer_engine_versions("postgres", [described["EngineVersion"]])  # the newest minor, as RDS would list it
             print(f"    RDS instance {INSTANCE} (moto) backed by this server: base backup + WAL archive")
 
         demo.step("base backup, and the local RDS instance whose point-in-time restores are real PITR", instance)
