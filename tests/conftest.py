@@ -23,6 +23,7 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_DEV", "0")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under `pytest -n 2 --dist loadgroup` (make test) each worker takes whole modules, so a module's fixtures
     are built once; the corpus and the infra tests each stay in one worker, as they share session fixtures
@@ -41,16 +42,28 @@ def _start(kind: str) -> LocalPostgres:
     return LocalPostgres(server_bin_dir(kind)).start()
 
 
+@pytest.fixture(scope="session")
+def servers() -> Iterator[dict[str, LocalPostgres]]:
+    """The session's servers by version, started on first use and destroyed at the end of the session: `pg`
+    switching from one version to the other (pytest finalizes a parametrized session fixture on each switch) then
+    costs nothing, and what was built on a server (the regression database) is built once."""
+    started: dict[str, LocalPostgres] = {}
+    yield started
+    for server in started.values():
+        server.destroy()
+
+
 @pytest.fixture(scope="session", params=server_params())
-def pg(request: pytest.FixtureRequest) -> Iterator[LocalPostgres]:
+def pg(request: pytest.FixtureRequest, servers: dict[str, LocalPostgres]) -> LocalPostgres:
     """A throwaway PostgreSQL server per version, with a sample-data template database."""
-    server = _start(request.param)
-    admin = ConnectionSpec.from_url(server.url())
-    with connect(admin) as conn:
-        conn.execute(f"CREATE DATABASE {SAMPLE_TEMPLATE}")
-    create_sample_data(admin.for_database(SAMPLE_TEMPLATE), SAMPLE_SCALE)
-    yield server
-    server.destroy()
+    if request.param not in servers:
+        server = _start(request.param)
+        admin = ConnectionSpec.from_url(server.url())
+        with connect(admin) as conn:
+            conn.execute(f"CREATE DATABASE {SAMPLE_TEMPLATE}")
+        create_sample_data(admin.for_database(SAMPLE_TEMPLATE), SAMPLE_SCALE)
+        servers[request.param] = server
+    return servers[request.param]
 
 
 @pytest.fixture(scope="session")
