@@ -32,6 +32,7 @@ from pathlib import Path
 
 from psycopg import sql
 
+from bench.common import mb
 from dbops import aws
 from dbops.connection import ConnectionSpec, connect
 from dbops.local import rds
@@ -54,10 +55,6 @@ PHASES = (
     ("check", "Check", "DrillOrSwap"),
     ("swap", "Swap", "StartApplication"),
 )
-
-
-def mb(n: float) -> str:
-    return f"{n / 1e6:,.0f} MB"
 
 
 def delete_all(spec: ConnectionSpec, table: str) -> datetime:

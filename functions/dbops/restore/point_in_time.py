@@ -72,25 +72,29 @@ def _call(what: str, fn: Any, **kwargs: Any) -> Any:
         raise StorageError(f"{what}: {exc}") from None
 
 
-def describe(kind: Kind, identifier: str) -> dict[str, Any] | None:
-    """The instance or cluster as RDS describes it; None when there is none of that name."""
-    rds = aws.client("rds")
+def _unless_missing(what: str, kind: Kind, fn: Any, **kwargs: Any) -> Any:
+    """An RDS call on one instance or cluster; None when there is no such one, a clear error otherwise."""
     try:
-        if kind == "cluster":
-            found = rds.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"]
-        else:
-            found = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
+        return fn(**kwargs)
     except ClientError as exc:
         if _error_code(exc) == NOT_FOUND[kind]:
             return None
-        raise PointInTimeError(f"cannot describe RDS {kind} {identifier}: {exc}") from None
+        raise PointInTimeError(f"{what}: {exc}") from None
     except BotoCoreError as exc:
-        raise StorageError(f"cannot describe RDS {kind} {identifier}: {exc}") from None
+        raise StorageError(f"{what}: {exc}") from None
+
+
+def describe(kind: Kind, identifier: str) -> dict[str, Any] | None:
+    """The instance or cluster as RDS describes it; None when there is none of that name."""
+    rds = aws.client("rds")
+    what = f"cannot describe RDS {kind} {identifier}"
+    if kind == "cluster":
+        answer = _unless_missing(what, kind, rds.describe_db_clusters, DBClusterIdentifier=identifier)
+        found = answer["DBClusters"] if answer else []
+    else:
+        answer = _unless_missing(what, kind, rds.describe_db_instances, DBInstanceIdentifier=identifier)
+        found = answer["DBInstances"] if answer else []
     return dict(found[0]) if found else None
-
-
-def describe_instance(identifier: str) -> dict[str, Any] | None:
-    return describe("instance", identifier)
 
 
 def _name(source: dict[str, Any]) -> str:
@@ -237,18 +241,19 @@ def _delete_one(kind: Kind, target_id: str) -> bool:
     if _status(kind, found) == "deleting":
         return True
     rds = aws.client("rds")
-    try:
-        if kind == "cluster":
-            rds.delete_db_cluster(DBClusterIdentifier=target_id, SkipFinalSnapshot=True)
-        else:
-            rds.delete_db_instance(DBInstanceIdentifier=target_id, SkipFinalSnapshot=True, DeleteAutomatedBackups=True)
-    except ClientError as exc:
-        if _error_code(exc) == NOT_FOUND[kind]:
-            return False
-        raise PointInTimeError(f"cannot delete temporary {kind} {target_id}: {exc}") from None
-    except BotoCoreError as exc:
-        raise StorageError(f"cannot delete temporary {kind} {target_id}: {exc}") from None
-    return True
+    what = f"cannot delete temporary {kind} {target_id}"
+    if kind == "cluster":
+        done = _unless_missing(what, kind, rds.delete_db_cluster, DBClusterIdentifier=target_id, SkipFinalSnapshot=True)
+    else:
+        done = _unless_missing(
+            what,
+            kind,
+            rds.delete_db_instance,
+            DBInstanceIdentifier=target_id,
+            SkipFinalSnapshot=True,
+            DeleteAutomatedBackups=True,
+        )
+    return done is not None
 
 
 def delete_temporary(kind: Kind, target_id: str) -> bool:
