@@ -20,7 +20,7 @@ from typing import Literal
 from dbops.rehearsal import advice
 from dbops.rehearsal.durations import format_duration
 from dbops.rehearsal.models import Finding, LockHold, LockWait, RelationRef, RewrittenTable, StatementResult
-from dbops.rehearsal.rewrites import Relations, table_of
+from dbops.rehearsal.rewrites import Relations, name_parts, table_of
 from dbops.rehearsal.watcher import HoldSeen, Observations, StatementKey, StatementSeen, WaitSeen
 from dbops.text import human_bytes
 
@@ -51,7 +51,7 @@ def _names_table(query: str, ref: RelationRef) -> bool:
     """The statement's text names the lock's table (or its index): the statement a session was running, or had just
     run, when the lock was first seen, and that names its table, is the one that took it (DDL locks what it names
     when it starts)."""
-    names = {ref.table.rpartition(".")[2], ref.name.rpartition(".")[2]}
+    names = {name_parts(ref.table)[-1].replace('"', ""), name_parts(ref.name)[-1].replace('"', "")}
     text = advice.normalized(query).replace('"', "")
     return any(re.search(rf"(?<![\w$]){re.escape(name.upper())}(?![\w$])", text) for name in names)
 

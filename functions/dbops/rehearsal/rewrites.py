@@ -5,6 +5,9 @@ A rewrite gives a relation new storage: its `relfilenode` changes while its OID 
 is not binary-coercible, ADD COLUMN with a volatile default, VACUUM FULL, CLUSTER, TRUNCATE; the table's indexes
 are rebuilt with it). Comparing every user table's and index's relfilenode before and after is exact, whatever
 statement did it and however short it was.
+
+Relations are named `schema.name` with each part quoted as PostgreSQL quotes it (`quote_ident`: `public.orders`,
+`"Sales Ops"."Order Items"`, `"a.b"."c.d"`), so a name in the report is unambiguous and can be pasted into SQL.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ KINDS = {
 RELATIONS = """
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relfilenode::int8,
        CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_total_relation_size(c.oid) ELSE pg_relation_size(c.oid) END,
-       i.indrelid::int8
+       i.indrelid::int8, format('%I.%I', n.nspname, c.relname)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_index i ON i.indexrelid = c.oid
@@ -48,10 +51,7 @@ class Relation:
     filenode: int
     bytes: int
     table_oid: int | None  # an index's table
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.name}"
+    qualified: str  # schema.name, each part quoted when it needs it, as PostgreSQL quotes it (quote_ident)
 
     @property
     def kind(self) -> str:
@@ -66,9 +66,35 @@ def snapshot(spec: ConnectionSpec) -> Relations:
     with connect(spec, statement_timeout_ms=0) as conn:
         rows = conn.execute(RELATIONS).fetchall()
     return {
-        int(r[0]): Relation(int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5] or 0), int(r[6]) if r[6] else None)
+        int(r[0]): Relation(
+            int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5] or 0), int(r[6]) if r[6] else None, str(r[7])
+        )
         for r in rows
     }
+
+
+def name_parts(qualified: str) -> list[str]:
+    """The parts of a name quoted as `Relation.qualified` is: `"a.b"."c.d"` → ["a.b", "c.d"] (a dot inside double
+    quotes is part of the name, a doubled double quote is one)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    i = 0
+    while i < len(qualified):
+        ch = qualified[i]
+        if quoted and ch == '"' and qualified[i + 1 : i + 2] == '"':
+            current.append('"')
+            i += 1
+        elif ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    parts.append("".join(current))
+    return parts
 
 
 def table_of(relation: Relation, relations: Relations) -> Relation:

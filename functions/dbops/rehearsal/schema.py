@@ -6,11 +6,16 @@ lines (a random key per run), and runs of blank lines. `SET` lines stay: they ar
 `SET default_tablespace` before a table is part of where it lives. The migration tool's version table is left out
 (its rows are the revision; a downgrade to base leaves the empty table behind, which is no schema change of the
 application's); the revision itself is compared on its own.
+
+Lines inside quoted text (a function's body between dollar quotes, a string spanning lines) are the object's
+content, whatever they begin with: never dropped as comments, never taken for the start of a statement (a body's
+`BEGIN`, `END` or `-- note` at the start of a line).
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import subprocess
 
 from dbops.connection import ConnectionSpec, connect, server_version_num
@@ -37,16 +42,51 @@ def dump_schema(spec: ConnectionSpec, pg_bin_dir: str | None = None, exclude_tab
     return done.stdout.decode()
 
 
+# what opens quoted text outside of it: a comment (the rest of the line), a quoted name, a string, a dollar quote
+_OPENING = re.compile(r"--|\"|'|(?<![\w$])\$(?:[A-Za-z_]\w*)?\$")
+
+
+def _open_after(line: str, inside: str | None) -> str | None:
+    """The quote still open at the end of `line` (`'`, `"` or a `$tag$`), given the one open at its start."""
+    pos = 0
+    while True:
+        if inside is None:
+            match = _OPENING.search(line, pos)
+            if match is None or match.group(0) == "--":
+                return None
+            inside, pos = match.group(0), match.end()
+            continue
+        end = line.find(inside, pos)
+        if end < 0:
+            return inside
+        if inside in ("'", '"') and line.startswith(inside, end + 1):
+            pos = end + 2  # a doubled quote: still inside
+        else:
+            pos = end + len(inside)
+            inside = None
+
+
+def _in_quotes(lines: list[str]) -> list[bool]:
+    """For each line, whether it begins inside quoted text (a function's body, a string spanning lines)."""
+    flags, inside = [], None
+    for line in lines:
+        flags.append(inside is not None)
+        inside = _open_after(line, inside)
+    return flags
+
+
 def normalize(text: str) -> list[str]:
     """The dump's lines without what differs from run to run (see the module's docstring)."""
+    raw = text.splitlines()
     lines: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("--") or line.startswith("\\restrict ") or line.startswith("\\unrestrict "):
-            continue
-        if not line.strip():
-            if lines and lines[-1] == "":
+    for line, quoted in zip(raw, _in_quotes(raw), strict=True):
+        if not quoted:
+            if line.startswith("--") or line.startswith("\\restrict ") or line.startswith("\\unrestrict "):
                 continue
-            line = ""
+            if not line.strip():
+                if lines and lines[-1] == "":
+                    continue
+                line = ""
         lines.append(line.rstrip())
     while lines and lines[0] == "":
         lines.pop(0)
@@ -63,18 +103,23 @@ def _header(line: str) -> str:
     return line.removesuffix(" (").rstrip(";")
 
 
-def _owners(lines: list[str]) -> list[str]:
+def _starts(lines: list[str]) -> list[bool]:
+    """For each line, whether it starts a statement (at the start of the line, outside quoted text)."""
+    return [not quoted and _starts_statement(line) for line, quoted in zip(lines, _in_quotes(lines), strict=True)]
+
+
+def _owners(lines: list[str], starts: list[bool]) -> list[str]:
     """For each line, the statement it belongs to: the last line before it (or itself) that starts one."""
     owners, current = [], ""
-    for line in lines:
-        if _starts_statement(line):
+    for line, start in zip(lines, starts, strict=True):
+        if start:
             current = _header(line)
         owners.append(current)
     return owners
 
 
-def _change(sign: str, line: str, owner: str) -> str:
-    if _starts_statement(line):
+def _change(sign: str, line: str, owner: str, start: bool) -> str:
+    if start:
         return f"{sign} {_header(line)}"
     return f"{sign} {line.strip().rstrip(',;')} (in {owner})"
 
@@ -84,13 +129,14 @@ def compare(before: str, after: str) -> SchemaCheck:
     old, new = normalize(before), normalize(after)
     if old == new:
         return SchemaCheck(compared=True, identical=True)
-    old_owner, new_owner = _owners(old), _owners(new)
+    old_starts, new_starts = _starts(old), _starts(new)
+    old_owner, new_owner = _owners(old, old_starts), _owners(new, new_starts)
     changes = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
         if tag == "equal":
             continue
-        changes += [_change("-", old[i], old_owner[i]) for i in range(i1, i2) if old[i]]
-        changes += [_change("+", new[j], new_owner[j]) for j in range(j1, j2) if new[j]]
+        changes += [_change("-", old[i], old_owner[i], old_starts[i]) for i in range(i1, i2) if old[i]]
+        changes += [_change("+", new[j], new_owner[j], new_starts[j]) for j in range(j1, j2) if new[j]]
     diff = list(difflib.unified_diff(old, new, "before the upgrade", "after the downgrade", lineterm=""))
     if len(diff) > MAX_DIFF_LINES:
         diff = [*diff[:MAX_DIFF_LINES], f"... {len(diff) - MAX_DIFF_LINES} more lines"]
