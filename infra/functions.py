@@ -23,6 +23,7 @@ from constructs import Construct
 
 from dbops import contract
 from dbops.health import counters
+from dbops.rehearsal import artifacts
 from infra.constants import (
     BACKUP_SIZING,
     BACKUPS_PREFIX,
@@ -43,6 +44,7 @@ from infra.settings import LOG_RETENTION_DAYS, StackSettings
 
 RESTORE_PREFIXES = (BACKUPS_PREFIX, "restores/", "drills/")
 HEALTH_PREFIX = counters.PREFIX
+REHEARSALS_PREFIX = artifacts.PREFIX
 S3_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
 S3_READ_ACTIONS = ("s3:GetObject",)
 S3_TAG_ACTIONS = ("s3:GetObjectTagging", "s3:PutObjectTagging")  # dbops.retention: which backups may expire
@@ -153,6 +155,25 @@ def restore_step_spec(
         ephemeral_storage_mb=RESTORE_STEP_EPHEMERAL_MB,
         environment=dict(environment or {}),
         scheduled=scheduled,
+    )
+
+
+def rehearsal_step_spec(step: str) -> FunctionSpec:
+    """A rehearsal step's function (`handlers.rehearsal.<step>`): reads backups (the one it restores), reads and
+    writes the rehearsal's files under rehearsals/."""
+    name = "".join(part.capitalize() for part in step.split("_"))
+    return FunctionSpec(
+        construct_id=f"Rehearsal{name}",
+        handler=f"handlers.rehearsal.{step}",
+        description=f"dbops: migration rehearsal step {step}",
+        sizing=RESTORE_STEP_SIZING,
+        bucket=BucketAccess(
+            read=(f"{BACKUPS_PREFIX}*", f"{REHEARSALS_PREFIX}*"),
+            write=(f"{REHEARSALS_PREFIX}*",),
+            list_prefixes=(BACKUPS_PREFIX,),
+        ),
+        ephemeral_storage_mb=RESTORE_STEP_EPHEMERAL_MB,
+        environment={contract.ENV_WORK_DIR: "/tmp"},
     )
 
 

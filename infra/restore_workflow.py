@@ -21,6 +21,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from dbops import contract
+from infra.rehearsal_tasks import RehearsalTask
 from infra.state_machines import (
     acknowledge,
     invoke_grant_reasons,
@@ -45,7 +46,15 @@ STEP_HANDLERS: dict[str, str] = {
     "Rollback": "handlers.restore.rollback",
     "NotifyFailure": "handlers.restore.notify_failure",
 }
+# mode rehearse: step name -> handler in functions/handlers/rehearsal.py
+REHEARSAL_STEP_HANDLERS: dict[str, str] = {
+    "PrepareRehearsal": "handlers.rehearsal.prepare",
+    "AfterRun": "handlers.rehearsal.after_run",
+    "JudgeRehearsal": "handlers.rehearsal.judge",
+    "RehearsalCleanup": "handlers.rehearsal.clean_up",
+}
 TRANSIENT_ERRORS = ["DatabaseError", "StorageError"]
+STATE_MACHINE_NAME = "dbops-restore"
 T = TypeVar("T", bound=sfn.TaskStateBase)
 
 
@@ -70,6 +79,7 @@ class StageTask(Construct):
         logs_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.image = image
         self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         self.task_definition = ecs.FargateTaskDefinition(
             self,
@@ -114,12 +124,14 @@ class RestoreWorkflow(Construct):
         retry_attempts: int = 3,
         timeout_hours: int = 4,
         instance_poll_s: int = 30,
-        state_machine_name: str | None = "dbops-restore",
+        state_machine_name: str | None = STATE_MACHINE_NAME,
         logs_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         logs_key: kms.IKey | None = None,
+        rehearsal_tasks: Sequence[RehearsalTask] = (),
     ) -> None:
         super().__init__(scope, construct_id)
-        missing = sorted(set(STEP_HANDLERS) - set(functions))
+        needed = {*STEP_HANDLERS, *(REHEARSAL_STEP_HANDLERS if rehearsal_tasks else ())}
+        missing = sorted(needed - set(functions))
         if missing:
             raise ValueError(f"RestoreWorkflow needs a function for every step; missing: {', '.join(missing)}")
 
@@ -209,7 +221,17 @@ class RestoreWorkflow(Construct):
         )
         # the execution's ARN tags the temporary instance of a point-in-time restore (the sweep finds it by it)
         start = sfn.Pass(self, "Request", parameters={"request.$": "$", "execution.$": "$$.Execution.Id"})
-        start.next(validate)
+        if rehearsal_tasks:
+            start.next(
+                sfn.Choice(self, "RestoreOrRehearse")
+                .when(
+                    sfn.Condition.string_equals("$.request.mode", "rehearse"),
+                    self._rehearsal(invoke, rehearsal_tasks, retry_interval_s, retry_attempts),
+                )
+                .otherwise(validate)
+            )
+        else:
+            start.next(validate)
 
         self.log_group = log_group(self, "Logs", logs_retention, logs_key)
         self.state_machine = sfn.StateMachine(
@@ -221,7 +243,7 @@ class RestoreWorkflow(Construct):
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
-        self._acknowledge(functions, stage_task)
+        self._acknowledge(functions, stage_task, rehearsal_tasks)
 
     def _point_in_time(
         self,
@@ -268,9 +290,83 @@ class RestoreWorkflow(Construct):
         restore.next(wait)
         return restore
 
-    def _acknowledge(self, functions: Mapping[str, lambda_.IFunction], stage_task: StageTask | None) -> None:
+    def _rehearsal(
+        self,
+        invoke: Callable[..., tasks.LambdaInvoke],
+        rehearsal_tasks: Sequence[RehearsalTask],
+        retry_interval_s: int,
+        retry_attempts: int,
+    ) -> sfn.IChainable:
+        """mode rehearse (dbops.rehearsal.deployed): PrepareRehearsal → WhichMigration → RunMigration<database>
+        (the task, upgrade then downgrade) → AfterRun → NextRun → ... → JudgeRehearsal → Verdict; an error in a step
+        → RehearsalCleanup → RehearsalError. A run that fails or times out is no error: AfterRun reads it."""
+        error = sfn.Fail(self, "RehearsalError", error_path="$.error.Error", cause_path="$.outcome")
+        cleanup = invoke("RehearsalCleanup")
+        cleanup.add_catch(
+            sfn.Fail(self, "RehearsalCleanupFailed", error="RehearsalCleanupFailed", cause="see the execution"),
+            result_path="$.cleanup_error",
+        )
+        cleanup.next(error)
+        verdict = (
+            sfn.Choice(self, "Verdict")
+            .when(sfn.Condition.string_equals("$.verdict", "pass"), sfn.Succeed(self, "RehearsalPassed"))
+            .otherwise(sfn.Fail(self, "RehearsalFailed", error="RehearsalFailed", cause_path="$.summary"))
+        )
+        judge = invoke("JudgeRehearsal")
+        judge.add_catch(cleanup, result_path="$.error")
+        judge.next(verdict)
+        after = invoke("AfterRun")
+        after.add_catch(cleanup, result_path="$.error")
+        which = sfn.Choice(self, "WhichMigration")
+        after.next(
+            sfn.Choice(self, "NextRun").when(sfn.Condition.string_equals("$.next", "run"), which).otherwise(judge)
+        )
+        for task in rehearsal_tasks:
+            run = tasks.EcsRunTask(
+                self,
+                f"RunMigration-{task.node.id}",
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                cluster=task.cluster,
+                task_definition=task.task_definition,
+                launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
+                security_groups=task.security_groups or None,
+                subnets=task.subnets,
+                container_overrides=[
+                    tasks.ContainerOverride(
+                        container_definition=task.migration, command=sfn.JsonPath.list_at("$.run_command")
+                    ),
+                    tasks.ContainerOverride(
+                        container_definition=task.watcher,
+                        environment=[
+                            tasks.TaskEnvironmentVariable(
+                                name=contract.ENV_REHEARSAL_WATCH, value=sfn.JsonPath.string_at("$.watch")
+                            )
+                        ],
+                    ),
+                ],
+                result_path="$.task",
+                task_timeout=sfn.Timeout.at("$.run_timeout_s"),
+            )
+            run.add_catch(after, result_path="$.task_error")
+            run.next(after)
+            which.when(sfn.Condition.string_equals("$.rehearsal.database", task.database), run)
+        which.otherwise(sfn.Fail(self, "NoRehearsalTask", error="NoRehearsalTask", cause="no task for the database"))
+        prepare = invoke("PrepareRehearsal")
+        prepare.add_catch(cleanup, result_path="$.error")
+        prepare.next(which)
+        return prepare
+
+    def _acknowledge(
+        self,
+        functions: Mapping[str, lambda_.IFunction],
+        stage_task: StageTask | None,
+        rehearsal_tasks: Sequence[RehearsalTask],
+    ) -> None:
         """cdk-nag: the wildcards in Step Functions' generated policy, each named with its reason."""
         reasons = invoke_grant_reasons(functions.values())
-        if stage_task is not None:
-            reasons.update(run_task_grant_reasons(stage_task.task_definition))
+        for task_definition in [
+            *([stage_task.task_definition] if stage_task else []),
+            *(t.task_definition for t in rehearsal_tasks),
+        ]:
+            reasons.update(run_task_grant_reasons(task_definition))
         acknowledge(self.state_machine, reasons)

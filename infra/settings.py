@@ -165,6 +165,59 @@ class DatabaseBackup(_Model):
         return value if value is None or value == "off" else check_schedule(value)
 
 
+def _duration(value: str | float) -> float:
+    from dbops.rehearsal.durations import parse_duration
+
+    seconds = parse_duration(value) if isinstance(value, str) else float(value)
+    if seconds <= 0:
+        raise ValueError(f"{value!r}: give a duration longer than zero")
+    return seconds
+
+
+class DatabaseRehearsal(_Model):
+    """The restore state machine's `mode: rehearse` for this database: the application's migration image, run as
+    an ECS Fargate task (with dbops' watcher beside it, from restore_task_image) against a scratch copy of a backup.
+    The image must be built for the stack's architecture. Its URL comes from a secret dbops fills per rehearsal."""
+
+    image: str = Field(min_length=1, description="the application's migration image (ECR or any registry)")
+    command: list[str] = Field(default=["alembic", "upgrade", "head"], min_length=1)
+    downgrade: list[str] | None = Field(default=None, description="default: alembic downgrade <revision before>")
+    skip_downgrade: bool = False
+    url_env: str = Field(default="DATABASE_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    environment: dict[str, str] = Field(default_factory=dict, description="more variables (never a secret)")
+    working_directory: str | None = None
+    version_table: str | None = "alembic_version"
+    max_lock: str | float = Field(default=5.0, description="longest lock the application may wait behind (5s)")
+    max_duration: str | float = Field(default=600.0, description="each run is stopped after this long (10m)")
+    interval: str | float = Field(default=0.02, description="how often the watcher samples the sessions (20ms)")
+    cpu: int = Field(default=1024, description="the task's CPU units (Fargate: 256 to 16384)")
+    memory_mib: int = Field(default=2048, ge=512, le=122880)
+
+    @field_validator("max_lock", "max_duration", "interval")
+    @classmethod
+    def _durations(cls, value: str | float) -> float:
+        return _duration(value)
+
+    def function_config(self, secret_name: str) -> dict[str, Any]:
+        """dbops.connection.RehearsalConfig: what the rehearsal steps read."""
+        return {
+            "secret_id": secret_name,
+            "command": self.command,
+            "downgrade": self.downgrade,
+            "skip_downgrade": self.skip_downgrade,
+            "url_env": self.url_env,
+            "version_table": self.version_table,
+            "max_lock_s": self.max_lock,
+            "max_duration_s": self.max_duration,
+            "interval_s": self.interval,
+        }
+
+
+def rehearsal_secret_name(stack_name: str, database: str) -> str:
+    """The secret a database's rehearsals put the migration's URL in (one per database: one rehearsal at a time)."""
+    return f"{stack_name}/{database}/rehearsal"
+
+
 class FunctionSizing(_Model):
     memory_mb: int | None = Field(default=None, ge=128, le=10240, description="absent: dbops' own sizing")
 
@@ -219,6 +272,9 @@ class DatabaseSettings(_Model):
     )
     rds_cluster_id: str | None = Field(
         default=None, pattern=RDS_INSTANCE_ID, description="the Aurora cluster it runs on, instead of an instance"
+    )
+    rehearsal: DatabaseRehearsal | None = Field(
+        default=None, description="migration rehearsals in the restore state machine (mode rehearse)"
     )
 
     @field_validator("maintenance", mode="before")
@@ -424,6 +480,12 @@ class StackSettings(_Model):
             )
         if vpcs and any(db.vpc is None for db in self.databases):
             raise ValueError("either every database has a vpc placement or none has: the functions run in one place")
+        rehearsed = [db.name for db in self.databases if db.rehearsal is not None]
+        if rehearsed and not (self.restore_task_image and vpcs):
+            raise ValueError(
+                f"databases {', '.join(rehearsed)} have rehearsal settings: rehearsals run on Fargate, in the "
+                "databases' VPC, with dbops' watcher from restore_task_image; give both"
+            )
         for database, expression in self.scheduled_backups().items():
             hours, limit = rate_hours(expression), self.alarm_thresholds(database).backup_age_hours
             if hours is not None and hours >= limit:
@@ -447,7 +509,16 @@ class StackSettings(_Model):
 
     def functions_databases_json(self) -> str:
         """The DBOPS_DATABASES environment variable."""
-        return json.dumps([db.function_config() for db in self.databases], separators=(",", ":"))
+        configs = []
+        for db in self.databases:
+            config = db.function_config()
+            if db.rehearsal is not None:
+                config["rehearsal"] = db.rehearsal.function_config(rehearsal_secret_name(self.stack_name, db.name))
+            configs.append(config)
+        return json.dumps(configs, separators=(",", ":"))
+
+    def rehearsed(self) -> list[DatabaseSettings]:
+        return [db for db in self.databases if db.rehearsal is not None]
 
     def maintenance_by_database_json(self) -> str:
         """DBOPS_MAINTENANCE_BY_DATABASE: every database's own maintenance configuration, by name."""

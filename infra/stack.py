@@ -24,16 +24,26 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from dbops import contract
 from dbops.restore.point_in_time import INSTANCE_PREFIX, PURPOSE, PURPOSE_TAG
 from infra.backup_workflow import BackupWorkflow
 from infra.constants import BACKUPS_PREFIX, HEALTH_SIZING, LAYERS_BUILD_DIR, METRICS_NAMESPACE
-from infra.functions import LOG_RETENTION, S3_TAG_ACTIONS, Functions, FunctionSpec, restore_step_spec
+from infra.functions import (
+    LOG_RETENTION,
+    S3_TAG_ACTIONS,
+    Functions,
+    FunctionSpec,
+    rehearsal_step_spec,
+    restore_step_spec,
+)
 from infra.layers import Layers
 from infra.monitoring import Monitoring
-from infra.restore_workflow import STEP_HANDLERS, RestoreWorkflow, StageTask
+from infra.rehearsal_tasks import RehearsalTask
+from infra.restore_workflow import REHEARSAL_STEP_HANDLERS, STEP_HANDLERS, RestoreWorkflow, StageTask
+from infra.restore_workflow import STATE_MACHINE_NAME as RESTORE_STATE_MACHINE_NAME
 from infra.schedules import Schedules, dead_letter_queue
-from infra.settings import StackSettings
-from infra.state_machines import logical_id
+from infra.settings import StackSettings, rehearsal_secret_name
+from infra.state_machines import acknowledge_image_pulls, logical_id
 from infra.storage import BackupStorage, logs_key
 
 # ==== RESTORE WORKFLOW (issue 3) ==========================================================================
@@ -48,7 +58,7 @@ RESTORE_STEPS: tuple[str, ...] = tuple(handler.rsplit(".", 1)[1] for handler in 
 ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+):(.+)$")
 
 
-def container_image(scope: Construct, uri: str) -> ecs.ContainerImage:
+def container_image(scope: Construct, uri: str, construct_id: str = "RestoreImageRepository") -> ecs.ContainerImage:
     """An ECR image through its repository (so the task may pull it); any other registry by name."""
     match = ECR_IMAGE.match(uri)
     if not match:
@@ -56,7 +66,7 @@ def container_image(scope: Construct, uri: str) -> ecs.ContainerImage:
     account, region, name, tag = match.groups()
     repository = ecr.Repository.from_repository_attributes(
         scope,
-        "RestoreImageRepository",
+        construct_id,
         repository_arn=f"arn:aws:ecr:{region}:{account}:repository/{name}",
         repository_name=name,
     )
@@ -128,6 +138,8 @@ class DbopsStack(Stack):
         self.monitoring.watch_state_machine("Backup", self.backup_workflow.state_machine, kind="BackupWorkflowFailed")
         self.restore_functions: dict[str, lambda_.Function] = {}
         self.restore_workflow: Any = None
+        self.rehearsal_tasks: list[RehearsalTask] = []
+        self.rehearsal_functions: dict[str, lambda_.Function] = {}
         self.expired_copies_function: lambda_.Function | None = None
         if restore_steps:
             self._restore_workflow(restore_steps)
@@ -145,17 +157,107 @@ class DbopsStack(Stack):
         self._grant_app_hooks()
         by_step = {step: self.restore_functions[handler.rsplit(".", 1)[1]] for step, handler in STEP_HANDLERS.items()}
         stage_task = self.fargate_task
+        self.rehearsal_tasks = self._rehearsal_tasks()
+        self.rehearsal_functions = self._rehearsal_functions() if self.rehearsal_tasks else {}
+        by_step.update(self.rehearsal_functions)
         self.restore_workflow = RestoreWorkflow(
-            self, "Restore", functions=by_step, stage_task=stage_task, logs_key=self.logs_key
+            self,
+            "Restore",
+            functions=by_step,
+            stage_task=stage_task,
+            logs_key=self.logs_key,
+            rehearsal_tasks=self.rehearsal_tasks,
         )
         state_machine = self.restore_workflow.state_machine
         self.schedules.add_restore_drill(state_machine, [db.name for db in self.settings.databases])
         self._expired_copies_cleanup()
+        self._grant_execution_reads()
         self.temporary_instance_sweep: lambda_.Function | None = None
         if any(db.on_rds for db in self.settings.databases):
             self._point_in_time_access(state_machine)
         self.monitoring.watch_state_machine("Restore", state_machine)
         CfnOutput(self, "RestoreStateMachineArn", value=state_machine.state_machine_arn)
+
+    def _rehearsal_tasks(self) -> list[RehearsalTask]:
+        """Each rehearsed database's task (its migration image beside dbops' watcher) and secret."""
+        rehearsed = self.settings.rehearsed()
+        if not rehearsed or self.fargate_task is None:
+            return []
+        task = self.fargate_task
+        cluster = task.cluster
+        found = []
+        for i, db in enumerate(rehearsed):
+            assert db.rehearsal is not None
+            rehearsal = RehearsalTask(
+                self,
+                f"Rehearsal{i}",
+                database=db.name,
+                settings=db.rehearsal,
+                secret_name=rehearsal_secret_name(self.settings.stack_name, db.name),
+                migration_image=container_image(self, db.rehearsal.image, f"MigrationImageRepository{i}"),
+                watcher_image=task.image,
+                watcher_environment=self.functions.environment(),
+                cluster=cluster,
+                bucket=self.storage.bucket,
+                key=self.storage.key,
+                cpu_architecture=ecs.CpuArchitecture.ARM64
+                if self.settings.architecture == "arm64"
+                else ecs.CpuArchitecture.X86_64,
+                security_groups=task.security_groups,
+                subnets=task.subnets,
+                logs_key=self.logs_key,
+            )
+            found.append(rehearsal)
+        return found
+
+    def _rehearsal_functions(self) -> dict[str, lambda_.Function]:
+        """The rehearsal steps' functions: what restore steps do, and writing the rehearsal secrets."""
+        secrets = [t.secret.secret_arn for t in self.rehearsal_tasks]
+        by_step: dict[str, lambda_.Function] = {}
+        for step, handler in REHEARSAL_STEP_HANDLERS.items():
+            function = self.functions.add(rehearsal_step_spec(handler.rsplit(".", 1)[1]))
+            function.add_environment(contract.ENV_TOPIC_ARN, self.monitoring.topic.topic_arn)
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="WriteRehearsalSecrets", actions=["secretsmanager:PutSecretValue"], resources=secrets
+                )
+            )
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="EncryptRehearsalSecrets", actions=["kms:GenerateDataKey"], resources=[self.storage.key.key_arn]
+                )
+            )
+            self.monitoring.grant_publish(function)
+            self.monitoring.watch_function(f"Rehearsal-{step}", function)
+            by_step[step] = function
+        return by_step
+
+    def _grant_execution_reads(self) -> None:
+        """A rehearsal's scratch database lives while its execution runs: whoever sweeps scratch databases (the
+        rehearsal steps, the daily drop of expired copies) may ask Step Functions whether it does."""
+        # by its name, not its token: the rehearsal steps are the state machine's own functions (no cycle)
+        executions = Stack.of(self).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{RESTORE_STATE_MACHINE_NAME}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        for function in [self.expired_copies_function, *self.rehearsal_functions.values()]:
+            if function is None:
+                continue
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ReadRestoreExecutions", actions=["states:DescribeExecution"], resources=[executions]
+                )
+            )
+            self._acknowledge(
+                function.role,
+                {
+                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+                    f"{RESTORE_STATE_MACHINE_NAME}:*]": "Any execution of the restore state machine: a scratch "
+                    "database's marker names its own, made at run time."
+                },
+            )
 
     def _fargate_task(self) -> StageTask | None:
         """The task (restore_task_image, in the databases' VPC) that stages large restores and backs up large
@@ -205,15 +307,7 @@ class DbopsStack(Stack):
                 "metrics namespace by its condition.",
             )
         )
-        execution_role = task.task_definition.execution_role
-        if execution_role is not None:
-            Validations.of(execution_role).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-IAM5[Resource::*]",
-                    reason="ecr:GetAuthorizationToken, which the task needs to pull its image, has no "
-                    "resource-level permissions; the pull itself is granted on the one repository.",
-                )
-            )
+        acknowledge_image_pulls(task.task_definition)
         return task
 
     def _expired_copies_cleanup(self) -> None:

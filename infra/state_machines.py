@@ -52,6 +52,19 @@ def run_to_completion(
     )
 
 
+def acknowledge_image_pulls(task_definition: ecs.TaskDefinition) -> None:
+    """cdk-nag: the task's execution role pulls its images with ecr:GetAuthorizationToken, which has no resource."""
+    role = task_definition.execution_role
+    if role is not None:
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="ecr:GetAuthorizationToken, which the task needs to pull its images, has no resource-level "
+                "permissions; the pulls themselves are granted on their repositories.",
+            )
+        )
+
+
 def logical_id(construct: Construct | lambda_.IFunction) -> str:
     stack = Stack.of(construct)
     return str(stack.resolve(stack.get_logical_id(construct.node.default_child)))  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from dbops.restore.runner import follow, start_restore
 from dbops.sample_data import create_sample_data
 from tests.support import restore_environment, server_bin_dir, server_params
 
+ALEMBIC_PROJECT = Path(__file__).parent / "fixtures" / "alembic_sprint_reports"
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_DEV", "0")
 
@@ -118,11 +120,21 @@ def bucket(local_aws: LocalAws) -> str:
 # tests/corpus).
 
 
+MIGRATIONS_IMAGE = "sprint-reports-migrations:local"  # tests/fixtures/alembic_sprint_reports, as an image
+
+
 @pytest.fixture(scope="session")
 def restore_machine(local_aws: LocalAws) -> str:
-    from dbops.local.workflow import deploy_restore_workflow  # synthesizes with CDK: only when a test needs it
+    """The restore state machine as the stack makes it, with sprint_reports_v2's migration rehearsals (mode
+    rehearse): its migration image is the fixture's Alembic project."""
+    from dbops.local import workflow  # synthesizes with CDK: only when a test needs it
+    from infra.settings import DatabaseRehearsal
 
-    return deploy_restore_workflow(retry_interval_s=1, retry_attempts=1)
+    workflow.local_images[MIGRATIONS_IMAGE] = ALEMBIC_PROJECT
+    rehearsal = DatabaseRehearsal(image=MIGRATIONS_IMAGE, max_duration="2m", interval="5ms")
+    return workflow.deploy_restore_workflow(
+        retry_interval_s=1, retry_attempts=1, rehearsals={"sprint_reports_v2": rehearsal}
+    )
 
 
 @pytest.fixture

@@ -141,6 +141,23 @@ class AppHook(BaseModel):
         return self
 
 
+class RehearsalConfig(BaseModel):
+    """How the restore state machine's `mode: rehearse` rehearses this database's migrations (cdk.json
+    databases[].rehearsal; dbops.rehearsal.deployed): the migration image itself is in its task definition."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secret_id: str = Field(min_length=1, description="the secret the migration task reads its URL from")
+    command: list[str] = Field(default=["alembic", "upgrade", "head"], min_length=1)
+    downgrade: list[str] | None = Field(default=None, description="default: alembic downgrade <revision before>")
+    skip_downgrade: bool = False
+    url_env: str = Field(default="DATABASE_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    version_table: str | None = "alembic_version"
+    max_lock_s: float = Field(default=5.0, gt=0)
+    max_duration_s: float = Field(default=600.0, gt=0)
+    interval_s: float = Field(default=0.02, ge=0.001, le=5)
+
+
 # a database's name in the catalog: one S3 key segment
 CATALOG_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$"
 RDS_INSTANCE_ID = r"^[A-Za-z][A-Za-z0-9-]{0,62}$"
@@ -174,6 +191,7 @@ class DatabaseConfig(BaseModel):
     rds_cluster_id: str | None = Field(
         default=None, pattern=RDS_INSTANCE_ID, description="the Aurora cluster it runs on (instead of an instance)"
     )
+    rehearsal: RehearsalConfig | None = Field(default=None, description="migration rehearsals in the state machine")
 
     @model_validator(mode="after")
     def _one_source(self) -> DatabaseConfig:

@@ -103,3 +103,13 @@ HEALTH_VALUE_METRICS: dict[str, str] = {
     "xid_wraparound_age": XID_WRAPAROUND_AGE,
     "restorable_lag_seconds": RESTORABLE_LAG_SECONDS,
 }
+# rehearsals (the restore state machine's mode rehearse): the verdict, the longest blocking lock, the whole time
+REHEARSAL_PASSED = "RehearsalPassed"
+REHEARSAL_FAILED = "RehearsalFailed"
+REHEARSAL_LONGEST_LOCK_SECONDS = "RehearsalLongestLockSeconds"
+REHEARSAL_SECONDS = "RehearsalSeconds"
+# the watcher container beside a rehearsal's migration: the secret's URL (ECS puts it there) and its orders (JSON)
+ENV_REHEARSAL_URL = "DBOPS_REHEARSAL_URL"
+ENV_REHEARSAL_WATCH = "DBOPS_REHEARSAL_WATCH"
+# the file the watcher makes in its temporary folder once watching: the task definition's health check tests it
+REHEARSAL_READY_FILE = "dbops-watching"

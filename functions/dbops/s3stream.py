@@ -195,8 +195,12 @@ def iter_object(bucket: str, key: str, chunk_size: int = 1024 * 1024) -> Iterato
 
 
 def put_json(bucket: str, key: str, body: str) -> None:
+    put_text(bucket, key, body, "application/json")
+
+
+def put_text(bucket: str, key: str, body: str, content_type: str = "text/plain; charset=utf-8") -> None:
     try:
-        aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+        aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType=content_type)
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"cannot write s3://{bucket}/{key}: {exc}") from None
 

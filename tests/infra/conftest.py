@@ -75,6 +75,14 @@ def settings_dict() -> dict[str, Any]:
                 "app_hook": {"type": "ssm", "parameter": "/sprint-reports/maintenance-mode"},
                 "restore_checks": ["SELECT count(*) > 0 FROM users"],
                 "maintenance": {"rules": copy.deepcopy(GUIDE_RULES)},
+                "rehearsal": {
+                    "image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/sprint-reports-migrations:42",
+                    "command": ["alembic", "-c", "/app/alembic.ini", "upgrade", "head"],
+                    "url_env": "SQLALCHEMY_URL",
+                    "environment": {"APP_ENV": "rehearsal"},
+                    "max_lock": "3s",
+                    "max_duration": "20m",
+                },
             },
             {
                 "name": "billing",

@@ -24,6 +24,7 @@ SETTINGS_BY_HANDLER: dict[str, tuple[type[BaseSettings], ...]] = {
     "handlers.health": (FunctionSettings, HealthEnvironment),
     "handlers.maintenance": (MaintenanceSettings,),
     "handlers.restore": (FunctionSettings,),
+    "handlers.rehearsal": (FunctionSettings,),
 }
 
 

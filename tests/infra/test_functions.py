@@ -259,6 +259,17 @@ def test_function_environment_is_what_the_functions_settings_model_reads(
             "app_hook": {"type": "ssm", "parameter": "/sprint-reports/maintenance-mode"},
             "restore_checks": ["SELECT count(*) > 0 FROM users"],
             "rds_instance_id": "sprint-reports-prod",
+            "rehearsal": {
+                "secret_id": "dbops-test/sprint_reports_v2/rehearsal",
+                "command": ["alembic", "-c", "/app/alembic.ini", "upgrade", "head"],
+                "downgrade": None,
+                "skip_downgrade": False,
+                "url_env": "SQLALCHEMY_URL",
+                "version_table": "alembic_version",
+                "max_lock_s": 3.0,
+                "max_duration_s": 1200.0,
+                "interval_s": 0.02,
+            },
         },
         {
             "name": "billing",
@@ -299,7 +310,16 @@ def test_backup_retries_once_and_the_others_never(synthesized: Synth) -> None:
     restore_steps = {ids[name]: 0 for name in ids if name.startswith("Restore")}
     assert len(restore_steps) == 13 + 1  # the steps and the daily drop of expired copies
     sweep = {ids["TemporaryInstanceSweep"]: 0}
-    assert configs == {ids["Backup"]: 1, ids["Health"]: 0, ids["Maintenance"]: 0, **restore_steps, **sweep}
+    rehearsal_steps = {ids[name]: 0 for name in ids if name.startswith("Rehearsal")}
+    assert len(rehearsal_steps) == 4
+    assert configs == {
+        ids["Backup"]: 1,
+        ids["Health"]: 0,
+        ids["Maintenance"]: 0,
+        **restore_steps,
+        **sweep,
+        **rehearsal_steps,
+    }
 
 
 def test_functions_outside_a_vpc_get_no_network_interface_permissions(tmp_path: Any) -> None:
@@ -308,6 +328,7 @@ def test_functions_outside_a_vpc_get_no_network_interface_permissions(tmp_path: 
     settings = settings_dict()
     for db in settings["databases"]:
         del db["vpc"]
+        db.pop("rehearsal", None)  # rehearsals run in the databases' VPC
     result = synth(tmp_path, settings)
     props = _function(result, "Health")["Properties"]
     assert "VpcConfig" not in props

@@ -57,6 +57,7 @@ def test_every_acknowledgment_carries_a_reason(synthesized: Synth) -> None:
         "AwsSolutions-IAM5",
         "AwsSolutions-L1",
         "AwsSolutions-S1",
+        "AwsSolutions-SMG4",
         "AwsSolutions-SQS3",
     ]
     s1 = [path for (path, rule) in nag if rule.endswith("AwsSolutions-S1")]

@@ -8,6 +8,7 @@ from a fresh pg_dump of a small sample (--from-database), since they do not depe
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -130,7 +131,7 @@ def test_a_table_rewrite_under_access_exclusive_is_flagged_with_its_measured_loc
     [rewrite] = result.rewrites
     assert rewrite.table == "public.report_snapshots" and rewrite.table_rewritten
     assert "public.report_snapshots_created_at_idx" in rewrite.indexes  # rebuilt with the table
-    [finding] = [f for f in result.findings if f.table == "public.report_snapshots"]
+    [finding] = [f for f in result.findings if f.table == "public.report_snapshots" and f.phase == "upgrade"]
     assert (finding.severity, finding.mode, finding.rewritten) == ("fail", "AccessExclusiveLock", True)
     assert finding.statement is not None
     assert finding.statement.startswith("ALTER TABLE report_snapshots ALTER COLUMN created_at TYPE TIMESTAMP(0)")
@@ -379,6 +380,29 @@ def test_a_failed_downgrade_fails_the_rehearsal(small: ConnectionSpec) -> None:
     assert run.returncode == 1 and result.upgrade.ok
     assert result.reasons == ["the downgrade failed (exit 1)"]
     assert result.schema_check.compared is False
+
+
+HOLD_LOCK_BRIEFLY = """
+with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+    conn.execute("LOCK TABLE report_snapshots IN ACCESS EXCLUSIVE MODE")
+    conn.execute("SELECT pg_sleep(0.5)")
+"""
+
+
+def test_the_downgrade_is_watched_and_its_locks_count_against_the_limit(small: ConnectionSpec) -> None:
+    downgrade = " ".join(shlex.quote(arg) for arg in _script(HOLD_LOCK_BRIEFLY))
+    run = _rehearse(database_url(small), "--from-database", "--max-lock", "200ms", "--downgrade", downgrade, "--json",
+                    "--", "true")  # fmt: skip
+
+    result = _result(run)
+    assert run.returncode == 1 and result.upgrade.ok and result.downgrade is not None and result.downgrade.ok
+    assert result.statements == []  # the upgrade ran no statement
+    [hold] = [h for s in result.downgrade_statements for h in s.locks if h.relation.name == "public.report_snapshots"]
+    assert hold.mode == "AccessExclusiveLock" and 0.4 < hold.held_s < 0.7
+    [finding] = [f for f in result.findings if f.severity == "fail"]
+    assert finding.phase == "downgrade" and finding.table == "public.report_snapshots"
+    [reason] = result.reasons
+    assert reason.startswith("ACCESS EXCLUSIVE on public.report_snapshots held") and "the downgrade's" in reason
 
 
 SHOW_ENVIRONMENT = """

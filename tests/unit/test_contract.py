@@ -16,10 +16,13 @@ from dbops.settings import FunctionSettings
 from handlers import observability
 
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (FunctionSettings, MaintenanceSettings, HealthEnvironment)
-# read outside a settings class: the restore task's state (handlers.restore_task) and Powertools' own
+# read outside a settings class: the restore task's state (handlers.restore_task), the rehearsal watcher's URL and
+# orders (handlers.rehearsal_watch) and Powertools' own
 READ_ELSEWHERE = {
     contract.ENV_RESTORE_STATE,
     contract.ENV_RESTORE_STEP,
+    contract.ENV_REHEARSAL_URL,
+    contract.ENV_REHEARSAL_WATCH,
     contract.ENV_POWERTOOLS_SERVICE_NAME,
     contract.ENV_POWERTOOLS_METRICS_NAMESPACE,
 }

@@ -31,7 +31,7 @@ def test_cli_selective_restore_follows_the_execution_state_by_state(
     out = capsys.readouterr().out
     assert code == 0, out
     lines = [line.strip() for line in out.splitlines() if line.strip().startswith("->")]
-    assert lines[:2] == ["-> Request", "-> Validate"]
+    assert lines[:3] == ["-> Request", "-> RestoreOrRehearse", "-> Validate"]
     assert "-> Swap" in lines and lines[-1] == "-> Restored"
     assert "succeeded: restored: backup" in out
     assert table_checksums(sample_db) == good

@@ -70,7 +70,7 @@ def test_full_restore_swaps_in_a_checked_copy_and_keeps_the_old_one(
     result = run_restore()
 
     assert result["status"] == "SUCCEEDED", result.get("cause")
-    assert result["states"][:5] == ["Request", "Validate", "FromWhere", "WhatNext", "SafetyBackup"]
+    assert result["states"][:6] == ["Request", "RestoreOrRehearse", "Validate", "FromWhere", "WhatNext", "SafetyBackup"]
     assert "Swap" in result["states"] and "Rollback" not in result["states"]
     assert table_checksums(sample_db) == good
     state = json.loads(result["output"])
@@ -158,7 +158,15 @@ def test_dry_run_validates_and_changes_nothing(
     result = run_restore(tables=["users"], dry_run=True)
 
     assert result["status"] == "SUCCEEDED", result.get("cause")
-    assert result["states"] == ["Request", "Validate", "FromWhere", "WhatNext", "Finish", "Restored"]
+    assert result["states"] == [
+        "Request",
+        "RestoreOrRehearse",
+        "Validate",
+        "FromWhere",
+        "WhatNext",
+        "Finish",
+        "Restored",
+    ]
     assert "dry run, nothing changed: would restore" in json.loads(result["output"])["outcome"]
     assert table_checksums(sample_db) == before
     assert _databases(sample_db) == databases_before
@@ -207,6 +215,6 @@ def test_bad_request_fails_in_validate_before_anything_is_touched(
 
     assert result["status"] == "FAILED"
     assert cause in result["cause"]
-    assert result["states"][:3] == ["Request", "Validate", "Rollback"]
+    assert result["states"][:4] == ["Request", "RestoreOrRehearse", "Validate", "Rollback"]
     assert table_checksums(sample_db) == before
     assert _databases(sample_db) == databases_before

@@ -31,11 +31,12 @@ class EnvDefault(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def add_database_url(parser: argparse.ArgumentParser) -> None:
+def add_database_url(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
         "--database-url",
         action=EnvDefault,
         envvar="DBOPS_DATABASE_URL",
+        required=required,
         help="postgresql://user:password@host:port/dbname (never logged)",
     )
     parser.add_argument(

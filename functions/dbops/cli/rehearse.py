@@ -11,7 +11,9 @@ import threading
 from typing import Any, NoReturn
 
 from dbops.catalog import BACKUP_KINDS
-from dbops.cli.common import EnvDefault, add_database_url, add_pg_bin, print_json, spec_from
+from dbops.cli.common import EnvDefault, add_database_url, add_pg_bin, add_state_machine, print_json, spec_from
+from dbops.cli.rehearse_deployed import run_deployed
+from dbops.errors import ConfigError
 from dbops.rehearsal import (
     RehearsalRefused,
     RehearsalRequest,
@@ -22,6 +24,7 @@ from dbops.rehearsal import (
 from dbops.rehearsal.models import DEFAULT_STALE_AFTER_S
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+DEFAULT_MAX_LOCK_S, DEFAULT_MAX_DURATION_S = 5.0, 600.0
 
 
 def _duration(text: str) -> float:
@@ -70,8 +73,15 @@ def _echo(line: str) -> None:
 
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
+    if args.deployed:
+        try:
+            return run_deployed(args)
+        except ConfigError as exc:
+            return _usage(str(exc))
     if not args.migration:
         return _usage("give the migration command after --, e.g. dbops rehearse -- alembic upgrade head")
+    if not args.database_url:
+        return _usage("give --database-url (or DBOPS_DATABASE_URL), or rehearse in the stack with --deployed")
     if args.from_database and (args.backup != "latest" or args.kind):
         return _usage("--from-database rehearses on a fresh dump: it takes no --backup or --kind")
     if args.downgrade and args.no_downgrade:
@@ -87,8 +97,8 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         downgrade=args.downgrade,
         skip_downgrade=args.no_downgrade,
         version_table=args.version_table or None,
-        max_lock_s=args.max_lock,
-        max_duration_s=args.max_duration,
+        max_lock_s=DEFAULT_MAX_LOCK_S if args.max_lock is None else args.max_lock,
+        max_duration_s=DEFAULT_MAX_DURATION_S if args.max_duration is None else args.max_duration,
         interval_s=args.interval,
         pass_env=args.pass_env or [],
         stale_after_s=args.stale_after,
@@ -124,7 +134,7 @@ def register(sub: Any) -> None:
         "$DATABASE_URL) while its locks are measured, run the rollback, compare the schema, drop the scratch "
         "database. Exit 0 pass, 1 fail, 2 bad input. Production is only read (the backup's server hosts the copy).",
     )
-    add_database_url(p)
+    add_database_url(p, required=False)  # not with --deployed
     p.add_argument(
         "--bucket",
         action=EnvDefault,
@@ -150,13 +160,11 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--max-lock",
         type=_duration,
-        default=5.0,
-        help="fail when a lock blocks the application longer (500ms, 5s, 2m; default 5s)",
+        help=f"fail when a lock blocks the application longer (500ms, 5s, 2m; default {DEFAULT_MAX_LOCK_S:g}s)",
     )
     p.add_argument(
         "--max-duration",
         type=_duration,
-        default=600.0,
         help="stop the command (the downgrade too, on its own clock) and fail after this long (default 10m)",
     )
     p.add_argument("--interval", type=_duration, default=0.02, help="sampling interval (default 20ms)")
@@ -179,6 +187,13 @@ def register(sub: Any) -> None:
         help="drop scratch databases of dead rehearsals once this old "
         f"(default {DEFAULT_STALE_AFTER_S:.0f}s: a rehearsal's keeper session connects within it)",
     )
+    p.add_argument(
+        "--deployed",
+        action="store_true",
+        help="run it in the deployed stack (restore state machine, mode rehearse: the migration image on Fargate) "
+        "and follow it; the command after -- is optional (default: the database's configured one)",
+    )
+    add_state_machine(p, "DBOPS_RESTORE_STATE_MACHINE_ARN", "dbops-restore")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="do not echo the command's output on stderr")
     p.add_argument("migration", nargs="*", metavar="-- COMMAND", help="the migration, e.g. alembic upgrade head")

@@ -26,21 +26,26 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore import xform_name
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.ecs.exceptions import EcsClientException
-from moto.ecs.models import EC2ContainerServiceBackend
+from moto.ecs.models import Container, EC2ContainerServiceBackend
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import (
     StateTaskServiceEcs,
 )
 
 from dbops import aws
 from dbops.local.lambda_runtime import LocalLambdaContext
+
+if TYPE_CHECKING:
+    from infra.settings import DatabaseRehearsal
 
 ACCOUNT = "123456789012"
 _original_invoke = LambdaSimpleBackend.invoke
@@ -50,11 +55,11 @@ _task_families: set[str] = set()  # the task definitions whose runs start a loca
 
 
 def _synthesize(
-    build: Callable[[Any], None], handler_prefix: str
+    build: Callable[[Any], None], handler_prefix: str | tuple[str, ...]
 ) -> tuple[Any, dict[str, str], dict[str, dict[str, Any]]]:
     """Synthesize what `build(stack)` adds; returns its state machine's DefinitionString, {function logical id:
     handler} for the functions whose handler starts with `handler_prefix`, and the ECS clusters and task definitions
-    by logical id (their template resources)."""
+    and the secrets they name, by logical id (their template resources)."""
     from aws_cdk import App, Stack
 
     app = App(outdir=tempfile.mkdtemp(prefix="dbops-cdk-"))
@@ -68,7 +73,8 @@ def _synthesize(
         for lid, r in resources.items()
         if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler", "").startswith(handler_prefix)
     }
-    ecs = {lid: r for lid, r in resources.items() if r["Type"] in ("AWS::ECS::Cluster", "AWS::ECS::TaskDefinition")}
+    kinds = ("AWS::ECS::Cluster", "AWS::ECS::TaskDefinition", "AWS::SecretsManager::Secret")
+    ecs = {lid: r for lid, r in resources.items() if r["Type"] in kinds}
     return machine["Properties"]["DefinitionString"], handlers, ecs
 
 
@@ -86,20 +92,50 @@ def _function(stack: Any, construct_id: str, handler: str) -> Any:
 
 def synthesize_restore_definition(retry_interval_s: int = 1, retry_attempts: int = 2) -> tuple[Any, dict[str, str]]:
     """Synthesize the RestoreWorkflow construct; returns (DefinitionString, {function logical id: handler})."""
-    definition, handlers, _ = _synthesize(_restore_build(retry_interval_s, retry_attempts), "handlers.restore.")
+    definition, handlers, _ = _synthesize(_restore_build(retry_interval_s, retry_attempts, {}), HANDLERS)
     return definition, handlers
 
 
-def _restore_build(retry_interval_s: int, retry_attempts: int) -> Callable[[Any], None]:
+HANDLERS = ("handlers.restore.", "handlers.rehearsal.")
+LOCAL_STACK = "dbops-local"
+OUR_IMAGE = "dbops-restore:local"
+# a migration image of the local stack: the folder its command runs in (the image's working directory)
+local_images: dict[str, Path] = {}
+
+
+def _restore_build(
+    retry_interval_s: int, retry_attempts: int, rehearsals: Mapping[str, DatabaseRehearsal]
+) -> Callable[[Any], None]:
     def build(stack: Any) -> None:
         from aws_cdk import aws_ecs as ecs
+        from aws_cdk import aws_kms as kms
+        from aws_cdk import aws_s3 as s3
 
-        from infra.restore_workflow import STEP_HANDLERS, RestoreWorkflow, StageTask
+        from infra.rehearsal_tasks import RehearsalTask
+        from infra.restore_workflow import REHEARSAL_STEP_HANDLERS, STEP_HANDLERS, RestoreWorkflow, StageTask
+        from infra.settings import rehearsal_secret_name
 
-        functions = {step: _function(stack, f"{step}Fn", handler) for step, handler in STEP_HANDLERS.items()}
-        stage = StageTask(
-            stack, "StageTask", image=ecs.ContainerImage.from_registry("dbops-restore:local"), environment={}
-        )
+        steps = {**STEP_HANDLERS, **(REHEARSAL_STEP_HANDLERS if rehearsals else {})}
+        functions = {step: _function(stack, f"{step}Fn", handler) for step, handler in steps.items()}
+        stage = StageTask(stack, "StageTask", image=ecs.ContainerImage.from_registry(OUR_IMAGE), environment={})
+        key = kms.Key(stack, "Key")
+        bucket = s3.Bucket(stack, "Bucket", encryption_key=key)
+        tasks = [
+            RehearsalTask(
+                stack,
+                f"Rehearsal{i}",
+                database=name,
+                settings=settings,
+                secret_name=rehearsal_secret_name(LOCAL_STACK, name),
+                migration_image=ecs.ContainerImage.from_registry(settings.image),
+                watcher_image=ecs.ContainerImage.from_registry(OUR_IMAGE),
+                watcher_environment={},
+                cluster=stage.cluster,
+                bucket=bucket,
+                key=key,
+            )
+            for i, (name, settings) in enumerate(rehearsals.items())
+        ]
         RestoreWorkflow(
             stack,
             "Restore",
@@ -108,6 +144,7 @@ def _restore_build(retry_interval_s: int, retry_attempts: int) -> Callable[[Any]
             retry_interval_s=retry_interval_s,
             retry_attempts=retry_attempts,
             instance_poll_s=1,  # the local stand-in's instance is ready in seconds, not RDS's tens of minutes
+            rehearsal_tasks=tasks,
         )
 
     return build
@@ -204,28 +241,121 @@ def _run_task(self: Any, cluster_str: str, task_definition_str: str, count: int,
     return started
 
 
-def _run_container(backend: Any, task: Any, overrides: dict[str, Any]) -> None:
-    [container] = backend.describe_task_definition(task.task_definition_arn).container_definitions
-    override: dict[str, Any] = next(
-        (o for o in overrides.get("containerOverrides", []) if o.get("name") == container["name"]), {}
-    )
+def _secret_value(value_from: str) -> str:
+    """ECS's secrets: <secret ARN>[:json-key[:version-stage[:version-id]]]."""
+    parts = value_from.split(":")
+    arn, key = ":".join(parts[:7]), (parts[7] if len(parts) > 7 else "")
+    value = aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    return str(json.loads(value).get(key, "")) if key else str(value)
+
+
+def _environment(container: dict[str, Any], override: dict[str, Any]) -> tuple[dict[str, str], Path | None]:
+    """A container's environment and folder: ours (the dbops image) sees this machine's environment (the local
+    stack's settings); any other image (an application's) only its own variables, its secrets, and a PATH with
+    this Python's scripts, in the folder `local_images` gives it."""
+    own = {e["name"]: e["value"] for e in container.get("environment", [])}
+    own.update({e["name"]: e["value"] for e in override.get("environment", [])})
+    own.update({s["name"]: _secret_value(s["valueFrom"]) for s in container.get("secrets", [])})
+    if container["image"] == OUR_IMAGE or container["image"].startswith("dbops-"):
+        return {**os.environ, **own}, None
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    base = {k: os.environ[k] for k in ("HOME", "LANG", "TMPDIR") if k in os.environ}
+    return {**base, "PATH": path, **own}, local_images.get(container["image"])
+
+
+def _command(container: dict[str, Any], override: dict[str, Any]) -> list[str]:
     command = list(override.get("command") or container.get("command") or [])
     if command and command[0] == "python":
         command[0] = sys.executable
-    env = {**os.environ, **{e["name"]: e["value"] for e in override.get("environment", [])}}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    sys.stdout.write(done.stdout)  # the task's log (EMF metrics included)
-    sys.stdout.flush()
-    sys.stderr.write(done.stderr)
+    return command
+
+
+def _healthy(container: dict[str, Any], env: dict[str, str], proc: subprocess.Popen[str]) -> bool:
+    """Run the container's health check (CMD-SHELL) until it passes, as ECS would; False if it never does."""
+    check = container.get("healthCheck") or {}
+    command = check.get("command") or ["CMD-SHELL", "true"]
+    tries = int(check.get("retries", 3)) * max(1, int(check.get("interval", 30)))
+    for _ in range(tries * 10):
+        if proc.poll() is not None:
+            return False
+        if subprocess.run(["sh", "-c", command[1]], env=env, check=False).returncode == 0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _stop(proc: subprocess.Popen[str], timeout: float) -> None:
+    """As ECS stops a container: SIGTERM, then SIGKILL after its stopTimeout."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _moto_container(task_definition: Any, definition: dict[str, Any]) -> Any:
+    container = Container(task_definition)  # type: ignore[abstract]
+    container.name, container.image = definition["name"], definition.get("image")
+    container.command, container.environment = definition.get("command"), definition.get("environment")
+    return container
+
+
+def _run_container(backend: Any, task: Any, overrides: dict[str, Any]) -> None:
+    """The task's containers as processes: those others depend on first (until HEALTHY when so required), then the
+    essential one to its end; then the others are stopped (SIGTERM, SIGKILL after stopTimeout) as ECS does when an
+    essential container exits."""
+    task_definition = backend.describe_task_definition(task.task_definition_arn)
+    containers = task_definition.container_definitions
+    task.containers = [_moto_container(task_definition, c) for c in containers]  # moto makes the first one only
+    by_override = {o.get("name"): o for o in overrides.get("containerOverrides", [])}
+    with tempfile.TemporaryDirectory(prefix="dbops-task-") as scratch:
+        sidecars: list[tuple[dict[str, Any], subprocess.Popen[str]]] = []
+        essential = [c for c in containers if c.get("essential", True)]
+        healthy_first = {
+            d["containerName"] for c in essential for d in c.get("dependsOn", []) if d["condition"] == "HEALTHY"
+        }
+        for container in [c for c in containers if not c.get("essential", True)]:
+            env, folder = _environment(container, by_override.get(container["name"], {}))
+            env["TMPDIR"] = scratch  # each task its own /tmp
+            proc = subprocess.Popen(
+                _command(container, by_override.get(container["name"], {})), env=env, cwd=folder, text=True
+            )
+            sidecars.append((container, proc))
+            if container["name"] in healthy_first and not _healthy(container, env, proc):
+                _stop(proc, 5)
+                raise EcsClientException(f"container {container['name']} did not become healthy")
+        done = []
+        for container in essential:
+            env, folder = _environment(container, by_override.get(container["name"], {}))
+            env["TMPDIR"] = scratch
+            run = subprocess.run(
+                _command(container, by_override.get(container["name"], {})),
+                env=env,
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            sys.stdout.write(run.stdout)  # the task's log (EMF metrics included)
+            sys.stdout.flush()
+            sys.stderr.write(run.stderr)
+            done.append((container, run.returncode, run.stderr))
+        for container, proc in sidecars:
+            _stop(proc, float(container.get("stopTimeout", 30)))
+            done.append((container, proc.returncode, ""))
+    codes = {c["name"]: code for c, code, _ in done}
     for each in task.containers:
-        each.exitCode = done.returncode
+        each.exitCode = codes.get(each.name)
         each.last_status = "STOPPED"
     task.desired_status = "STOPPED"
     task.last_status = "STOPPED"
-    if done.returncode != 0:
+    failed = [(c, code, err) for c, code, err in done if c.get("essential", True) and code != 0]
+    if failed:
         task.stopped_reason = "Essential container in task exited"
-        last = (done.stderr.strip().splitlines() or ["no error output"])[-1]
-        raise EcsClientException(f"essential container exited with code {done.returncode}: {last}")
+        _, code, stderr = failed[0]
+        last = (stderr.strip().splitlines() or ["no error output"])[-1]
+        raise EcsClientException(f"essential container exited with code {code}: {last}")
 
 
 @functools.cache
@@ -249,28 +379,77 @@ def _normalise_ecs_response(
     self._from_boto_response(response, operation.output_shape)
 
 
+def _resolve_secret(value_from: Any, secrets: dict[str, str]) -> str:
+    """A container secret's valueFrom: {"Fn::Join": ["", [{"Ref": <secret>}, ":url::"]]} -> <ARN>:url::."""
+    if isinstance(value_from, str):
+        return value_from
+    parts = value_from["Fn::Join"][1]
+    return "".join(part if isinstance(part, str) else secrets[part["Ref"]] for part in parts)
+
+
+def _container(definition: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
+    """A template's container definition as RegisterTaskDefinition takes it (what the local runs need)."""
+    container: dict[str, Any] = {
+        "name": definition["Name"],
+        "image": definition["Image"] if isinstance(definition["Image"], str) else OUR_IMAGE,
+        "memory": 512,
+        "command": definition.get("Command", []),
+        "essential": definition.get("Essential", True),
+        "environment": [{"name": e["Name"], "value": e["Value"]} for e in definition.get("Environment", [])],
+        "secrets": [
+            {"name": e["Name"], "valueFrom": _resolve_secret(e["ValueFrom"], secrets)}
+            for e in definition.get("Secrets", [])
+        ],
+        "dependsOn": [
+            {"containerName": d["ContainerName"], "condition": d["Condition"]} for d in definition.get("DependsOn", [])
+        ],
+    }
+    if "HealthCheck" in definition:
+        check = definition["HealthCheck"]
+        container["healthCheck"] = {
+            "command": check["Command"],
+            "interval": check.get("Interval", 30),
+            "retries": check.get("Retries", 3),
+        }
+    if "StopTimeout" in definition:
+        container["stopTimeout"] = definition["StopTimeout"]
+    return container
+
+
 def _deploy_tasks(ecs_resources: dict[str, dict[str, Any]]) -> None:
-    """The workflow's clusters and task definitions in the (moto) account, named by their logical ids (the names
-    the definition's tokens resolve to), each task definition's runs started here."""
+    """The workflow's clusters, task definitions and their secrets in the (moto) account, named by their logical
+    ids (the names the definition's tokens resolve to), each task definition's runs started here."""
     client = aws.client("ecs")
+    secrets: dict[str, str] = {}
+    for lid, resource in ecs_resources.items():
+        if resource["Type"] == "AWS::SecretsManager::Secret":
+            secrets[lid] = _local_secret(resource["Properties"]["Name"])
     for lid, resource in ecs_resources.items():
         if resource["Type"] == "AWS::ECS::Cluster":
             client.create_cluster(clusterName=lid)
             continue
-        [container] = resource["Properties"]["ContainerDefinitions"]
+        if resource["Type"] != "AWS::ECS::TaskDefinition":
+            continue
         family = resource["Properties"].get("Family", lid)  # the name the definition runs it by
         client.register_task_definition(
             family=family,
             networkMode="bridge",
-            containerDefinitions=[
-                {"name": container["Name"], "image": "dbops-task:local", "memory": 512, "command": container["Command"]}
-            ],
+            containerDefinitions=[_container(c, secrets) for c in resource["Properties"]["ContainerDefinitions"]],
         )
         _task_families.add(family)
     if ecs_resources:
         EC2ContainerServiceBackend.run_task = _run_task  # type: ignore[method-assign,assignment]
         StateTaskServiceEcs._normalise_parameters = _normalise_ecs_request  # type: ignore[method-assign]
         StateTaskServiceEcs._normalise_response = _normalise_ecs_response  # type: ignore[method-assign]
+
+
+def _local_secret(name: str) -> str:
+    """The secret of that name in the (moto) account, made if missing; its ARN."""
+    client = aws.client("secretsmanager")
+    try:
+        return str(client.describe_secret(SecretId=name)["ARN"])
+    except client.exceptions.ResourceNotFoundException:
+        return str(client.create_secret(Name=name, SecretString="{}")["ARN"])
 
 
 def _deploy(
@@ -311,10 +490,17 @@ def _deploy(
     return str(machine["stateMachineArn"])
 
 
-def deploy_restore_workflow(region: str = "us-east-1", retry_interval_s: int = 1, retry_attempts: int = 2) -> str:
-    """The restore state machine and its step functions in the (moto) account; returns the state machine ARN."""
-    build = _restore_build(retry_interval_s, retry_attempts)
-    definition, handlers, ecs_resources = _synthesize(build, "handlers.restore.")
+def deploy_restore_workflow(
+    region: str = "us-east-1",
+    retry_interval_s: int = 1,
+    retry_attempts: int = 2,
+    rehearsals: Mapping[str, DatabaseRehearsal] | None = None,
+) -> str:
+    """The restore state machine and its step functions in the (moto) account; returns the state machine ARN.
+    `rehearsals`: the databases with migration rehearsals (mode rehearse), each with its task and secret
+    (`dbops-local/<database>/rehearsal`); a migration image's folder is set in `local_images`."""
+    build = _restore_build(retry_interval_s, retry_attempts, rehearsals or {})
+    definition, handlers, ecs_resources = _synthesize(build, HANDLERS)
     return _deploy(definition, handlers, "dbops-restore", region, ecs_resources)
 
 

@@ -155,6 +155,7 @@ class RewrittenTable(BaseModel):
 
 class Finding(BaseModel):
     severity: Literal["fail", "warn", "info"]
+    phase: Literal["upgrade", "downgrade"] = Field(default="upgrade", description="which run it was seen in")
     statement: str | None
     taken_by_statement: bool = Field(
         default=True, description="false: the lock may come from an earlier, unseen statement of its transaction"
@@ -217,6 +218,10 @@ class RehearsalResult(BaseModel):
     statements: list[StatementResult] = Field(default_factory=list, description="longest blocking lock first")
     statements_omitted: int = Field(default=0, description="statements seen beyond the first 500 kept")
     rewrites: list[RewrittenTable] = Field(default_factory=list)
+    downgrade_statements: list[StatementResult] = Field(
+        default_factory=list, description="the downgrade's statements, watched like the upgrade's"
+    )
+    downgrade_rewrites: list[RewrittenTable] = Field(default_factory=list, description="tables the downgrade rewrote")
     created: list[str] = Field(default_factory=list, description="relations the upgrade created")
     dropped: list[str] = Field(default_factory=list, description="relations the upgrade dropped")
     schema_check: SchemaCheck

@@ -11,7 +11,14 @@ import textwrap
 
 from dbops.rehearsal.advice import sql_name, strength
 from dbops.rehearsal.durations import format_duration
-from dbops.rehearsal.models import CommandRun, Finding, RehearsalResult, SchemaCheck, StatementResult
+from dbops.rehearsal.models import (
+    CommandRun,
+    Finding,
+    RehearsalResult,
+    RewrittenTable,
+    SchemaCheck,
+    StatementResult,
+)
 from dbops.text import human_bytes, table_lines
 
 WIDTH = 118
@@ -50,9 +57,10 @@ def verdict(
         reasons.append(problem)
     for f in findings:
         if f.severity == "fail" and f.mode and f.lock_s is not None:
+            by = "the downgrade's" if f.phase == "downgrade" else "by:"
             reasons.append(
                 f"{sql_name(f.mode)} on {f.table} held {format_duration(f.lock_s)} (limit "
-                f"{format_duration(max_lock_s)}) by: {f.statement}"
+                f"{format_duration(max_lock_s)}) {by} {f.statement}"
             )
     if downgrade is not None:
         if problem := _run_problem(downgrade, "downgrade", max_duration_s):
@@ -114,6 +122,28 @@ def _wrap(text: str, indent: str, then: str | None = None) -> list[str]:
     return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=rest) or [indent]
 
 
+def _statements_table(
+    title: str, statements: list[StatementResult], rewrites: list[RewrittenTable], omitted: int, interval_s: float
+) -> list[str]:
+    rewritten = {t.table for t in rewrites if t.table_rewritten}
+    shown = [s for s in statements if _worth_showing(s, interval_s)][:SHOWN_STATEMENTS]
+    if not shown:
+        return []
+    lines = ["", title]
+    rows = []
+    for s in shown:
+        mode, tables = _tables_text(s, rewritten)
+        duration = format_duration(s.duration_s) + ("" if s.duration_exact else "~")
+        rows.append([_lock_text(s), mode, tables, duration, s.query[:70]])
+    lines += ["  " + line for line in table_lines(["LOCK", "MODE", "TABLES", "RAN", "STATEMENT"], rows)]
+    if rewritten:
+        lines.append("  * rewritten (new storage: its relfilenode changed)")
+    hidden = len(statements) + omitted - len(shown)
+    if hidden > 0:
+        lines.append(f"  and {hidden} more (short, plain reads and writes): see --json")
+    return lines
+
+
 def format_report(r: RehearsalResult) -> str:
     lines = [f"Rehearsal of `{_command(r.command)}` on {r.database}: {r.verdict.upper()}"]
     if r.source == "backup":
@@ -143,26 +173,21 @@ def format_report(r: RehearsalResult) -> str:
         for reason in r.reasons:
             lines += _wrap(reason, "  - ")
 
-    rewritten = {t.table for t in r.rewrites if t.table_rewritten}
-    shown = [s for s in r.statements if _worth_showing(s, r.sampling.interval_s)][:SHOWN_STATEMENTS]
-    if shown:
-        lines += ["", "Statements by lock time (LOCK: the longest lock blocking the application's reads or writes):"]
-        rows = []
-        for s in shown:
-            mode, tables = _tables_text(s, rewritten)
-            duration = format_duration(s.duration_s) + ("" if s.duration_exact else "~")
-            rows.append([_lock_text(s), mode, tables, duration, s.query[:70]])
-        lines += ["  " + line for line in table_lines(["LOCK", "MODE", "TABLES", "RAN", "STATEMENT"], rows)]
-        if rewritten:
-            lines.append("  * rewritten (new storage: its relfilenode changed)")
-        hidden = len(r.statements) + r.statements_omitted - len(shown)
-        if hidden > 0:
-            lines.append(f"  and {hidden} more (short, plain reads and writes): see --json")
+    lines += _statements_table(
+        "Statements by lock time (LOCK: the longest lock blocking the application's reads or writes):",
+        r.statements,
+        r.rewrites,
+        r.statements_omitted,
+        r.sampling.interval_s,
+    )
+    downgrade = "The downgrade's statements by lock time:"
+    lines += _statements_table(downgrade, r.downgrade_statements, r.downgrade_rewrites, 0, r.sampling.interval_s)
 
     if r.findings:
         lines += ["", "Findings and what to do:"]
         for f in r.findings:
-            lines += _wrap(f"[{f.severity.upper()}] {f.what}", "  ", "         ")
+            phase = " (downgrade)" if f.phase == "downgrade" else ""
+            lines += _wrap(f"[{f.severity.upper()}]{phase} {f.what}", "  ", "         ")
             if f.statement:
                 by = "" if f.taken_by_statement else "taken in the transaction of (maybe by an earlier, shorter one): "
                 lines += _wrap(by + f.statement, "         ")

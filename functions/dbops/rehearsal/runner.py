@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from statistics import mean
 
 import psycopg
 from psycopg import sql
@@ -34,13 +33,13 @@ from dbops.catalog import CatalogEntry
 from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
 from dbops.errors import DatabaseError
 from dbops.pgtools import server_major
-from dbops.rehearsal import analysis, report, rewrites, schema, scratch, source
+from dbops.rehearsal import rewrites, schema, scratch, source
 from dbops.rehearsal.command import command_env, default_downgrade, find_program, run_command, secrets_of
+from dbops.rehearsal.judge import Scene, WatchedRun, judge
 from dbops.rehearsal.models import (
     CommandRun,
     RehearsalRequest,
     RehearsalResult,
-    Sampling,
     SchemaCheck,
     Timings,
 )
@@ -98,17 +97,6 @@ def end_command_sessions(target: ConnectionSpec, keep: list[int], wait_s: float 
             time.sleep(0.02)
 
 
-def _sampling(obs: Observations, interval: float) -> Sampling:
-    return Sampling(
-        interval_s=interval,
-        samples=obs.samples,
-        mean_gap_s=round(mean(obs.gaps), 4) if obs.gaps else 0.0,
-        max_gap_s=round(max(obs.gaps), 4) if obs.gaps else 0.0,
-        errors=obs.errors,
-        last_error=obs.last_error,
-    )
-
-
 def _refuse_early(spec: ConnectionSpec, request: RehearsalRequest) -> None:
     """What can be refused before anything is created."""
     env = command_env(spec, request.url_env, request.pass_env)
@@ -146,7 +134,7 @@ class _Upgrade:
 @dataclass
 class _Rollback:
     argv: list[str] | None
-    run: CommandRun | None = None
+    watched: WatchedRun | None = None
     schema_check: SchemaCheck = field(default_factory=lambda: SchemaCheck(compared=False))
 
 
@@ -207,16 +195,20 @@ def _upgrade(ctx: _Context, box: scratch.Scratch, env: dict[str, str], secrets: 
 def _rollback(
     ctx: _Context, box: scratch.Scratch, upgrade: _Upgrade, env: dict[str, str], secrets: list[str]
 ) -> _Rollback:
-    """The downgrade after a successful upgrade, and the schema it leaves compared with the one before."""
+    """The downgrade after a successful upgrade, watched like it, and the schema it leaves compared with the one
+    before."""
     rollback = _Rollback(_rollback_command(ctx.request, ctx.revisions.get("before")))
     if rollback.argv is None or not upgrade.run.ok:
         return rollback
     ctx.say(f"running the downgrade `{' '.join(rollback.argv)}`")
-    rollback.run = run_command(rollback.argv, env, ctx.request.max_duration_s, secrets, ctx.output)
-    end_command_sessions(box.spec, [box.keeper_pid], 0.0 if rollback.run.timed_out else SESSIONS_END_WAIT_S)
-    ctx.timings.downgrade_s = rollback.run.seconds
+    with Watcher(box.spec, ctx.request.interval_s, exclude=[box.keeper_pid]) as watcher:
+        run = run_command(rollback.argv, env, ctx.request.max_duration_s, secrets, ctx.output)
+        wait = 0.0 if run.timed_out else SESSIONS_END_WAIT_S
+        end_command_sessions(box.spec, [box.keeper_pid, *watcher.pids], wait)
+    rollback.watched = WatchedRun(run, watcher.stop(), upgrade.after, rewrites.snapshot(box.spec))
+    ctx.timings.downgrade_s = run.seconds
     ctx.revisions["downgrade"] = read_revision(box.spec, ctx.request.version_table)
-    if rollback.run.ok:
+    if run.ok:
         t = time.monotonic()
         schema_after = schema.dump_schema(box.spec, ctx.pg_bin_dir, ctx.request.version_table)
         ctx.timings.schema_s = round(ctx.timings.schema_s + time.monotonic() - t, 3)
@@ -297,56 +289,22 @@ def _result(
     stale: list[str],
     major: int,
 ) -> RehearsalResult:
-    request, revisions = ctx.request, ctx.revisions
-    found = analysis.analyse(
-        upgrade.observations,
-        upgrade.before,
-        upgrade.after,
-        rewrites.rewritten(upgrade.before, upgrade.after),
-        max_lock_s=request.max_lock_s,
-        server_major=major,
-    )
-    created, dropped = rewrites.created_and_dropped(upgrade.before, upgrade.after)
-    reasons = report.verdict(
-        upgrade=upgrade.run,
-        downgrade=rollback.run,
-        findings=found.findings,
-        schema_check=rollback.schema_check,
-        revision_before=revisions.get("before"),
-        revision_after_downgrade=revisions.get("downgrade"),
-        version_table_checked=request.version_table is not None,
-        max_lock_s=request.max_lock_s,
-        max_duration_s=request.max_duration_s,
-    )
-    return RehearsalResult(
+    scene = Scene(
         rehearsal_id=box.rehearsal_id,
-        database=request.database,
         server=f"{spec.host}:{spec.port}",
         scratch_database=box.name,
         scratch_dropped=not databases.exists(spec, box.name),
-        source=request.source,
-        backup_id=entry.manifest.id if entry else None,
-        backup_kind=entry.manifest.kind if entry else None,
-        backup_finished_at=entry.manifest.finished_at if entry else None,
-        command=request.command,
+        entry=entry,
+        server_major=major,
+    )
+    return judge(
+        ctx.request,
+        scene,
+        WatchedRun(upgrade.run, upgrade.observations, upgrade.before, upgrade.after),
+        rollback.watched,
         downgrade_command=rollback.argv,
-        revision_before=revisions.get("before"),
-        revision_after_upgrade=revisions.get("upgrade"),
-        revision_after_downgrade=revisions.get("downgrade"),
-        upgrade=upgrade.run,
-        downgrade=rollback.run,
-        statements=found.statements,
-        statements_omitted=found.omitted,
-        rewrites=found.rewrites,
-        created=created,
-        dropped=dropped,
         schema_check=rollback.schema_check,
-        findings=found.findings,
-        max_lock_s=request.max_lock_s,
-        max_duration_s=request.max_duration_s,
-        sampling=_sampling(upgrade.observations, request.interval_s),
+        revisions=ctx.revisions,
         timings=ctx.timings,
-        stale_dropped=stale,
-        verdict="fail" if reasons else "pass",
-        reasons=reasons,
+        stale=stale,
     )

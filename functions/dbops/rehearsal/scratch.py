@@ -21,7 +21,7 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +31,7 @@ import psycopg
 from psycopg import sql
 
 from dbops.connection import ConnectionSpec, connect, server_version_num
+from dbops.rehearsal import access
 from dbops.restore import databases
 
 PURPOSE = "rehearse"
@@ -38,6 +39,10 @@ KEEPER_APP = "dbops rehearsal keeper"
 MARKER_KEY = "dbops_rehearsal"
 _STAMP = "%Y%m%d%H%M%S"
 NAME_PATTERN = r"__rehearse_(\d{14})_[0-9a-f]{4}$"
+# a deployed rehearsal's execution is surely over after the restore state machine's time limit (4 h)
+EXECUTION_TIME_LIMIT = timedelta(hours=4, minutes=15)
+# a scratch database younger than this is never dropped by a sweep: its keeper may not have connected yet
+STALE_AFTER = timedelta(minutes=1)
 _NAME = re.compile(NAME_PATTERN)
 
 
@@ -79,14 +84,37 @@ def _mark(conn: psycopg.Connection[Any], name: str, marker: dict[str, Any]) -> N
     )
 
 
-@contextmanager
-def scratch_database(spec: ConnectionSpec, database: str, **marker: Any) -> Iterator[Scratch]:
-    """Create a scratch database on `spec`'s server with its keeper session, yield it, and drop it whatever
-    happens (the keeper is closed first; any session the command left is ended by the drop)."""
+def create(spec: ConnectionSpec, database: str, **marker: Any) -> tuple[str, str, datetime]:
+    """A new, empty scratch database on `spec`'s server, marked; returns (rehearsal id, name, created at)."""
     created_at = _server_now(spec)
     rehearsal_id = new_id(created_at)
     name = databases.work_name(database, rehearsal_id, PURPOSE)
     databases.create(spec, name)
+    info = {
+        MARKER_KEY: rehearsal_id,
+        "created_at": created_at.isoformat(),
+        "source_database": database,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        **marker,
+    }
+    with connect(databases.admin_spec(spec)) as conn:
+        _mark(conn, name, info)
+    return rehearsal_id, name, created_at
+
+
+def drop(spec: ConnectionSpec, name: str) -> None:
+    """Drop a scratch database (its sessions ended) and the temporary role a deployed rehearsal made for it."""
+    databases.drop(spec, name)
+    rehearsal_id = name.rsplit("__rehearse_", 1)[-1]
+    access.drop_role(spec, access.role_name(rehearsal_id))
+
+
+@contextmanager
+def scratch_database(spec: ConnectionSpec, database: str, **marker: Any) -> Iterator[Scratch]:
+    """Create a scratch database on `spec`'s server with its keeper session, yield it, and drop it whatever
+    happens (the keeper is closed first; any session the command left is ended by the drop)."""
+    rehearsal_id, name, created_at = create(spec, database, **marker)
     try:
         target = spec.for_database(name)
         with connect(target) as keeper:
@@ -94,40 +122,81 @@ def scratch_database(spec: ConnectionSpec, database: str, **marker: Any) -> Iter
             if server_version_num(keeper) >= 140000:  # an idle keeper must outlive any idle_session_timeout
                 keeper.execute("SET idle_session_timeout = 0")
             keeper.execute("SET statement_timeout = 0")
-            info = {
-                MARKER_KEY: rehearsal_id,
-                "created_at": created_at.isoformat(),
-                "source_database": database,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                **marker,
-            }
-            _mark(keeper, name, info)
             yield Scratch(rehearsal_id, name, target, keeper.info.backend_pid, created_at)
     finally:
-        databases.drop(spec, name)
+        drop(spec, name)
 
 
 LIST_SCRATCH = """
     SELECT d.datname,
            EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname AND a.application_name = %s),
-           now()
+           now(),
+           shobj_description(d.oid, 'pg_database')
     FROM pg_database d
     WHERE d.datname ~ %s
     ORDER BY 1
 """
+ExecutionRunning = Callable[[str], "bool | None"]
 
 
-def drop_stale(spec: ConnectionSpec, older_than: timedelta = timedelta(minutes=1)) -> list[str]:
-    """Drop the scratch databases, on `spec`'s server, of rehearsals that are gone: no keeper session on it, and
-    created longer than `older_than` ago (by the server's clock). Returns the names dropped."""
+def execution_of(comment: str | None) -> str | None:
+    """The state machine execution a deployed rehearsal's scratch database belongs to (from its marker)."""
+    try:
+        marker = json.loads(comment or "")
+    except ValueError:
+        return None
+    execution = marker.get("execution") if isinstance(marker, dict) else None
+    return str(execution) if execution else None
+
+
+def _alive(keeper: bool, comment: str | None, age: timedelta, running: ExecutionRunning) -> bool:
+    """A rehearsal lives while its keeper session does (`dbops rehearse`), or while its state machine execution
+    runs (the deployed `mode: rehearse`, which has no session between its steps); an execution that cannot be
+    asked about counts as running until the state machine's own time limit is past."""
+    if keeper:
+        return True
+    execution = execution_of(comment)
+    if execution is None:
+        return False
+    state = running(execution)
+    return age < EXECUTION_TIME_LIMIT if state is None else state
+
+
+def drop_stale(
+    spec: ConnectionSpec,
+    older_than: timedelta | None = None,
+    running: ExecutionRunning | None = None,
+) -> list[str]:
+    """Drop the scratch databases, on `spec`'s server, of rehearsals that are gone (see `_alive`) and were created
+    longer than `older_than` ago (by the server's clock), with their temporary roles; then the temporary roles
+    whose scratch database is gone. Returns the names dropped. `running(execution ARN)` says whether a deployed
+    rehearsal's execution runs (None: cannot tell); by default Step Functions is asked."""
+    running = running or execution_running
+    older_than = STALE_AFTER if older_than is None else older_than
     with connect(databases.admin_spec(spec)) as conn:
         rows = conn.execute(LIST_SCRATCH, [KEEPER_APP, NAME_PATTERN]).fetchall()
     dropped = []
-    for name, alive, now in rows:
+    for name, keeper, now, comment in rows:
         created = created_at_of(name)
-        if alive or created is None or now - created < older_than:
+        if created is None or now - created < older_than or _alive(keeper, comment, now - created, running):
             continue
-        databases.drop(spec, name)
+        drop(spec, name)
         dropped.append(str(name))
+    live = {str(name).rsplit("__rehearse_", 1)[-1] for name, *_ in rows if str(name) not in dropped}
+    dropped += access.drop_orphan_roles(spec, live, older_than)
     return dropped
+
+
+def execution_running(execution: str) -> bool | None:
+    """Whether a Step Functions execution is still running; None when it cannot be asked (no access, no AWS)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from dbops import aws
+
+    try:
+        status = aws.client("stepfunctions").describe_execution(executionArn=execution)["status"]
+    except ClientError as exc:
+        return False if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist" else None
+    except BotoCoreError:
+        return None
+    return bool(status == "RUNNING")

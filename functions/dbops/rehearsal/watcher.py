@@ -164,7 +164,9 @@ class Watcher:
         conn = psycopg.connect(
             **{**self.spec.connect_kwargs(), "application_name": "dbops rehearsal watcher"},
             autocommit=True,
-            options="-c statement_timeout=2000 -c lock_timeout=200",
+            # role=none: as the session user, whatever role its logins take by default (a deployed rehearsal's
+            # role acts as the tables' owner), so that pg_stat_activity shows the command's sessions' queries
+            options="-c statement_timeout=2000 -c lock_timeout=200 -c role=none",
         )
         conn.prepare_threshold = 0  # the sample is planned once
         self._pids.append(conn.info.backend_pid)

@@ -1,0 +1,69 @@
+"""`dbops rehearse --deployed`: the same rehearsal run by the deployed stack (the restore state machine's mode
+rehearse: the application's migration image on Fargate), started and followed from a deploy pipeline.
+
+The command after -- (if any) replaces the migration container's configured command; the report is read from the
+bucket when the judgement is done. Exit 0 pass, 1 fail (or the rehearsal could not be completed), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dbops import aws, s3stream
+from dbops.cli.restores import find_state_machine
+from dbops.errors import ConfigError
+from dbops.restore.runner import follow
+
+
+def request_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The execution's input: only what the operator gave; the rest is the database's rehearsal settings."""
+    request: dict[str, Any] = {"mode": "rehearse", "backup": args.backup}
+    optional = {
+        "database": args.database_name,
+        "kind": args.kind,
+        "command": args.migration or None,
+        "downgrade": args.downgrade,
+        "skip_downgrade": True if args.no_downgrade else None,
+        "max_lock": args.max_lock,
+        "max_duration": args.max_duration,
+    }
+    request.update({k: v for k, v in optional.items() if v is not None})
+    return request
+
+
+def _judged(execution: str) -> dict[str, Any] | None:
+    """JudgeRehearsal's output (the state with the result's key), if the execution got that far."""
+    events = aws.client("stepfunctions").get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    for event in reversed(events):
+        details = event.get("stateExitedEventDetails")
+        if details and details.get("name") == "JudgeRehearsal":
+            return dict(json.loads(details.get("output") or "{}"))
+    return None
+
+
+def run_deployed(args: argparse.Namespace) -> int:
+    if args.from_database:
+        raise ConfigError("--deployed rehearses on a backup: it takes no --from-database")
+    machine = find_state_machine(args.state_machine_arn)
+    name = f"rehearse-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    try:
+        execution = aws.client("stepfunctions").start_execution(
+            stateMachineArn=machine, name=name, input=json.dumps(request_of(args))
+        )["executionArn"]
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigError(f"cannot start the restore state machine {machine}: {exc}") from None
+    print(f"started {name}", flush=True)
+    description = follow(execution, lambda kind, state: print(f"  {'->' if kind == 'entered' else '!!'} {state}"))
+    judged = _judged(execution)
+    if judged and args.bucket:
+        body = s3stream.get_text(args.bucket, str(judged["report_key"]))
+        print(body or f"no report at s3://{args.bucket}/{judged['report_key']}")
+    passed = description["status"] == "SUCCEEDED"
+    print(("PASS" if passed else "FAIL: ") + ("" if passed else str(description.get("cause", "")))[:4000])
+    return 0 if passed else 1

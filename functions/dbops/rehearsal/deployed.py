@@ -1,0 +1,408 @@
+"""The restore state machine's `mode: rehearse`: a rehearsal a deploy pipeline starts before it migrates production.
+
+    {"mode": "rehearse", "database": "sprint_reports_v2", "backup": "latest", "max_lock": "5s"}
+
+The application's own migration image runs as an ECS Fargate task against a scratch copy of the backup, with a
+dbops watcher container beside it; the steps around it are Lambda functions (handlers/rehearsal.py):
+
+  PrepareRehearsal   the backup chosen and restored into `<db>__rehearse_<id>` (marked with the execution ARN: the
+                     sweep leaves it while the execution runs), VACUUM (ANALYZE), the revision, the schema and the
+                     relations saved to the bucket; a temporary role (access.py) whose URL goes into the database's
+                     rehearsal secret, which the task definition names
+  RunMigration       the task (upgrade; then the downgrade, the same task definition with the rollback command)
+  AfterRun           the run's end read from the task (exit code, time limit), sessions it left ended, the
+                     relations after it saved; next: the downgrade, or the judgement
+  JudgeRehearsal     the watcher's observations and the relations analysed (judge.py), the schema compared, the
+                     result and its report saved to the bucket, SNS notified with the verdict, metrics; the scratch
+                     database and the role dropped, the secret emptied
+  RehearsalCleanup   after an error in any step: the same drop, and SNS told why
+
+The execution fails (RehearsalFailed) when the verdict is fail, so a pipeline waiting on it stops its deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dbops import s3stream, sns
+from dbops.catalog import BackupKind, CatalogEntry, find_backup
+from dbops.connection import CATALOG_NAME, ConnectionSpec, DatabaseConfig, RehearsalConfig, connect, server_version_num
+from dbops.errors import ConfigError
+from dbops.pgtools import server_major
+from dbops.rehearsal import access, artifacts, report, rewrites, schema, scratch, source
+from dbops.rehearsal.command import database_url, default_downgrade
+from dbops.rehearsal.durations import parse_duration
+from dbops.rehearsal.judge import Scene, WatchedRun, judge
+from dbops.rehearsal.models import CommandRun, RehearsalRequest, RehearsalResult, SchemaCheck, Timings
+from dbops.rehearsal.runner import end_command_sessions, read_revision
+from dbops.rehearsal.watcher import Observations
+from dbops.restore.models import StepError
+from dbops.settings import FunctionSettings
+
+Phase = Literal["upgrade", "downgrade"]
+# the role's password outlives the runs by this much (the judgement and a slow cleanup)
+ROLE_GRACE = timedelta(minutes=30)
+
+
+def _seconds(value: str | float | None) -> float | None:
+    if value is None or isinstance(value, int | float):
+        return value
+    return parse_duration(value)
+
+
+class RehearsalCall(BaseModel):
+    """The execution's input with mode rehearse; what it leaves out comes from the database's `rehearsal` settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["rehearse"]
+    database: str | None = Field(default=None, pattern=CATALOG_NAME, description="omit when only one is configured")
+    backup: str = Field(default="latest", description="a backup id, or latest")
+    kind: BackupKind | None = Field(default=None, description="with latest: the newest of this kind")
+    command: list[str] | None = Field(default=None, min_length=1, description="the migration container's command")
+    downgrade: list[str] | None = Field(default=None, min_length=1, description="its rollback command")
+    skip_downgrade: bool | None = None
+    max_lock: float | None = Field(default=None, gt=0, description="seconds, or a duration such as 5s")
+    max_duration: float | None = Field(default=None, gt=0, description="seconds, or a duration such as 10m")
+
+    @field_validator("max_lock", "max_duration", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return _seconds(value) if isinstance(value, str) else value
+
+    def rehearsal_request(self, config: DatabaseConfig, rehearsal: RehearsalConfig) -> RehearsalRequest:
+        return RehearsalRequest(
+            database=config.name,
+            command=self.command or rehearsal.command,
+            backup=self.backup,
+            kind=self.kind,
+            url_env=rehearsal.url_env,
+            downgrade=self.downgrade or rehearsal.downgrade,
+            skip_downgrade=rehearsal.skip_downgrade if self.skip_downgrade is None else self.skip_downgrade,
+            version_table=rehearsal.version_table,
+            max_lock_s=self.max_lock or rehearsal.max_lock_s,
+            max_duration_s=self.max_duration or rehearsal.max_duration_s,
+            interval_s=rehearsal.interval_s,
+        )
+
+
+class RehearsalState(BaseModel):
+    """The execution state every rehearsal step takes and returns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: RehearsalCall
+    execution: str | None = None
+    rehearsal: RehearsalRequest | None = None
+    rehearsal_id: str | None = None
+    scratch_database: str | None = None
+    backup_id: str | None = None
+    server_major: int | None = None
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    revisions: dict[str, str | None] = Field(default_factory=dict)
+    downgrade_command: list[str] | None = None
+    phase: Phase = "upgrade"
+    run_command: list[str] | None = Field(default=None, description="the migration container's command this run")
+    run_timeout_s: int = 600
+    watch: str | None = Field(default=None, description="the watcher container's orders (JSON): where to write")
+    next: Literal["run", "judge"] = "run"
+    runs: dict[str, CommandRun] = Field(default_factory=dict)
+    task: dict[str, Any] | None = Field(default=None, description="RunTask's output for the last run")
+    task_error: StepError | None = Field(default=None, description="the Catch of the last run")
+    timings: Timings = Field(default_factory=Timings)
+    verdict: Literal["pass", "fail"] | None = None
+    summary: str | None = None
+    result_key: str | None = None
+    report_key: str | None = None
+    error: StepError | None = None
+    outcome: str | None = None
+
+    def artifact(self, name: str) -> str:
+        assert self.rehearsal is not None and self.rehearsal_id is not None
+        return artifacts.key(self.rehearsal.database, self.rehearsal_id, name)
+
+
+def _database(state: RehearsalState, settings: FunctionSettings) -> tuple[DatabaseConfig, RehearsalConfig]:
+    config = settings.database(state.request.database)
+    if config.rehearsal is None:
+        raise ConfigError(
+            f"database {config.name} has no rehearsal settings (databases[].rehearsal in cdk.json: the migration "
+            "image and its command)"
+        )
+    return config, config.rehearsal
+
+
+def _scratch_spec(state: RehearsalState, settings: FunctionSettings) -> tuple[ConnectionSpec, ConnectionSpec]:
+    """(the production database's spec, the scratch database's spec), both as dbops' own user."""
+    config, _ = _database(state, settings)
+    spec = config.spec()
+    assert state.scratch_database is not None
+    return spec, spec.for_database(state.scratch_database)
+
+
+def _watch_orders(state: RehearsalState, settings: FunctionSettings) -> str:
+    assert state.rehearsal is not None
+    return json.dumps(
+        {
+            "bucket": settings.bucket,
+            "key": state.artifact(f"observations-{state.phase}.json"),
+            "interval_s": state.rehearsal.interval_s,
+            "max_s": state.rehearsal.max_duration_s,
+        }
+    )
+
+
+def _running_rehearsal(spec: ConnectionSpec, database: str) -> str | None:
+    """A scratch database of `database` whose execution still runs: the rehearsal secret is one per database."""
+    with connect(spec.for_database("postgres")) as conn:
+        rows = conn.execute(
+            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname ~ %s",
+            [scratch.NAME_PATTERN],
+        ).fetchall()
+    for name, comment in rows:
+        execution = scratch.execution_of(comment)
+        marker = json.loads(comment) if execution else {}
+        if (
+            execution
+            and marker.get("source_database") == database
+            and scratch.execution_running(execution) is not False
+        ):
+            return f"{name} (execution {execution})"
+    return None
+
+
+def prepare(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
+    """PrepareRehearsal (see the module's docstring)."""
+    config, rehearsal = _database(state, settings)
+    request = state.request.rehearsal_request(config, rehearsal)
+    downgrade = None if request.skip_downgrade else request.downgrade or default_downgrade(request.command, "x")
+    if not request.skip_downgrade and downgrade is None:
+        raise source.RehearsalRefused(
+            f"cannot tell how to roll back `{' '.join(request.command)}` (not an `alembic ... upgrade`): give "
+            "downgrade, or skip_downgrade"
+        )
+    spec = config.spec()
+    entry = source.choose_backup(settings.bucket, request.backup, request.kind, config.name)
+    source.check_versions(entry, spec, settings.pg_bin_dir)
+    busy = _running_rehearsal(spec, config.name)
+    if busy:
+        raise source.RehearsalRefused(f"another rehearsal of {config.name} is running: {busy}; one at a time")
+    scratch.drop_stale(spec)
+    timings = Timings()
+    rehearsal_id, name, _ = scratch.create(spec, config.name, execution=state.execution, backup_id=entry.manifest.id)
+    state = state.model_copy(
+        update={"rehearsal": request, "rehearsal_id": rehearsal_id, "scratch_database": name, "timings": timings}
+    )
+    box = spec.for_database(name)
+    t = datetime.now(UTC)
+    source.restore_backup(
+        settings.bucket,
+        entry,
+        box,
+        pg_bin_dir=settings.pg_bin_dir,
+        jobs=settings.restore_jobs,
+        folder=settings.work_dir,
+    )
+    with connect(box, statement_timeout_ms=0) as conn:
+        conn.execute("VACUUM (ANALYZE)")
+        major = server_major(server_version_num(conn))
+    timings.restore_s = _since(t)
+    before = read_revision(box, request.version_table)
+    argv = None if request.skip_downgrade else request.downgrade or default_downgrade(request.command, before)
+    if argv is None and not request.skip_downgrade:
+        raise source.RehearsalRefused(f"the database is at several revisions ({before}): give downgrade")
+    schema_before = schema.dump_schema(box, settings.pg_bin_dir, request.version_table)
+    s3stream.put_text(settings.bucket, state.artifact("schema-before.sql"), schema_before)
+    artifacts.save_relations(settings.bucket, state.artifact("relations-before.json"), rewrites.snapshot(box))
+    valid_for = timedelta(seconds=2 * request.max_duration_s) + ROLE_GRACE
+    login = access.create_role(box, config.name, rehearsal_id, valid_for)
+    access.publish_url(rehearsal.secret_id, database_url(login))
+    state = state.model_copy(
+        update={
+            "backup_id": entry.manifest.id,
+            "server_major": major,
+            "revisions": {"before": before},
+            "downgrade_command": argv,
+            "phase": "upgrade",
+            "run_command": request.command,
+            "run_timeout_s": max(1, round(request.max_duration_s)),
+            "next": "run",
+        }
+    )
+    return state.model_copy(update={"watch": _watch_orders(state, settings)})
+
+
+def _since(t: datetime) -> float:
+    return round((datetime.now(UTC) - t).total_seconds(), 3)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+MIGRATION_CONTAINER = "migration"
+_EXIT = re.compile(r"exit(?:ed with)? code (-?\d+)")
+
+
+def run_of(state: RehearsalState) -> CommandRun:
+    """How the last run ended, from RunTask's output (or the Catch's error): the migration container's exit code,
+    a time limit reached (States.Timeout), or why the task could not run."""
+    argv = state.run_command or []
+    limit = state.run_timeout_s
+    if state.task_error is not None:
+        error = state.task_error
+        if error.error == "States.Timeout":
+            return CommandRun(argv=argv, exit_code=None, seconds=float(limit), timed_out=True)
+        try:
+            task = json.loads(error.cause)
+        except ValueError:
+            task = None
+        if isinstance(task, dict) and task.get("Containers"):
+            return _from_task(argv, task)
+        code = _EXIT.search(error.cause)
+        if code:
+            return CommandRun(argv=argv, exit_code=int(code.group(1)), seconds=0.0, output_tail=error.cause[-2000:])
+        return CommandRun(argv=argv, exit_code=None, seconds=0.0, error=error.message()[:2000])
+    return _from_task(argv, state.task or {})
+
+
+def _from_task(argv: list[str], task: dict[str, Any]) -> CommandRun:
+    containers = {c.get("Name"): c for c in task.get("Containers", [])}
+    container = containers.get(MIGRATION_CONTAINER, {})
+    code = container.get("ExitCode")
+    started, stopped = _timestamp(task.get("StartedAt")), _timestamp(task.get("StoppedAt"))
+    seconds = (stopped - started).total_seconds() if started and stopped else 0.0
+    reason = container.get("Reason") or task.get("StoppedReason") or ""
+    if code is None:
+        return CommandRun(argv=argv, exit_code=None, seconds=seconds, error=f"the migration did not run: {reason}")
+    return CommandRun(argv=argv, exit_code=int(code), seconds=round(seconds, 3), output_tail=reason)
+
+
+def after_run(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
+    """AfterRun (see the module's docstring)."""
+    _, box = _scratch_spec(state, settings)
+    request = state.rehearsal
+    assert request is not None
+    run = run_of(state)
+    end_command_sessions(box, [], 0.0 if run.timed_out else 5.0)
+    artifacts.save_relations(settings.bucket, state.artifact(f"relations-{state.phase}.json"), rewrites.snapshot(box))
+    revisions = {**state.revisions, state.phase: read_revision(box, request.version_table)}
+    timings = state.timings.model_copy(update={f"{state.phase}_s": run.seconds})
+    update: dict[str, Any] = {
+        "runs": {**state.runs, state.phase: run},
+        "revisions": revisions,
+        "timings": timings,
+        "task": None,
+        "task_error": None,
+        "next": "judge",
+    }
+    if state.phase == "upgrade" and run.ok and state.downgrade_command:
+        update |= {"phase": "downgrade", "run_command": state.downgrade_command, "next": "run"}
+    done = state.model_copy(update=update)
+    return done.model_copy(update={"watch": _watch_orders(done, settings)})
+
+
+def _observations(state: RehearsalState, settings: FunctionSettings, phase: Phase) -> Observations:
+    found = artifacts.load_observations(settings.bucket, state.artifact(f"observations-{phase}.json"))
+    if found is not None:
+        return found
+    return Observations([], [], [], 0, [], 1, "the watcher left no observations of this run", None)
+
+
+def _watched(state: RehearsalState, settings: FunctionSettings, phase: Phase, before: str) -> WatchedRun:
+    return WatchedRun(
+        state.runs[phase],
+        _observations(state, settings, phase),
+        artifacts.load_relations(settings.bucket, state.artifact(before)),
+        artifacts.load_relations(settings.bucket, state.artifact(f"relations-{phase}.json")),
+    )
+
+
+def judge_rehearsal(state: RehearsalState, settings: FunctionSettings) -> tuple[RehearsalState, RehearsalResult]:
+    """JudgeRehearsal (see the module's docstring); returns the state and the result."""
+    config, rehearsal = _database(state, settings)
+    spec, box = _scratch_spec(state, settings)
+    request = state.rehearsal
+    assert request is not None and state.rehearsal_id is not None and state.scratch_database is not None
+    upgrade = _watched(state, settings, "upgrade", "relations-before.json")
+    downgrade = _watched(state, settings, "downgrade", "relations-upgrade.json") if "downgrade" in state.runs else None
+    check = SchemaCheck(compared=False)
+    if downgrade is not None and downgrade.run.ok:
+        before = s3stream.get_text(settings.bucket, state.artifact("schema-before.sql")) or ""
+        check = schema.compare(before, schema.dump_schema(box, settings.pg_bin_dir, request.version_table))
+    _drop(spec, state.scratch_database, rehearsal)
+    entry = _entry(settings, state.backup_id)
+    timings = state.timings.model_copy(update={"total_s": _since(state.started_at)})
+    scene = Scene(
+        rehearsal_id=state.rehearsal_id,
+        server=f"{spec.host}:{spec.port}",
+        scratch_database=state.scratch_database,
+        scratch_dropped=True,
+        entry=entry,
+        server_major=state.server_major or 0,
+    )
+    result = judge(
+        request,
+        scene,
+        upgrade,
+        downgrade,
+        downgrade_command=state.downgrade_command,
+        schema_check=check,
+        revisions=state.revisions,
+        timings=timings,
+        stale=[],
+    )
+    text = report.format_report(result)
+    result_key, report_key = state.artifact("result.json"), state.artifact("report.txt")
+    s3stream.put_json(settings.bucket, result_key, result.model_dump_json(indent=2))
+    s3stream.put_text(settings.bucket, report_key, text)
+    summary = "; ".join(result.reasons) or "passed"
+    sns.notify(
+        settings.topic_arn,
+        f"dbops rehearsal {result.verdict.upper()}: {config.name}",
+        f"{text}\n\nResult: s3://{settings.bucket}/{result_key}\nExecution: {state.execution}",
+    )
+    done = state.model_copy(
+        update={
+            "verdict": result.verdict,
+            "summary": summary[:30000],
+            "result_key": result_key,
+            "report_key": report_key,
+            "timings": timings,
+        }
+    )
+    return done, result
+
+
+def _entry(settings: FunctionSettings, backup_id: str | None) -> CatalogEntry | None:
+    return find_backup(settings.bucket, backup_id) if backup_id else None
+
+
+def _drop(spec: ConnectionSpec, name: str, rehearsal: RehearsalConfig) -> None:
+    """The scratch database and its role dropped, the secret emptied (the role's password is useless by then)."""
+    scratch.drop(spec, name)
+    access.withdraw_url(rehearsal.secret_id)
+
+
+def clean_up(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
+    """RehearsalCleanup: after a step failed, the scratch database and role dropped, and SNS told why."""
+    reason = state.error.message() if state.error else "unknown error"
+    name = state.request.database or "/".join(d.name for d in settings.databases)
+    if state.scratch_database:
+        config, rehearsal = _database(state, settings)
+        _drop(config.spec(), state.scratch_database, rehearsal)
+    outcome = f"rehearsal of {name} could not be completed: {reason}"
+    sns.notify(settings.topic_arn, f"dbops rehearsal ERROR: {name}", f"{outcome}\nExecution: {state.execution}")
+    return state.model_copy(update={"outcome": outcome[:30000]})

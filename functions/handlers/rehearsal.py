@@ -1,0 +1,70 @@
+"""The steps of a rehearsal in the restore state machine (`mode: rehearse`), one Lambda handler each.
+
+Every handler takes the execution state and returns it updated (dbops.rehearsal.deployed says what each does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from dbops import contract
+from dbops.rehearsal import deployed
+from dbops.rehearsal.deployed import RehearsalCall, RehearsalState
+from dbops.settings import FunctionSettings
+from handlers.observability import emit, logger, parse, tracer
+
+Step = Callable[[RehearsalState, FunctionSettings], RehearsalState]
+
+
+def parse_state(event: Any) -> RehearsalState:
+    """PrepareRehearsal gets {"request": ..., "execution": ...}; later steps get the state it returned."""
+    if isinstance(event, dict) and "rehearsal_id" in event:
+        return parse(RehearsalState, event, "rehearsal state")
+    if isinstance(event, dict) and "request" in event:
+        request = parse(RehearsalCall, event["request"], "rehearsal request")
+        return parse(RehearsalState, {**event, "request": request}, "rehearsal state")
+    return RehearsalState(request=parse(RehearsalCall, event, "rehearsal request"))
+
+
+def _entry(step: Step) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        state = parse_state(event)
+        logger.append_keys(rehearsal_id=state.rehearsal_id, database=state.request.database)
+        logger.info(f"rehearsal step {step.__name__}", extra={"phase": state.phase})
+        return step(state, FunctionSettings()).model_dump(mode="json")
+
+    handler.__name__ = step.__name__
+    return handler
+
+
+def _judge(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
+    done, result = deployed.judge_rehearsal(state, settings)
+    passed = result.verdict == "pass"
+    emit(contract.REHEARSAL_PASSED if passed else contract.REHEARSAL_FAILED, 1, MetricUnit.Count, result.database)
+    longest = max((s.lock_s for s in [*result.statements, *result.downgrade_statements]), default=0.0)
+    emit(contract.REHEARSAL_LONGEST_LOCK_SECONDS, longest, MetricUnit.Seconds, result.database)
+    emit(contract.REHEARSAL_SECONDS, result.timings.total_s, MetricUnit.Seconds, result.database)
+    logger.info("rehearsal judged", extra={"verdict": result.verdict, "reasons": result.reasons})
+    return done
+
+
+def _clean_up(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
+    done = deployed.clean_up(state, settings)
+    database = state.request.database or settings.databases[0].name
+    emit(contract.REHEARSAL_FAILED, 1, MetricUnit.Count, database)
+    logger.error("rehearsal could not be completed", extra={"outcome": done.outcome})
+    return done
+
+
+_judge.__name__ = "judge"
+_clean_up.__name__ = "clean_up"
+prepare = _entry(deployed.prepare)
+after_run = _entry(deployed.after_run)
+judge = _entry(_judge)
+clean_up = _entry(_clean_up)

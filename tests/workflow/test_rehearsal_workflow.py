@@ -1,0 +1,278 @@
+"""The restore state machine's `mode: rehearse`, end to end: the CDK-synthesized definition run by moto's Step
+Functions, the step functions' real handlers, and the rehearsal task's two containers (the fixture's Alembic project
+as the application's migration image, dbops' watcher beside it) run as processes by the local ECS stand-in, which
+gives them their URL from the rehearsal secret as ECS would; real PostgreSQL, a real SNS topic read through SQS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbops import aws
+from dbops.backup import BackupRequest, run_backup
+from dbops.cli import main
+from dbops.connection import ConnectionSpec, connect
+from dbops.local.fingerprint import table_fingerprints
+from dbops.local.postgres import LocalPostgres
+from dbops.rehearsal import scratch
+from dbops.rehearsal.command import database_url
+from dbops.rehearsal.models import RehearsalResult
+from dbops.restore.runner import follow
+from dbops.sample_data import create_sample_data
+from handlers.restore import drop_expired_copies
+from tests.support import LocalLambdaContext, emf_metrics, restore_environment
+
+ALEMBIC_INI = Path(__file__).parents[1] / "fixtures" / "alembic_sprint_reports" / "alembic.ini"
+CATALOG_NAME = "sprint_reports_v2"
+SECRET = "dbops-local/sprint_reports_v2/rehearsal"
+
+
+@dataclass
+class Production:
+    """The sample at Alembic revision 0002 with a predeploy backup of it, and the topic's messages."""
+
+    spec: ConnectionSpec
+    bucket: str
+    backup_id: str
+    topic: str
+    queue: str
+
+
+def _alembic(spec: ConnectionSpec, *args: str) -> None:
+    env = {**os.environ, "DATABASE_URL": database_url(spec)}
+    subprocess.run([sys.executable, "-m", "alembic", "-c", str(ALEMBIC_INI), *args], env=env, check=True, timeout=60)
+
+
+def _topic_with_queue() -> tuple[str, str]:
+    sns, sqs = aws.client("sns"), aws.client("sqs")
+    topic = sns.create_topic(Name=f"dbops-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"dbops-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    return topic, queue
+
+
+def _messages(queue: str) -> list[str]:
+    found = aws.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    return [m["Body"] for m in found.get("Messages", [])]
+
+
+@pytest.fixture(scope="module")
+def production(pg: LocalPostgres, restore_machine: str) -> Iterator[Production]:
+    admin = ConnectionSpec.from_url(pg.url())
+    name = f"prod_{uuid.uuid4().hex[:8]}"
+    with connect(admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    spec = admin.for_database(name)
+    create_sample_data(spec, 0.1)
+    _alembic(spec, "upgrade", "0002")
+    bucket = f"dbops-rehearse-{uuid.uuid4().hex[:10]}"
+    aws.client("s3").create_bucket(Bucket=bucket)
+    backup = run_backup(spec, BackupRequest(database=CATALOG_NAME, bucket=bucket, kind="predeploy"))
+    topic, queue = _topic_with_queue()
+    yield Production(spec, bucket, backup.id, topic, queue)
+    with connect(admin) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def configured(production: Production, monkeypatch: pytest.MonkeyPatch) -> Production:
+    rehearsal = {"secret_id": SECRET, "max_lock_s": 5.0, "max_duration_s": 120.0, "interval_s": 0.005}
+    for key, value in restore_environment(production.spec, production.bucket, rehearsal=rehearsal).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DBOPS_TOPIC_ARN", production.topic)
+    _messages(production.queue)  # what an earlier test left
+    return production
+
+
+@dataclass
+class Execution:
+    description: dict[str, Any]
+    states: list[str]
+    output: dict[str, Any]
+    scheduled: list[dict[str, Any]]  # the RunTask requests, as Step Functions sent them
+
+    @property
+    def status(self) -> str:
+        return str(self.description["status"])
+
+
+def _rehearse(machine: str, **request: Any) -> Execution:
+    sfn = aws.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=machine,
+        name=f"rehearse-{uuid.uuid4().hex[:8]}",
+        input=json.dumps({"mode": "rehearse", **request}),
+    )["executionArn"]
+    states: list[str] = []
+    description = follow(arn, lambda kind, name: states.append(name) if kind == "entered" else None, poll_s=0.2)
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    scheduled = [
+        json.loads(e["taskScheduledEventDetails"]["parameters"])
+        for e in events
+        if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resourceType"] == "ecs"
+    ]
+    output = json.loads(description.get("output") or "{}")
+    return Execution(description, states, output, scheduled)
+
+
+def _result(bucket: str, execution: Execution) -> RehearsalResult:
+    body = aws.client("s3").get_object(Bucket=bucket, Key=execution.output["result_key"])["Body"].read()
+    return RehearsalResult.model_validate_json(body)
+
+
+def _leftovers(spec: ConnectionSpec) -> tuple[list[str], list[str]]:
+    with connect(spec.for_database("postgres")) as conn:
+        dbs = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE '%\\_\\_rehearse\\_%'").fetchall()
+        roles = conn.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'dbops\\_rehearse\\_%'").fetchall()
+    return [r[0] for r in dbs], [r[0] for r in roles]
+
+
+def _secret_url() -> str:
+    return str(json.loads(aws.client("secretsmanager").get_secret_value(SecretId=SECRET)["SecretString"])["url"])
+
+
+def test_a_safe_revision_passes_with_the_watcher_beside_the_migration(
+    configured: Production, restore_machine: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    before = table_fingerprints(configured.spec)
+
+    run = _rehearse(restore_machine, database=CATALOG_NAME, backup=configured.backup_id, command=["alembic",
+                    "upgrade", "0003"], max_lock="30s")  # fmt: skip
+
+    assert run.states[:4] == ["Request", "RestoreOrRehearse", "PrepareRehearsal", "WhichMigration"]
+    assert run.states.count("AfterRun") == 2, run.states  # the upgrade, then the downgrade
+    result = _result(configured.bucket, run)
+    # the watcher (another container, the temporary role's session user) saw the migration's own statements
+    # (the lock is held to the end of Alembic's one transaction, seen whichever of its statements was running)
+    holds = [(h.relation.name, h.mode) for s in result.statements for h in s.locks]
+    assert ("public.report_snapshots", "AccessExclusiveLock") in holds, result.statements
+    assert [r.table for r in result.rewrites] == ["public.report_snapshots"]
+    assert result.downgrade_command == ["alembic", "downgrade", "0002"]
+    assert result.downgrade_statements, "the downgrade is watched too"
+    assert result.schema_check.identical is True
+    assert (result.revision_before, result.revision_after_upgrade, result.revision_after_downgrade) == (
+        "0002",
+        "0003",
+        "0002",
+    )
+    assert result.verdict == "pass" and run.status == "SUCCEEDED" and run.states[-1] == "RehearsalPassed"
+    [message] = _messages(configured.queue)
+    assert "on sprint_reports_v2: PASS" in message and result.rehearsal_id in message
+    metrics = {m["name"]: m for m in emf_metrics(capfd.readouterr().out)}
+    assert metrics["RehearsalPassed"]["value"] == [1.0] and "RehearsalFailed" not in metrics
+    [longest] = metrics["RehearsalLongestLockSeconds"]["value"]
+    assert longest == max(s.lock_s for s in [*result.statements, *result.downgrade_statements]) > 0
+    # nothing left: no scratch database, no role, no URL; production as it was
+    assert _leftovers(configured.spec) == ([], [])
+    assert _secret_url() == ""
+    assert table_fingerprints(configured.spec) == before
+
+
+def test_no_password_travels_in_the_run_task_requests(configured: Production, restore_machine: str) -> None:
+    run = _rehearse(restore_machine, database=CATALOG_NAME, backup=configured.backup_id, command=["alembic",
+                    "upgrade", "0003"], skip_downgrade=True)  # fmt: skip
+
+    assert run.status == "SUCCEEDED", run.description
+    [request] = run.scheduled
+    text = json.dumps(request)
+    assert "postgresql://" not in text and "password" not in text.lower()
+    overrides = {o["Name"]: o for o in request["Overrides"]["ContainerOverrides"]}
+    assert overrides["migration"]["Command"] == ["alembic", "upgrade", "0003"]
+    assert set(json.loads(overrides["watcher"]["Environment"][0]["Value"])) == {"bucket", "key", "interval_s", "max_s"}
+
+
+def test_a_lock_over_the_limit_fails_the_execution_and_says_why(
+    configured: Production, restore_machine: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = _rehearse(restore_machine, database=CATALOG_NAME, command=["alembic", "upgrade", "0003"], max_lock="10ms",
+                    kind="predeploy")  # fmt: skip
+
+    assert run.status == "FAILED" and run.states[-1] == "RehearsalFailed"
+    assert run.description.get("error") == "RehearsalFailed"
+    assert "ACCESS EXCLUSIVE on public.report_snapshots held" in run.description.get("cause", "")
+    [message] = _messages(configured.queue)
+    assert "on sprint_reports_v2: FAIL" in message and "ACCESS EXCLUSIVE on public.report_snapshots" in message
+    metrics = {m["name"]: m for m in emf_metrics(capfd.readouterr().out)}
+    assert metrics["RehearsalFailed"]["value"] == [1.0]
+    assert _leftovers(configured.spec) == ([], [])
+
+
+def test_a_migration_that_fails_is_a_failed_verdict_not_an_error(configured: Production, restore_machine: str) -> None:
+    run = _rehearse(restore_machine, database=CATALOG_NAME, command=["alembic", "upgrade", "no-such-revision"])
+
+    assert run.status == "FAILED" and run.states[-1] == "RehearsalFailed"
+    assert run.states.count("AfterRun") == 1  # no downgrade after a failed upgrade
+    assert "the upgrade failed (exit 255)" in run.description.get("cause", "")  # Alembic's own exit code
+    assert _leftovers(configured.spec) == ([], [])
+
+
+def test_a_step_that_fails_cleans_up_and_notifies(configured: Production, restore_machine: str) -> None:
+    run = _rehearse(restore_machine, database=CATALOG_NAME, backup="20990101T000000Z-nope")
+
+    assert run.status == "FAILED" and run.states[-2:] == ["RehearsalCleanup", "RehearsalError"]
+    assert run.description.get("error") == "RehearsalRefused"
+    [message] = _messages(configured.queue)
+    assert "could not be completed" in message and "nothing to rehearse on" in message
+    assert _leftovers(configured.spec) == ([], [])
+
+
+def _waiting_execution(seconds: int) -> str:
+    """A real Step Functions execution that is RUNNING (a Wait state) until stopped."""
+    sfn = aws.client("stepfunctions")
+    definition = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": seconds, "End": True}}}
+    role = "arn:aws:iam::123456789012:role/dbops-local"
+    machine = sfn.create_state_machine(
+        name=f"wait-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=role
+    )["stateMachineArn"]
+    return str(sfn.start_execution(stateMachineArn=machine)["executionArn"])
+
+
+def test_the_daily_sweep_drops_a_deployed_rehearsal_once_its_execution_is_over(
+    configured: Production, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, aborted = _waiting_execution(600), _waiting_execution(600)
+    aws.client("stepfunctions").stop_execution(executionArn=aborted)
+    names = {}
+    for label, execution in (("running", running), ("aborted", aborted)):
+        _, names[label], _ = scratch.create(configured.spec, CATALOG_NAME, execution=execution)
+    time.sleep(1.1)
+    monkeypatch.setattr(scratch, "STALE_AFTER", timedelta(seconds=1))  # not the minute a keeper has to connect
+
+    done = drop_expired_copies({"database": CATALOG_NAME}, LocalLambdaContext())
+
+    assert done["stale_rehearsals"][CATALOG_NAME] == [names["aborted"]]
+    assert _leftovers(configured.spec)[0] == [names["running"]]  # its execution runs: its steps still need it
+    aws.client("stepfunctions").stop_execution(executionArn=running)
+    scratch.drop_stale(configured.spec, timedelta(0))
+    assert _leftovers(configured.spec) == ([], [])
+
+
+def test_a_pipeline_runs_it_with_dbops_rehearse_deployed(
+    configured: Production, restore_machine: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DBOPS_DATABASE_URL", raising=False)
+    argv = ["rehearse", "--deployed", "--state-machine-arn", restore_machine, "--database-name", CATALOG_NAME,
+            "--bucket", configured.bucket, "--max-lock", "10ms", "--", "alembic", "upgrade", "0003"]  # fmt: skip
+
+    code = main(argv)
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "-> PrepareRehearsal" in out and "-> JudgeRehearsal" in out
+    assert "on sprint_reports_v2: FAIL" in out  # the report, read from the bucket
+    assert out.rstrip().splitlines()[-1].startswith("FAIL: ACCESS EXCLUSIVE on public.report_snapshots held")
+    assert main([*argv[:-4], "--max-lock", "30s", "--", "alembic", "upgrade", "0003"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("PASS")
