@@ -276,3 +276,57 @@ def test_a_pipeline_runs_it_with_dbops_rehearse_deployed(
     assert out.rstrip().splitlines()[-1].startswith("FAIL: ACCESS EXCLUSIVE on public.report_snapshots held")
     assert main([*argv[:-4], "--max-lock", "30s", "--", "alembic", "upgrade", "0003"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("PASS")
+
+
+# moto's engine reports its own waiting thread's end as an unhandled exception when a .sync task times out or its
+# execution is stopped; the behaviour under test is ours
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_run_past_max_duration_fails_the_verdict(configured: Production, restore_machine: str) -> None:
+    sleeper = ["python", "-c", "import os, time, psycopg; c = psycopg.connect(os.environ['DATABASE_URL']); "
+               "c.execute('LOCK TABLE users IN ACCESS SHARE MODE'); time.sleep(6)"]  # fmt: skip
+
+    run = _rehearse(restore_machine, database=CATALOG_NAME, command=sleeper, skip_downgrade=True, max_duration="2s")
+
+    assert run.status == "FAILED" and run.states[-1] == "RehearsalFailed"
+    assert "the upgrade ran longer than --max-duration 2.00s and was stopped" in run.description.get("cause", "")
+    assert _leftovers(configured.spec) == ([], [])
+
+
+# moto's engine reports its own waiting thread's end as an unhandled exception when a .sync task times out or its
+# execution is stopped; the behaviour under test is ours
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_rehearsal_aborted_mid_migration_is_dropped_by_the_daily_sweep(
+    configured: Production, restore_machine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sleeper = ["python", "-c", "import os, time, psycopg; c = psycopg.connect(os.environ['DATABASE_URL']); "
+               "c.execute('LOCK TABLE users IN ACCESS EXCLUSIVE MODE'); time.sleep(8)"]  # fmt: skip
+    sfn = aws.client("stepfunctions")
+    request = {"mode": "rehearse", "database": CATALOG_NAME, "command": sleeper, "skip_downgrade": True}
+    name = f"rehearse-{uuid.uuid4().hex[:8]}"
+    arn = sfn.start_execution(stateMachineArn=restore_machine, name=name, input=json.dumps(request))["executionArn"]
+    deadline = time.monotonic() + 60
+    while not _migration_connected(configured.spec) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _migration_connected(configured.spec), "the migration never connected"
+    sfn.stop_execution(executionArn=arn, error="Aborted", cause="a deploy pipeline was cancelled")
+    # moto's engine stops the execution once the task's process has ended (the migration's 8 s): the execution
+    # is then over, no step after the run has run, and the scratch database and its role are left behind
+    assert follow(arn, poll_s=0.2, timeout_s=60)["status"] == "ABORTED"
+    [scratch_db], [role] = _leftovers(configured.spec)
+    monkeypatch.setattr(scratch, "STALE_AFTER", timedelta(seconds=0))
+
+    done = drop_expired_copies({"database": CATALOG_NAME}, LocalLambdaContext())
+
+    assert done["stale_rehearsals"][CATALOG_NAME] == [scratch_db]
+    assert _leftovers(configured.spec) == ([], [])
+    assert role.endswith(scratch_db.rsplit("__rehearse_", 1)[1])
+
+
+def _migration_connected(spec: ConnectionSpec) -> bool:
+    """A session of a rehearsal's temporary role holds a lock on its scratch database's users table."""
+    with connect(spec.for_database("postgres")) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+            "WHERE a.usename LIKE 'dbops\\_rehearse\\_%' AND l.mode = 'AccessExclusiveLock'"
+        ).fetchone()
+    return bool(row and row[0])
