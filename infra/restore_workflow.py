@@ -49,6 +49,7 @@ STEP_HANDLERS: dict[str, str] = {
 # mode rehearse: step name -> handler in functions/handlers/rehearsal.py
 REHEARSAL_STEP_HANDLERS: dict[str, str] = {
     "PrepareRehearsal": "handlers.rehearsal.prepare",
+    "SurveyScratch": "handlers.rehearsal.survey",
     "AfterRun": "handlers.rehearsal.after_run",
     "JudgeRehearsal": "handlers.rehearsal.judge",
     "RehearsalCleanup": "handlers.rehearsal.clean_up",
@@ -226,7 +227,7 @@ class RestoreWorkflow(Construct):
                 sfn.Choice(self, "RestoreOrRehearse")
                 .when(
                     sfn.Condition.string_equals("$.request.mode", "rehearse"),
-                    self._rehearsal(invoke, rehearsal_tasks, retry_interval_s, retry_attempts),
+                    self._rehearsal(invoke, rehearsal_tasks, stage_task),
                 )
                 .otherwise(validate)
             )
@@ -294,12 +295,13 @@ class RestoreWorkflow(Construct):
         self,
         invoke: Callable[..., tasks.LambdaInvoke],
         rehearsal_tasks: Sequence[RehearsalTask],
-        retry_interval_s: int,
-        retry_attempts: int,
+        stage_task: StageTask | None,
     ) -> sfn.IChainable:
-        """mode rehearse (dbops.rehearsal.deployed): PrepareRehearsal → WhichMigration → RunMigration<database>
+        """mode rehearse (dbops.rehearsal.deployed): PrepareRehearsal → [FillOnFargate] → SurveyScratch →
+        WhichMigration → RunMigration<database>
         (the task, upgrade then downgrade) → AfterRun → NextRun → ... → JudgeRehearsal → Verdict; an error in a step
-        → RehearsalCleanup → RehearsalError. A run that fails or times out is no error: AfterRun reads it."""
+        → RehearsalCleanup → RehearsalError. A run that fails or times out is no error: AfterRun reads it, and the
+        verdict (in the output) says so."""
         error = sfn.Fail(self, "RehearsalError", error_path="$.error.Error", cause_path="$.outcome")
         cleanup = invoke("RehearsalCleanup")
         cleanup.add_catch(
@@ -307,10 +309,13 @@ class RestoreWorkflow(Construct):
             result_path="$.cleanup_error",
         )
         cleanup.next(error)
+        # a migration found unsafe is a rehearsal that did its job: the execution succeeds with verdict fail in its
+        # output (the pipeline reads it); only a rehearsal that could not be completed fails the execution, which
+        # is what the restore state machine's failure alarm is for
         verdict = (
             sfn.Choice(self, "Verdict")
             .when(sfn.Condition.string_equals("$.verdict", "pass"), sfn.Succeed(self, "RehearsalPassed"))
-            .otherwise(sfn.Fail(self, "RehearsalFailed", error="RehearsalFailed", cause_path="$.summary"))
+            .otherwise(sfn.Succeed(self, "RehearsalFailed"))
         )
         judge = invoke("JudgeRehearsal")
         judge.add_catch(cleanup, result_path="$.error")
@@ -351,9 +356,31 @@ class RestoreWorkflow(Construct):
             run.next(after)
             which.when(sfn.Condition.string_equals("$.rehearsal.database", task.database), run)
         which.otherwise(sfn.Fail(self, "NoRehearsalTask", error="NoRehearsalTask", cause="no task for the database"))
+        survey = invoke("SurveyScratch")
+        survey.add_catch(cleanup, result_path="$.error")
+        survey.next(which)
         prepare = invoke("PrepareRehearsal")
         prepare.add_catch(cleanup, result_path="$.error")
-        prepare.next(which)
+        if stage_task is None:
+            prepare.next(survey)
+            return prepare
+        on_fargate = run_to_completion(
+            self,
+            "FillOnFargate",
+            stage_task,
+            environment={
+                contract.ENV_RESTORE_STATE: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
+                contract.ENV_RESTORE_STEP: "fill_rehearsal",
+            },
+            timeout=Duration.hours(3),
+        )
+        on_fargate.add_catch(cleanup, result_path="$.error")
+        on_fargate.next(survey)
+        prepare.next(
+            sfn.Choice(self, "FillWhere")
+            .when(sfn.Condition.boolean_equals("$.fill_on_fargate", True), on_fargate)
+            .otherwise(survey)
+        )
         return prepare
 
     def _acknowledge(

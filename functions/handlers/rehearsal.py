@@ -65,6 +65,7 @@ def _clean_up(state: RehearsalState, settings: FunctionSettings) -> RehearsalSta
 _judge.__name__ = "judge"
 _clean_up.__name__ = "clean_up"
 prepare = _entry(deployed.prepare)
+survey = _entry(deployed.survey)
 after_run = _entry(deployed.after_run)
 judge = _entry(_judge)
 clean_up = _entry(_clean_up)

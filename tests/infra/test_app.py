@@ -19,8 +19,8 @@ def test_python_app_py_synthesizes_the_shipped_settings(tmp_path: Path) -> None:
     template = json.loads((tmp_path / "dbops.template.json").read_text())
     types = [r["Type"] for r in template["Resources"].values()]
     # backup, health, maintenance, the 13 restore steps, the daily drop of expired copies and the sweep of
-    # point-in-time restores' temporary instances (the database has an rds_instance_id), the 4 rehearsal steps
-    assert types.count("AWS::Lambda::Function") == 3 + 13 + 1 + 1 + 4
+    # point-in-time restores' temporary instances (the database has an rds_instance_id), the 5 rehearsal steps
+    assert types.count("AWS::Lambda::Function") == 3 + 13 + 1 + 1 + 5
     assert types.count("AWS::StepFunctions::StateMachine") == 2  # backup, restore
     assert "AWS::CloudWatch::Dashboard" in types
     report = json.loads((tmp_path / "validation-report.json").read_text())

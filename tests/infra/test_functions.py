@@ -311,7 +311,7 @@ def test_backup_retries_once_and_the_others_never(synthesized: Synth) -> None:
     assert len(restore_steps) == 13 + 1  # the steps and the daily drop of expired copies
     sweep = {ids["TemporaryInstanceSweep"]: 0}
     rehearsal_steps = {ids[name]: 0 for name in ids if name.startswith("Rehearsal")}
-    assert len(rehearsal_steps) == 4
+    assert len(rehearsal_steps) == 5
     assert configs == {
         ids["Backup"]: 1,
         ids["Health"]: 0,

@@ -114,9 +114,9 @@ def test_lambda_errors_alarm_per_function(synthesized: Synth, function: str) -> 
 
 def test_alarm_count_is_exactly_the_documented_set(synthesized: Synth) -> None:
     per_database = len(DATABASE_ALARMS) + 5
-    # Errors per restore step function, the expired-copies and temporary-instance-sweep functions, the 4 rehearsal
+    # Errors per restore step function, the expired-copies and temporary-instance-sweep functions, the 5 rehearsal
     # step functions; executions failed, timed out, aborted
-    restore = 13 + 2 + 4 + 3
+    restore = 13 + 2 + 5 + 3
     backup = 3  # the backup state machine's executions failed, timed out, aborted
     dead_letters = 1  # the scheduled invokes' dead-letter queue
     on_rds = 2  # PointInTimeLag: sprint_reports_v2 has an rds_instance_id, billing an rds_cluster_id

@@ -80,7 +80,7 @@ def test_only_the_rehearsal_steps_may_write_the_secret(synthesized: Synth) -> No
         if "secretsmanager:PutSecretValue" in s["Action"]
     }
     assert writers and all(lid.startswith("FunctionsRehearsal") for lid in writers)
-    assert len(writers) == 4
+    assert len(writers) == 5
     functions = synthesized.resources("AWS::Lambda::Function")
     [prepare] = [f for f in functions.values() if f["Properties"]["Handler"] == "handlers.rehearsal.prepare"]
     databases = prepare["Properties"]["Environment"]["Variables"]["DBOPS_DATABASES"]
@@ -93,8 +93,9 @@ def test_the_state_machine_runs_the_task_with_the_runs_command_and_limit(synthes
         m for lid, m in synthesized.resources("AWS::StepFunctions::StateMachine").items() if lid.startswith("Restore")
     ]
     definition = json.dumps(machine["Properties"]["DefinitionString"])
-    for state in ("RestoreOrRehearse", "PrepareRehearsal", "WhichMigration", "RunMigration-Rehearsal0", "AfterRun",
-                  "NextRun", "JudgeRehearsal", "Verdict", "RehearsalCleanup"):  # fmt: skip
+    for state in ("RestoreOrRehearse", "PrepareRehearsal", "FillWhere", "FillOnFargate", "SurveyScratch",
+                  "WhichMigration", "RunMigration-Rehearsal0", "AfterRun", "NextRun", "JudgeRehearsal", "Verdict",
+                  "RehearsalCleanup"):  # fmt: skip
         assert f'\\"{state}\\"' in definition, state
     assert '\\"TimeoutSecondsPath\\":\\"$.run_timeout_s\\"' in definition
     assert '\\"Command.$\\":\\"$.run_command\\"' in definition

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from dbops.errors import DbopsError
 from dbops.restore.models import RestoreState
-from handlers import backup, health, maintenance, restore, restore_task
+from handlers import backup, health, maintenance, rehearsal, restore, restore_task
 from handlers.events import ScheduledEvent
 
 # arbitrary JSON: what a direct invoke or a state machine can hand a function
@@ -154,6 +154,11 @@ def test_restore_task_states(text: str | None) -> None:
         (restore_task.parse_task_state, None, "DBOPS_RESTORE_STATE is not set"),
         (restore_task.parse_task_state, "{", "invalid restore state in DBOPS_RESTORE_STATE: .*Invalid JSON"),
         (restore_task.parse_task_state, '{"request": {}}', None),
+        (restore_task.parse_rehearsal_state, '{"request": {"mode": "restore"}}', "request.mode: Input should be"),
+        (rehearsal.parse_state, {"request": {"mode": "rehearse", "max_lock": "soon"}}, "cannot read duration|max_lock"),
+        (rehearsal.parse_state, {"request": {"mode": "rehearse", "command": []}}, "command: List should have at least"),
+        (rehearsal.parse_state, {"rehearsal_id": "x"}, "invalid rehearsal state: request: Field required"),
+        (rehearsal.parse_state, {"request": {"mode": "rehearse"}}, None),
         (
             restore.parse_state,
             {"request": {"as_of": "2026-11-29 14:04:00"}},
@@ -213,4 +218,4 @@ def test_the_restore_task_refuses_an_unknown_step_in_one_line(
     monkeypatch.setenv("DBOPS_RESTORE_STEP", "swap")
     assert restore_task.main() == 1
     err = capsys.readouterr().err
-    assert err == "dbops restore task: error: DBOPS_RESTORE_STEP is 'swap': give one of stage, dump_point_in_time\n"
+    assert err == "dbops restore task: error: DBOPS_RESTORE_STEP is 'swap': give one of stage, dump_point_in_time, fill_rehearsal\n"

@@ -64,6 +64,10 @@ def run_deployed(args: argparse.Namespace) -> int:
     if judged and args.bucket:
         body = s3stream.get_text(args.bucket, str(judged["report_key"]))
         print(body or f"no report at s3://{args.bucket}/{judged['report_key']}")
-    passed = description["status"] == "SUCCEEDED"
-    print(("PASS" if passed else "FAIL: ") + ("" if passed else str(description.get("cause", "")))[:4000])
+    if description["status"] != "SUCCEEDED":
+        print(f"ERROR: the rehearsal could not be completed: {description.get('cause', description['status'])}"[:4000])
+        return 1
+    output = json.loads(description.get("output") or "{}")
+    passed = output.get("verdict") == "pass"
+    print("PASS" if passed else f"FAIL: {output.get('summary', '')}"[:4000])
     return 0 if passed else 1

@@ -6,9 +6,10 @@ The application's own migration image runs as an ECS Fargate task against a scra
 dbops watcher container beside it; the steps around it are Lambda functions (handlers/rehearsal.py):
 
   PrepareRehearsal   the backup chosen and restored into `<db>__rehearse_<id>` (marked with the execution ARN: the
-                     sweep leaves it while the execution runs), VACUUM (ANALYZE), the revision, the schema and the
-                     relations saved to the bucket; a temporary role (access.py) whose URL goes into the database's
-                     rehearsal secret, which the task definition names
+                     sweep leaves it while the execution runs), VACUUM (ANALYZE); a backup too large for Lambda is
+                     restored by the Fargate stage task instead (FillOnFargate, as a restore's stage)
+  SurveyScratch      the revision, the schema and the relations saved to the bucket; a temporary role (access.py)
+                     whose URL goes into the database's rehearsal secret, which the task definition names
   RunMigration       the task (upgrade; then the downgrade, the same task definition with the rollback command)
   AfterRun           the run's end read from the task (exit code, time limit), sessions it left ended, the
                      relations after it saved; next: the downgrade, or the judgement
@@ -17,7 +18,9 @@ dbops watcher container beside it; the steps around it are Lambda functions (han
                      database and the role dropped, the secret emptied
   RehearsalCleanup   after an error in any step: the same drop, and SNS told why
 
-The execution fails (RehearsalFailed) when the verdict is fail, so a pipeline waiting on it stops its deploy.
+The execution succeeds whenever the rehearsal was carried out, its output holding the verdict (`verdict`, `summary`:
+the reasons, `result_key`); it fails (RehearsalError) only when a step could not be completed: that is what the
+restore state machine's failure alarm is for. `dbops rehearse --deployed` exits 1 on either.
 """
 
 from __future__ import annotations
@@ -102,6 +105,7 @@ class RehearsalState(BaseModel):
     rehearsal_id: str | None = None
     scratch_database: str | None = None
     backup_id: str | None = None
+    fill_on_fargate: bool = False
     server_major: int | None = None
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     revisions: dict[str, str | None] = Field(default_factory=dict)
@@ -177,7 +181,8 @@ def _running_rehearsal(spec: ConnectionSpec, database: str) -> str | None:
 
 
 def prepare(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
-    """PrepareRehearsal (see the module's docstring)."""
+    """PrepareRehearsal: what can be refused before anything is made, then the scratch database, empty; it is
+    filled here (`fill`) unless the backup is too large for the function, then by the Fargate task."""
     config, rehearsal = _database(state, settings)
     request = state.request.rehearsal_request(config, rehearsal)
     downgrade = None if request.skip_downgrade else request.downgrade or default_downgrade(request.command, "x")
@@ -193,25 +198,42 @@ def prepare(state: RehearsalState, settings: FunctionSettings) -> RehearsalState
     if busy:
         raise source.RehearsalRefused(f"another rehearsal of {config.name} is running: {busy}; one at a time")
     scratch.drop_stale(spec)
-    timings = Timings()
     rehearsal_id, name, _ = scratch.create(spec, config.name, execution=state.execution, backup_id=entry.manifest.id)
     state = state.model_copy(
-        update={"rehearsal": request, "rehearsal_id": rehearsal_id, "scratch_database": name, "timings": timings}
+        update={
+            "rehearsal": request,
+            "rehearsal_id": rehearsal_id,
+            "scratch_database": name,
+            "backup_id": entry.manifest.id,
+            "fill_on_fargate": entry.manifest.dump.raw_size > settings.fargate_threshold_bytes,
+        }
     )
-    box = spec.for_database(name)
+    return state if state.fill_on_fargate else fill(state, settings)
+
+
+def fill(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
+    """The backup restored into the scratch database, then VACUUM (ANALYZE): statistics and visibility as
+    production has them. In PrepareRehearsal, or in the Fargate task (`fill_rehearsal`) for a large backup."""
+    _, box = _scratch_spec(state, settings)
+    entry = _entry(settings, state.backup_id)
+    assert entry is not None
     t = datetime.now(UTC)
-    source.restore_backup(
-        settings.bucket,
-        entry,
-        box,
-        pg_bin_dir=settings.pg_bin_dir,
-        jobs=settings.restore_jobs,
-        folder=settings.work_dir,
-    )
+    jobs, folder = settings.restore_jobs, settings.work_dir
+    source.restore_backup(settings.bucket, entry, box, pg_bin_dir=settings.pg_bin_dir, jobs=jobs, folder=folder)
     with connect(box, statement_timeout_ms=0) as conn:
         conn.execute("VACUUM (ANALYZE)")
+    return state.model_copy(update={"timings": state.timings.model_copy(update={"restore_s": _since(t)})})
+
+
+def survey(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
+    """SurveyScratch: the filled scratch database's revision, schema and relations saved; the temporary role made
+    and its URL put in the rehearsal secret; the first run (the upgrade) set up."""
+    config, rehearsal = _database(state, settings)
+    _, box = _scratch_spec(state, settings)
+    request = state.rehearsal
+    assert request is not None and state.rehearsal_id is not None
+    with connect(box) as conn:
         major = server_major(server_version_num(conn))
-    timings.restore_s = _since(t)
     before = read_revision(box, request.version_table)
     argv = None if request.skip_downgrade else request.downgrade or default_downgrade(request.command, before)
     if argv is None and not request.skip_downgrade:
@@ -220,11 +242,10 @@ def prepare(state: RehearsalState, settings: FunctionSettings) -> RehearsalState
     s3stream.put_text(settings.bucket, state.artifact("schema-before.sql"), schema_before)
     artifacts.save_relations(settings.bucket, state.artifact("relations-before.json"), rewrites.snapshot(box))
     valid_for = timedelta(seconds=2 * request.max_duration_s) + ROLE_GRACE
-    login = access.create_role(box, config.name, rehearsal_id, valid_for)
+    login = access.create_role(box, config.name, state.rehearsal_id, valid_for)
     access.publish_url(rehearsal.secret_id, database_url(login))
     state = state.model_copy(
         update={
-            "backup_id": entry.manifest.id,
             "server_major": major,
             "revisions": {"before": before},
             "downgrade_command": argv,
