@@ -218,4 +218,5 @@ def test_the_restore_task_refuses_an_unknown_step_in_one_line(
     monkeypatch.setenv("DBOPS_RESTORE_STEP", "swap")
     assert restore_task.main() == 1
     err = capsys.readouterr().err
-    assert err == "dbops restore task: error: DBOPS_RESTORE_STEP is 'swap': give one of stage, dump_point_in_time, fill_rehearsal\n"
+    expected = "give one of stage, dump_point_in_time, fill_rehearsal"
+    assert err == f"dbops restore task: error: DBOPS_RESTORE_STEP is 'swap': {expected}\n"
