@@ -69,9 +69,8 @@ def _messages(queue: str) -> list[str]:
     return [m["Body"] for m in found.get("Messages", [])]
 
 
-@pytest.fixture(scope="module")
-def production(pg: LocalPostgres, restore_machine: str) -> Iterator[Production]:
-    admin = ConnectionSpec.from_url(pg.url())
+def _production(server: LocalPostgres) -> Iterator[Production]:
+    admin = ConnectionSpec.from_url(server.url())
     name = f"prod_{uuid.uuid4().hex[:8]}"
     with connect(admin) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -87,14 +86,35 @@ def production(pg: LocalPostgres, restore_machine: str) -> Iterator[Production]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def configured(production: Production, monkeypatch: pytest.MonkeyPatch) -> Production:
+@pytest.fixture(scope="module")
+def production(pg: LocalPostgres, restore_machine: str) -> Iterator[Production]:
+    """On every server version: for what reads the schema (the watcher, the schema comparison)."""
+    yield from _production(pg)
+
+
+@pytest.fixture(scope="module")
+def production18(pg18: LocalPostgres, restore_machine: str) -> Iterator[Production]:
+    """PostgreSQL 18 only: for the state machine's paths, which do not depend on the server's version."""
+    yield from _production(pg18)
+
+
+def _configure(production: Production, monkeypatch: pytest.MonkeyPatch) -> Production:
     rehearsal = {"secret_id": SECRET, "max_lock_s": 5.0, "max_duration_s": 120.0, "interval_s": 0.005}
     for key, value in restore_environment(production.spec, production.bucket, rehearsal=rehearsal).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("DBOPS_TOPIC_ARN", production.topic)
     _messages(production.queue)  # what an earlier test left
     return production
+
+
+@pytest.fixture
+def configured(production: Production, monkeypatch: pytest.MonkeyPatch) -> Production:
+    return _configure(production, monkeypatch)
+
+
+@pytest.fixture
+def configured18(production18: Production, monkeypatch: pytest.MonkeyPatch) -> Production:
+    return _configure(production18, monkeypatch)
 
 
 @dataclass
@@ -188,8 +208,8 @@ def test_a_safe_revision_passes_with_the_watcher_beside_the_migration(
     assert table_fingerprints(configured.spec) == before
 
 
-def test_no_password_travels_in_the_run_task_requests(configured: Production, restore_machine: str) -> None:
-    run = _rehearse(restore_machine, database=CATALOG_NAME, backup=configured.backup_id, command=["alembic",
+def test_no_password_travels_in_the_run_task_requests(configured18: Production, restore_machine: str) -> None:
+    run = _rehearse(restore_machine, database=CATALOG_NAME, backup=configured18.backup_id, command=["alembic",
                     "upgrade", "0003"], skip_downgrade=True)  # fmt: skip
 
     assert run.status == "SUCCEEDED", run.description
@@ -202,17 +222,17 @@ def test_no_password_travels_in_the_run_task_requests(configured: Production, re
 
 
 def test_a_backup_too_large_for_lambda_fills_the_scratch_database_on_fargate(
-    configured: Production, restore_machine: str, monkeypatch: pytest.MonkeyPatch
+    configured18: Production, restore_machine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DBOPS_FARGATE_THRESHOLD_BYTES", "0")  # every backup is "too large"
 
     run = _rehearse(restore_machine, database=CATALOG_NAME, command=["alembic", "upgrade", "0003"])
 
     assert run.states[2:6] == ["PrepareRehearsal", "FillWhere", "FillOnFargate", "SurveyScratch"]
-    result = _result(configured.bucket, run)
+    result = _result(configured18.bucket, run)
     assert result.verdict == "pass" and result.revision_before == "0002"  # the task restored the 0002 backup
     assert [r.table for r in result.rewrites] == ["public.report_snapshots"]
-    assert _leftovers(configured.spec) == ([], [])
+    assert _leftovers(configured18.spec) == ([], [])
 
 
 def test_a_lock_over_the_limit_fails_the_verdict_and_says_why(
@@ -232,23 +252,25 @@ def test_a_lock_over_the_limit_fails_the_verdict_and_says_why(
     assert _leftovers(configured.spec) == ([], [])
 
 
-def test_a_migration_that_fails_is_a_failed_verdict_not_an_error(configured: Production, restore_machine: str) -> None:
+def test_a_migration_that_fails_is_a_failed_verdict_not_an_error(
+    configured18: Production, restore_machine: str
+) -> None:
     run = _rehearse(restore_machine, database=CATALOG_NAME, command=["alembic", "upgrade", "no-such-revision"])
 
     assert run.status == "SUCCEEDED" and run.states[-1] == "RehearsalFailed"
     assert run.states.count("AfterRun") == 1  # no downgrade after a failed upgrade
     assert run.output["summary"] == "the upgrade failed (exit 255)"  # Alembic's own exit code
-    assert _leftovers(configured.spec) == ([], [])
+    assert _leftovers(configured18.spec) == ([], [])
 
 
-def test_a_step_that_fails_cleans_up_and_notifies(configured: Production, restore_machine: str) -> None:
+def test_a_step_that_fails_cleans_up_and_notifies(configured18: Production, restore_machine: str) -> None:
     run = _rehearse(restore_machine, database=CATALOG_NAME, backup="20990101T000000Z-nope")
 
     assert run.status == "FAILED" and run.states[-2:] == ["RehearsalCleanup", "RehearsalError"]
     assert run.description.get("error") == "RehearsalRefused"
-    [message] = _messages(configured.queue)
+    [message] = _messages(configured18.queue)
     assert "could not be completed" in message and "nothing to rehearse on" in message
-    assert _leftovers(configured.spec) == ([], [])
+    assert _leftovers(configured18.spec) == ([], [])
 
 
 def _waiting_execution(seconds: int) -> str:
@@ -263,31 +285,31 @@ def _waiting_execution(seconds: int) -> str:
 
 
 def test_the_daily_sweep_drops_a_deployed_rehearsal_once_its_execution_is_over(
-    configured: Production, monkeypatch: pytest.MonkeyPatch
+    configured18: Production, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     running, aborted = _waiting_execution(600), _waiting_execution(600)
     aws.client("stepfunctions").stop_execution(executionArn=aborted)
     names = {}
     for label, execution in (("running", running), ("aborted", aborted)):
-        _, names[label], _ = scratch.create(configured.spec, CATALOG_NAME, execution=execution)
+        _, names[label], _ = scratch.create(configured18.spec, CATALOG_NAME, execution=execution)
     time.sleep(1.1)
     monkeypatch.setattr(scratch, "STALE_AFTER", timedelta(seconds=1))  # not the minute a keeper has to connect
 
     done = drop_expired_copies({"database": CATALOG_NAME}, LocalLambdaContext())
 
     assert done["stale_rehearsals"][CATALOG_NAME] == [names["aborted"]]
-    assert _leftovers(configured.spec)[0] == [names["running"]]  # its execution runs: its steps still need it
+    assert _leftovers(configured18.spec)[0] == [names["running"]]  # its execution runs: its steps still need it
     aws.client("stepfunctions").stop_execution(executionArn=running)
-    scratch.drop_stale(configured.spec, timedelta(0))
-    assert _leftovers(configured.spec) == ([], [])
+    scratch.drop_stale(configured18.spec, timedelta(0))
+    assert _leftovers(configured18.spec) == ([], [])
 
 
 def test_a_pipeline_runs_it_with_dbops_rehearse_deployed(
-    configured: Production, restore_machine: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    configured18: Production, restore_machine: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("DBOPS_DATABASE_URL", raising=False)
     argv = ["rehearse", "--deployed", "--state-machine-arn", restore_machine, "--database-name", CATALOG_NAME,
-            "--bucket", configured.bucket, "--max-lock", "10ms", "--", "alembic", "upgrade", "0003"]  # fmt: skip
+            "--bucket", configured18.bucket, "--max-lock", "10ms", "--", "alembic", "upgrade", "0003"]  # fmt: skip
 
     code = main(argv)
 
@@ -303,7 +325,7 @@ def test_a_pipeline_runs_it_with_dbops_rehearse_deployed(
 # moto's engine reports its own waiting thread's end as an unhandled exception when a .sync task times out or its
 # execution is stopped; the behaviour under test is ours
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_a_run_past_max_duration_fails_the_verdict(configured: Production, restore_machine: str) -> None:
+def test_a_run_past_max_duration_fails_the_verdict(configured18: Production, restore_machine: str) -> None:
     sleeper = ["python", "-c", "import os, time, psycopg; c = psycopg.connect(os.environ['DATABASE_URL']); "
                "c.execute('LOCK TABLE users IN ACCESS SHARE MODE'); time.sleep(6)"]  # fmt: skip
 
@@ -311,14 +333,14 @@ def test_a_run_past_max_duration_fails_the_verdict(configured: Production, resto
 
     assert run.status == "SUCCEEDED" and run.states[-1] == "RehearsalFailed"
     assert run.output["summary"] == "the upgrade ran longer than --max-duration 2.00s and was stopped"
-    assert _leftovers(configured.spec) == ([], [])
+    assert _leftovers(configured18.spec) == ([], [])
 
 
 # moto's engine reports its own waiting thread's end as an unhandled exception when a .sync task times out or its
 # execution is stopped; the behaviour under test is ours
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_rehearsal_aborted_mid_migration_is_dropped_by_the_daily_sweep(
-    configured: Production, restore_machine: str, monkeypatch: pytest.MonkeyPatch
+    configured18: Production, restore_machine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sleeper = ["python", "-c", "import os, time, psycopg; c = psycopg.connect(os.environ['DATABASE_URL']); "
                "c.execute('LOCK TABLE users IN ACCESS EXCLUSIVE MODE'); time.sleep(8)"]  # fmt: skip
@@ -327,20 +349,20 @@ def test_a_rehearsal_aborted_mid_migration_is_dropped_by_the_daily_sweep(
     name = f"rehearse-{uuid.uuid4().hex[:8]}"
     arn = sfn.start_execution(stateMachineArn=restore_machine, name=name, input=json.dumps(request))["executionArn"]
     deadline = time.monotonic() + 60
-    while not _migration_connected(configured.spec) and time.monotonic() < deadline:
+    while not _migration_connected(configured18.spec) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _migration_connected(configured.spec), "the migration never connected"
+    assert _migration_connected(configured18.spec), "the migration never connected"
     sfn.stop_execution(executionArn=arn, error="Aborted", cause="a deploy pipeline was cancelled")
     # moto's engine stops the execution once the task's process has ended (the migration's 8 s): the execution
     # is then over, no step after the run has run, and the scratch database and its role are left behind
     assert follow(arn, poll_s=0.2, timeout_s=60)["status"] == "ABORTED"
-    [scratch_db], [role] = _leftovers(configured.spec)
+    [scratch_db], [role] = _leftovers(configured18.spec)
     monkeypatch.setattr(scratch, "STALE_AFTER", timedelta(seconds=0))
 
     done = drop_expired_copies({"database": CATALOG_NAME}, LocalLambdaContext())
 
     assert done["stale_rehearsals"][CATALOG_NAME] == [scratch_db]
-    assert _leftovers(configured.spec) == ([], [])
+    assert _leftovers(configured18.spec) == ([], [])
     assert role.endswith(scratch_db.rsplit("__rehearse_", 1)[1])
 
 
