@@ -374,3 +374,17 @@ def _migration_connected(spec: ConnectionSpec) -> bool:
             "WHERE a.usename LIKE 'dbops\\_rehearse\\_%' AND l.mode = 'AccessExclusiveLock'"
         ).fetchone()
     return bool(row and row[0])
+
+
+def test_one_rehearsal_per_database_at_a_time(configured18: Production, restore_machine: str) -> None:
+    running = _waiting_execution(600)  # a rehearsal of the same database, its execution still running
+    _, busy, _ = scratch.create(configured18.spec, CATALOG_NAME, execution=running)
+
+    run = _rehearse(restore_machine, database=CATALOG_NAME)
+
+    assert run.status == "FAILED" and run.description.get("error") == "RehearsalRefused"
+    assert f"another rehearsal of {CATALOG_NAME} is running: {busy}" in run.description.get("cause", "")
+    assert _leftovers(configured18.spec)[0] == [busy]  # the running one is left alone
+    aws.client("stepfunctions").stop_execution(executionArn=running)
+    scratch.drop_stale(configured18.spec, timedelta(0))
+    assert _leftovers(configured18.spec) == ([], [])

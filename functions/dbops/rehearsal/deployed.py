@@ -170,12 +170,9 @@ def _running_rehearsal(spec: ConnectionSpec, database: str) -> str | None:
         ).fetchall()
     for name, comment in rows:
         execution = scratch.execution_of(comment)
-        marker = json.loads(comment) if execution else {}
-        if (
-            execution
-            and marker.get("source_database") == database
-            and scratch.execution_running(execution) is not False
-        ):
+        if scratch.marker_of(comment).get("source_database") != database or execution is None:
+            continue
+        if scratch.execution_running(execution) is not False:
             return f"{name} (execution {execution})"
     return None
 

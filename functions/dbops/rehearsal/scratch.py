@@ -139,13 +139,18 @@ LIST_SCRATCH = """
 ExecutionRunning = Callable[[str], "bool | None"]
 
 
-def execution_of(comment: str | None) -> str | None:
-    """The state machine execution a deployed rehearsal's scratch database belongs to (from its marker)."""
+def marker_of(comment: str | None) -> dict[str, Any]:
+    """A scratch database's marker (its COMMENT's JSON); empty when it has none."""
     try:
         marker = json.loads(comment or "")
     except ValueError:
-        return None
-    execution = marker.get("execution") if isinstance(marker, dict) else None
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
+def execution_of(comment: str | None) -> str | None:
+    """The state machine execution a deployed rehearsal's scratch database belongs to (from its marker)."""
+    execution = marker_of(comment).get("execution")
     return str(execution) if execution else None
 
 
