@@ -27,7 +27,7 @@ from constructs import Construct
 
 from dbops import contract
 from dbops.rehearsal import artifacts
-from dbops.rehearsal.deployed import MIGRATION_CONTAINER
+from dbops.rehearsal.task_run import MIGRATION_CONTAINER
 from infra.settings import DatabaseRehearsal
 from infra.state_machines import acknowledge_image_pulls, logical_id
 

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dbops import contract
 from dbops.rehearsal import deployed
-from dbops.rehearsal.deployed import RehearsalCall, RehearsalState
+from dbops.rehearsal.deployed_state import RehearsalCall, RehearsalState
 from dbops.settings import FunctionSettings
 from handlers.observability import emit, logger, parse, tracer
 

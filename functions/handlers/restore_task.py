@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from dbops import contract
 from dbops.errors import DbopsError, validation_problems
 from dbops.rehearsal import deployed
-from dbops.rehearsal.deployed import RehearsalState
+from dbops.rehearsal.deployed_state import RehearsalState
 from dbops.restore import point_in_time_steps, steps
 from dbops.restore.models import RestoreState
 from dbops.settings import FunctionSettings

@@ -26,109 +26,25 @@ restore state machine's failure alarm is for. `dbops rehearse --deployed` exits 
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
 from dbops import s3stream, sns
-from dbops.catalog import BackupKind, CatalogEntry, find_backup
-from dbops.connection import CATALOG_NAME, ConnectionSpec, DatabaseConfig, RehearsalConfig, connect, server_version_num
+from dbops.catalog import CatalogEntry, find_backup
+from dbops.connection import ConnectionSpec, DatabaseConfig, RehearsalConfig, connect, server_version_num
 from dbops.errors import ConfigError
 from dbops.pgtools import server_major
-from dbops.rehearsal import access, artifacts, report, rewrites, schema, scratch, source
+from dbops.rehearsal import access, artifacts, report, rewrites, schema, scratch, source, task_run
 from dbops.rehearsal.command import database_url, default_downgrade
-from dbops.rehearsal.durations import parse_duration
+from dbops.rehearsal.deployed_state import Phase, RehearsalState
 from dbops.rehearsal.judge import Scene, WatchedRun, judge
-from dbops.rehearsal.models import CommandRun, RehearsalRequest, RehearsalResult, SchemaCheck, Timings
+from dbops.rehearsal.models import RehearsalResult, SchemaCheck
 from dbops.rehearsal.runner import end_command_sessions, read_revision
 from dbops.rehearsal.watcher import Observations
-from dbops.restore.models import StepError
 from dbops.settings import FunctionSettings
 
-Phase = Literal["upgrade", "downgrade"]
 # the role's password outlives the runs by this much (the judgement and a slow cleanup)
 ROLE_GRACE = timedelta(minutes=30)
-
-
-def _seconds(value: str | float | None) -> float | None:
-    if value is None or isinstance(value, int | float):
-        return value
-    return parse_duration(value)
-
-
-class RehearsalCall(BaseModel):
-    """The execution's input with mode rehearse; what it leaves out comes from the database's `rehearsal` settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["rehearse"]
-    database: str | None = Field(default=None, pattern=CATALOG_NAME, description="omit when only one is configured")
-    backup: str = Field(default="latest", description="a backup id, or latest")
-    kind: BackupKind | None = Field(default=None, description="with latest: the newest of this kind")
-    command: list[str] | None = Field(default=None, min_length=1, description="the migration container's command")
-    downgrade: list[str] | None = Field(default=None, min_length=1, description="its rollback command")
-    skip_downgrade: bool | None = None
-    max_lock: float | None = Field(default=None, gt=0, description="seconds, or a duration such as 5s")
-    max_duration: float | None = Field(default=None, gt=0, description="seconds, or a duration such as 10m")
-
-    @field_validator("max_lock", "max_duration", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return _seconds(value) if isinstance(value, str) else value
-
-    def rehearsal_request(self, config: DatabaseConfig, rehearsal: RehearsalConfig) -> RehearsalRequest:
-        return RehearsalRequest(
-            database=config.name,
-            command=self.command or rehearsal.command,
-            backup=self.backup,
-            kind=self.kind,
-            url_env=rehearsal.url_env,
-            downgrade=self.downgrade or rehearsal.downgrade,
-            skip_downgrade=rehearsal.skip_downgrade if self.skip_downgrade is None else self.skip_downgrade,
-            version_table=rehearsal.version_table,
-            max_lock_s=self.max_lock or rehearsal.max_lock_s,
-            max_duration_s=self.max_duration or rehearsal.max_duration_s,
-            interval_s=rehearsal.interval_s,
-        )
-
-
-class RehearsalState(BaseModel):
-    """The execution state every rehearsal step takes and returns."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    request: RehearsalCall
-    execution: str | None = None
-    rehearsal: RehearsalRequest | None = None
-    rehearsal_id: str | None = None
-    scratch_database: str | None = None
-    backup_id: str | None = None
-    fill_on_fargate: bool = False
-    server_major: int | None = None
-    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    revisions: dict[str, str | None] = Field(default_factory=dict)
-    downgrade_command: list[str] | None = None
-    phase: Phase = "upgrade"
-    run_command: list[str] | None = Field(default=None, description="the migration container's command this run")
-    run_timeout_s: int = 600
-    watch: str | None = Field(default=None, description="the watcher container's orders (JSON): where to write")
-    next: Literal["run", "judge"] = "run"
-    runs: dict[str, CommandRun] = Field(default_factory=dict)
-    task: dict[str, Any] | None = Field(default=None, description="RunTask's output for the last run")
-    task_error: StepError | None = Field(default=None, description="the Catch of the last run")
-    timings: Timings = Field(default_factory=Timings)
-    verdict: Literal["pass", "fail"] | None = None
-    summary: str | None = None
-    result_key: str | None = None
-    report_key: str | None = None
-    error: StepError | None = None
-    outcome: str | None = None
-
-    def artifact(self, name: str) -> str:
-        assert self.rehearsal is not None and self.rehearsal_id is not None
-        return artifacts.key(self.rehearsal.database, self.rehearsal_id, name)
 
 
 def _database(state: RehearsalState, settings: FunctionSettings) -> tuple[DatabaseConfig, RehearsalConfig]:
@@ -259,61 +175,12 @@ def _since(t: datetime) -> float:
     return round((datetime.now(UTC) - t).total_seconds(), 3)
 
 
-def _timestamp(value: Any) -> datetime | None:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
-
-
-MIGRATION_CONTAINER = "migration"
-_EXIT = re.compile(r"exit(?:ed with)? code (-?\d+)")
-
-
-def run_of(state: RehearsalState) -> CommandRun:
-    """How the last run ended, from RunTask's output (or the Catch's error): the migration container's exit code,
-    a time limit reached (States.Timeout), or why the task could not run."""
-    argv = state.run_command or []
-    limit = state.run_timeout_s
-    if state.task_error is not None:
-        error = state.task_error
-        if error.error == "States.Timeout":
-            return CommandRun(argv=argv, exit_code=None, seconds=float(limit), timed_out=True)
-        try:
-            task = json.loads(error.cause)
-        except ValueError:
-            task = None
-        if isinstance(task, dict) and task.get("Containers"):
-            return _from_task(argv, task)
-        code = _EXIT.search(error.cause)
-        if code:
-            return CommandRun(argv=argv, exit_code=int(code.group(1)), seconds=0.0, output_tail=error.cause[-2000:])
-        return CommandRun(argv=argv, exit_code=None, seconds=0.0, error=error.message()[:2000])
-    return _from_task(argv, state.task or {})
-
-
-def _from_task(argv: list[str], task: dict[str, Any]) -> CommandRun:
-    containers = {c.get("Name"): c for c in task.get("Containers", [])}
-    container = containers.get(MIGRATION_CONTAINER, {})
-    code = container.get("ExitCode")
-    started, stopped = _timestamp(task.get("StartedAt")), _timestamp(task.get("StoppedAt"))
-    seconds = (stopped - started).total_seconds() if started and stopped else 0.0
-    reason = container.get("Reason") or task.get("StoppedReason") or ""
-    if code is None:
-        return CommandRun(argv=argv, exit_code=None, seconds=seconds, error=f"the migration did not run: {reason}")
-    return CommandRun(argv=argv, exit_code=int(code), seconds=round(seconds, 3), output_tail=reason)
-
-
 def after_run(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
     """AfterRun (see the module's docstring)."""
     _, box = _scratch_spec(state, settings)
     request = state.rehearsal
     assert request is not None
-    run = run_of(state)
+    run = task_run.run_of(state)
     end_command_sessions(box, [], 0.0 if run.timed_out else 5.0)
     artifacts.save_relations(settings.bucket, state.artifact(f"relations-{state.phase}.json"), rewrites.snapshot(box))
     revisions = {**state.revisions, state.phase: read_revision(box, request.version_table)}
