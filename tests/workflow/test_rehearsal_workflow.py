@@ -388,3 +388,22 @@ def test_one_rehearsal_per_database_at_a_time(configured18: Production, restore_
     aws.client("stepfunctions").stop_execution(executionArn=running)
     scratch.drop_stale(configured18.spec, timedelta(0))
     assert _leftovers(configured18.spec) == ([], [])
+
+
+def test_a_backup_that_no_longer_matches_its_manifest_fails_prepare_and_leaves_nothing(
+    configured18: Production, restore_machine: str
+) -> None:
+    # a backup of its own, damaged for real after it was taken: the download is checked against the manifest
+    request = BackupRequest(database=CATALOG_NAME, bucket=configured18.bucket, kind="manual")
+    backup = run_backup(configured18.spec, request)
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=configured18.bucket, Key=backup.dump.key, Body=b"not the archive")
+
+    run = _rehearse(restore_machine, database=CATALOG_NAME, backup=backup.id)
+
+    assert run.status == "FAILED" and run.states[-2:] == ["RehearsalCleanup", "RehearsalError"]
+    assert "PrepareRehearsal" in run.states and "SurveyScratch" not in run.states
+    [message] = _messages(configured18.queue)
+    assert "could not be completed" in message and "differs from the manifest" in message
+    # the scratch database PrepareRehearsal had made before the download failed is gone (found by its execution)
+    assert _leftovers(configured18.spec) == ([], [])

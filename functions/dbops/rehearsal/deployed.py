@@ -285,9 +285,17 @@ def clean_up(state: RehearsalState, settings: FunctionSettings) -> RehearsalStat
     """RehearsalCleanup: after a step failed, the scratch database and role dropped, and SNS told why."""
     reason = state.error.message() if state.error else "unknown error"
     name = state.request.database or "/".join(d.name for d in settings.databases)
-    if state.scratch_database:
-        config, rehearsal = _database(state, settings)
-        _drop(config.spec(), state.scratch_database, rehearsal)
+    try:
+        config: DatabaseConfig | None = settings.database(state.request.database)
+    except ConfigError:  # the refusal being reported: nothing was made
+        config = None
+    if config is not None and config.rehearsal is not None:
+        # the Catch hands on the failed step's input: a database PrepareRehearsal made before failing is found by
+        # the execution its marker names
+        spec = config.spec()
+        made = set(scratch.of_execution(spec, state.execution)) if state.execution else set()
+        for scratch_db in sorted(made | ({state.scratch_database} if state.scratch_database else set())):
+            _drop(spec, scratch_db, config.rehearsal)
     outcome = f"rehearsal of {name} could not be completed: {reason}"
     sns.notify(settings.topic_arn, f"dbops rehearsal ERROR: {name}", f"{outcome}\nExecution: {state.execution}")
     return state.model_copy(update={"outcome": outcome[:30000]})

@@ -192,6 +192,13 @@ def drop_stale(
     return dropped
 
 
+def of_execution(spec: ConnectionSpec, execution: str) -> list[str]:
+    """The scratch databases, on `spec`'s server, whose marker names this state machine execution."""
+    with connect(databases.admin_spec(spec)) as conn:
+        rows = conn.execute(LIST_SCRATCH, [KEEPER_APP, NAME_PATTERN]).fetchall()
+    return [str(name) for name, _, _, comment in rows if execution_of(comment) == execution]
+
+
 def execution_running(execution: str) -> bool | None:
     """Whether a Step Functions execution is still running; None when it cannot be asked (no access, no AWS)."""
     from botocore.exceptions import BotoCoreError, ClientError
