@@ -320,6 +320,12 @@ def test_a_pipeline_runs_it_with_dbops_rehearse_deployed(
     assert out.rstrip().splitlines()[-1].startswith("FAIL: ACCESS EXCLUSIVE on public.report_snapshots held")
     assert main([*argv[:-4], "--max-lock", "30s", "--", "alembic", "upgrade", "0003"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("PASS")
+    assert main([*argv[:-4], "--json", "--", "alembic", "upgrade", "0003"]) == 1  # 10ms again
+    printed = capsys.readouterr()
+    # stdout holds the result and nothing of the CLI's own; the step functions' EMF lines are there too only
+    # because the local stack runs them in this process
+    result = RehearsalResult.model_validate_json(printed.out[printed.out.index('{\n  "rehearsal_id"') :])
+    assert result.verdict == "fail" and printed.err.rstrip().splitlines()[-1].startswith("FAIL: ACCESS EXCLUSIVE")
 
 
 # moto's engine reports its own waiting thread's end as an unhandled exception when a .sync task times out or its

@@ -1,14 +1,16 @@
 """`dbops rehearse --deployed`: the same rehearsal run by the deployed stack (the restore state machine's mode
 rehearse: the application's migration image on Fargate), started and followed from a deploy pipeline.
 
-The command after -- (if any) replaces the migration container's configured command; the report is read from the
-bucket when the judgement is done. Exit 0 pass, 1 fail (or the rehearsal could not be completed), 2 bad input.
+The command after -- (if any) replaces the migration container's configured command; the report (with --json, the
+result) is read from the bucket when the judgement is done. Exit 0 pass, 1 fail (or the rehearsal could not be
+completed), 2 bad input.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import uuid
 from typing import Any
@@ -58,16 +60,20 @@ def run_deployed(args: argparse.Namespace) -> int:
         )["executionArn"]
     except (BotoCoreError, ClientError) as exc:
         raise ConfigError(f"cannot start the restore state machine {machine}: {exc}") from None
-    print(f"started {name}", flush=True)
-    description = follow(execution, lambda kind, state: print(f"  {'->' if kind == 'entered' else '!!'} {state}"))
+    say = sys.stderr if args.json else sys.stdout  # with --json, stdout holds the result alone
+    print(f"started {name}", file=say, flush=True)
+    description = follow(
+        execution, lambda kind, state: print(f"  {'->' if kind == 'entered' else '!!'} {state}", file=say, flush=True)
+    )
     judged = _judged(execution)
     if judged and args.bucket:
-        body = s3stream.get_text(args.bucket, str(judged["report_key"]))
-        print(body or f"no report at s3://{args.bucket}/{judged['report_key']}")
+        key = str(judged["result_key" if args.json else "report_key"])
+        print(s3stream.get_text(args.bucket, key) or f"no result at s3://{args.bucket}/{key}")
     if description["status"] != "SUCCEEDED":
-        print(f"ERROR: the rehearsal could not be completed: {description.get('cause', description['status'])}"[:4000])
+        cause = description.get("cause", description["status"])
+        print(f"ERROR: the rehearsal could not be completed: {cause}"[:4000], file=say)
         return 1
     output = json.loads(description.get("output") or "{}")
     passed = output.get("verdict") == "pass"
-    print("PASS" if passed else f"FAIL: {output.get('summary', '')}"[:4000])
+    print("PASS" if passed else f"FAIL: {output.get('summary', '')}"[:4000], file=say)
     return 0 if passed else 1

@@ -25,6 +25,7 @@ import re
 import secrets as random
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 from pydantic import SecretStr
@@ -82,7 +83,7 @@ def create_role(scratch: ConnectionSpec, source: str, rehearsal_id: str, valid_f
         )
         try:
             conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(owner), sql.Identifier(role)))
-        except Exception as exc:
+        except psycopg.Error as exc:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
             raise ConfigError(
                 f"cannot let the rehearsal's role act as {owner}, the owner of the scratch database's tables "
