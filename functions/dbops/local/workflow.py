@@ -308,6 +308,7 @@ def _run_container(backend: Any, task: Any, overrides: dict[str, Any]) -> None:
     task_definition = backend.describe_task_definition(task.task_definition_arn)
     containers = task_definition.container_definitions
     task.containers = [_moto_container(task_definition, c) for c in containers]  # moto makes the first one only
+    task.started_at = time.time()  # as ECS describes a task: when it ran and when it stopped (moto sets neither)
     by_override = {o.get("name"): o for o in overrides.get("containerOverrides", [])}
     with tempfile.TemporaryDirectory(prefix="dbops-task-") as scratch:
         sidecars: list[tuple[dict[str, Any], subprocess.Popen[str]]] = []
@@ -344,6 +345,7 @@ def _run_container(backend: Any, task: Any, overrides: dict[str, Any]) -> None:
         for container, proc in sidecars:
             _stop(proc, float(container.get("stopTimeout", 30)))
             done.append((container, proc.returncode, ""))
+    task.stopped_at = time.time()
     codes = {c["name"]: code for c, code, _ in done}
     for each in task.containers:
         each.exitCode = codes.get(each.name)

@@ -82,7 +82,9 @@ class CommandRun(BaseModel):
 
     argv: list[str]
     exit_code: int | None = Field(description="the process's exit status; negative: killed by that signal")
-    seconds: float
+    seconds: float = Field(
+        description="how long it ran; in the stack, the task's running time (the watcher's start included)"
+    )
     timed_out: bool = False
     error: str | None = Field(default=None, description="it could not be started")
     output_tail: str = Field(default="", description="the end of its output, passwords replaced by ***")
