@@ -15,6 +15,10 @@ from dbops.health.text import redact_query
         ("SELECT 'it''s'  ,\n  2", "SELECT '…' , 2"),
         ("SELECT $$x$$ || $tag$y$tag$", "SELECT '…' || '…'"),
         ("SELECT * FROM t WHERE id = $1", "SELECT * FROM t WHERE id = $1"),
+        # a quoted name or a comment holding an apostrophe opens no literal: the secret after it is still hidden
+        ("""UPDATE "it's" SET pw = 's3cret'""", """UPDATE "it's" SET pw = '…'"""),
+        ("SELECT 1 -- don't\n, 's3cret'", "SELECT 1 -- don't , '…'"),
+        ("SELECT E'a\\'s3cret'", "SELECT '…'"),
         (None, ""),
     ],
 )

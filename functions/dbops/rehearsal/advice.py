@@ -12,6 +12,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dbops.sql_text import normalized as normalized
+from dbops.sql_text import one_line as one_line
+
 # pg_locks' names, weakest first
 MODES = (
     "AccessShareLock",
@@ -50,43 +53,6 @@ def blocks(mode: str) -> str:
 def blocks_application(mode: str) -> bool:
     """The lock conflicts with INSERT/UPDATE/DELETE (ROW EXCLUSIVE) or more: the application waits behind it."""
     return strength(mode) >= strength("ShareLock")
-
-
-# One pass over the statement, left to right, as PostgreSQL's scanner reads it: a double-quoted identifier is a name
-# whatever it holds (an apostrophe, `--`, `$$`), a comment may hold an apostrophe, and only what is left of those
-# can open a string literal ('...', E'...' with backslash escapes, $tag$...$tag$).
-_TOKEN = re.compile(
-    r'(?P<name>"(?:[^"]|"")*")'
-    r"|(?P<comment>--[^\n]*|/\*.*?\*/)"
-    r"|(?P<literal>(?<![\w$])[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|(?<![\w$])\$(?P<tag>[A-Za-z_]\w*|)\$.*?\$(?P=tag)\$)",
-    re.S,
-)
-_SPACE = re.compile(r"\s+")
-
-
-def _replace(statement: str, literal: str, comment: str | None) -> str:
-    """The statement with each string literal replaced by `literal`, each comment by `comment` (None: kept), its
-    quoted names kept as they are."""
-
-    def one(match: re.Match[str]) -> str:
-        if match.group("literal") is not None:
-            return literal
-        if match.group("comment") is not None and comment is not None:
-            return comment
-        return match.group(0)
-
-    return _TOKEN.sub(one, statement)
-
-
-def normalized(statement: str) -> str:
-    """Upper case, comments and string literals removed, whitespace collapsed."""
-    return _SPACE.sub(" ", _replace(statement, "''", " ")).strip().upper()
-
-
-def one_line(statement: str, limit: int = 300) -> str:
-    """A statement for a report: one line, string literals hidden (a migration may write secrets), at most `limit`."""
-    text = _SPACE.sub(" ", _replace(statement, "'…'", None)).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
