@@ -57,18 +57,17 @@ def _ignore(_: str) -> None:
 
 
 def read_revision(spec: ConnectionSpec, table: str | None) -> str | None:
-    """The revision(s) in the migration tool's version table (Alembic: alembic_version.version_num), space-separated;
-    None without such a table (`base`)."""
+    """The revision(s) in the migration tool's version table (Alembic: alembic_version.version_num; `schema.table`
+    for one in a schema of its own, each part as spelled), space-separated; None without such a table (`base`)."""
     if not table:
         return None
+    name = sql.Identifier(*table.split(".", 1))
     with connect(spec) as conn:
-        row = conn.execute("SELECT to_regclass(%s)::text", [table]).fetchone()
+        row = conn.execute(sql.SQL("SELECT to_regclass({})::text").format(sql.Literal(name.as_string(conn)))).fetchone()
         if row is None or row[0] is None:
             return None
         try:
-            rows = conn.execute(
-                sql.SQL("SELECT version_num::text FROM {} ORDER BY 1").format(sql.Identifier(table))
-            ).fetchall()
+            rows = conn.execute(sql.SQL("SELECT version_num::text FROM {} ORDER BY 1").format(name)).fetchall()
         except psycopg.errors.UndefinedColumn:
             return None  # another tool's bookkeeping: no revision to read
     return " ".join(str(r[0]) for r in rows) or None

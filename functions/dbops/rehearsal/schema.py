@@ -33,7 +33,7 @@ def dump_schema(spec: ConnectionSpec, pg_bin_dir: str | None = None, exclude_tab
         require_compatible(pg_dump, server_version_num(conn), spec.dbname)
     argv = [str(pg_dump.path), "--schema-only", "--no-password"]
     if exclude_table:
-        argv.append(f"--exclude-table=*.{exclude_table}")
+        argv.append(f"--exclude-table={table_pattern(exclude_table)}")
     done = subprocess.run(argv, env=spec.libpq_env(), capture_output=True, check=False)
     if done.returncode != 0:
         raise ToolError(
@@ -73,6 +73,14 @@ def _in_quotes(lines: list[str]) -> list[bool]:
         flags.append(inside is not None)
         inside = _open_after(line, inside)
     return flags
+
+
+def table_pattern(table: str) -> str:
+    """A pg_dump pattern for exactly this table: `name` in any schema, or `schema.name`; each part matched as it is
+    spelled (quoted: case, dots and pattern characters taken literally)."""
+    parts = table.split(".", 1)
+    quoted = ['"' + part.replace('"', '""') + '"' for part in parts]
+    return ".".join(quoted) if len(parts) == 2 else f"*.{quoted[0]}"
 
 
 def normalize(text: str) -> list[str]:
