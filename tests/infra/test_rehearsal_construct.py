@@ -52,6 +52,13 @@ def test_the_secret_is_encrypted_with_the_backup_key(synthesized: Synth) -> None
     secret = synthesized.resources("AWS::SecretsManager::Secret")[_secret_id(synthesized)]
     key = synthesized.logical_id(synthesized.stack.storage.key)
     assert secret["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key, "Arn"]}
+    # ECS reads it with the task's execution role, which may decrypt with that key (its key policy says so)
+    execution_role = _task_definition(synthesized)["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0]
+    key_policy = json.dumps(synthesized.json["Resources"][key]["Properties"]["KeyPolicy"])
+    assert execution_role in key_policy
+    statements = _statements_of_role(synthesized, execution_role)
+    reads = [s for s in statements if "secretsmanager:GetSecretValue" in s["Action"]]
+    assert [s["Resource"] for s in reads] == [{"Ref": _secret_id(synthesized)}]
 
 
 def _statements_of_role(synthesized: Synth, role: str) -> list[dict[str, Any]]:
