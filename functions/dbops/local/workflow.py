@@ -6,10 +6,13 @@ method with a dispatcher to our in-process handlers runs the real handlers under
 per handler it invokes and the state machine with the functions' ARNs in place of CDK's tokens.
 
 moto's ECS (`EC2ContainerServiceBackend.run_task`) starts no container: for the task definitions a synthesized
-workflow runs (the Fargate task), `run_task` is replaced too, and runs the container's command (with the run's
-container overrides: command, environment) as a process on this machine against the same PostgreSQL and moto
-server, its output as the task's log; the task is then STOPPED with the process's exit code, which ecs:runTask.sync
-sees. On AWS a task whose container exits non-zero fails the state with States.TaskFailed; moto's .sync does not
+workflow runs (the Fargate tasks), `run_task` is replaced too, and runs the task's containers (with the run's
+container overrides: command, environment) as processes on this machine against the same PostgreSQL and moto
+server, as ECS would: the containers others depend on first (until their health check passes when the dependency
+is HEALTHY), the essential one to its end, then SIGTERM to the others (SIGKILL after their stopTimeout); `secrets`
+read from (moto's) Secrets Manager into the environment; dbops' image sees this machine's environment, another
+image (an application's) only its own, in the folder `local_images` gives it; each task its own TMPDIR. The task is
+then STOPPED with the containers' exit codes and its startedAt/stoppedAt, which ecs:runTask.sync sees. On AWS a task whose container exits non-zero fails the state with States.TaskFailed; moto's .sync does not
 look at exit codes, so here the run_task call fails instead (ECS.ClientException, with the task's last stderr
 line): caught by the same States.ALL Catch. moto's port of the Step Functions engine also leaves out the casing of
 service-integration requests and responses (Cluster → cluster, tasks → Tasks), which its ecs:runTask relies on:
