@@ -12,7 +12,8 @@ server, as ECS would: the containers others depend on first (until their health 
 is HEALTHY), the essential one to its end, then SIGTERM to the others (SIGKILL after their stopTimeout); `secrets`
 read from (moto's) Secrets Manager into the environment; dbops' image sees this machine's environment, another
 image (an application's) only its own, in the folder `local_images` gives it; each task its own TMPDIR. The task is
-then STOPPED with the containers' exit codes and its startedAt/stoppedAt, which ecs:runTask.sync sees. On AWS a task whose container exits non-zero fails the state with States.TaskFailed; moto's .sync does not
+then STOPPED with the containers' exit codes and its startedAt/stoppedAt, which ecs:runTask.sync sees.
+On AWS a task whose container exits non-zero fails the state with States.TaskFailed; moto's .sync does not
 look at exit codes, so here the run_task call fails instead (ECS.ClientException, with the task's last stderr
 line): caught by the same States.ALL Catch. moto's port of the Step Functions engine also leaves out the casing of
 service-integration requests and responses (Cluster → cluster, tasks → Tasks), which its ecs:runTask relies on:
