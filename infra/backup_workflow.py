@@ -37,6 +37,7 @@ from infra.state_machines import (
     acknowledge,
     invoke_grant_reasons,
     log_group,
+    override,
     run_task_grant_reasons,
     run_to_completion,
 )
@@ -256,16 +257,16 @@ class BackupWorkflow(Construct):
             retry_on_service_exceptions=False,
         )  # its output: {"database", "kind", "runner", "reason"}
         _guarded(plan, LAMBDA_TRANSIENT_ERRORS, record_failure, retry_interval_s, retry_attempts)
+        environment = {
+            "DBOPS_BACKUP_DATABASE": sfn.JsonPath.string_at("$.database"),
+            "DBOPS_BACKUP_KIND": sfn.JsonPath.string_at("$.kind"),
+        }
         on_fargate = run_to_completion(
             self,
             "BackupOnFargate",
             task,
-            command=BACKUP_TASK_COMMAND,
-            environment={
-                "DBOPS_BACKUP_DATABASE": sfn.JsonPath.string_at("$.database"),
-                "DBOPS_BACKUP_KIND": sfn.JsonPath.string_at("$.kind"),
-            },
-            timeout=Duration.hours(timeout_hours),
+            [override(task.container, environment, BACKUP_TASK_COMMAND)],
+            timeout=sfn.Timeout.duration(Duration.hours(timeout_hours)),
         )
         _guarded(on_fargate, ECS_TRANSIENT_ERRORS, record_failure, retry_interval_s, retry_attempts)
         # the task's result as the Backup function's (the backup's id and size are in the task's log and the catalog)

@@ -26,6 +26,7 @@ from infra.state_machines import (
     acknowledge,
     invoke_grant_reasons,
     log_group,
+    override,
     run_task_grant_reasons,
     run_to_completion,
 )
@@ -57,6 +58,17 @@ REHEARSAL_STEP_HANDLERS: dict[str, str] = {
 TRANSIENT_ERRORS = ["DatabaseError", "StorageError"]
 STATE_MACHINE_NAME = "dbops-restore"
 T = TypeVar("T", bound=sfn.TaskStateBase)
+
+
+def restore_task_step(scope: Construct, construct_id: str, task: StageTask, step: str) -> tasks.EcsRunTask:
+    """A step of the restore state machine run by the stage task (`python -m handlers.restore_task`): the execution
+    state and the step in its environment, up to 3 hours."""
+    environment = {
+        contract.ENV_RESTORE_STATE: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
+        contract.ENV_RESTORE_STEP: step,
+    }
+    timeout = sfn.Timeout.duration(Duration.hours(3))
+    return run_to_completion(scope, construct_id, task, [override(task.container, environment)], timeout=timeout)
 
 
 class StageTask(Construct):
@@ -187,13 +199,7 @@ class RestoreWorkflow(Construct):
         stage_lambda.next(check)
         where = sfn.Choice(self, "StageWhere")
         if stage_task is not None:
-            stage_fargate = run_to_completion(
-                self,
-                "StageOnFargate",
-                stage_task,
-                environment={"DBOPS_RESTORE_STATE": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$"))},
-                timeout=Duration.hours(3),
-            )
+            stage_fargate = restore_task_step(self, "StageOnFargate", stage_task, "stage")
             guarded(stage_fargate, rollback)
             stage_fargate.next(check)
             where.when(sfn.Condition.boolean_equals("$.use_fargate", True), stage_fargate)
@@ -262,16 +268,7 @@ class RestoreWorkflow(Construct):
         dump.next(then)
         ready: sfn.IChainable = dump
         if stage_task is not None:
-            on_fargate = run_to_completion(
-                self,
-                "DumpOnFargate",
-                stage_task,
-                environment={
-                    contract.ENV_RESTORE_STATE: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
-                    contract.ENV_RESTORE_STEP: "dump_point_in_time",
-                },
-                timeout=Duration.hours(3),
-            )
+            on_fargate = restore_task_step(self, "DumpOnFargate", stage_task, "dump_point_in_time")
             guarded(on_fargate, rollback)
             on_fargate.next(dump)  # finds the task's dump in the bucket, deletes the copy, validates
             ready = (
@@ -327,30 +324,16 @@ class RestoreWorkflow(Construct):
             sfn.Choice(self, "NextRun").when(sfn.Condition.string_equals("$.next", "run"), which).otherwise(judge)
         )
         for task in rehearsal_tasks:
-            run = tasks.EcsRunTask(
+            run = run_to_completion(
                 self,
                 f"RunMigration-{task.node.id}",
-                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-                cluster=task.cluster,
-                task_definition=task.task_definition,
-                launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
-                security_groups=task.security_groups or None,
-                subnets=task.subnets,
-                container_overrides=[
-                    tasks.ContainerOverride(
-                        container_definition=task.migration, command=sfn.JsonPath.list_at("$.run_command")
-                    ),
-                    tasks.ContainerOverride(
-                        container_definition=task.watcher,
-                        environment=[
-                            tasks.TaskEnvironmentVariable(
-                                name=contract.ENV_REHEARSAL_WATCH, value=sfn.JsonPath.string_at("$.watch")
-                            )
-                        ],
-                    ),
+                task,
+                [
+                    override(task.migration, command=sfn.JsonPath.list_at("$.run_command")),
+                    override(task.watcher, {contract.ENV_REHEARSAL_WATCH: sfn.JsonPath.string_at("$.watch")}),
                 ],
+                timeout=sfn.Timeout.at("$.run_timeout_s"),
                 result_path="$.task",
-                task_timeout=sfn.Timeout.at("$.run_timeout_s"),
             )
             run.add_catch(after, result_path="$.task_error")
             run.next(after)
@@ -364,16 +347,7 @@ class RestoreWorkflow(Construct):
         if stage_task is None:
             prepare.next(survey)
             return prepare
-        on_fargate = run_to_completion(
-            self,
-            "FillOnFargate",
-            stage_task,
-            environment={
-                contract.ENV_RESTORE_STATE: sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
-                contract.ENV_RESTORE_STEP: "fill_rehearsal",
-            },
-            timeout=Duration.hours(3),
-        )
+        on_fargate = restore_task_step(self, "FillOnFargate", stage_task, "fill_rehearsal")
         on_fargate.add_catch(cleanup, result_path="$.error")
         on_fargate.next(survey)
         prepare.next(

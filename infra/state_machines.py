@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -15,22 +16,33 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-if TYPE_CHECKING:
-    from infra.restore_workflow import StageTask
 from infra.scanners import W3005_REASON, XRAY_POLICY_REASON, acknowledge_cfn_lint, acknowledge_checkov
+
+
+class FargateTask(Protocol):
+    """What running a task needs: the stage task (StageTask) and a rehearsal task (RehearsalTask) both have it."""
+
+    @property
+    def cluster(self) -> ecs.ICluster: ...
+    @property
+    def task_definition(self) -> ecs.TaskDefinition: ...
+    @property
+    def security_groups(self) -> list[ec2.ISecurityGroup]: ...
+    @property
+    def subnets(self) -> ec2.SubnetSelection | None: ...
 
 
 def run_to_completion(
     scope: Construct,
     construct_id: str,
-    task: StageTask,
+    task: FargateTask,
+    overrides: list[tasks.ContainerOverride],
     *,
-    environment: dict[str, str],
-    timeout: Duration,
-    command: list[str] | None = None,
+    timeout: sfn.Timeout,
+    result_path: str = sfn.JsonPath.DISCARD,
 ) -> tasks.EcsRunTask:
-    """An ECS Fargate task run to its end (runTask.sync) with its container's command and environment (values may
-    be JSON paths) overridden; the state passes through unchanged."""
+    """An ECS Fargate task run to its end (runTask.sync) with its containers' commands and environments overridden
+    (values may be JSON paths); by default the state passes through unchanged."""
     return tasks.EcsRunTask(
         scope,
         construct_id,
@@ -40,16 +52,18 @@ def run_to_completion(
         launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
         security_groups=task.security_groups or None,
         subnets=task.subnets,
-        container_overrides=[
-            tasks.ContainerOverride(
-                container_definition=task.container,
-                command=command,
-                environment=[tasks.TaskEnvironmentVariable(name=k, value=v) for k, v in environment.items()],
-            )
-        ],
-        result_path=sfn.JsonPath.DISCARD,
-        task_timeout=sfn.Timeout.duration(timeout),
+        container_overrides=overrides,
+        result_path=result_path,
+        task_timeout=timeout,
     )
+
+
+def override(
+    container: ecs.ContainerDefinition, environment: dict[str, str] | None = None, command: list[str] | None = None
+) -> tasks.ContainerOverride:
+    """One container's command and environment for a run (values may be JSON paths)."""
+    variables = [tasks.TaskEnvironmentVariable(name=k, value=v) for k, v in (environment or {}).items()]
+    return tasks.ContainerOverride(container_definition=container, command=command, environment=variables or None)
 
 
 def acknowledge_image_pulls(task_definition: ecs.TaskDefinition) -> None:

@@ -77,3 +77,17 @@ def parse(model: type[M], data: Any, what: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ValueError(f"invalid {what}: {validation_problems(exc)}") from None
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def parse_execution_state(event: Any, state: type[S], request: type[BaseModel], id_key: str, what: str) -> S:
+    """A state machine step's input: the state an earlier step returned (it has `id_key`), or the execution's
+    first input, {"request": ...} (with what the Request state adds) or the bare request."""
+    if isinstance(event, dict) and id_key in event:
+        return parse(state, event, f"{what} state")
+    if isinstance(event, dict) and "request" in event:
+        parsed = parse(request, event["request"], f"{what} request")
+        return parse(state, {**event, "request": parsed}, f"{what} state")
+    return parse(state, {"request": parse(request, event, f"{what} request")}, f"{what} state")

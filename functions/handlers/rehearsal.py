@@ -15,19 +15,14 @@ from dbops import contract
 from dbops.rehearsal import deployed
 from dbops.rehearsal.deployed_state import RehearsalCall, RehearsalState
 from dbops.settings import FunctionSettings
-from handlers.observability import emit, logger, parse, tracer
+from handlers.observability import emit, logger, parse_execution_state, tracer
 
 Step = Callable[[RehearsalState, FunctionSettings], RehearsalState]
 
 
 def parse_state(event: Any) -> RehearsalState:
     """PrepareRehearsal gets {"request": ..., "execution": ...}; later steps get the state it returned."""
-    if isinstance(event, dict) and "rehearsal_id" in event:
-        return parse(RehearsalState, event, "rehearsal state")
-    if isinstance(event, dict) and "request" in event:
-        request = parse(RehearsalCall, event["request"], "rehearsal request")
-        return parse(RehearsalState, {**event, "request": request}, "rehearsal state")
-    return RehearsalState(request=parse(RehearsalCall, event, "rehearsal request"))
+    return parse_execution_state(event, RehearsalState, RehearsalCall, "rehearsal_id", "rehearsal")
 
 
 def _entry(step: Step) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:

@@ -18,7 +18,7 @@ from dbops.restore import point_in_time, point_in_time_steps, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
 from handlers.events import databases_to_run, parse_invocation
-from handlers.observability import emit, logger, parse, tracer
+from handlers.observability import emit, logger, parse, parse_execution_state, tracer
 
 Step = Callable[[RestoreState, FunctionSettings], RestoreState]
 
@@ -29,12 +29,7 @@ def parse_state(event: Any) -> RestoreState:
     A step that failed in Validate is caught with the input it had, plus $.error (and $.rollback_error when its
     Rollback failed too): kept, like every other key, and a key the state does not know is refused.
     """
-    if isinstance(event, dict) and "restore_id" in event:
-        return parse(RestoreState, event, "restore state")
-    if isinstance(event, dict) and "request" in event:
-        request = parse(RestoreRequest, event["request"], "restore request")
-        return parse(RestoreState, {**event, "request": request}, "restore state")
-    return RestoreState(request=parse(RestoreRequest, event, "restore request"))
+    return parse_execution_state(event, RestoreState, RestoreRequest, "restore_id", "restore")
 
 
 def _run(step: Step, event: dict[str, Any]) -> dict[str, Any]:

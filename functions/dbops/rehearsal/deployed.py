@@ -79,17 +79,12 @@ def _watch_orders(state: RehearsalState, settings: FunctionSettings) -> str:
 
 def _running_rehearsal(spec: ConnectionSpec, database: str) -> str | None:
     """A scratch database of `database` whose execution still runs: the rehearsal secret is one per database."""
-    with connect(spec.for_database("postgres")) as conn:
-        rows = conn.execute(
-            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database WHERE datname ~ %s",
-            [scratch.NAME_PATTERN],
-        ).fetchall()
-    for name, comment in rows:
-        execution = scratch.execution_of(comment)
-        if scratch.marker_of(comment).get("source_database") != database or execution is None:
+    for listed in scratch.listed(spec):
+        execution = listed.execution
+        if listed.marker.get("source_database") != database or execution is None:
             continue
         if scratch.execution_running(execution) is not False:
-            return f"{name} (execution {execution})"
+            return f"{listed.name} (execution {execution})"
     return None
 
 

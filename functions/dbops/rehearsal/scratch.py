@@ -139,6 +139,30 @@ LIST_SCRATCH = """
 ExecutionRunning = Callable[[str], "bool | None"]
 
 
+@dataclass
+class Listed:
+    """A scratch database as the server lists it: whether its keeper session is there, the server's clock, its
+    marker."""
+
+    name: str
+    keeper: bool
+    now: datetime
+    marker: dict[str, Any]
+
+    @property
+    def execution(self) -> str | None:
+        """The state machine execution a deployed rehearsal's scratch database belongs to."""
+        execution = self.marker.get("execution")
+        return str(execution) if execution else None
+
+
+def listed(spec: ConnectionSpec) -> list[Listed]:
+    """Every scratch database on `spec`'s server."""
+    with connect(databases.admin_spec(spec)) as conn:
+        rows = conn.execute(LIST_SCRATCH, [KEEPER_APP, NAME_PATTERN]).fetchall()
+    return [Listed(str(name), bool(keeper), now, marker_of(comment)) for name, keeper, now, comment in rows]
+
+
 def marker_of(comment: str | None) -> dict[str, Any]:
     """A scratch database's marker (its COMMENT's JSON); empty when it has none."""
     try:
@@ -148,22 +172,15 @@ def marker_of(comment: str | None) -> dict[str, Any]:
     return marker if isinstance(marker, dict) else {}
 
 
-def execution_of(comment: str | None) -> str | None:
-    """The state machine execution a deployed rehearsal's scratch database belongs to (from its marker)."""
-    execution = marker_of(comment).get("execution")
-    return str(execution) if execution else None
-
-
-def _alive(keeper: bool, comment: str | None, age: timedelta, running: ExecutionRunning) -> bool:
+def _alive(scratch: Listed, age: timedelta, running: ExecutionRunning) -> bool:
     """A rehearsal lives while its keeper session does (`dbops rehearse`), or while its state machine execution
     runs (the deployed `mode: rehearse`, which has no session between its steps); an execution that cannot be
     asked about counts as running until the state machine's own time limit is past."""
-    if keeper:
+    if scratch.keeper:
         return True
-    execution = execution_of(comment)
-    if execution is None:
+    if scratch.execution is None:
         return False
-    state = running(execution)
+    state = running(scratch.execution)
     return age < EXECUTION_TIME_LIMIT if state is None else state
 
 
@@ -178,25 +195,22 @@ def drop_stale(
     rehearsal's execution runs (None: cannot tell); by default Step Functions is asked."""
     running = running or execution_running
     older_than = STALE_AFTER if older_than is None else older_than
-    with connect(databases.admin_spec(spec)) as conn:
-        rows = conn.execute(LIST_SCRATCH, [KEEPER_APP, NAME_PATTERN]).fetchall()
+    found = listed(spec)
     dropped = []
-    for name, keeper, now, comment in rows:
-        created = created_at_of(name)
-        if created is None or now - created < older_than or _alive(keeper, comment, now - created, running):
+    for scratch in found:
+        created = created_at_of(scratch.name)
+        if created is None or scratch.now - created < older_than or _alive(scratch, scratch.now - created, running):
             continue
-        drop(spec, name)
-        dropped.append(str(name))
-    live = {str(name).rsplit("__rehearse_", 1)[-1] for name, *_ in rows if str(name) not in dropped}
+        drop(spec, scratch.name)
+        dropped.append(scratch.name)
+    live = {s.name.rsplit("__rehearse_", 1)[-1] for s in found if s.name not in dropped}
     dropped += access.drop_orphan_roles(spec, live, older_than)
     return dropped
 
 
 def of_execution(spec: ConnectionSpec, execution: str) -> list[str]:
     """The scratch databases, on `spec`'s server, whose marker names this state machine execution."""
-    with connect(databases.admin_spec(spec)) as conn:
-        rows = conn.execute(LIST_SCRATCH, [KEEPER_APP, NAME_PATTERN]).fetchall()
-    return [str(name) for name, _, _, comment in rows if execution_of(comment) == execution]
+    return [s.name for s in listed(spec) if s.execution == execution]
 
 
 def execution_running(execution: str) -> bool | None:

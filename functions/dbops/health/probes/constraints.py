@@ -15,9 +15,12 @@ one on (b, a), not one on (b). Listed largest referencing table first, sized wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from psycopg import sql
 
-from dbops.health.context import ProbeContext
+from dbops.health.context import ProbeContext, Query
 from dbops.health.model import Finding, Status
 from dbops.health.probes.relations import LOCKED
 from dbops.health.text import size
@@ -78,40 +81,56 @@ UNINDEXED_FOREIGN_KEYS = sql.SQL(
 ).format(locked=LOCKED)
 
 
-def probe_not_valid_constraints(ctx: ProbeContext) -> Finding:
-    rows = ctx.rows(NOT_VALID, {"top": ctx.settings.top})
+def _each_one_a_warning(
+    ctx: ProbeContext,
+    query: Query,
+    value: str,
+    *,
+    ok: str,
+    counted: tuple[str, str],
+    warning: str,
+    detail: Callable[[dict[str, Any]], str],
+) -> Finding:
+    """OK with `ok` when the query finds nothing; else WARN: the count, `counted` (singular, plural), `warning`, and
+    one detail per row (the first `top`; each row carries the full count in `total`)."""
+    rows = ctx.rows(query, {"top": ctx.settings.top})
     total = int(rows[0]["total"]) if rows else 0
-    values = {"not_valid_constraints": total}
+    values = {value: total}
     if not total:
-        return Finding(status=Status.OK, message="no constraint left NOT VALID", values=values)
-    return Finding(
-        status=Status.WARN,
-        message=f"{total} constraint{'s' if total > 1 else ''} left NOT VALID: the rows already there were never "
-        "checked; VALIDATE CONSTRAINT checks them while writes go on",
-        values=values,
-        details=[
+        return Finding(status=Status.OK, message=ok, values=values)
+    message = f"{total} {counted[total > 1]} {warning}"
+    return Finding(status=Status.WARN, message=message, values=values, details=[detail(r) for r in rows])
+
+
+def probe_not_valid_constraints(ctx: ProbeContext) -> Finding:
+    return _each_one_a_warning(
+        ctx,
+        NOT_VALID,
+        "not_valid_constraints",
+        ok="no constraint left NOT VALID",
+        counted=("constraint", "constraints"),
+        warning="left NOT VALID: the rows already there were never checked; VALIDATE CONSTRAINT "
+        "checks them while writes go on",
+        detail=lambda r: (
             f"{r['contype']} {r['conname']} on {r['owner']}: ALTER {r['kind']} {r['owner']} "
             f"VALIDATE CONSTRAINT {r['conname']}"
-            for r in rows
-        ],
+        ),
     )
 
 
 def probe_unindexed_foreign_keys(ctx: ProbeContext) -> Finding:
-    rows = ctx.rows(UNINDEXED_FOREIGN_KEYS, {"top": ctx.settings.top})
-    total = int(rows[0]["total"]) if rows else 0
-    values = {"unindexed_foreign_keys": total}
-    if not total:
-        return Finding(status=Status.OK, message="every foreign key has an index on its columns", values=values)
-    return Finding(
-        status=Status.WARN,
-        message=f"{total} foreign key{'s' if total > 1 else ''} without an index on the referencing columns: each "
-        "delete or key update on the referenced table scans the referencing table",
-        values=values,
-        details=[
-            f"{r['table_name']} ({size(r['bytes']) if r['bytes'] is not None else 'size not read: locked'}) "
-            f"{r['conname']} ({r['columns']}) references {r['referenced']}: "
-            f"CREATE INDEX CONCURRENTLY ON {r['table_name']} ({r['columns']})"
-            for r in rows
-        ],
+    return _each_one_a_warning(
+        ctx,
+        UNINDEXED_FOREIGN_KEYS,
+        "unindexed_foreign_keys",
+        ok="every foreign key has an index on its columns",
+        counted=("foreign key", "foreign keys"),
+        warning="without an index on the referencing columns: each delete or key update on the "
+        "referenced table scans the referencing table",
+        detail=lambda r: (
+            f"{r['table_name']} "
+            f"({size(r['bytes']) if r['bytes'] is not None else 'size not read: locked'}) {r['conname']} "
+            f"({r['columns']}) references {r['referenced']}: CREATE INDEX CONCURRENTLY ON {r['table_name']} "
+            f"({r['columns']})"
+        ),
     )
