@@ -28,7 +28,7 @@ $(SCAN_VENV)/.installed: requirements-scan.txt
 scanners: $(SCAN_VENV)/.installed
 
 demo: venv
-	$(PY) -m dbops.local.demo
+	$(PY) -m local_stack.demo
 
 lint: venv
 	$(VENV)/bin/ruff check .

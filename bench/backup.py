@@ -19,10 +19,11 @@ from typing import Any
 import boto3
 
 from bench.common import Run, mb, measure, moto_process, sample_server
-from dbops import aws, catalog
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec
-from dbops.pgtools import find_tool
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.postgres.connection import ConnectionSpec
+from dbops.postgres.tools import find_tool
 
 
 def _in_process(spec: ConnectionSpec, name: str, bucket: str) -> float:

@@ -17,11 +17,13 @@ import time
 import uuid
 
 from bench.common import sample_server
-from dbops import aws, catalog, s3stream
-from dbops.connection import ConnectionSpec
-from dbops.local.aws import LocalAws
-from dbops.local.lambda_runtime import LocalLambdaContext
+from dbops import aws
+from dbops.aws import s3stream
+from dbops.backup import catalog
+from dbops.postgres.connection import ConnectionSpec
 from dbops.restore.runner import follow
+from local_stack.aws import LocalAws
+from local_stack.lambda_runtime import LocalLambdaContext
 
 
 def _url(spec: ConnectionSpec) -> str:
@@ -68,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     names = [f"db{i:02d}" for i in range(args.databases)]
     with LocalAws(), sample_server(dict.fromkeys(names, args.scale)) as (_pg, specs):
-        from dbops.local.workflow import deploy_backup_workflow  # synthesizes with CDK
+        from local_stack.workflow import deploy_backup_workflow  # synthesizes with CDK
 
         bucket = f"dbops-bench-{uuid.uuid4().hex[:8]}"
         aws.client("s3").create_bucket(Bucket=bucket)

@@ -19,15 +19,15 @@ from pathlib import Path
 import psutil
 
 from dbops import aws
-from dbops.backup import BackupRequest, run_backup
-from dbops.catalog import BackupManifest
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.postgres import LocalPostgres, embedded_bin_dir, free_port
+from dbops.backup.catalog import BackupManifest
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.verify import verify_backup
+from dbops.cli.sample_data import create_sample_data
+from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore import steps
 from dbops.restore.models import RestoreState
-from dbops.sample_data import create_sample_data
 from dbops.settings import FunctionSettings
-from dbops.verify import verify_backup
+from local_stack.postgres import LocalPostgres, embedded_bin_dir, free_port
 
 
 @dataclass

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.health import HealthSettings, run_health
 from dbops.health.probes.statements import statement_columns
-from dbops.local.postgres import LocalPostgres, debian_bin_dir, embedded_bin_dir
-from dbops.pgtools import find_tool
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.tools import find_tool
+from local_stack.postgres import LocalPostgres, debian_bin_dir, embedded_bin_dir
 
 DATABASE = "bench_health"
 

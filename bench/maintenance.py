@@ -21,9 +21,9 @@ from typing import Any
 
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.postgres import LocalPostgres, embedded_bin_dir
 from dbops.maintenance import DEFAULT_RULES, MaintenanceConfig, run_task
+from dbops.postgres.connection import ConnectionSpec, connect
+from local_stack.postgres import LocalPostgres, embedded_bin_dir
 
 TEMPLATE = "bench_cleanup_template"
 SCHEMA = """

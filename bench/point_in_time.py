@@ -3,7 +3,7 @@ with a ~1 GB database, split by phase, against the same restore done by hand in 
 
     python -m bench.point_in_time [--scale 9] [--table issues]
 
-The local stand-in for RDS is real PostgreSQL point-in-time recovery (dbops.local.pitr / dbops.local.rds): the
+The local stand-in for RDS is real PostgreSQL point-in-time recovery (local_stack.pitr / local_stack.rds): the
 server archives its WAL into a directory from a base backup taken after the data is loaded. Then every row of
 the table is deleted at a recorded moment T, and:
 
@@ -34,16 +34,16 @@ from psycopg import sql
 
 from bench.common import mb
 from dbops import aws
-from dbops.connection import ConnectionSpec, connect
-from dbops.local import rds
-from dbops.local.aws import LocalAws
-from dbops.local.fingerprint import table_fingerprints
-from dbops.local.pitr import WalArchive
-from dbops.local.postgres import LocalPostgres, embedded_bin_dir
-from dbops.local.workflow import deploy_restore_workflow
+from dbops.cli.sample_data import create_sample_data
+from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore.models import RestoreRequest
 from dbops.restore.runner import follow, start_restore
-from dbops.sample_data import create_sample_data
+from local_stack import rds
+from local_stack.aws import LocalAws
+from local_stack.fingerprint import table_fingerprints
+from local_stack.pitr import WalArchive
+from local_stack.postgres import LocalPostgres, embedded_bin_dir
+from local_stack.workflow import deploy_restore_workflow
 
 DATABASE = "sprint_reports_v2"
 INSTANCE = "bench-pitr"

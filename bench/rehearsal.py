@@ -24,10 +24,10 @@ from typing import Any
 
 from bench.common import SAMPLE, mb, moto_process, sample_server
 from dbops import aws
-from dbops.backup import BackupRequest, run_backup
-from dbops.local.aws import LocalAws
+from dbops.backup.run import BackupRequest, run_backup
 from dbops.rehearsal import RehearsalRequest, RehearsalResult, format_report, parse_duration, run_rehearsal
 from dbops.rehearsal.command import database_url
+from local_stack.aws import LocalAws
 
 ALEMBIC_INI = Path(__file__).parents[1] / "tests" / "fixtures" / "alembic_sprint_reports" / "alembic.ini"
 ALEMBIC = [sys.executable, "-m", "alembic", "-c", str(ALEMBIC_INI)]
@@ -38,9 +38,9 @@ SECRET = "dbops-local/sprint_reports_v2/rehearsal"
 def _deployed(spec: Any, bucket: str, revision: str, interval: str, max_lock: str) -> tuple[RehearsalResult, float]:
     """The same rehearsal through the synthesized restore state machine (moto in this process, as `make demo`);
     returns its result and the execution's time (the synthesis and deployment before it not counted)."""
-    from dbops.local import workflow
     from dbops.restore.runner import follow
     from infra.settings import DatabaseRehearsal
+    from local_stack import workflow
 
     workflow.local_images["bench-migrations:local"] = ALEMBIC_INI.parent
     settings = DatabaseRehearsal(image="bench-migrations:local", interval=interval, max_lock=max_lock)

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from bench.common import backed_up_sample, measure, run_steps, timed_safety_backup
-from dbops import catalog
-from dbops.pgtools import find_tool
+from dbops.backup import catalog
+from dbops.postgres.tools import find_tool
 from dbops.restore import archive, databases, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 

@@ -26,10 +26,10 @@ from unittest import mock
 from psycopg import sql
 
 from bench.common import SAMPLE, BackedUpSample, Step, backed_up_sample, mb, run_steps, timed_safety_backup
-from dbops.connection import ConnectionSpec, connect
+from dbops.cli.sample_data import row_counts_for
+from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore import archive, databases, steps
 from dbops.restore.models import RestoreRequest, RestoreState
-from dbops.sample_data import row_counts_for
 
 
 def size(n: int) -> str:

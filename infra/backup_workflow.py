@@ -9,13 +9,13 @@ execution fails naming every database whose backup failed, or succeeds with each
 
 With a Fargate task (the restore stage task's cluster, task definition and image, infra/restore_workflow.StageTask),
 each database's branch first asks the Backup function where its backup runs ({"plan": true}: its configured
-runner, else its last committed backup against the function's timeout, dbops.backup_runner), then runs it in the
+runner, else its last committed backup against the function's timeout, dbops.backup.placement), then runs it in the
 function or as that task with the command `python -m handlers.backup_task` (ecs:runTask.sync), the database and
 kind in its environment. Both write the same manifest; both branches keep the database's own Retry and Catch.
 
 Within one execution each database is backed up once; across executions (the nightly one and a manual one
 at the same moment) the backup itself refuses to overlap another backup of the same database (a PostgreSQL
-advisory lock, dbops.backup).
+advisory lock, dbops.backup.run).
 """
 
 from __future__ import annotations

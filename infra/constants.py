@@ -29,7 +29,6 @@ FUNCTION_ASSET_EXCLUDES = [
     "**/__pycache__",
     "**/*.pyc",
     "*.egg-info",
-    "dbops/local",
     ".mypy_cache",
     ".pytest_cache",
 ]

@@ -47,7 +47,7 @@ HEALTH_PREFIX = counters.PREFIX
 REHEARSALS_PREFIX = artifacts.PREFIX
 S3_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
 S3_READ_ACTIONS = ("s3:GetObject",)
-S3_TAG_ACTIONS = ("s3:GetObjectTagging", "s3:PutObjectTagging")  # dbops.retention: which backups may expire
+S3_TAG_ACTIONS = ("s3:GetObjectTagging", "s3:PutObjectTagging")  # dbops.backup.retention: which backups may expire
 VPC_ENI_ACTIONS = (
     "ec2:CreateNetworkInterface",
     "ec2:DescribeNetworkInterfaces",
@@ -103,7 +103,7 @@ BACKUP = FunctionSpec(
     handler="handlers.backup.handler",
     description="dbops: pg_dump | zstd | S3 multipart, manifest last (nightly, predeploy, manual)",
     sizing=BACKUP_SIZING,
-    # reads the catalog and tags backups for retention (dbops.retention) after a backup
+    # reads the catalog and tags backups for retention (dbops.backup.retention) after a backup
     bucket=BucketAccess(
         read=(f"{BACKUPS_PREFIX}*",),
         write=(f"{BACKUPS_PREFIX}*",),

@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dbops.connection import RDS_INSTANCE_ID, AppHook
+from dbops.backup.retention import DEFAULT_KEEP, EXPIRABLE_TAG, RETAINED_KINDS
 from dbops.health.thresholds import Thresholds
 from dbops.maintenance.settings import MaintenanceConfig
-from dbops.retention import DEFAULT_KEEP, EXPIRABLE_TAG, RETAINED_KINDS
+from dbops.postgres.connection import RDS_INSTANCE_ID, AppHook
 from infra.constants import BACKUPS_PREFIX, CERTS_DIR_IN_LAMBDA, CONTEXT_KEY, MAINTENANCE_TASKS
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
@@ -148,7 +148,7 @@ BackupRunner = Literal["auto", "lambda", "fargate"]
 
 
 class DatabaseBackup(_Model):
-    """When a database's scheduled backup runs, and where (dbops.connection.DatabaseConfig.backup_runner)."""
+    """When a database's scheduled backup runs, and where (dbops.postgres.connection.DatabaseConfig.backup_runner)."""
 
     schedule: str | None = Field(
         default=None,
@@ -166,7 +166,7 @@ class DatabaseBackup(_Model):
 
 
 def _duration(value: str | float) -> float:
-    from dbops.rehearsal.durations import parse_duration
+    from dbops.config.durations import parse_duration
 
     seconds = parse_duration(value) if isinstance(value, str) else float(value)
     if seconds <= 0:
@@ -199,7 +199,7 @@ class DatabaseRehearsal(_Model):
         return _duration(value)
 
     def function_config(self, secret_name: str) -> dict[str, Any]:
-        """dbops.connection.RehearsalConfig: what the rehearsal steps read."""
+        """dbops.postgres.connection.RehearsalConfig: what the rehearsal steps read."""
         return {
             "secret_id": secret_name,
             "command": self.command,
@@ -315,7 +315,7 @@ class DatabaseSettings(_Model):
         return f"{CERTS_DIR_IN_LAMBDA}/{self.ca_bundle}"
 
     def function_config(self) -> dict[str, Any]:
-        """This database as the functions read it (dbops.connection.DatabaseConfig in DBOPS_DATABASES)."""
+        """This database as the functions read it (dbops.postgres.connection.DatabaseConfig in DBOPS_DATABASES)."""
         config: dict[str, Any] = {"name": self.name, "secret_id": self.secret_arn, "sslmode": self.sslmode}
         if self.sslrootcert is not None:
             config["sslrootcert"] = self.sslrootcert
@@ -376,7 +376,7 @@ class BackupExpiry(_Model):
 
 class RetentionDays(_Model):
     """How long things are kept. Backups: S3 lifecycle per kind (prefix backups/<kind>/); nightly and predeploy
-    backups only once `keep_newest_verified` newer ones verified (dbops.retention tags them)."""
+    backups only once `keep_newest_verified` newer ones verified (dbops.backup.retention tags them)."""
 
     nightly: int = Field(default=30, ge=1)  # the guide: 30 days
     predeploy: int = Field(default=90, ge=1)

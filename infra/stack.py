@@ -25,7 +25,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from dbops import contract
-from dbops.restore.point_in_time import INSTANCE_PREFIX, PURPOSE, PURPOSE_TAG
+from dbops.aws.rds import INSTANCE_PREFIX, PURPOSE, PURPOSE_TAG
 from infra.backup_workflow import BackupWorkflow
 from infra.constants import BACKUPS_PREFIX, HEALTH_SIZING, LAYERS_BUILD_DIR, METRICS_NAMESPACE
 from infra.functions import (

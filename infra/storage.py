@@ -1,5 +1,5 @@
 """The backup bucket and its key: encrypted, TLS-only, versioned, logged, and expiring by backup kind (nightly and
-predeploy backups never below the newest verified ones: see dbops.retention)."""
+predeploy backups never below the newest verified ones: see dbops.backup.retention)."""
 
 from __future__ import annotations
 

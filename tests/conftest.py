@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from dbops import aws
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.aws import LocalAws
-from dbops.local.postgres import LocalPostgres
+from dbops.cli.sample_data import create_sample_data
+from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore.models import RestoreRequest
 from dbops.restore.runner import follow, start_restore
-from dbops.sample_data import create_sample_data
+from local_stack.aws import LocalAws
+from local_stack.postgres import LocalPostgres
 from tests.support import restore_environment, server_bin_dir, server_params
 
 ALEMBIC_PROJECT = Path(__file__).parent / "fixtures" / "alembic_sprint_reports"
@@ -115,8 +115,8 @@ MIGRATIONS_IMAGE = "sprint-reports-migrations:local"  # tests/fixtures/alembic_s
 def restore_machine(local_aws: LocalAws) -> str:
     """The restore state machine as the stack makes it, with sprint_reports_v2's migration rehearsals (mode
     rehearse): its migration image is the fixture's Alembic project."""
-    from dbops.local import workflow  # synthesizes with CDK: only when a test needs it
     from infra.settings import DatabaseRehearsal
+    from local_stack import workflow  # synthesizes with CDK: only when a test needs it
 
     workflow.local_images[MIGRATIONS_IMAGE] = ALEMBIC_PROJECT
     rehearsal = DatabaseRehearsal(image=MIGRATIONS_IMAGE, max_duration="2m", interval="5ms")

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dbops.connection import ConnectionSpec
-from dbops.local.fingerprint import table_fingerprints
-from dbops.local.lambda_runtime import LocalLambdaContext, scheduled_event
+from dbops.postgres.connection import ConnectionSpec
+from local_stack.fingerprint import table_fingerprints
+from local_stack.lambda_runtime import LocalLambdaContext, scheduled_event
 
 __all__ = ["LocalLambdaContext", "restore_environment", "scheduled_event", "table_checksums"]
 
@@ -27,7 +27,7 @@ def server_params() -> list[Any]:
     installed; each value says where the binaries come from ("embedded" or "debian15")."""
     import pytest
 
-    from dbops.local.postgres import debian_bin_dir
+    from local_stack.postgres import debian_bin_dir
 
     params = [pytest.param("embedded", id="pg18")]
     if debian_bin_dir(15) is not None:
@@ -37,7 +37,7 @@ def server_params() -> list[Any]:
 
 def server_bin_dir(kind: str) -> Path:
     """The binaries of a `server_params` value."""
-    from dbops.local.postgres import debian_bin_dir, embedded_bin_dir
+    from local_stack.postgres import debian_bin_dir, embedded_bin_dir
 
     found = embedded_bin_dir() if kind == "embedded" else debian_bin_dir(15)
     assert found is not None

@@ -14,7 +14,7 @@ from typing import Literal
 # ---- environment variables (prefix DBOPS_; pydantic-settings reads them by field name) ---------------------
 ENV_PREFIX = "DBOPS_"
 ENV_BUCKET = "DBOPS_BUCKET"
-ENV_DATABASES = "DBOPS_DATABASES"  # JSON list of dbops.connection.DatabaseConfig
+ENV_DATABASES = "DBOPS_DATABASES"  # JSON list of dbops.postgres.connection.DatabaseConfig
 ENV_PG_BIN = "DBOPS_PG_BIN"
 ENV_COMPRESSION_LEVEL = "DBOPS_COMPRESSION_LEVEL"
 ENV_DEADLINE_MARGIN_S = "DBOPS_DEADLINE_MARGIN_S"
@@ -25,7 +25,7 @@ ENV_PRE_RESTORE_KEEP_DAYS = "DBOPS_PRE_RESTORE_KEEP_DAYS"
 ENV_FARGATE_THRESHOLD_BYTES = "DBOPS_FARGATE_THRESHOLD_BYTES"
 ENV_RETENTION_KEEP = "DBOPS_RETENTION_KEEP"
 ENV_POINT_IN_TIME_WAIT_MINUTES = "DBOPS_POINT_IN_TIME_WAIT_MINUTES"
-# backups: when one runs on Fargate instead of Lambda (dbops.backup_runner)
+# backups: when one runs on Fargate instead of Lambda (dbops.backup.placement)
 ENV_BACKUP_LAMBDA_SHARE = "DBOPS_BACKUP_LAMBDA_SHARE"
 ENV_BACKUP_FARGATE_RAW_BYTES = "DBOPS_BACKUP_FARGATE_RAW_BYTES"
 # maintenance: one MaintenanceConfig (JSON) for any database not named in DBOPS_MAINTENANCE_BY_DATABASE,
@@ -53,10 +53,10 @@ MaintenanceTask = Literal["analyze", "vacuum", "reindex", "cleanup", "archive"]
 MAINTENANCE_TASKS: tuple[MaintenanceTask, ...] = ("analyze", "vacuum", "reindex", "cleanup", "archive")
 
 # ---- backup kinds (prefix backups/<kind>/: the bucket's lifecycle rules are per kind) ---------------------
-# pointintime: a dump of a temporary instance restored to a moment (dbops.restore.point_in_time)
+# pointintime: a dump of a temporary instance restored to a moment (dbops.aws.rds)
 BackupKind = Literal["nightly", "predeploy", "prerestore", "manual", "pointintime"]
 BACKUP_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy", "prerestore", "manual", "pointintime")
-# kinds whose backups expire only once enough newer ones verified (dbops.retention)
+# kinds whose backups expire only once enough newer ones verified (dbops.backup.retention)
 RETAINED_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy")
 # kinds a backup request names (the backup state machine's input, its Fargate task, `dbops backups start`); a
 # prerestore backup is taken by the restore itself

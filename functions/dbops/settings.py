@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dbops.backup_runner import DEFAULT_MAX_RAW_BYTES, DEFAULT_MAX_SHARE
-from dbops.connection import DatabaseConfig, find_database
-from dbops.retention import DEFAULT_KEEP
+from dbops.backup.placement import DEFAULT_MAX_RAW_BYTES, DEFAULT_MAX_SHARE
+from dbops.backup.retention import DEFAULT_KEEP
+from dbops.postgres.connection import DatabaseConfig, find_database
 
 
 class FunctionSettings(BaseSettings):
@@ -28,7 +28,7 @@ class FunctionSettings(BaseSettings):
     # archives larger than this restore in the Fargate task instead of Lambda (15 min, 10 GB /tmp)
     fargate_threshold_bytes: int = 4 * 1024**3
     # a database's backup runs on Fargate when its last one took more than this share of the Lambda timeout, or
-    # pg_dump wrote more than these bytes (dbops.backup_runner; its `backup_runner` setting overrides both)
+    # pg_dump wrote more than these bytes (dbops.backup.placement; its `backup_runner` setting overrides both)
     backup_lambda_share: float = Field(default=DEFAULT_MAX_SHARE, gt=0, le=1)
     backup_fargate_raw_bytes: int = Field(default=DEFAULT_MAX_RAW_BYTES, ge=0)
     # DBOPS_RETENTION_KEEP: a nightly or predeploy backup may expire only once this many newer ones verified

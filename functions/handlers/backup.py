@@ -2,7 +2,7 @@
 direct invoke naming kind and database.
 
 {"kind": ..., "database": ..., "plan": true} backs nothing up: it answers where that database's backup runs,
-{"database", "kind", "runner", "reason"} (dbops.backup_runner: its configured runner, else its last committed
+{"database", "kind", "runner", "reason"} (dbops.backup.placement: its configured runner, else its last committed
 backup against this function's own timeout), for the state machine's choice between this function and the Fargate
 task (handlers/backup_task.py).
 
@@ -21,14 +21,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from dbops import catalog, contract
-from dbops.backup import BackupRequest, run_backup
-from dbops.backup_runner import Runner, runner_for
-from dbops.catalog import BackupKind, BackupManifest
+from dbops import contract
+from dbops.backup import catalog
+from dbops.backup.catalog import BackupKind, BackupManifest
+from dbops.backup.placement import Runner, runner_for
+from dbops.backup.retention import release_for_expiry
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.verify import verify_entry
 from dbops.errors import DbopsError
-from dbops.retention import release_for_expiry
 from dbops.settings import FunctionSettings
-from dbops.verify import verify_entry
 from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
 
@@ -131,7 +132,7 @@ def backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadline
 
 
 def plan_backup(settings: FunctionSettings, name: str, kind: BackupKind, lambda_timeout_s: float) -> BackupPlan:
-    """Where this database's backup runs (dbops.backup_runner), from its configuration and its last backup."""
+    """Where this database's backup runs (dbops.backup.placement), from its configuration and its last backup."""
     choice = runner_for(settings, name, lambda_timeout_s)
     logger.info("backup planned", extra={"database": name, "kind": kind, "runner": choice.runner, "why": choice.reason})
     return BackupPlan(database=name, kind=kind, runner=choice.runner, reason=choice.reason)

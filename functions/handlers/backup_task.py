@@ -1,7 +1,7 @@
 """A database's backup as an ECS Fargate task, for databases whose backup will not finish inside Lambda's limit.
 
 The backup state machine runs it (ecs:runTask.sync, the restore stage task's image and task definition with this
-command) when dbops.backup_runner says so, with the database and the kind in DBOPS_BACKUP_DATABASE and
+command) when dbops.backup.placement says so, with the database and the kind in DBOPS_BACKUP_DATABASE and
 DBOPS_BACKUP_KIND. It runs the Backup function's own code (handlers.backup.backup_one) with no deadline: the same
 manifest, the same BackupSucceeded / BackupFailed metrics (sent with PutMetricData: CloudWatch does not read a task's
 awslogs output as EMF), the same retention tagging. A missing or invalid
@@ -17,7 +17,7 @@ from typing import cast
 
 from pydantic import ValidationError
 
-from dbops.catalog import BackupKind
+from dbops.backup.catalog import BackupKind
 from dbops.contract import REQUESTED_KINDS
 from dbops.errors import DbopsError, validation_problems
 from dbops.settings import FunctionSettings

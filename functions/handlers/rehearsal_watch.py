@@ -25,8 +25,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from dbops import contract
-from dbops.connection import ConnectionSpec
 from dbops.errors import DbopsError, validation_problems
+from dbops.postgres.connection import ConnectionSpec
 from dbops.rehearsal import artifacts
 from dbops.rehearsal.watcher import Watcher
 

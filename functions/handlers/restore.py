@@ -13,8 +13,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from dbops import contract
+from dbops.aws import rds
 from dbops.rehearsal import scratch
-from dbops.restore import point_in_time, point_in_time_steps, steps
+from dbops.restore import point_in_time_steps, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
 from handlers.events import databases_to_run, parse_invocation
@@ -156,7 +157,7 @@ def sweep_temporary_instances(event: dict[str, Any], context: LambdaContext) -> 
     """A restore execution that ended (aborted, timed out, failed: EventBridge) or the daily sweep: delete the
     point-in-time restores' temporary instances no running execution needs."""
     execution = parse_sweep_event(event)
-    deleted = point_in_time.sweep(execution)
+    deleted = rds.sweep(execution)
     if deleted:
         logger.warning("temporary instances deleted", extra={"execution": execution, "deleted": deleted})
     return {"deleted": deleted}

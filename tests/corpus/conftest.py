@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbops.connection import ConnectionSpec
-from dbops.local.postgres import LocalPostgres
+from dbops.postgres.connection import ConnectionSpec
+from local_stack.postgres import LocalPostgres
 from tests.corpus.regression import build_regression_database
 
 REGRESSION_DB = "regression"

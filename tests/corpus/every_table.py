@@ -17,15 +17,15 @@ import os
 import sys
 
 from dbops import aws
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec
+from dbops.backup.run import BackupRequest, run_backup
 from dbops.errors import DbopsError
-from dbops.local.aws import LocalAws
-from dbops.local.postgres import LocalPostgres, embedded_bin_dir
+from dbops.postgres.connection import ConnectionSpec
 from dbops.restore import steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.restore.names import display
 from dbops.settings import FunctionSettings
+from local_stack.aws import LocalAws
+from local_stack.postgres import LocalPostgres, embedded_bin_dir
 from tests.corpus.regression import build_regression_database
 
 STEPS = (steps.validate, steps.stage, steps.check, steps.swap, steps.finish)

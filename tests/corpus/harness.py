@@ -17,9 +17,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
-from dbops.pgrestore import run_pg_restore
-from dbops.pgtools import find_tool
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.pgrestore import run_pg_restore
+from dbops.postgres.tools import find_tool
 
 TableKey = tuple[str, str]  # (schema, name)
 Fingerprint = tuple[int, str]  # (rows, md5 of the rows in key order)

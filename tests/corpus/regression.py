@@ -29,8 +29,8 @@ from typing import Any
 
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
-from dbops.pgtools import find_tool
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.tools import find_tool
 
 SOURCE_PACKAGE = "postgresql-15"
 REPO_ROOT = Path(__file__).resolve().parents[2]

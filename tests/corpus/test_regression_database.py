@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dbops.connection import ConnectionSpec, connect
-from dbops.pgtools import find_tool
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.tools import find_tool
 
 pytestmark = pytest.mark.corpus
 

@@ -18,10 +18,10 @@ import pytest
 from psycopg import sql
 
 from dbops import aws
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.aws import LocalAws
-from dbops.local.postgres import LocalPostgres
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.postgres.connection import ConnectionSpec, connect
+from local_stack.aws import LocalAws
+from local_stack.postgres import LocalPostgres
 from tests.corpus import harness
 from tests.support import restore_environment
 

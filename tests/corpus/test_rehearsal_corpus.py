@@ -37,10 +37,10 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.postgres import LocalPostgres
-from dbops.pgtools import find_tool
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.tools import find_tool
 from dbops.rehearsal import RehearsalRequest, RehearsalResult, format_report, run_rehearsal
+from local_stack.postgres import LocalPostgres
 from tests.corpus import harness
 
 pytestmark = pytest.mark.corpus

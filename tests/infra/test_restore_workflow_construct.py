@@ -172,7 +172,7 @@ def test_functions_get_the_hook_and_custom_checks_in_their_database_settings(syn
     assert databases[0]["restore_checks"] == ["SELECT count(*) > 0 FROM users"]
 
 
-# Restores as of a moment (dbops.restore.point_in_time): the temporary instance's path, access and sweep.
+# Restores as of a moment (dbops.aws.rds): the temporary instance's path, access and sweep.
 
 
 def test_a_restore_as_of_a_moment_restores_waits_dumps_then_takes_the_ordinary_path(definition: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ def _expiries(rules: list[dict[str, Any]]) -> dict[str, tuple[int, list[dict[str
 def test_lifecycle_expires_each_backup_kind_at_its_configured_age(synthesized: Synth) -> None:
     rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
     # nightly: the guide's 30 days (default); the others as configured in the test settings. Nightly and
-    # predeploy objects expire only once dbops.retention tagged them (never the newest verified backups);
+    # predeploy objects expire only once dbops.backup.retention tagged them (never the newest verified backups);
     # prerestore and manual backups by age alone
     assert _expiries(rules) == {
         "backups/nightly/": (30, RELEASED),
@@ -51,7 +51,7 @@ def test_lifecycle_expires_each_backup_kind_at_its_configured_age(synthesized: S
 
 def test_lifecycle_tag_is_the_one_retention_sets(synthesized: Synth) -> None:
     """The rule's filter and the functions' tagging share one definition: they cannot disagree."""
-    from dbops.retention import EXPIRABLE_TAG, RETAINED_KINDS
+    from dbops.backup.retention import EXPIRABLE_TAG, RETAINED_KINDS
 
     rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
     assert RELEASED == [{"Key": EXPIRABLE_TAG, "Value": "true"}]

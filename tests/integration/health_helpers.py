@@ -11,8 +11,8 @@ from typing import Any
 
 import psycopg
 
-from dbops.connection import ConnectionSpec
 from dbops.health import HealthReport, HealthSettings, Thresholds, run_health
+from dbops.postgres.connection import ConnectionSpec
 
 
 def check(spec: ConnectionSpec, **settings: Any) -> HealthReport:

@@ -10,8 +10,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.maintenance import ProgressEvent
+from dbops.postgres.connection import ConnectionSpec, connect
 
 Statement = str | sql.Composable
 

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from dbops import aws
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.aws import LocalAws
-from dbops.local.postgres import LocalPostgres, debian_bin_dir
-from dbops.sample_data import create_sample_data
+from dbops.cli.sample_data import create_sample_data
+from dbops.postgres.connection import ConnectionSpec, connect
 from handlers.backup import BackupsFailed, handler
+from local_stack.aws import LocalAws
+from local_stack.postgres import LocalPostgres, debian_bin_dir
 from tests.support import LocalLambdaContext, TcpProxy, WhenProcessWrites, emf_metrics, kill, scheduled_event
 
 DATABASE = "sprint_reports_v2"

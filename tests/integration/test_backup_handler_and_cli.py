@@ -9,10 +9,12 @@ import sys
 
 import pytest
 
-from dbops import aws, catalog, retention, s3stream
-from dbops.connection import ConnectionSpec
-from dbops.local.aws import LocalAws
+from dbops import aws
+from dbops.aws import s3stream
+from dbops.backup import catalog, retention
+from dbops.postgres.connection import ConnectionSpec
 from handlers.backup import handler
+from local_stack.aws import LocalAws
 from tests.support import LocalLambdaContext, emf_metrics, scheduled_event
 
 

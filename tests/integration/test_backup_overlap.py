@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from dbops import aws, catalog
-from dbops.backup import BACKUP_LOCK_CLASS, BackupRequest, backup_lock_key, run_backup
-from dbops.catalog import BackupManifest
-from dbops.connection import ConnectionSpec, connect
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.catalog import BackupManifest
+from dbops.backup.run import BACKUP_LOCK_CLASS, BackupRequest, backup_lock_key, run_backup
 from dbops.errors import BackupError
+from dbops.postgres.connection import ConnectionSpec, connect
 
 DATABASE = "sprint_reports_v2"
 

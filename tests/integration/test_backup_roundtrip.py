@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import zstandard
 
-from dbops import aws, catalog
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec, connect
-from dbops.pgrestore import run_pg_restore
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.pgrestore import run_pg_restore
 from tests.support import table_checksums
 
 

@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
-from dbops import catalog
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec
+from dbops.backup import catalog
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.postgres.connection import ConnectionSpec
 from handlers.backup import handler
 from tests.support import LocalLambdaContext, cloudwatch_sums, emf_metrics
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from dbops import aws, catalog
-from dbops.catalog import StoredObject
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.catalog import StoredObject
 from dbops.errors import BackupNotFound
 from tests.integration.test_health_backups import DATABASE, write_backup
 

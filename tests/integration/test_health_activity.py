@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.health import Status
+from dbops.postgres.connection import ConnectionSpec, connect
 from tests.integration.health_helpers import (
     BackgroundStatement,
     check,

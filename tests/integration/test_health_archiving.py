@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.health import Status
-from dbops.local.postgres import LocalPostgres
+from dbops.postgres.connection import ConnectionSpec, connect
+from local_stack.postgres import LocalPostgres
 from tests.integration.health_helpers import check, wait_until
 
 SWITCH_WAL = "SELECT pg_switch_wal()"

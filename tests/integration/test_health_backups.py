@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dbops import aws, catalog
-from dbops.backup import BackupRequest, run_backup
-from dbops.catalog import BackupManifest, StoredObject, TableStat, Verification
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.catalog import BackupManifest, StoredObject, TableStat, Verification
+from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli import main
-from dbops.connection import ConnectionSpec, connect
 from dbops.health import ProbeResult, Status
-from dbops.local.postgres import LocalPostgres
+from dbops.postgres.connection import ConnectionSpec, connect
+from local_stack.postgres import LocalPostgres
 from tests.integration.health_helpers import check
 
 DATABASE = "sprint_reports_v2"

@@ -10,9 +10,9 @@ import pytest
 from psycopg import sql
 from pydantic import SecretStr
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.health import HealthSettings, Status, run_health
-from dbops.local.postgres import free_port
+from dbops.postgres.connection import ConnectionSpec, connect
+from local_stack.postgres import free_port
 from tests.integration.health_helpers import check, open_transaction
 
 OTHER_PROBES_OK = ("connectivity", "connections", "sizes", "dead_tuples", "wraparound", "sequences", "cache_hit")

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from dbops.connection import ConnectionSpec
-from dbops.local.postgres import LocalPostgres
+from dbops.postgres.connection import ConnectionSpec
 from handlers.health import handler
+from local_stack.postgres import LocalPostgres
 from tests.integration.test_health_backups import DATABASE, write_backup
 from tests.support import LocalLambdaContext, emf_metrics, scheduled_event
 

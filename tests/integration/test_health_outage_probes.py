@@ -30,12 +30,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from dbops import aws
-from dbops.connection import ConnectionSpec, connect
 from dbops.health import HealthSettings, Status, Thresholds, run_health
 from dbops.health.counters import S3TempFileState, TempFileCounters
 from dbops.health.model import metric_name
-from dbops.local.aws import LocalAws
-from dbops.local.postgres import SERVICE_USER, LocalPostgres
+from dbops.postgres.connection import ConnectionSpec, connect
+from local_stack.aws import LocalAws
+from local_stack.postgres import SERVICE_USER, LocalPostgres
 from tests.integration.health_helpers import (
     BackgroundStatement,
     check,

@@ -12,13 +12,13 @@ import pytest
 
 from dbops import aws
 from dbops.cli import main
-from dbops.connection import ConnectionSpec
 from dbops.health import HealthSettings, Thresholds, run_health
 from dbops.health.model import Status
 from dbops.health.probes.point_in_time import probe_point_in_time
 from dbops.health.probes.rds_metrics import probe_rds_metrics
-from dbops.local.aws import LocalAws
-from dbops.local.postgres import LocalPostgres
+from dbops.postgres.connection import ConnectionSpec
+from local_stack.aws import LocalAws
+from local_stack.postgres import LocalPostgres
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from dbops import aws
 from dbops.health import Thresholds
 from dbops.health.model import Status
 from dbops.health.probes.rds_engine import probe_rds_engine_version
-from dbops.local.aws import LocalAws
-from dbops.local.rds_engine_versions import offer_engine_versions
+from local_stack.aws import LocalAws
+from local_stack.rds_engine_versions import offer_engine_versions
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dbops.connection import ConnectionSpec
 from dbops.health import Status, format_report
 from dbops.health.probes import PROBE_NAMES
+from dbops.postgres.connection import ConnectionSpec
 from tests.integration.health_helpers import check
 
 CONTRACT = {"HealthStatus", "HealthProbeErrors", "ConnectionsUsedPercent", "BlockedQueries", "XidWraparoundAge"}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.health import Status
 from dbops.health.probes.statements import statement_columns
+from dbops.postgres.connection import ConnectionSpec, connect
 from tests.integration.health_helpers import check
 
 

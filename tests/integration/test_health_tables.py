@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.health import Status
+from dbops.postgres.connection import ConnectionSpec, connect
 from tests.integration.health_helpers import check, flush_stats, open_transaction
 
 

@@ -23,10 +23,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dbops import aws
-from dbops.local import rds
-from dbops.local.aws import LocalAws
-from dbops.local.pitr import RecoveryFailed, WalArchive
-from dbops.local.postgres import LocalPostgres
+from local_stack import rds
+from local_stack.aws import LocalAws
+from local_stack.pitr import RecoveryFailed, WalArchive
+from local_stack.postgres import LocalPostgres
 from tests.support import server_bin_dir, server_params
 
 UNRELATED = [(1, "alpha"), (2, "beta"), (3, "gamma")]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dbops.cli import main
-from dbops.connection import ConnectionSpec, connect
 from dbops.maintenance import DEFAULT_RULES, MaintenanceConfig, RetentionRule
+from dbops.postgres.connection import ConnectionSpec, connect
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, spec: ConnectionSpec, config: MaintenanceConfig, tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.lambda_runtime import LocalLambdaContext, scheduled_event
 from dbops.maintenance import DEFAULT_RULES, MaintenanceConfig
+from dbops.postgres.connection import ConnectionSpec, connect
 from handlers.maintenance import handler
+from local_stack.lambda_runtime import LocalLambdaContext, scheduled_event
 from tests.integration.maintenance_helpers import execute
 from tests.support import emf_metrics
 

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.maintenance import MaintenanceConfig, execute_plan, plan_task, run_task
+from dbops.postgres.connection import ConnectionSpec, connect
 from tests.integration.maintenance_helpers import LockHolder, Timeline, Writer, execute
 
 INDEX_STATE = """

@@ -15,9 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.errors import ConfigError
 from dbops.maintenance import DEFAULT_RULES, MaintenanceConfig, RetentionRule, execute_plan, plan_task, run_task
+from dbops.postgres.connection import ConnectionSpec, connect
 from tests.integration.maintenance_helpers import Timeline, Writer, rows_checksum, wait_until
 from tests.support import table_checksums
 

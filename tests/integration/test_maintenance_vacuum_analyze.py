@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec
 from dbops.maintenance import MaintenanceConfig, execute_plan, plan_task, run_task
+from dbops.postgres.connection import ConnectionSpec
 from tests.integration.maintenance_helpers import (
     LockHolder,
     Timeline,

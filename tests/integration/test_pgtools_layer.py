@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from psycopg import sql
 
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.postgres import LocalPostgres, debian_bin_dir, embedded_bin_dir
-from dbops.sample_data import create_sample_data
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.cli.sample_data import create_sample_data
+from dbops.postgres.connection import ConnectionSpec, connect
 from layers import builder
+from local_stack.postgres import LocalPostgres, debian_bin_dir, embedded_bin_dir
 from tests.support import table_checksums
 
 HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64"}.get(platform.machine())

@@ -23,15 +23,15 @@ from pathlib import Path
 import pytest
 
 from dbops import aws
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.aws import LocalAws
-from dbops.local.fingerprint import table_fingerprints
-from dbops.local.postgres import LocalPostgres
-from dbops.pgtools import find_tool
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.cli.sample_data import create_sample_data
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.tools import find_tool
 from dbops.rehearsal import RehearsalResult, drop_stale, format_report
 from dbops.rehearsal.command import database_url
-from dbops.sample_data import create_sample_data
+from local_stack.aws import LocalAws
+from local_stack.fingerprint import table_fingerprints
+from local_stack.postgres import LocalPostgres
 
 ALEMBIC_INI = Path(__file__).parents[1] / "fixtures" / "alembic_sprint_reports" / "alembic.ini"
 ALEMBIC = [sys.executable, "-m", "alembic", "-c", str(ALEMBIC_INI)]

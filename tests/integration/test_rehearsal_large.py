@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from dbops import aws
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.aws import LocalAws
-from dbops.local.postgres import LocalPostgres
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.cli.sample_data import create_sample_data
+from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.rehearsal import RehearsalRequest, RehearsalResult, run_rehearsal
 from dbops.rehearsal.command import database_url
-from dbops.sample_data import create_sample_data
+from local_stack.aws import LocalAws
+from local_stack.postgres import LocalPostgres
 
 ALEMBIC_INI = Path(__file__).parents[1] / "fixtures" / "alembic_sprint_reports" / "alembic.ini"
 ALEMBIC = [sys.executable, "-m", "alembic", "-c", str(ALEMBIC_INI)]

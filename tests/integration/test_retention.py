@@ -13,16 +13,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from psycopg import sql
 
-from dbops import aws, catalog, stored
-from dbops.backup import BackupRequest, run_backup
-from dbops.catalog import BackupManifest
-from dbops.connection import ConnectionSpec, connect
+from dbops import aws
+from dbops.backup import catalog, stored
+from dbops.backup.catalog import BackupManifest
+from dbops.backup.retention import EXPIRABLE_TAG, release_for_expiry
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.verify import verify_backup
 from dbops.errors import BackupError, ConfigError, VerificationFailed
-from dbops.local.postgres import LocalPostgres
-from dbops.pgrestore import run_pg_restore
-from dbops.retention import EXPIRABLE_TAG, release_for_expiry
-from dbops.verify import verify_backup
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.pgrestore import run_pg_restore
 from infra.settings import RetentionDays
+from local_stack.postgres import LocalPostgres
 from tests.integration.lifecycle_helpers import SimulatedLifecycle, configure_like_the_stack
 from tests.integration.test_health_backups import DATABASE as FAKED
 from tests.integration.test_health_backups import write_backup

@@ -12,12 +12,12 @@ import pytest
 from psycopg import sql
 from pydantic import SecretStr
 
-from dbops.backup import BackupRequest, run_backup
+from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli import main
-from dbops.connection import ConnectionSpec, connect
 from dbops.errors import DatabaseError
-from dbops.local.postgres import LocalPostgres
-from dbops.roles import RoleNames, RolesPlan, apply_roles, plan_roles, role_sections
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.roles import RoleNames, RolesPlan, apply_roles, plan_roles, role_sections
+from local_stack.postgres import LocalPostgres
 from tests.support import table_checksums
 
 

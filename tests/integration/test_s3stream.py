@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from dbops import aws, s3stream
+from dbops import aws
+from dbops.aws import s3stream
 from dbops.errors import StorageError
 
 MB = 1024 * 1024

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from dbops import aws, catalog
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.verify import verify_backup
 from dbops.errors import BackupNotFound, VerificationFailed
-from dbops.verify import verify_backup
+from dbops.postgres.connection import ConnectionSpec
 
 
 @pytest.fixture

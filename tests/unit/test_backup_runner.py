@@ -1,4 +1,4 @@
-"""Where a database's backup runs (dbops.backup_runner): its configuration, else its last committed backup."""
+"""Where a database's backup runs (dbops.backup.placement): its configuration, else its last committed backup."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dbops.backup_runner import choose_runner, last_backup
-from dbops.catalog import BackupManifest, StoredObject
+from dbops.backup.catalog import BackupManifest, StoredObject
+from dbops.backup.placement import choose_runner, last_backup
 
 TIMEOUT_S = 900.0  # the Backup function's
 

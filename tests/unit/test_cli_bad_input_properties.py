@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dbops import aws
-from dbops.catalog import BACKUP_KINDS
+from dbops.backup.catalog import BACKUP_KINDS
 from dbops.cli import main
-from dbops.local.aws import LocalAws
 from dbops.restore.names import parse_table_name
+from local_stack.aws import LocalAws
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # what an operator can type: any text (argv holds no NUL), the characters that make names hard drawn often

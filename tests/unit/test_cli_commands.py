@@ -30,7 +30,8 @@ def test_a_backup_does_not_import_the_other_groups() -> None:
         "import sys\n"
         "from dbops.cli import build_parser\n"
         "build_parser('backup')\n"
-        "print(' '.join(m for m in ('dbops.health', 'dbops.maintenance', 'dbops.restore.runner', 'dbops.roles')"
+        "print(' '.join(m for m in ('dbops.health', 'dbops.maintenance', 'dbops.restore.runner',"
+        " 'dbops.postgres.roles')"
         " if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

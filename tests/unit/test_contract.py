@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
-from dbops import catalog, contract, retention
+from dbops import contract
+from dbops.backup import catalog, retention
 from dbops.health import HealthEnvironment
 from dbops.health.model import metric_name
 from dbops.maintenance import TASKS, MaintenanceSettings

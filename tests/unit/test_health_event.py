@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dbops.local.lambda_runtime import scheduled_event
 from handlers.health import parse_event
+from local_stack.lambda_runtime import scheduled_event
 
 
 def test_scheduled_event_means_every_database() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dbops.local.lambda_runtime import scheduled_event
 from dbops.maintenance import DEFAULT_RULES, DEFAULT_SCHEDULES, TASKS, MaintenanceConfig, RetentionRule
 from dbops.maintenance.rules import keep_condition_problem
 from handlers.maintenance import parse_event
+from local_stack.lambda_runtime import scheduled_event
 
 
 def test_shipped_rules_are_the_guides_cleanup_and_archive() -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dbops import pipes
+from dbops.postgres import pipes
 
 # writes `total` bytes of a known pattern, 4 kB per write, pausing now and then like a dump waiting on the server
 WRITER = """

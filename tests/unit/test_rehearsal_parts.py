@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from dbops.connection import ConnectionSpec
+from dbops.config.durations import format_duration
+from dbops.postgres.connection import ConnectionSpec
 from dbops.rehearsal import advice, parse_duration
 from dbops.rehearsal.command import command_env, database_url, default_downgrade, redact, secrets_of
-from dbops.rehearsal.durations import format_duration
 from dbops.rehearsal.schema import compare, normalize
 from dbops.rehearsal.scratch import PURPOSE, created_at_of, new_id
 from dbops.rehearsal.watcher import Span

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dbops.catalog import IDENTITY_FORMAT, BackupManifest, RelKind, StoredObject, TableStat
+from dbops.backup.catalog import IDENTITY_FORMAT, BackupManifest, RelKind, StoredObject, TableStat
 from dbops.restore.steps import RestoreRefused, _resolve_tables
 
 

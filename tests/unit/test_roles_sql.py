@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbops.errors import ConfigError
-from dbops.roles import AuditSupport, RoleNames, audit_section, role_sections
+from dbops.postgres.roles import AuditSupport, RoleNames, audit_section, role_sections
 
 
 def _sql(server_version_num: int, **kwargs: object) -> str:

@@ -1,6 +1,6 @@
 """The CDK-synthesized backup state machine run by moto's Step Functions over real PostgreSQL databases: a Map with
 one Backup invoke per database, where one database failing fails only its own backup; a database over the Lambda
-threshold takes the Fargate branch, whose task's command runs here (dbops.local.workflow)."""
+threshold takes the Fargate branch, whose task's command runs here (local_stack.workflow)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from dbops import aws, catalog
-from dbops.backup import BackupRequest, run_backup
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli import main
-from dbops.connection import ConnectionSpec
-from dbops.local.aws import LocalAws
+from dbops.postgres.connection import ConnectionSpec
 from dbops.restore.runner import follow
+from local_stack.aws import LocalAws
 from tests.support import cloudwatch_sums, emf_metrics
 
 DATABASES = ("app_one", "app_two", "app_bad")
@@ -25,7 +26,7 @@ DATABASES = ("app_one", "app_two", "app_bad")
 
 @pytest.fixture(scope="module")
 def backup_machine(local_aws: LocalAws) -> str:
-    from dbops.local.workflow import deploy_backup_workflow  # synthesizes with CDK: only when a test needs it
+    from local_stack.workflow import deploy_backup_workflow  # synthesizes with CDK: only when a test needs it
 
     return deploy_backup_workflow(DATABASES, max_concurrency=2, name=f"dbops-backup-{uuid.uuid4().hex[:8]}")
 

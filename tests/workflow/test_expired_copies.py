@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.errors import ConfigError
-from dbops.local.lambda_runtime import LocalLambdaContext, scheduled_event
+from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore import databases, records
 from handlers.restore import drop_expired_copies
+from local_stack.lambda_runtime import LocalLambdaContext, scheduled_event
 from tests.support import emf_metrics
 
 

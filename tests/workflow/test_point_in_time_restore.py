@@ -1,5 +1,5 @@
 """Restores as of a moment through the synthesized restore state machine, on the local stand-in for RDS: a real
-archiving PostgreSQL (15 and 18) whose point-in-time restores are real recoveries (dbops.local.rds).
+archiving PostgreSQL (15 and 18) whose point-in-time restores are real recoveries (local_stack.rds).
 
 The history: `events` rows 1 and 2 inserted at T1, deleted at T2 (1.1 s later), row 3 inserted after; `unrelated`
 changed after T2 too. A restore of `events` as of a moment between T1 and T2 brings 1 and 2 back (and takes 3
@@ -24,18 +24,19 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbops import aws, catalog
+from dbops import aws
+from dbops.aws.rds import INSTANCE_PREFIX
+from dbops.backup import catalog
 from dbops.cli import main
-from dbops.connection import ConnectionSpec
-from dbops.local import rds
-from dbops.local.aws import LocalAws
-from dbops.local.pitr import WalArchive
-from dbops.local.postgres import LocalPostgres
+from dbops.postgres.connection import ConnectionSpec
 from dbops.restore import records
 from dbops.restore.models import RestoreRequest
-from dbops.restore.point_in_time import INSTANCE_PREFIX
 from dbops.restore.runner import start_restore
 from handlers.restore import sweep_temporary_instances
+from local_stack import rds
+from local_stack.aws import LocalAws
+from local_stack.pitr import WalArchive
+from local_stack.postgres import LocalPostgres
 from tests.support import LocalLambdaContext, scheduled_event, server_bin_dir, server_params
 
 

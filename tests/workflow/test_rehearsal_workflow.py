@@ -21,17 +21,17 @@ from typing import Any
 import pytest
 
 from dbops import aws
-from dbops.backup import BackupRequest, run_backup
+from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli import main
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.fingerprint import table_fingerprints
-from dbops.local.postgres import LocalPostgres
+from dbops.cli.sample_data import create_sample_data
+from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.rehearsal import scratch
 from dbops.rehearsal.command import database_url
 from dbops.rehearsal.models import RehearsalResult
 from dbops.restore.runner import follow
-from dbops.sample_data import create_sample_data
 from handlers.restore import drop_expired_copies
+from local_stack.fingerprint import table_fingerprints
+from local_stack.postgres import LocalPostgres
 from tests.support import LocalLambdaContext, emf_metrics, restore_environment
 
 ALEMBIC_INI = Path(__file__).parents[1] / "fixtures" / "alembic_sprint_reports" / "alembic.ini"

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from dbops import catalog, s3stream
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec, connect
+from dbops.aws import s3stream
+from dbops.backup import catalog
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.postgres.connection import ConnectionSpec, connect
 from tests.support import table_checksums
 
 Run = Callable[..., dict[str, Any]]

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from dbops.backup import BackupRequest, run_backup
+from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli import main
-from dbops.connection import ConnectionSpec, connect
+from dbops.postgres.connection import ConnectionSpec, connect
 from tests.support import table_checksums
 
 

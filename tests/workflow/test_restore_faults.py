@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from dbops import aws, catalog
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec, connect
-from dbops.local.postgres import LocalPostgres
-from dbops.sample_data import create_sample_data
-from dbops.verify import verify_backup
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.verify import verify_backup
+from dbops.cli.sample_data import create_sample_data
+from dbops.postgres.connection import ConnectionSpec, connect
+from local_stack.postgres import LocalPostgres
 from tests.support import WhenProcessWrites, kill, table_checksums
 
 Run = Callable[..., dict[str, Any]]

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from dbops import aws, catalog
-from dbops.backup import BackupRequest, run_backup
-from dbops.connection import ConnectionSpec, connect
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore import records
 from tests.support import table_checksums
 

@@ -10,9 +10,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dbops import aws, catalog
-from dbops.backup import BackupRequest, run_backup
-from dbops.catalog import BACKUP_KINDS
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.catalog import BACKUP_KINDS
+from dbops.backup.retention import RETAINED_KINDS, release_for_expiry
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.verify import verify_entry
 from dbops.cli.common import (
     EnvDefault,
     add_bucket,
@@ -24,13 +27,11 @@ from dbops.cli.common import (
     print_table,
     spec_from,
 )
-from dbops.connection import connect
+from dbops.cli.sample_data import create_sample_data
 from dbops.contract import REQUESTED_KINDS
 from dbops.errors import StorageError, VerificationFailed
-from dbops.retention import RETAINED_KINDS, release_for_expiry
-from dbops.sample_data import create_sample_data
+from dbops.postgres.connection import connect
 from dbops.text import human_age, human_bytes
-from dbops.verify import verify_entry
 
 
 def _progress(what: str, raw: int) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
-from dbops.connection import ConnectionSpec
 from dbops.errors import ConfigError
+from dbops.postgres.connection import ConnectionSpec
 from dbops.text import table_lines
 
 

@@ -12,7 +12,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from dbops.cli.common import EnvDefault, add_database_url, print_json, spec_from
-from dbops.connection import ConnectionSpec
 from dbops.errors import ConfigError, validation_problems
 from dbops.maintenance import (
     TASKS,
@@ -26,6 +25,7 @@ from dbops.maintenance import (
     plan_task,
     planned_summary,
 )
+from dbops.postgres.connection import ConnectionSpec
 
 BATCH_LINES_EVERY_S = 1.0
 

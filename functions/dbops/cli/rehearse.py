@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import Any, NoReturn
 
-from dbops.catalog import BACKUP_KINDS
+from dbops.backup.catalog import BACKUP_KINDS
 from dbops.cli.common import EnvDefault, add_database_url, add_pg_bin, add_state_machine, print_json, spec_from
 from dbops.cli.rehearse_deployed import run_deployed
 from dbops.errors import ConfigError

@@ -17,7 +17,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dbops import aws, s3stream
+from dbops import aws
+from dbops.aws import s3stream
 from dbops.cli.restores import find_state_machine
 from dbops.errors import ConfigError
 from dbops.restore.runner import follow

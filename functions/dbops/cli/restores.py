@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dbops.catalog import BACKUP_KINDS
+from dbops.backup.catalog import BACKUP_KINDS
 from dbops.cli import common
 from dbops.cli.common import print_json, print_table
 from dbops.restore.models import RestoreRequest

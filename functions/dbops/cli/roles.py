@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from dbops.cli.common import add_database_url, spec_from
-from dbops.roles import DEFAULT_PREFIX, RoleNames, apply_roles, plan_roles
+from dbops.postgres.roles import DEFAULT_PREFIX, RoleNames, apply_roles, plan_roles
 
 
 def cmd_roles(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from dbops.catalog import CatalogEntry
+from dbops.backup.catalog import CatalogEntry
 from dbops.health.counters import TempFileBaseline
 from dbops.health.settings import HealthSettings
 from dbops.health.thresholds import Thresholds

@@ -60,13 +60,13 @@ class S3TempFileState:
         return f"{self.prefix}temp-files/{quote(database, safe='')}.json"
 
     def load(self, database: str) -> TempFileCounters | None:
-        from dbops.s3stream import get_text  # botocore, only when a state is used
+        from dbops.aws.s3stream import get_text  # botocore, only when a state is used
 
         text = get_text(self.bucket, self.key(database))
         return None if text is None else TempFileCounters.model_validate_json(text)
 
     def save(self, database: str, counters: TempFileCounters) -> None:
-        from dbops.s3stream import put_json
+        from dbops.aws.s3stream import put_json
 
         body = {"database": database, **counters.model_dump(mode="json")}
         put_json(self.bucket, self.key(database), json.dumps(body))

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from dbops import catalog
-from dbops.catalog import CatalogEntry
-from dbops.connection import ConnectionSpec, DatabaseConfig, connect, describe_error
+from dbops.aws.rds import Kind
+from dbops.backup import catalog
+from dbops.backup.catalog import CatalogEntry
 from dbops.errors import DbopsError
 from dbops.health.context import ProbeContext
 from dbops.health.counters import TempFileBaseline, TempFileCounters, TempFileState
@@ -28,7 +28,7 @@ from dbops.health.probes.rds_metrics import RDS_METRICS, probe_rds_metrics
 from dbops.health.probes.temp_files import TEMP_FILES
 from dbops.health.settings import HealthSettings
 from dbops.health.thresholds import Thresholds
-from dbops.restore.point_in_time import Kind
+from dbops.postgres.connection import ConnectionSpec, DatabaseConfig, connect, describe_error
 
 SESSION_SETUP = """
     SELECT set_config('default_transaction_read_only', 'on', false),

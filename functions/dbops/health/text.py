@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dbops.sql_text import one_line
+from dbops.postgres.sql_text import one_line
 from dbops.text import human_age as age
 from dbops.text import human_bytes as size
 

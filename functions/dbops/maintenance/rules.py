@@ -28,7 +28,6 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from dbops.connection import describe_error
 from dbops.errors import ConfigError, DatabaseError
 from dbops.maintenance.objects import (
     Column,
@@ -41,6 +40,7 @@ from dbops.maintenance.objects import (
     referencing_keys,
 )
 from dbops.maintenance.settings import RetentionRule
+from dbops.postgres.connection import describe_error
 
 ARCHIVE_SUFFIX = "_archive"
 MAX_IDENTIFIER_BYTES = 63

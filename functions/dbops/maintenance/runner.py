@@ -12,10 +12,10 @@ from typing import Any, Generic, Literal, TypeVar
 import psycopg
 from psycopg import errors as pgerrors
 
-from dbops.connection import ConnectionSpec, connect, describe_error
 from dbops.errors import DbopsError
 from dbops.maintenance.models import Progress, ProgressEvent
 from dbops.maintenance.settings import MaintenanceConfig
+from dbops.postgres.connection import ConnectionSpec, connect, describe_error
 
 T = TypeVar("T")
 

@@ -10,8 +10,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dbops.connection import DatabaseConfig, find_database
 from dbops.contract import ENV_PREFIX, MAINTENANCE_TASKS, MaintenanceTask
+from dbops.postgres.connection import DatabaseConfig, find_database
 
 Task = MaintenanceTask
 TASKS: tuple[Task, ...] = MAINTENANCE_TASKS

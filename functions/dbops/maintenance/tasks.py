@@ -5,7 +5,7 @@ object. `plan_task`, `execute_plan` and `run_task` are the entry points the CLI,
 - vacuum: VACUUM (ANALYZE, SKIP_LOCKED) only on tables past the dead-tuple thresholds (nightly).
 - reindex: REINDEX INDEX CONCURRENTLY on bloated indexes (or all), never REINDEX DATABASE; invalid indexes are
   skipped, the invalid `_ccnew`/`_ccold` leftovers of an interrupted concurrent reindex are dropped first.
-- cleanup / archive: the retention rules, in batches (see retention.py).
+- cleanup / archive: the retention rules, in batches (see row_cleanup.py).
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, describe_error, server_version_num
 from dbops.errors import DbopsError
-from dbops.maintenance import objects, retention
+from dbops.maintenance import objects, row_cleanup
 from dbops.maintenance.models import (
     MaintenanceSummary,
     ObjectKind,
@@ -35,6 +34,7 @@ from dbops.maintenance.models import (
 from dbops.maintenance.rules import CheckedRule, check_rules
 from dbops.maintenance.runner import RETRYABLE, Deadline, GiveUp, LockUnavailable, Session, attempt, lock_reason
 from dbops.maintenance.settings import MaintenanceConfig, Task
+from dbops.postgres.connection import ConnectionSpec, describe_error, server_version_num
 from dbops.text import human_age, human_bytes
 
 SKIP_LOCKED_SINCE = 120000
@@ -186,7 +186,7 @@ def _plan_rules(task: Task) -> Callable[[psycopg.Connection[Any], MaintenanceCon
             row = conn.execute("SELECT now() - %s::interval", [checked.rule.age]).fetchone()
             assert row is not None
             cutoff: datetime = row[0]
-            counts = retention.estimate(conn, checked, cutoff)
+            counts = row_cleanup.estimate(conn, checked, cutoff)
             found.append(_rule_object(checked, cutoff, counts))
             notes.extend(_rule_notes(checked))
         return found, notes
@@ -304,7 +304,7 @@ def _execute_object(ctx: _Context, plan: Plan, obj: PlannedObject) -> ObjectResu
     try:
         if obj.rule is not None:
             assert obj.cutoff is not None
-            result = retention.run_rule(
+            result = row_cleanup.run_rule(
                 ctx.session, ctx.checked[obj.rule.name], obj.cutoff, ctx.config, ctx.progress, ctx.deadline
             )
         else:

@@ -11,7 +11,7 @@ rewrote are found by their storage; its rollback runs and the schema must come b
 the verdict says why it fails, if it does, and each finding says what to do.
 """
 
-from dbops.rehearsal.durations import format_duration, parse_duration
+from dbops.config.durations import format_duration, parse_duration
 from dbops.rehearsal.models import RehearsalRequest, RehearsalResult
 from dbops.rehearsal.report import format_report
 from dbops.rehearsal.runner import run_rehearsal

@@ -31,8 +31,8 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from dbops import aws
-from dbops.connection import ConnectionSpec, connect
 from dbops.errors import ConfigError, StorageError
+from dbops.postgres.connection import ConnectionSpec, connect
 
 ROLE_PREFIX = "dbops_rehearse_"
 _ROLE = re.compile(rf"^{ROLE_PREFIX}(\d{{14}})_[0-9a-f]{{4}}$")

@@ -12,8 +12,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dbops.sql_text import normalized as normalized
-from dbops.sql_text import one_line as one_line
+from dbops.postgres.sql_text import normalized as normalized
+from dbops.postgres.sql_text import one_line as one_line
 
 # pg_locks' names, weakest first
 MODES = (

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from dbops.config.durations import format_duration
 from dbops.rehearsal import advice
-from dbops.rehearsal.durations import format_duration
 from dbops.rehearsal.models import Finding, LockHold, LockWait, RelationRef, RewrittenTable, StatementResult
 from dbops.rehearsal.rewrites import Relations, name_parts, table_of
 from dbops.rehearsal.watcher import HoldSeen, Observations, StatementKey, StatementSeen, WaitSeen

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from dbops import s3stream
+from dbops.aws import s3stream
 from dbops.errors import StorageError
 from dbops.rehearsal.rewrites import Relation, Relations
 from dbops.rehearsal.watcher import Observations

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from dbops.connection import ConnectionSpec
+from dbops.postgres.connection import ConnectionSpec
 from dbops.rehearsal.models import CommandRun
 
 KEPT_ENV = (

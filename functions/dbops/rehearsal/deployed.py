@@ -29,11 +29,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dbops import s3stream, sns
-from dbops.catalog import CatalogEntry, find_backup
-from dbops.connection import ConnectionSpec, DatabaseConfig, RehearsalConfig, connect, server_version_num
+from dbops.aws import s3stream, sns
+from dbops.backup.catalog import CatalogEntry, find_backup
 from dbops.errors import ConfigError
-from dbops.pgtools import server_major
+from dbops.postgres.connection import ConnectionSpec, DatabaseConfig, RehearsalConfig, connect, server_version_num
+from dbops.postgres.tools import server_major
 from dbops.rehearsal import access, artifacts, report, rewrites, schema, scratch, source, task_run
 from dbops.rehearsal.command import database_url, default_downgrade
 from dbops.rehearsal.deployed_state import Phase, RehearsalState

@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dbops.catalog import BackupKind
-from dbops.connection import CATALOG_NAME, DatabaseConfig, RehearsalConfig
+from dbops.backup.catalog import BackupKind
+from dbops.config.durations import parse_duration
+from dbops.postgres.connection import CATALOG_NAME, DatabaseConfig, RehearsalConfig
 from dbops.rehearsal import artifacts
-from dbops.rehearsal.durations import parse_duration
 from dbops.rehearsal.models import CommandRun, RehearsalRequest, Timings
 from dbops.restore.models import StepError
 

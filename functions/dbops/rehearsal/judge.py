@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import mean
 
-from dbops.catalog import CatalogEntry
+from dbops.backup.catalog import CatalogEntry
 from dbops.rehearsal import analysis, report, rewrites
 from dbops.rehearsal.models import CommandRun, RehearsalRequest, RehearsalResult, Sampling, SchemaCheck, Timings
 from dbops.rehearsal.rewrites import Relations

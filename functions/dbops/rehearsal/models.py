@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dbops.catalog import BackupKind
-from dbops.connection import CATALOG_NAME
+from dbops.backup.catalog import BackupKind
+from dbops.postgres.connection import CATALOG_NAME
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_STALE_AFTER_S = 60.0

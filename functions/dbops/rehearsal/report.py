@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import textwrap
 
+from dbops.config.durations import format_duration
 from dbops.rehearsal.advice import sql_name, strength
-from dbops.rehearsal.durations import format_duration
 from dbops.rehearsal.models import (
     CommandRun,
     Finding,

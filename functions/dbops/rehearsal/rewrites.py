@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dbops.connection import ConnectionSpec, connect
+from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.rehearsal.models import RewrittenTable
 
 KINDS = {

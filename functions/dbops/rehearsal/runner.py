@@ -29,10 +29,10 @@ from datetime import timedelta
 import psycopg
 from psycopg import sql
 
-from dbops.catalog import CatalogEntry
-from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
+from dbops.backup.catalog import CatalogEntry
 from dbops.errors import DatabaseError
-from dbops.pgtools import server_major
+from dbops.postgres.connection import ConnectionSpec, connect, describe_error, server_version_num
+from dbops.postgres.tools import server_major
 from dbops.rehearsal import rewrites, schema, scratch, source
 from dbops.rehearsal.command import command_env, default_downgrade, find_program, run_command, secrets_of
 from dbops.rehearsal.judge import Scene, WatchedRun, judge

@@ -18,9 +18,9 @@ import difflib
 import re
 import subprocess
 
-from dbops.connection import ConnectionSpec, connect, server_version_num
 from dbops.errors import ToolError
-from dbops.pgtools import find_tool, require_compatible, tool_version
+from dbops.postgres.connection import ConnectionSpec, connect, server_version_num
+from dbops.postgres.tools import find_tool, require_compatible, tool_version
 from dbops.rehearsal.models import SchemaCheck
 
 MAX_DIFF_LINES = 400

@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect, server_version_num
+from dbops.postgres.connection import ConnectionSpec, connect, server_version_num
 from dbops.rehearsal import access
 from dbops.restore import databases
 

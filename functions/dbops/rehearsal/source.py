@@ -12,11 +12,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from dbops import catalog
-from dbops.connection import ConnectionSpec, connect, server_version_num
+from dbops.backup import catalog
 from dbops.errors import BackupNotFound, DbopsError, ToolError
-from dbops.pgrestore import run_pg_restore
-from dbops.pgtools import find_tool, require_compatible, tool_version
+from dbops.postgres.connection import ConnectionSpec, connect, server_version_num
+from dbops.postgres.pgrestore import run_pg_restore
+from dbops.postgres.tools import find_tool, require_compatible, tool_version
 from dbops.restore import archive
 from dbops.restore import steps as restore_steps
 from dbops.restore.steps import RestoreRefused, work_dir

@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 
-from dbops.connection import ConnectionSpec, describe_error
+from dbops.postgres.connection import ConnectionSpec, describe_error
 
 FIRST_USER_OID = 16384
 

@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dbops import stored
-from dbops.catalog import StoredObject, TableStat
+from dbops.backup import stored
+from dbops.backup.catalog import StoredObject, TableStat
 from dbops.errors import ToolError, VerificationFailed
-from dbops.pgtools import find_tool
+from dbops.postgres.tools import find_tool
 
 PG_CLASS = 1259  # pg_class's own OID: the catalog of tables, indexes and sequences
 # never restored into a selective restore's scratch copy

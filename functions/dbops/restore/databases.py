@@ -9,8 +9,8 @@ import time
 
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.errors import DatabaseError
+from dbops.postgres.connection import ConnectionSpec, connect
 
 MAX_NAME = 63
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dbops.catalog import BackupKind, RelKind
+from dbops.backup.catalog import BackupKind, RelKind
 from dbops.restore.names import display, parse_table_name
 
 

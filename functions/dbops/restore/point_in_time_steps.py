@@ -4,7 +4,7 @@ Validate (the moment inside the instance's restorable window, before anything st
 temporary instance, tagged as dbops') → WaitForInstance (polled, bounded) → DumpPointInTime (a backup of kind
 `pointintime` of the temporary instance, which is then deleted, and the ordinary Validate against that backup:
 tables by identity, target, versions) → the ordinary SafetyBackup, Stage, Check and Swap. Rollback and Finish
-delete the temporary instance too, so every path that reaches them leaves none; `point_in_time.sweep` removes
+delete the temporary instance too, so every path that reaches them leaves none; `rds.sweep` removes
 what an aborted or timed-out execution left.
 """
 
@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dbops.backup import BackupRequest, list_tables, run_backup
-from dbops.backup_runner import runner_for
-from dbops.catalog import list_backups
-from dbops.connection import connect
+from dbops.aws import rds
+from dbops.aws.rds import PointInTimeError
+from dbops.backup.catalog import list_backups
+from dbops.backup.placement import runner_for
+from dbops.backup.run import BackupRequest, list_tables, run_backup
 from dbops.errors import ConfigError
-from dbops.restore import databases, point_in_time, steps
+from dbops.postgres.connection import connect
+from dbops.restore import databases, steps
 from dbops.restore.models import InstanceEndpoint, RestoreState
-from dbops.restore.point_in_time import PointInTimeError
 from dbops.restore.steps import RestoreRefused
 from dbops.settings import FunctionSettings
 
@@ -34,23 +35,23 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     if req.as_of is None:
         return steps.validate(state, settings)
     db = settings.database(req.database)
-    rds = db.rds_source()
-    if rds is None:
+    source_ref = db.rds_source()
+    if source_ref is None:
         raise RestoreRefused(
             f"database {db.name} has no rds_instance_id or rds_cluster_id: a point-in-time restore restores the "
             "RDS instance or Aurora cluster it runs on"
         )
-    source = point_in_time.describe(*rds)
+    source = rds.describe(*source_ref)
     if source is None:
-        raise RestoreRefused(f"RDS {rds[0]} {rds[1]} (database {db.name}) does not exist")
+        raise RestoreRefused(f"RDS {source_ref[0]} {source_ref[1]} (database {db.name}) does not exist")
     try:
-        window = point_in_time.restore_window(source)
+        window = rds.restore_window(source)
     except ConfigError as exc:
         raise RestoreRefused(str(exc)) from None
     as_of = req.as_of.astimezone(UTC)
     if not window.earliest <= as_of <= window.latest:
         raise RestoreRefused(
-            f"{as_of.isoformat(timespec='seconds')} is outside the restorable window of RDS {rds[0]} {rds[1]}: "
+            f"{as_of.isoformat(timespec='seconds')} is outside the restorable window of RDS {source_ref[0]} {source_ref[1]}: "
             f"{window.describe()}"
         )
     spec = db.spec()
@@ -68,7 +69,7 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             "started_at": state.started_at or datetime.now(UTC),
             "database": db.name,
             "target_db": None if req.mode == "drill" else target,
-            "temporary_instance": point_in_time.temporary_instance_id(state.restore_id),
+            "temporary_instance": rds.temporary_instance_id(state.restore_id),
             # the copy is dumped where the database's backups run
             "dump_on_fargate": runner_for(settings, db.name, LAMBDA_TIMEOUT_S).runner == "fargate",
         }
@@ -79,24 +80,24 @@ def restore_to_point_in_time(state: RestoreState, settings: FunctionSettings) ->
     """Start restoring the source instance to the moment into the temporary instance (a retry finds it started)."""
     kind, source_id = _rds(state, settings)
     assert state.temporary_instance is not None and state.request.as_of
-    source = point_in_time.describe(kind, source_id)
+    source = rds.describe(kind, source_id)
     if source is None:
         raise PointInTimeError(f"RDS {kind} {source_id} is gone")
     tags = {
-        point_in_time.PURPOSE_TAG: point_in_time.PURPOSE,
-        point_in_time.RESTORE_TAG: state.restore_id,
+        rds.PURPOSE_TAG: rds.PURPOSE,
+        rds.RESTORE_TAG: state.restore_id,
         "dbops:database": str(state.database),
     }
     if state.execution:
-        tags[point_in_time.EXECUTION_TAG] = state.execution
-    point_in_time.start_restore(kind, source, state.temporary_instance, state.request.as_of.astimezone(UTC), tags)
+        tags[rds.EXECUTION_TAG] = state.execution
+    rds.start_restore(kind, source, state.temporary_instance, state.request.as_of.astimezone(UTC), tags)
     return state.model_copy(update={"temporary_started_at": state.temporary_started_at or datetime.now(UTC)})
 
 
 def wait_for_instance(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     """One poll: the endpoint once the instance is available; fails when its restore failed or took too long."""
     assert state.temporary_instance is not None
-    endpoint = point_in_time.ready_endpoint(_rds(state, settings)[0], state.temporary_instance)
+    endpoint = rds.ready_endpoint(_rds(state, settings)[0], state.temporary_instance)
     if endpoint is not None:
         return state.model_copy(update={"instance_endpoint": InstanceEndpoint(host=endpoint.host, port=endpoint.port)})
     started = state.temporary_started_at or datetime.now(UTC)
@@ -147,7 +148,7 @@ def dump_point_in_time(state: RestoreState, settings: FunctionSettings) -> Resto
     return steps.validate(delete_temporary(state, settings), settings, backup_id=backup_id)
 
 
-def _rds(state: RestoreState, settings: FunctionSettings) -> tuple[point_in_time.Kind, str]:
+def _rds(state: RestoreState, settings: FunctionSettings) -> tuple[rds.Kind, str]:
     found = settings.database(state.database or state.request.database).rds_source()
     if found is None:
         raise PointInTimeError(f"database {state.database} has no rds_instance_id or rds_cluster_id any more")
@@ -158,7 +159,7 @@ def delete_temporary(state: RestoreState, settings: FunctionSettings) -> Restore
     """Delete the temporary copy if there is one (gone already counts as deleted)."""
     if state.temporary_instance is None or state.temporary_deleted:
         return state
-    point_in_time.delete_temporary(_rds(state, settings)[0], state.temporary_instance)
+    rds.delete_temporary(_rds(state, settings)[0], state.temporary_instance)
     return state.model_copy(update={"temporary_deleted": True})
 
 

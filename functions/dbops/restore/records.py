@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from dbops import s3stream
+from dbops.aws import s3stream
 
 
 class RestoreRecord(BaseModel):

@@ -15,19 +15,20 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops import catalog, sns
-from dbops.backup import TABLE_SHAPE, BackupRequest, count_rows, run_backup
-from dbops.catalog import IDENTITY_FORMAT, BackupManifest, TableStat
-from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
+from dbops.aws import app_hooks, sns
+from dbops.backup import catalog
+from dbops.backup.catalog import IDENTITY_FORMAT, BackupManifest, TableStat
+from dbops.backup.run import TABLE_SHAPE, BackupRequest, count_rows, run_backup
+from dbops.backup.verify import verify_entry
 from dbops.errors import DbopsError
-from dbops.pgrestore import run_pg_restore
-from dbops.pgtools import find_tool, server_major, tool_version
-from dbops.restore import archive, databases, hooks, records
+from dbops.postgres.connection import ConnectionSpec, connect, describe_error, server_version_num
+from dbops.postgres.pgrestore import run_pg_restore
+from dbops.postgres.tools import find_tool, server_major, tool_version
+from dbops.restore import archive, databases, records
 from dbops.restore.models import RestoreState, TablePlan
 from dbops.restore.names import display, parse_table_name
 from dbops.restore.table_swap import swap_tables
 from dbops.settings import FunctionSettings
-from dbops.verify import verify_entry
 
 SHAPE_OF_TABLE = sql.SQL(
     "SELECT {shape} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -251,7 +252,7 @@ def stop_application(state: RestoreState, settings: FunctionSettings) -> Restore
     hook = settings.database(state.database).app_hook
     if hook is None or state.drill:
         return state
-    hooks.signal_application(hook, "stop", str(state.database), state.restore_id)
+    app_hooks.signal_application(hook, "stop", str(state.database), state.restore_id)
     return state.model_copy(update={"app_stopped": True})
 
 
@@ -378,7 +379,7 @@ def swap(state: RestoreState, settings: FunctionSettings) -> RestoreState:
 def start_application(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     hook = settings.database(state.database).app_hook
     if hook is not None and state.app_stopped:
-        hooks.signal_application(hook, "start", str(state.database), state.restore_id)
+        app_hooks.signal_application(hook, "start", str(state.database), state.restore_id)
     return state.model_copy(update={"app_stopped": False})
 
 

@@ -20,8 +20,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect, describe_error
 from dbops.errors import DatabaseError
+from dbops.postgres.connection import ConnectionSpec, connect, describe_error
 from dbops.restore.models import TablePlan
 
 SAMPLE_KEYS = 5

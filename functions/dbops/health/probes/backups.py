@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from dbops.catalog import CatalogEntry
+from dbops.backup.catalog import CatalogEntry
 from dbops.health.model import Finding, Status
 from dbops.health.text import age
 from dbops.health.thresholds import Thresholds, grade

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from dbops.aws.rds import Kind, describe, restore_window
 from dbops.errors import ConfigError
 from dbops.health.model import Finding, Status
 from dbops.health.text import age
 from dbops.health.thresholds import Thresholds, grade
-from dbops.restore.point_in_time import Kind, describe, restore_window
 
 POINT_IN_TIME = "point_in_time"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from dbops import aws
+from dbops.aws.rds import Kind, describe
 from dbops.health.model import Finding, Status
 from dbops.health.thresholds import Thresholds, grade
-from dbops.restore.point_in_time import Kind, describe
 
 RDS_ENGINE_VERSION = "rds_engine_version"
 

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dbops import aws
+from dbops.aws.rds import Kind, describe
 from dbops.health.model import Finding, Status
 from dbops.health.thresholds import Thresholds, grade, grade_low
-from dbops.restore.point_in_time import Kind, describe
 from dbops.text import human_bytes
 
 RDS_METRICS = "rds_metrics"

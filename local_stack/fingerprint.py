@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
+from dbops.postgres.connection import ConnectionSpec, connect
 
 
 def table_fingerprints(spec: ConnectionSpec) -> dict[str, tuple[int, str]]:

@@ -20,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from dbops import catalog, contract, s3stream
+from dbops import contract
+from dbops.aws import s3stream
+from dbops.backup import catalog
 from dbops.errors import ConfigError
 
 EXPIRABLE_TAG = "dbops-expirable"  # the lifecycle rules of RETAINED_KINDS expire only objects tagged "true"

@@ -25,9 +25,9 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel
 
-from dbops.connection import ConnectionSpec, connect, describe_error, server_version_num
 from dbops.errors import ConfigError, DatabaseError
-from dbops.pgtools import server_major
+from dbops.postgres.connection import ConnectionSpec, connect, describe_error, server_version_num
+from dbops.postgres.tools import server_major
 
 DEFAULT_PREFIX = "dbops"
 

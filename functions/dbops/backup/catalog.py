@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from dbops import s3stream
+from dbops.aws import s3stream
 from dbops.contract import BACKUP_KINDS as BACKUP_KINDS
 from dbops.contract import BackupKind as BackupKind
 from dbops.errors import BackupNotFound

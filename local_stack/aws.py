@@ -8,7 +8,7 @@ import os
 from moto.server import ThreadedMotoServer
 
 from dbops import aws
-from dbops.local.postgres import free_port
+from local_stack.postgres import free_port
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 

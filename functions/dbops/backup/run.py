@@ -23,11 +23,13 @@ import zstandard
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from dbops import catalog, pipes, s3stream
-from dbops.catalog import BackupKind, BackupManifest, StoredObject, TableStat
-from dbops.connection import CATALOG_NAME, ConnectionSpec, connect, describe_error, server_version_num
+from dbops.aws import s3stream
+from dbops.backup import catalog
+from dbops.backup.catalog import BackupKind, BackupManifest, StoredObject, TableStat
 from dbops.errors import BackupError, DbopsError, ToolError
-from dbops.pgtools import StderrTail, find_tool, require_compatible, tool_version
+from dbops.postgres import pipes
+from dbops.postgres.connection import CATALOG_NAME, ConnectionSpec, connect, describe_error, server_version_num
+from dbops.postgres.tools import StderrTail, find_tool, require_compatible, tool_version
 
 READ_CHUNK = 4 * 1024 * 1024
 PROGRESS_EVERY = 64 * 1024 * 1024

@@ -11,10 +11,10 @@ import subprocess
 import time
 from datetime import UTC, datetime
 
-from dbops import catalog, stored
-from dbops.catalog import CatalogEntry, Verification
+from dbops.backup import catalog, stored
+from dbops.backup.catalog import CatalogEntry, Verification
 from dbops.errors import DbopsError, VerificationFailed
-from dbops.pgtools import StderrTail, find_tool
+from dbops.postgres.tools import StderrTail, find_tool
 
 
 def _check(entry: CatalogEntry, bucket: str, pg_bin_dir: str | None) -> None:

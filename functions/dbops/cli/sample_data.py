@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from psycopg import sql
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.errors import ConfigError
+from dbops.postgres.connection import ConnectionSpec, connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS teams (

@@ -10,9 +10,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from dbops.connection import ConnectionSpec
 from dbops.errors import ToolError
-from dbops.pgtools import find_tool
+from dbops.postgres.connection import ConnectionSpec
+from dbops.postgres.tools import find_tool
 
 HARMLESS = ('unrecognized configuration parameter "transaction_timeout"',)
 _ERROR = re.compile(r"^pg_restore: error: (.*)$", re.MULTILINE)

@@ -19,7 +19,7 @@ Semantics, as RDS's "the database as it was at that time":
   holding it, so everything committed before the flush is restorable. A target past the archived WAL makes
   PostgreSQL (13+) refuse: "recovery ended before configured recovery target was reached".
 
-As root, the servers run as the `postgres` system user (see dbops.local.postgres): the archive and the base backup
+As root, the servers run as the `postgres` system user (see local_stack.postgres): the archive and the base backup
 belong to that user, so archive_command, pg_basebackup and restore_command all run as it.
 """
 
@@ -38,9 +38,9 @@ from pathlib import Path
 
 import psycopg
 
-from dbops.connection import ConnectionSpec, connect
 from dbops.errors import ConfigError, DatabaseError, DbopsError
-from dbops.local.postgres import SERVICE_USER, LocalPostgres, _ensure_service_user
+from dbops.postgres.connection import ConnectionSpec, connect
+from local_stack.postgres import SERVICE_USER, LocalPostgres, _ensure_service_user
 
 # Characters allowed in the archive's path: it is written, unquoted for PostgreSQL's own quoting, into
 # archive_command and restore_command (a shell command line, inside a postgresql.conf string).

@@ -2,7 +2,7 @@
 
 moto records `restore_db_instance_to_point_in_time` and answers with a fake endpoint. For a DB instance
 registered here (`serve_point_in_time_restores` or `create_local_instance`), backed by a local archiving server
-and its WalArchive (dbops.local.pitr), the call does what RDS does:
+and its WalArchive (local_stack.pitr), the call does what RDS does:
 
 * The API call checks the request (RestoreTime xor UseLatestRestorableTime; BackupRetentionPeriod > 0; the time
   within the window, else InvalidParameterValue / InvalidParameterCombination / PointInTimeRestoreNotEnabled as
@@ -23,14 +23,14 @@ the source server is down (a simulated crash), it is the last flush's time: what
 a restore then recovers from the archive without flushing.
 
 RestoreTime is used as given, microseconds included; what "the database as it was at T" holds is set out in
-dbops.local.pitr (every commit at or before T). `stop_all` destroys every restored server (test teardown, demo
+local_stack.pitr (every commit at or before T). `stop_all` destroys every restored server (test teardown, demo
 exit).
 
 Aurora: a cluster registered with `create_local_cluster` works the same way through
 `restore_db_cluster_to_point_in_time` (status "creating" until its server is promoted, endpoint 127.0.0.1 and the
 new server's port; the caller adds the instance, as on RDS) and `delete_db_cluster`.
 
-Instances and clusters not registered behave exactly as plain moto. moto runs in this process (dbops.local.aws), so the
+Instances and clusters not registered behave exactly as plain moto. moto runs in this process (local_stack.aws), so the
 patches below act on the server that boto3 reaches over HTTP.
 """
 
@@ -53,8 +53,8 @@ from moto.rds.models import DBCluster, DBInstance, RDSBackend, rds_backends
 
 from dbops import aws
 from dbops.errors import ConfigError
-from dbops.local.pitr import WalArchive
-from dbops.local.postgres import LocalPostgres
+from local_stack.pitr import WalArchive
+from local_stack.postgres import LocalPostgres
 
 logger = logging.getLogger(__name__)
 

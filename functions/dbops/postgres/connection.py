@@ -180,12 +180,12 @@ class DatabaseConfig(BaseModel):
     )
     backup_runner: Literal["auto", "lambda", "fargate"] = Field(
         default="auto",
-        description="where its backups run (dbops.backup_runner): auto decides from its last committed backup",
+        description="where its backups run (dbops.backup.placement): auto decides from its last committed backup",
     )
     rds_instance_id: str | None = Field(
         default=None,
         pattern=RDS_INSTANCE_ID,
-        description="the RDS instance it runs on: point-in-time restores (dbops.restore.point_in_time) and its "
+        description="the RDS instance it runs on: point-in-time restores (dbops.aws.rds) and its "
         "point-in-time readiness",
     )
     rds_cluster_id: str | None = Field(

@@ -29,28 +29,29 @@ from typing import Any
 
 from psycopg import sql
 
-from dbops import aws, catalog
+from dbops import aws
+from dbops.backup import catalog
 from dbops.cli.backups import print_catalog
 from dbops.cli.common import print_table
-from dbops.connection import ConnectionSpec, connect
-from dbops.local import rds
-from dbops.local.aws import LocalAws
-from dbops.local.fingerprint import table_fingerprints
-from dbops.local.pitr import WalArchive
-from dbops.local.postgres import LocalPostgres, embedded_bin_dir
-from dbops.local.rds_engine_versions import offer_engine_versions
-from dbops.local.workflow import LOCAL_STACK
-from dbops.pgrestore import run_pg_restore
+from dbops.cli.sample_data import create_sample_data
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.pgrestore import run_pg_restore
 from dbops.restore.archive import download
-from dbops.sample_data import create_sample_data
 from dbops.text import human_bytes
 from infra.settings import DatabaseRehearsal, rehearsal_secret_name
+from local_stack import rds
+from local_stack.aws import LocalAws
+from local_stack.fingerprint import table_fingerprints
+from local_stack.pitr import WalArchive
+from local_stack.postgres import LocalPostgres, embedded_bin_dir
+from local_stack.rds_engine_versions import offer_engine_versions
+from local_stack.workflow import LOCAL_STACK
 
 DATABASE = "sprint_reports_v2"
 BUCKET = "dbops-demo-backups"
 INSTANCE = "sprint-reports-v2"  # its (local) RDS instance
 # the application's migrations (the test suite's Alembic project), run as its migration image would be
-MIGRATIONS = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "alembic_sprint_reports"
+MIGRATIONS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "alembic_sprint_reports"
 MIGRATIONS_IMAGE = "sprint-reports-migrations:local"
 REHEARSAL = DatabaseRehearsal(image=MIGRATIONS_IMAGE)
 
@@ -106,7 +107,7 @@ def _rehearsal(demo: Demo, source: ConnectionSpec, arn: str) -> str:
     project), a predeploy backup, then revision 0003 (a type change that rewrites report_snapshots) rehearsed by
     the restore state machine's mode rehearse: the migration as the application's image would run it on Fargate,
     with dbops' watcher beside it."""
-    from dbops.backup import BackupRequest, run_backup
+    from dbops.backup.run import BackupRequest, run_backup
     from dbops.cli import main as dbops_cli
     from dbops.rehearsal.command import database_url
 
@@ -256,7 +257,7 @@ def run(scale: float) -> int:
 
         def nightly() -> None:
             from dbops.cli import main as dbops
-            from dbops.local.workflow import deploy_backup_workflow
+            from local_stack.workflow import deploy_backup_workflow
 
             machine = deploy_backup_workflow([DATABASE])
             logs = io.StringIO()
@@ -274,7 +275,7 @@ def run(scale: float) -> int:
 
         demo.step("run the nightly backup through the backup state machine (dbops backups start)", nightly)
 
-        from dbops.verify import verify_backup
+        from dbops.backup.verify import verify_backup
 
         verification = demo.step(
             "verify the backup (size, sha256, full pg_restore read)", lambda: verify_backup(BUCKET, "latest")
@@ -320,7 +321,7 @@ def run(scale: float) -> int:
 
         ok = demo.step("compare row counts table by table", compare)
 
-        from dbops.local import workflow
+        from local_stack import workflow
 
         workflow.local_images[MIGRATIONS_IMAGE] = MIGRATIONS
         arn = demo.step(

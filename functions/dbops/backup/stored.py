@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import zstandard
 
-from dbops import s3stream
-from dbops.catalog import StoredObject
+from dbops.aws import s3stream
+from dbops.backup.catalog import StoredObject
 from dbops.errors import VerificationFailed
 
 

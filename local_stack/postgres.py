@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from dbops.pgtools import embedded_bin
+from dbops.postgres.tools import embedded_bin
 
 SERVICE_USER = "postgres"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from dbops.catalog import BackupManifest
+from dbops.backup.catalog import BackupManifest
 
 if TYPE_CHECKING:
     from dbops.settings import FunctionSettings
@@ -71,7 +71,7 @@ def choose_runner(
 def runner_for(settings: FunctionSettings, database: str, lambda_timeout_s: float) -> RunnerChoice:
     """Where `database`'s next backup (or a point-in-time copy's dump) runs: its configured runner, else its last
     committed backup in the bucket against this Lambda timeout."""
-    from dbops import catalog
+    from dbops.backup import catalog
 
     config = settings.database(database)
     last = None

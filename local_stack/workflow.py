@@ -46,7 +46,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 
 from dbops import aws
-from dbops.local.lambda_runtime import LocalLambdaContext
+from local_stack.lambda_runtime import LocalLambdaContext
 
 if TYPE_CHECKING:
     from infra.settings import DatabaseRehearsal

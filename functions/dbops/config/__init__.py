@@ -1,0 +1,1 @@
+"""Configuration models shared by infra and the functions: pure pydantic, no psycopg, no boto3."""
