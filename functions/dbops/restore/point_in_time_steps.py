@@ -35,15 +35,15 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     if req.as_of is None:
         return steps.validate(state, settings)
     db = settings.database(req.database)
-    source_ref = db.rds_source()
-    if source_ref is None:
+    ref = db.rds_source()
+    if ref is None:
         raise RestoreRefused(
             f"database {db.name} has no rds_instance_id or rds_cluster_id: a point-in-time restore restores the "
             "RDS instance or Aurora cluster it runs on"
         )
-    source = rds.describe(*source_ref)
+    source = rds.describe(*ref)
     if source is None:
-        raise RestoreRefused(f"RDS {source_ref[0]} {source_ref[1]} (database {db.name}) does not exist")
+        raise RestoreRefused(f"RDS {ref[0]} {ref[1]} (database {db.name}) does not exist")
     try:
         window = rds.restore_window(source)
     except ConfigError as exc:
@@ -51,7 +51,7 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     as_of = req.as_of.astimezone(UTC)
     if not window.earliest <= as_of <= window.latest:
         raise RestoreRefused(
-            f"{as_of.isoformat(timespec='seconds')} is outside the restorable window of RDS {source_ref[0]} {source_ref[1]}: "
+            f"{as_of.isoformat(timespec='seconds')} is outside the restorable window of RDS {ref[0]} {ref[1]}: "
             f"{window.describe()}"
         )
     spec = db.spec()
