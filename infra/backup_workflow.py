@@ -258,8 +258,8 @@ class BackupWorkflow(Construct):
         )  # its output: {"database", "kind", "runner", "reason"}
         _guarded(plan, LAMBDA_TRANSIENT_ERRORS, record_failure, retry_interval_s, retry_attempts)
         environment = {
-            "DBOPS_BACKUP_DATABASE": sfn.JsonPath.string_at("$.database"),
-            "DBOPS_BACKUP_KIND": sfn.JsonPath.string_at("$.kind"),
+            contract.ENV_BACKUP_DATABASE: sfn.JsonPath.string_at("$.database"),
+            contract.ENV_BACKUP_KIND: sfn.JsonPath.string_at("$.kind"),
         }
         on_fargate = run_to_completion(
             self,

@@ -5,12 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# shared with the functions: one definition in dbops.contract, re-exported here for the constructs
-from dbops.contract import BACKUP_KINDS as BACKUP_KINDS
-from dbops.contract import MAINTENANCE_TASKS as MAINTENANCE_TASKS
-from dbops.contract import METRICS_NAMESPACE as METRICS_NAMESPACE
-from dbops.contract import SERVICE_NAME as SERVICE_NAME
-
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "functions"
 LAYERS_BUILD_DIR = ROOT / "layers" / "build"
@@ -22,7 +16,6 @@ PYTHON_RUNTIME = "python3.12"  # the Python layer is built for it (layers/builde
 PG_BIN_DIR = "/opt/bin"  # the pgtools layer unpacks bin/ here; Lambda puts /opt/lib on LD_LIBRARY_PATH
 CERTS_DIR_IN_LAMBDA = "/opt/certs"  # the certificates layer unpacks certs/ here
 
-BACKUPS_PREFIX = "backups/"
 
 # what the Lambda asset leaves out: caches and the local stack (moto, throwaway servers: tests and demo only)
 FUNCTION_ASSET_EXCLUDES = [

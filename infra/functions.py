@@ -22,29 +22,31 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from dbops import contract
-from dbops.health import counters
-from dbops.rehearsal import artifacts
+from dbops.contract import (
+    BACKUPS_PREFIX,
+    DRILLS_PREFIX,
+    HEALTH_PREFIX,
+    METRICS_NAMESPACE,
+    REHEARSALS_PREFIX,
+    RESTORES_PREFIX,
+    SERVICE_NAME,
+)
 from infra.constants import (
     BACKUP_SIZING,
-    BACKUPS_PREFIX,
     FUNCTION_ASSET_EXCLUDES,
     FUNCTIONS_DIR,
     HEALTH_SIZING,
     MAINTENANCE_SIZING,
-    METRICS_NAMESPACE,
     PG_BIN_DIR,
     RESTORE_STEP_EPHEMERAL_MB,
     RESTORE_STEP_SIZING,
-    SERVICE_NAME,
     Sizing,
 )
 from infra.layers import RUNTIME, Layers, architecture
 from infra.scanners import W3005_REASON, XRAY_POLICY_REASON, acknowledge_cfn_lint, acknowledge_checkov
 from infra.settings import LOG_RETENTION_DAYS, StackSettings
 
-RESTORE_PREFIXES = (BACKUPS_PREFIX, "restores/", "drills/")
-HEALTH_PREFIX = counters.PREFIX
-REHEARSALS_PREFIX = artifacts.PREFIX
+RESTORE_PREFIXES = (BACKUPS_PREFIX, RESTORES_PREFIX, DRILLS_PREFIX)
 S3_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
 S3_READ_ACTIONS = ("s3:GetObject",)
 S3_TAG_ACTIONS = ("s3:GetObjectTagging", "s3:PutObjectTagging")  # dbops.backup.retention: which backups may expire

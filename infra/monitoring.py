@@ -21,7 +21,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from dbops import contract
-from infra.constants import MAINTENANCE_TASKS, METRICS_NAMESPACE
+from dbops.contract import MAINTENANCE_TASKS, METRICS_NAMESPACE
 from infra.settings import AlarmSettings, AlarmThresholds, StackSettings
 
 GT = cw.ComparisonOperator.GREATER_THAN_THRESHOLD

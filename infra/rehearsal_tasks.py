@@ -26,8 +26,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from dbops import contract
-from dbops.rehearsal import artifacts
-from dbops.rehearsal.task_run import MIGRATION_CONTAINER
+from dbops.contract import MIGRATION_CONTAINER, REHEARSALS_PREFIX
 from infra.settings import DatabaseRehearsal
 from infra.state_machines import acknowledge_image_pulls, logical_id
 
@@ -115,7 +114,7 @@ class RehearsalTask(Construct):
             iam.PolicyStatement(
                 sid="WriteObservations",
                 actions=["s3:PutObject"],
-                resources=[bucket.arn_for_objects(f"{artifacts.PREFIX}{database}/*")],
+                resources=[bucket.arn_for_objects(f"{REHEARSALS_PREFIX}{database}/*")],
             )
         )
         task_role.add_to_principal_policy(
@@ -123,7 +122,7 @@ class RehearsalTask(Construct):
         )
         Validations.of(task_role).acknowledge(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{artifacts.PREFIX}{database}/*]",  # type: ignore[arg-type]
+                id=f"AwsSolutions-IAM5[Resource::<{logical_id(bucket)}.Arn>/{REHEARSALS_PREFIX}{database}/*]",  # type: ignore[arg-type]
                 reason="The watcher writes each run's observations under rehearsals/<database>/<rehearsal id>/, "
                 "an id made at run time.",
             )

@@ -55,7 +55,6 @@ REHEARSAL_STEP_HANDLERS: dict[str, str] = {
     "JudgeRehearsal": "handlers.rehearsal.judge",
     "RehearsalCleanup": "handlers.rehearsal.clean_up",
 }
-TRANSIENT_ERRORS = ["DatabaseError", "StorageError"]
 STATE_MACHINE_NAME = "dbops-restore"
 T = TypeVar("T", bound=sfn.TaskStateBase)
 
@@ -158,7 +157,7 @@ class RestoreWorkflow(Construct):
             )
             if retry:
                 task.add_retry(
-                    errors=TRANSIENT_ERRORS,
+                    errors=list(contract.RETRIED_STEP_ERRORS),
                     interval=Duration.seconds(retry_interval_s),
                     max_attempts=retry_attempts,
                     backoff_rate=2,

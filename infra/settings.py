@@ -13,11 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dbops.backup.retention import DEFAULT_KEEP, EXPIRABLE_TAG, RETAINED_KINDS
-from dbops.health.thresholds import Thresholds
-from dbops.maintenance.settings import MaintenanceConfig
-from dbops.postgres.connection import RDS_INSTANCE_ID, AppHook
-from infra.constants import BACKUPS_PREFIX, CERTS_DIR_IN_LAMBDA, CONTEXT_KEY, MAINTENANCE_TASKS
+from dbops.config.backup import DEFAULT_KEEP
+from dbops.config.databases import RDS_INSTANCE_ID, AppHook
+from dbops.config.maintenance import MaintenanceConfig
+from dbops.config.thresholds import Thresholds
+from dbops.contract import BACKUPS_PREFIX, EXPIRABLE_TAG, MAINTENANCE_TASKS, RETAINED_KINDS
+from infra.constants import CERTS_DIR_IN_LAMBDA, CONTEXT_KEY
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 Architecture = Literal["arm64", "x86_64"]

@@ -25,9 +25,9 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from dbops import contract
-from dbops.aws.rds import INSTANCE_PREFIX, PURPOSE, PURPOSE_TAG
+from dbops.contract import BACKUPS_PREFIX, METRICS_NAMESPACE, PIT_INSTANCE_PREFIX, PIT_PURPOSE, PIT_PURPOSE_TAG
 from infra.backup_workflow import BackupWorkflow
-from infra.constants import BACKUPS_PREFIX, HEALTH_SIZING, LAYERS_BUILD_DIR, METRICS_NAMESPACE
+from infra.constants import HEALTH_SIZING, LAYERS_BUILD_DIR
 from infra.functions import (
     LOG_RETENTION,
     S3_TAG_ACTIONS,
@@ -149,7 +149,7 @@ class DbopsStack(Stack):
     def _restore_workflow(self, steps: tuple[str, ...]) -> None:
         """The restore state machine over one function per step, its drill schedule, alarms and output."""
         self.restore_functions = self.functions.restore_steps(
-            steps, environment={"DBOPS_TOPIC_ARN": self.monitoring.topic.topic_arn, "DBOPS_WORK_DIR": "/tmp"}
+            steps, environment={contract.ENV_TOPIC_ARN: self.monitoring.topic.topic_arn, contract.ENV_WORK_DIR: "/tmp"}
         )
         for name, function in self.restore_functions.items():
             self.monitoring.watch_function(f"Restore-{name}", function)
@@ -275,7 +275,7 @@ class DbopsStack(Stack):
             self,
             "RestoreStageTask",
             image=container_image(self, self.settings.restore_task_image),
-            environment={**self.functions.environment(), "DBOPS_TOPIC_ARN": self.monitoring.topic.topic_arn},
+            environment={**self.functions.environment(), contract.ENV_TOPIC_ARN: self.monitoring.topic.topic_arn},
             vpc=self.functions.vpc,
             security_groups=self.functions.security_groups,
             subnets=self.functions.subnets,
@@ -369,9 +369,9 @@ class DbopsStack(Stack):
         dbs = self.settings.databases
         instances = [self._rds_arn("db", db.rds_instance_id) for db in dbs if db.rds_instance_id]
         clusters = [self._rds_arn("cluster", db.rds_cluster_id) for db in dbs if db.rds_cluster_id]
-        temporary = [self._rds_arn("db", f"{INSTANCE_PREFIX}*")]
+        temporary = [self._rds_arn("db", f"{PIT_INSTANCE_PREFIX}*")]
         if clusters:
-            temporary.append(self._rds_arn("cluster", f"{INSTANCE_PREFIX}*"))
+            temporary.append(self._rds_arn("cluster", f"{PIT_INSTANCE_PREFIX}*"))
         describe_actions = ["rds:DescribeDBInstances", *(["rds:DescribeDBClusters"] if clusters else [])]
         # an Aurora copy gets an instance of the source writer's class: the writer is read by its name
         described = [self._rds_arn("db", "*")] if clusters else instances
@@ -382,7 +382,7 @@ class DbopsStack(Stack):
             sid="DeleteTemporaryCopies",
             actions=["rds:DeleteDBInstance", *(["rds:DeleteDBCluster"] if clusters else [])],
             resources=temporary,
-            conditions={"StringEquals": {f"aws:ResourceTag/{PURPOSE_TAG}": PURPOSE}},
+            conditions={"StringEquals": {f"aws:ResourceTag/{PIT_PURPOSE_TAG}": PIT_PURPOSE}},
         )
         restore_actions = ["rds:AddTagsToResource"]
         if instances:
@@ -412,8 +412,8 @@ class DbopsStack(Stack):
             "dbops' temporary ones."
         )
         reasons = {
-            f"AwsSolutions-IAM5[Resource::{arn}:db:{INSTANCE_PREFIX}*]": copies,
-            f"AwsSolutions-IAM5[Resource::{arn}:cluster:{INSTANCE_PREFIX}*]": copies,
+            f"AwsSolutions-IAM5[Resource::{arn}:db:{PIT_INSTANCE_PREFIX}*]": copies,
+            f"AwsSolutions-IAM5[Resource::{arn}:cluster:{PIT_INSTANCE_PREFIX}*]": copies,
             f"AwsSolutions-IAM5[Resource::{arn}:db:*]": (
                 "Describing only: an Aurora copy's instance takes the class of the source cluster's writer, an "
                 "instance found by name at run time."
@@ -463,8 +463,8 @@ class DbopsStack(Stack):
             {
                 "AwsSolutions-IAM5[Resource::*]": "Listing every DB instance and cluster (to find dbops' temporary "
                 "copies by tag) has no resource-level form.",
-                f"AwsSolutions-IAM5[Resource::{arn}:db:{INSTANCE_PREFIX}*]": copies,
-                f"AwsSolutions-IAM5[Resource::{arn}:cluster:{INSTANCE_PREFIX}*]": copies,
+                f"AwsSolutions-IAM5[Resource::{arn}:db:{PIT_INSTANCE_PREFIX}*]": copies,
+                f"AwsSolutions-IAM5[Resource::{arn}:cluster:{PIT_INSTANCE_PREFIX}*]": copies,
                 "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
                 f"<{logical_id(state_machine)}.Name>:*]": "Any execution of the restore state machine: the one that "
                 "ended is named by the event, the daily sweep reads each temporary instance's own.",

@@ -44,6 +44,9 @@ ENV_HEALTH_EXACT_SIZES_MAX_TABLES = "DBOPS_HEALTH_EXACT_SIZES_MAX_TABLES"
 # state machine
 ENV_RESTORE_STATE = "DBOPS_RESTORE_STATE"
 ENV_RESTORE_STEP = "DBOPS_RESTORE_STEP"
+# the Fargate backup task: which database and kind of backup, passed by the backup state machine
+ENV_BACKUP_DATABASE = "DBOPS_BACKUP_DATABASE"
+ENV_BACKUP_KIND = "DBOPS_BACKUP_KIND"
 # Powertools
 ENV_POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 ENV_POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
@@ -61,6 +64,29 @@ RETAINED_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy")
 # kinds a backup request names (the backup state machine's input, its Fargate task, `dbops backups start`); a
 # prerestore backup is taken by the restore itself
 REQUESTED_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy", "manual")
+# ---- the bucket's layout: infra grants access and sets lifecycle rules by these prefixes ---------------------
+BACKUPS_PREFIX = "backups/"  # backups/<kind>/<database>/<id>/: archives, manifest (last), verification record
+RESTORES_PREFIX = "restores/"  # restores/<database>/<id>.json: each restore's outcome (dbops.restore.records)
+DRILLS_PREFIX = "drills/"  # drills/<database>/<id>.json: each drill's outcome
+HEALTH_PREFIX = "health/"  # the health function's counters between runs (dbops.health.counters)
+REHEARSALS_PREFIX = "rehearsals/"  # rehearsals/<database>/<id>/: a deployed rehearsal's records and report
+
+# ---- tags --------------------------------------------------------------------------------------------------
+# the tag the lifecycle rules of RETAINED_KINDS test: they expire only objects tagged "true" (dbops.backup.retention)
+EXPIRABLE_TAG = "dbops-expirable"
+# a point-in-time restore's temporary RDS copy: named and tagged so that the stack's roles may touch only those
+PIT_INSTANCE_PREFIX = "dbops-pit-"
+PIT_PURPOSE_TAG = "dbops:purpose"
+PIT_PURPOSE = "point-in-time-restore"
+PIT_RESTORE_TAG = "dbops:restore-id"
+PIT_EXECUTION_TAG = "dbops:execution"
+
+# ---- ECS: the container of a rehearsal task that runs the application's migration ---------------------------
+MIGRATION_CONTAINER = "migration"
+
+# ---- errors the restore state machine retries a step after (class names in dbops.errors: a step raises them
+# when the server or S3 went away for a moment; every other error is final) -----------------------------------
+RETRIED_STEP_ERRORS: tuple[str, ...] = ("DatabaseError", "StorageError")
 
 # ---- metrics (EMF; handlers.observability.emit) ------------------------------------------------------------
 SERVICE_NAME = "dbops"

@@ -1,22 +1,40 @@
-"""Settings read once at the edge (environment variables) into pydantic models."""
+"""Every dbops setting read from the environment: one class per kind of function, each read once at its door.
+
+Names are dbops.contract's (DBOPS_*); the models they hold are dbops.config's. Nothing else reads os.environ
+(the CLI's argument defaults aside).
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dbops.backup.placement import DEFAULT_MAX_RAW_BYTES, DEFAULT_MAX_SHARE
-from dbops.backup.retention import DEFAULT_KEEP
-from dbops.postgres.connection import DatabaseConfig, find_database
+from dbops import contract
+from dbops.config.backup import DEFAULT_KEEP, DEFAULT_MAX_RAW_BYTES, DEFAULT_MAX_SHARE
+from dbops.config.databases import DatabaseConfig, find_database
+from dbops.config.maintenance import MaintenanceConfig
+from dbops.config.thresholds import Thresholds
+from dbops.contract import ENV_PREFIX, HEALTH_ENV_PREFIX
+from dbops.health.settings import HealthSettings, ProbeOptions
 
 
-class FunctionSettings(BaseSettings):
-    """What every dbops Lambda function is configured with (env vars prefixed DBOPS_)."""
+class _Settings(BaseSettings):
+    """What every function with databases reads: DBOPS_DATABASES (JSON list of dbops.config.DatabaseConfig)."""
 
-    model_config = SettingsConfigDict(env_prefix="DBOPS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    databases: list[DatabaseConfig] = Field(min_length=1)
+
+    def database(self, name: str | None) -> DatabaseConfig:
+        return find_database(self.databases, name)
+
+
+class FunctionSettings(_Settings):
+    """The backup and restore functions and their Fargate task (env vars prefixed DBOPS_)."""
 
     bucket: str = Field(min_length=3)
-    databases: list[DatabaseConfig] = Field(min_length=1)
     pg_bin_dir: str | None = Field(default=None, validation_alias="DBOPS_PG_BIN")
     compression_level: int = 1
     # seconds kept back from the Lambda timeout to abort cleanly instead of being killed
@@ -36,5 +54,82 @@ class FunctionSettings(BaseSettings):
     # a point-in-time restore fails when its temporary instance is not available after this long
     point_in_time_wait_minutes: float = Field(default=120, gt=0)
 
-    def database(self, name: str | None) -> DatabaseConfig:
-        return find_database(self.databases, name)
+
+class MaintenanceSettings(_Settings):
+    """The maintenance function's environment: DBOPS_DATABASES, DBOPS_MAINTENANCE_BY_DATABASE (JSON: each
+    database's own MaintenanceConfig, rules included) and DBOPS_MAINTENANCE (JSON: for a database not named in
+    the former; the stack names every database, so a deployed database runs its own rules and no other's)."""
+
+    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
+    maintenance_by_database: dict[str, MaintenanceConfig] = Field(
+        default_factory=dict, description="database name -> its configuration (rules, timeouts, thresholds)"
+    )
+    # seconds kept back from the Lambda timeout: no new object or batch starts after that
+    deadline_margin_s: float = 60.0
+
+    @model_validator(mode="after")
+    def _known_databases(self) -> MaintenanceSettings:
+        unknown = sorted(set(self.maintenance_by_database) - {db.name for db in self.databases})
+        if unknown:
+            raise ValueError(f"maintenance_by_database names databases that are not configured: {', '.join(unknown)}")
+        return self
+
+    def config_for(self, name: str) -> MaintenanceConfig:
+        """That database's own configuration, else the shared one."""
+        return self.maintenance_by_database.get(name, self.maintenance)
+
+
+class HealthEnvironment(BaseSettings, ProbeOptions):
+    """The health function's own settings (env vars prefixed DBOPS_HEALTH_)."""
+
+    model_config = SettingsConfigDict(env_prefix=HEALTH_ENV_PREFIX, extra="ignore")
+
+    thresholds_by_database: dict[str, Thresholds] = Field(
+        default_factory=dict, description="database name -> the thresholds it sets (over `thresholds`)"
+    )
+
+    def thresholds_for(self, name: str) -> Thresholds:
+        """`thresholds`, with the ones set for this database in their place."""
+        own = self.thresholds_by_database.get(name)
+        if own is None:
+            return self.thresholds
+        return Thresholds.model_validate(
+            {**self.thresholds.model_dump(exclude_unset=True), **own.model_dump(exclude_unset=True)}
+        )
+
+    def for_database(
+        self, name: str, bucket: str | None, rds: tuple[Literal["instance", "cluster"], str] | None = None
+    ) -> HealthSettings:
+        options = {field: getattr(self, field) for field in ProbeOptions.model_fields}
+        options["thresholds"] = self.thresholds_for(name)
+        kind, identifier = rds or ("instance", None)
+        return HealthSettings(**options, bucket=bucket, database_name=name, **{f"rds_{kind}_id": identifier})
+
+
+class _TaskEnvironment(BaseSettings):
+    """What a state machine hands an ECS task in its environment, read raw: the task's own parser says what is
+    missing or wrong, naming the variable."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+
+class BackupTaskEnvironment(_TaskEnvironment):
+    """The Fargate backup task (handlers.backup_task): which database, and which kind of backup."""
+
+    database: str | None = Field(default=None, validation_alias=contract.ENV_BACKUP_DATABASE)
+    kind: str | None = Field(default=None, validation_alias=contract.ENV_BACKUP_KIND)
+
+
+class RestoreTaskEnvironment(_TaskEnvironment):
+    """The Fargate restore task (handlers.restore_task): the step to run and the execution state it works on."""
+
+    step: str | None = Field(default=None, validation_alias=contract.ENV_RESTORE_STEP)
+    state: str | None = Field(default=None, validation_alias=contract.ENV_RESTORE_STATE)
+
+
+class WatcherEnvironment(_TaskEnvironment):
+    """The rehearsal watcher (handlers.rehearsal_watch): its orders (JSON), and the scratch database's URL that ECS
+    puts there from the rehearsal secret."""
+
+    orders: str | None = Field(default=None, validation_alias=contract.ENV_REHEARSAL_WATCH)
+    url: SecretStr | None = Field(default=None, validation_alias=contract.ENV_REHEARSAL_URL)

@@ -29,6 +29,7 @@ from dbops.backup.retention import release_for_expiry
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_entry
 from dbops.errors import DbopsError
+from dbops.postgres.connection import database_spec
 from dbops.settings import FunctionSettings
 from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
@@ -85,7 +86,7 @@ def backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadline
     """Back up one database and emit its metrics (here and in the Fargate task); `deadline`: None, no limit."""
     t0 = time.monotonic()
     try:
-        spec = settings.database(name).spec()
+        spec = database_spec(settings.database(name))
         request = BackupRequest(
             database=name,
             bucket=settings.bucket,

@@ -11,21 +11,21 @@ records it for that database).
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import cast
 
 from pydantic import ValidationError
 
+from dbops import contract
 from dbops.backup.catalog import BackupKind
 from dbops.contract import REQUESTED_KINDS
 from dbops.errors import DbopsError, validation_problems
-from dbops.settings import FunctionSettings
+from dbops.settings import BackupTaskEnvironment, FunctionSettings
 from handlers.backup import backup_one
 from handlers.observability import send_metrics_with_api
 
-DATABASE_VARIABLE = "DBOPS_BACKUP_DATABASE"
-KIND_VARIABLE = "DBOPS_BACKUP_KIND"
+DATABASE_VARIABLE = contract.ENV_BACKUP_DATABASE
+KIND_VARIABLE = contract.ENV_BACKUP_KIND
 
 
 def parse_task_request(database: str | None, kind: str | None) -> tuple[str, BackupKind]:
@@ -45,7 +45,8 @@ def _fail(message: str) -> int:
 
 def main() -> int:
     try:
-        database, kind = parse_task_request(os.environ.get(DATABASE_VARIABLE), os.environ.get(KIND_VARIABLE))
+        env = BackupTaskEnvironment()
+        database, kind = parse_task_request(env.database, env.kind)
         settings = FunctionSettings()
         settings.database(database)  # a database that is not configured fails here, with its name
     except ValidationError as exc:  # the settings: never echo their values (a database URL holds a password)

@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from dbops.postgres.connection import DatabaseConfig, find_database
+from dbops.config.databases import DatabaseConfig, find_database
 from handlers.observability import parse
 
 

@@ -13,9 +13,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from dbops.health import HealthEnvironment, HealthReport, run_health
+from dbops.health import HealthReport, run_health
 from dbops.health.counters import S3TempFileState
-from dbops.settings import FunctionSettings
+from dbops.settings import FunctionSettings, HealthEnvironment
 from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
 

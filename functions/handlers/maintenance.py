@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dbops import contract
 from dbops.errors import DbopsError
-from dbops.maintenance import MaintenanceSettings, MaintenanceSummary, ProgressEvent, Task, run_task
+from dbops.maintenance import MaintenanceSummary, ProgressEvent, Task, run_task
 from dbops.maintenance.models import Progress
+from dbops.postgres.connection import database_spec
+from dbops.settings import MaintenanceSettings
 from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
 
@@ -53,7 +55,7 @@ def _maintain_one(
     task = invocation.task
     try:
         summary = run_task(
-            settings.database(name).spec(),
+            database_spec(settings.database(name)),
             task,
             settings.config_for(name),
             database=name,

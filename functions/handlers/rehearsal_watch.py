@@ -14,7 +14,6 @@ that the watcher left no observations.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from dbops.errors import DbopsError, validation_problems
 from dbops.postgres.connection import ConnectionSpec
 from dbops.rehearsal import artifacts
 from dbops.rehearsal.watcher import Watcher
+from dbops.settings import WatcherEnvironment
 
 OVERRUN_S = 60.0
 
@@ -58,8 +58,9 @@ def _fail(message: str) -> int:
 
 def main() -> int:
     try:
-        orders = parse_orders(os.environ.get(contract.ENV_REHEARSAL_WATCH))
-        url = os.environ.get(contract.ENV_REHEARSAL_URL)
+        env = WatcherEnvironment()
+        orders = parse_orders(env.orders)
+        url = env.url.get_secret_value() if env.url else None
         if not url:
             raise ValueError(f"{contract.ENV_REHEARSAL_URL} is empty: the rehearsal secret holds no URL")
         spec = ConnectionSpec.from_url(url)

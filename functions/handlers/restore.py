@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dbops import contract
 from dbops.aws import rds
+from dbops.postgres.connection import database_spec
 from dbops.rehearsal import scratch
 from dbops.restore import point_in_time_steps, steps
 from dbops.restore.models import RestoreRequest, RestoreState
@@ -116,7 +117,7 @@ def drop_expired_copies(event: dict[str, Any], context: LambdaContext) -> dict[s
         emit(contract.PRE_RESTORE_COPIES_DROPPED, len(names), MetricUnit.Count, config.name)
         logger.info("expired pre-restore copies dropped", extra={"database": config.name, "dropped": names})
         dropped[config.name] = names
-        stale[config.name] = scratch.drop_stale(config.spec())
+        stale[config.name] = scratch.drop_stale(database_spec(config))
         if stale[config.name]:
             logger.warning("dead rehearsals' scratch databases dropped", extra={"dropped": stale[config.name]})
     return {"dropped": dropped, "stale_rehearsals": stale}

@@ -11,7 +11,6 @@ it to Rollback).
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TypeVar
 
@@ -23,7 +22,7 @@ from dbops.rehearsal import deployed
 from dbops.rehearsal.deployed_state import RehearsalState
 from dbops.restore import point_in_time_steps, steps
 from dbops.restore.models import RestoreState
-from dbops.settings import FunctionSettings
+from dbops.settings import FunctionSettings, RestoreTaskEnvironment
 
 STATE_VARIABLE = contract.ENV_RESTORE_STATE
 STEP_VARIABLE = contract.ENV_RESTORE_STEP
@@ -71,11 +70,12 @@ def _run(step: str, text: str | None) -> str:
 
 
 def main() -> int:
-    step = os.environ.get(STEP_VARIABLE) or "stage"
+    env = RestoreTaskEnvironment()
+    step = env.step or "stage"
     try:
         if step not in STEPS:
             raise ValueError(f"{STEP_VARIABLE} is {step[:40]!r}: give one of {', '.join(STEPS)}")
-        print(_run(step, os.environ.get(STATE_VARIABLE)), flush=True)
+        print(_run(step, env.state), flush=True)
     except (ValueError, DbopsError) as exc:
         return _fail(exc)
     return 0

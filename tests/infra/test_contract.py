@@ -12,10 +12,8 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from dbops import contract
-from dbops.health import HealthEnvironment
-from dbops.health.thresholds import Thresholds
-from dbops.maintenance import MaintenanceSettings
-from dbops.settings import FunctionSettings
+from dbops.config.thresholds import Thresholds
+from dbops.settings import FunctionSettings, HealthEnvironment, MaintenanceSettings
 from tests.infra.conftest import BILLING_RULE, GUIDE_RULES, Synth, settings_dict, synth
 
 # what each handler module builds from its environment (tests/unit/test_contract.py: every name they read)

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from infra.restore_workflow import STEP_HANDLERS, TRANSIENT_ERRORS
+from dbops.contract import RETRIED_STEP_ERRORS
+from infra.restore_workflow import STEP_HANDLERS
 from tests.infra.conftest import Synth
 
 BEFORE_SWAP = ("Validate", "SafetyBackup", "StopApplication", "Stage", "Check", "Swap", "StageOnFargate")
@@ -47,7 +48,7 @@ def test_every_step_before_the_swap_is_caught_into_rollback_then_notify_then_fai
 def test_transient_errors_are_retried_and_the_whole_restore_is_bounded_by_the_rto(definition: dict[str, Any]) -> None:
     for name in ("Validate", "Stage", "Swap", "Rollback"):
         retries = definition["States"][name]["Retry"]
-        assert any(r["ErrorEquals"] == TRANSIENT_ERRORS and r["MaxAttempts"] == 3 for r in retries), name
+        assert any(r["ErrorEquals"] == list(RETRIED_STEP_ERRORS) and r["MaxAttempts"] == 3 for r in retries), name
     assert definition["TimeoutSeconds"] == 4 * 3600
 
 

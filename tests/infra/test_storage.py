@@ -51,7 +51,7 @@ def test_lifecycle_expires_each_backup_kind_at_its_configured_age(synthesized: S
 
 def test_lifecycle_tag_is_the_one_retention_sets(synthesized: Synth) -> None:
     """The rule's filter and the functions' tagging share one definition: they cannot disagree."""
-    from dbops.backup.retention import EXPIRABLE_TAG, RETAINED_KINDS
+    from dbops.contract import EXPIRABLE_TAG, RETAINED_KINDS
 
     rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
     assert RELEASED == [{"Key": EXPIRABLE_TAG, "Value": "true"}]

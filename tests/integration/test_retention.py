@@ -16,9 +16,10 @@ from psycopg import sql
 from dbops import aws
 from dbops.backup import catalog, stored
 from dbops.backup.catalog import BackupManifest
-from dbops.backup.retention import EXPIRABLE_TAG, release_for_expiry
+from dbops.backup.retention import release_for_expiry
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_backup
+from dbops.contract import EXPIRABLE_TAG
 from dbops.errors import BackupError, ConfigError, VerificationFailed
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.postgres.pgrestore import run_pg_restore

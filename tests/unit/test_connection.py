@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from dbops.config.databases import DatabaseConfig
 from dbops.errors import ConfigError
-from dbops.postgres.connection import ConnectionSpec, DatabaseConfig
+from dbops.postgres.connection import ConnectionSpec
 
 URL = "postgresql://backup:s3cr3t-pw@db.example.internal:6432/sprint_reports_v2?sslmode=verify-full"
 

@@ -10,20 +10,28 @@ from pydantic_settings import BaseSettings
 
 from dbops import contract
 from dbops.backup import catalog, retention
-from dbops.health import HealthEnvironment
 from dbops.health.model import metric_name
-from dbops.maintenance import TASKS, MaintenanceSettings
-from dbops.settings import FunctionSettings
+from dbops.maintenance import TASKS
+from dbops.settings import (
+    BackupTaskEnvironment,
+    FunctionSettings,
+    HealthEnvironment,
+    MaintenanceSettings,
+    RestoreTaskEnvironment,
+    WatcherEnvironment,
+)
 from handlers import observability
 
-SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (FunctionSettings, MaintenanceSettings, HealthEnvironment)
-# read outside a settings class: the restore task's state (handlers.restore_task), the rehearsal watcher's URL and
-# orders (handlers.rehearsal_watch) and Powertools' own
+SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
+    FunctionSettings,
+    MaintenanceSettings,
+    HealthEnvironment,
+    BackupTaskEnvironment,
+    RestoreTaskEnvironment,
+    WatcherEnvironment,
+)
+# read outside dbops.settings: Powertools' own
 READ_ELSEWHERE = {
-    contract.ENV_RESTORE_STATE,
-    contract.ENV_RESTORE_STEP,
-    contract.ENV_REHEARSAL_URL,
-    contract.ENV_REHEARSAL_WATCH,
     contract.ENV_POWERTOOLS_SERVICE_NAME,
     contract.ENV_POWERTOOLS_METRICS_NAMESPACE,
 }

@@ -8,8 +8,9 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from dbops.health import HealthEnvironment, Status, Thresholds
+from dbops.health import Status, Thresholds
 from dbops.health.thresholds import grade, grade_low
+from dbops.settings import HealthEnvironment
 
 
 def test_defaults_come_from_check_postgres_and_pghero() -> None:

@@ -25,9 +25,9 @@ import psycopg
 import pytest
 
 from dbops import aws
-from dbops.aws.rds import INSTANCE_PREFIX
 from dbops.backup import catalog
 from dbops.cli import main
+from dbops.contract import PIT_INSTANCE_PREFIX
 from dbops.postgres.connection import ConnectionSpec
 from dbops.restore import records
 from dbops.restore.models import RestoreRequest
@@ -122,7 +122,7 @@ def _temporary_instances() -> list[str]:
     rds = aws.client("rds")
     names = [i["DBInstanceIdentifier"] for i in rds.describe_db_instances()["DBInstances"]]
     names += [f"cluster {c['DBClusterIdentifier']}" for c in rds.describe_db_clusters()["DBClusters"]]
-    return [n for n in names if n.removeprefix("cluster ").startswith(INSTANCE_PREFIX)]
+    return [n for n in names if n.removeprefix("cluster ").startswith(PIT_INSTANCE_PREFIX)]
 
 
 def _assert_nothing_left(source: Source) -> None:
@@ -143,7 +143,7 @@ def test_a_table_as_of_a_moment_between_insert_and_delete_has_its_rows_back_and_
     for step in ("RestoreToPointInTime", "WaitForInstance", "DumpPointInTime", "SafetyBackup", "Swap"):
         assert step in result["states"]
     outcome = json.loads(result["output"])["outcome"]
-    assert f"as of {configured.between.isoformat()} ({INSTANCE_PREFIX}" in outcome
+    assert f"as of {configured.between.isoformat()} ({PIT_INSTANCE_PREFIX}" in outcome
     [dump] = [e.manifest for e in catalog.list_backups(bucket, kind="pointintime")]
     assert dump.labels["as_of"] == configured.between.isoformat()
     assert {t.qualified: t.rows for t in dump.tables} == {"public.events": 2, "public.unrelated": 2}
@@ -185,7 +185,7 @@ def test_on_aurora_a_cluster_and_its_instance_are_restored_and_both_deleted(
     assert result["status"] == "SUCCEEDED", result.get("cause")
     assert _rows(source.spec, "events") == [(1, "signup"), (2, "login")]
     outcome = json.loads(result["output"])["outcome"]
-    assert f"({INSTANCE_PREFIX}" in outcome
+    assert f"({PIT_INSTANCE_PREFIX}" in outcome
     _assert_nothing_left(source)
 
 
@@ -222,7 +222,7 @@ def test_a_database_backed_up_on_fargate_has_its_copy_dumped_by_the_fargate_task
     assert states.index("DumpOnFargate") < states.index("DumpPointInTime") < states.index("Swap")
     assert _rows(source.spec, "events") == [(1, "signup"), (2, "login")]
     [dump] = [e.manifest for e in catalog.list_backups(bucket, kind="pointintime")]  # written once, by the task
-    assert dump.labels["instance"].startswith(INSTANCE_PREFIX)
+    assert dump.labels["instance"].startswith(PIT_INSTANCE_PREFIX)
     _assert_nothing_left(source)
 
 

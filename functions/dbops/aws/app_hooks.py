@@ -7,8 +7,8 @@ import json
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
+from dbops.config.databases import AppHook
 from dbops.errors import StorageError
-from dbops.postgres.connection import AppHook
 
 
 def signal_application(hook: AppHook, action: str, database: str, restore_id: str) -> None:

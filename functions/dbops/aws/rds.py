@@ -22,14 +22,10 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
+from dbops.contract import PIT_EXECUTION_TAG, PIT_INSTANCE_PREFIX, PIT_PURPOSE, PIT_PURPOSE_TAG
 from dbops.errors import ConfigError, DbopsError, StorageError
 
 Kind = Literal["instance", "cluster"]
-PURPOSE_TAG = "dbops:purpose"
-PURPOSE = "point-in-time-restore"
-RESTORE_TAG = "dbops:restore-id"
-EXECUTION_TAG = "dbops:execution"
-INSTANCE_PREFIX = "dbops-pit-"
 # RDS statuses from which a restoring instance or cluster never becomes available
 FAILED_STATUSES = frozenset({"failed", "incompatible-restore", "incompatible-parameters", "incompatible-network"})
 NOT_FOUND = {"instance": "DBInstanceNotFound", "cluster": "DBClusterNotFoundFault"}
@@ -119,7 +115,7 @@ def restore_window(source: dict[str, Any]) -> RestoreWindow:
 
 
 def temporary_instance_id(restore_id: str) -> str:
-    return f"{INSTANCE_PREFIX}{restore_id}"
+    return f"{PIT_INSTANCE_PREFIX}{restore_id}"
 
 
 def _placement(source: dict[str, Any], kind: Kind) -> dict[str, Any]:
@@ -236,7 +232,7 @@ def _delete_one(kind: Kind, target_id: str) -> bool:
     found = describe(kind, target_id)
     if found is None:
         return False
-    if _tags(found).get(PURPOSE_TAG) != PURPOSE:
+    if _tags(found).get(PIT_PURPOSE_TAG) != PIT_PURPOSE:
         raise PointInTimeError(f"RDS {kind} {target_id} is not a dbops temporary copy: not deleting it")
     if _status(kind, found) == "deleting":
         return True
@@ -271,11 +267,11 @@ def temporary_copies() -> Iterator[tuple[Kind, dict[str, Any], dict[str, str]]]:
     try:
         for page in rds.get_paginator("describe_db_clusters").paginate():
             for cluster in page["DBClusters"]:
-                if _tags(cluster).get(PURPOSE_TAG) == PURPOSE:
+                if _tags(cluster).get(PIT_PURPOSE_TAG) == PIT_PURPOSE:
                     yield "cluster", cluster, _tags(cluster)
         for page in rds.get_paginator("describe_db_instances").paginate():
             for instance in page["DBInstances"]:
-                if _tags(instance).get(PURPOSE_TAG) == PURPOSE and not instance.get("DBClusterIdentifier"):
+                if _tags(instance).get(PIT_PURPOSE_TAG) == PIT_PURPOSE and not instance.get("DBClusterIdentifier"):
                     yield "instance", instance, _tags(instance)
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"cannot list RDS instances and clusters: {exc}") from None
@@ -300,7 +296,7 @@ def sweep(execution_arn: str | None = None, *, orphan_after: timedelta = timedel
     deleted = []
     now = datetime.now(UTC)
     for kind, found, tags in list(temporary_copies()):
-        owner = tags.get(EXECUTION_TAG)
+        owner = tags.get(PIT_EXECUTION_TAG)
         if execution_arn is not None:
             if owner != execution_arn:
                 continue

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from dbops.backup.catalog import BackupManifest
+from dbops.config.backup import DEFAULT_MAX_RAW_BYTES, DEFAULT_MAX_SHARE
 
 if TYPE_CHECKING:
     from dbops.settings import FunctionSettings
@@ -20,14 +21,6 @@ if TYPE_CHECKING:
 Runner = Literal["lambda", "fargate"]
 ConfiguredRunner = Literal["auto", "lambda", "fargate"]
 RUNNERS: tuple[str, ...] = ("lambda", "fargate")
-
-# a backup that took more than this share of the Lambda timeout runs on Fargate next time: databases grow, and a
-# backup that stops at the deadline commits nothing
-DEFAULT_MAX_SHARE = 0.6
-# pg_dump's output beyond which a backup runs on Fargate whatever its last duration said (a fast night is no
-# promise): 32 GiB in 60% of 15 minutes is ~60 MB/s, a rate well below what bench/README.md measures locally;
-# lower it (DBOPS_BACKUP_FARGATE_RAW_BYTES) when the function streams to S3 slower than that
-DEFAULT_MAX_RAW_BYTES = 32 * 1024**3
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,12 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from dbops import contract
 from dbops.aws import s3stream
 from dbops.backup import catalog
+from dbops.config.backup import DEFAULT_KEEP
+from dbops.contract import EXPIRABLE_TAG, RETAINED_KINDS
 from dbops.errors import ConfigError
 
-EXPIRABLE_TAG = "dbops-expirable"  # the lifecycle rules of RETAINED_KINDS expire only objects tagged "true"
-RETAINED_KINDS = contract.RETAINED_KINDS
-DEFAULT_KEEP = 3
 # objects under a database's prefix that belong to no committed backup (a failed backup's leftovers, the rest
 # of a backup whose manifest expired) are released once this old: by then no backup still running wrote them
 LEFTOVER_AGE = timedelta(days=1)

@@ -26,9 +26,10 @@ from pydantic import BaseModel, Field
 from dbops.aws import s3stream
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupKind, BackupManifest, StoredObject, TableStat
+from dbops.config.databases import CATALOG_NAME
 from dbops.errors import BackupError, DbopsError, ToolError
 from dbops.postgres import pipes
-from dbops.postgres.connection import CATALOG_NAME, ConnectionSpec, connect, describe_error, server_version_num
+from dbops.postgres.connection import ConnectionSpec, connect, describe_error, server_version_num
 from dbops.postgres.tools import StderrTail, find_tool, require_compatible, tool_version
 
 READ_CHUNK = 4 * 1024 * 1024

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dbops import aws
 from dbops.backup import catalog
 from dbops.backup.catalog import BACKUP_KINDS
-from dbops.backup.retention import RETAINED_KINDS, release_for_expiry
+from dbops.backup.retention import release_for_expiry
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_entry
 from dbops.cli.common import (
@@ -28,7 +28,7 @@ from dbops.cli.common import (
     spec_from,
 )
 from dbops.cli.sample_data import create_sample_data
-from dbops.contract import REQUESTED_KINDS
+from dbops.contract import REQUESTED_KINDS, RETAINED_KINDS
 from dbops.errors import StorageError, VerificationFailed
 from dbops.postgres.connection import connect
 from dbops.text import human_age, human_bytes

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-PREFIX = "health/"
+from dbops.contract import HEALTH_PREFIX
 
 
 class TempFileCounters(BaseModel):
@@ -52,7 +52,7 @@ class TempFileBaseline:
 class S3TempFileState:
     """The counters as one JSON object per database under `health/` in the bucket."""
 
-    def __init__(self, bucket: str, prefix: str = PREFIX) -> None:
+    def __init__(self, bucket: str, prefix: str = HEALTH_PREFIX) -> None:
         self.bucket = bucket
         self.prefix = prefix
 

@@ -16,6 +16,8 @@ import psycopg
 from dbops.aws.rds import Kind
 from dbops.backup import catalog
 from dbops.backup.catalog import CatalogEntry
+from dbops.config.databases import DatabaseConfig
+from dbops.config.thresholds import Thresholds
 from dbops.errors import DbopsError
 from dbops.health.context import ProbeContext
 from dbops.health.counters import TempFileBaseline, TempFileCounters, TempFileState
@@ -27,8 +29,7 @@ from dbops.health.probes.rds_engine import RDS_ENGINE_VERSION, probe_rds_engine_
 from dbops.health.probes.rds_metrics import RDS_METRICS, probe_rds_metrics
 from dbops.health.probes.temp_files import TEMP_FILES
 from dbops.health.settings import HealthSettings
-from dbops.health.thresholds import Thresholds
-from dbops.postgres.connection import ConnectionSpec, DatabaseConfig, connect, describe_error
+from dbops.postgres.connection import ConnectionSpec, connect, database_spec, describe_error
 
 SESSION_SETUP = """
     SELECT set_config('default_transaction_read_only', 'on', false),
@@ -65,7 +66,7 @@ def _database_probes(
     t0 = time.perf_counter()
     baseline = _temp_file_baseline(temp_file_state, database)
     try:
-        spec = target.spec() if isinstance(target, DatabaseConfig) else target  # may read a secret
+        spec = database_spec(target) if isinstance(target, DatabaseConfig) else target  # may read a secret
         t0 = time.perf_counter()
         with connect(spec, autocommit=True, statement_timeout_ms=settings.statement_timeout_ms) as conn:
             connect_ms = (time.perf_counter() - t0) * 1000

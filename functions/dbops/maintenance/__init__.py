@@ -6,17 +6,9 @@ summary = run_task(spec, "vacuum", config)         # both at once
 print(format_summary(summary))
 """
 
+from dbops.config.maintenance import DEFAULT_RULES, DEFAULT_SCHEDULES, TASKS, MaintenanceConfig, RetentionRule, Task
 from dbops.maintenance.models import MaintenanceSummary, ObjectResult, Plan, PlannedObject, ProgressEvent
 from dbops.maintenance.report import format_plan, format_summary
-from dbops.maintenance.settings import (
-    DEFAULT_RULES,
-    DEFAULT_SCHEDULES,
-    TASKS,
-    MaintenanceConfig,
-    MaintenanceSettings,
-    RetentionRule,
-    Task,
-)
 from dbops.maintenance.tasks import execute_plan, plan_task, planned_summary, run_task
 
 __all__ = [
@@ -24,7 +16,6 @@ __all__ = [
     "DEFAULT_SCHEDULES",
     "TASKS",
     "MaintenanceConfig",
-    "MaintenanceSettings",
     "MaintenanceSummary",
     "ObjectResult",
     "Plan",

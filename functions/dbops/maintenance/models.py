@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
 
-from dbops.maintenance.settings import RetentionRule, Task
+from dbops.config.maintenance import RetentionRule, Task
 
 ObjectKind = Literal["table", "index", "leftover", "rule"]
 Status = Literal["done", "skipped", "failed", "planned"]

@@ -25,11 +25,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from dbops.config.maintenance import MaintenanceConfig
 from dbops.maintenance.models import ObjectResult, Progress, ProgressEvent, Status
 from dbops.maintenance.objects import find_relation
 from dbops.maintenance.rules import CheckedRule, MoveNode, rule_predicate
 from dbops.maintenance.runner import Deadline, Session, attempt
-from dbops.maintenance.settings import MaintenanceConfig
 
 BY_CTID = sql.SQL("ctid = ANY(%(ctids)s::text[]::tid[])")
 

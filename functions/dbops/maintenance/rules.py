@@ -28,6 +28,7 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql
 
+from dbops.config.maintenance import RetentionRule
 from dbops.errors import ConfigError, DatabaseError
 from dbops.maintenance.objects import (
     Column,
@@ -39,7 +40,6 @@ from dbops.maintenance.objects import (
     primary_key,
     referencing_keys,
 )
-from dbops.maintenance.settings import RetentionRule
 from dbops.postgres.connection import describe_error
 
 ARCHIVE_SUFFIX = "_archive"

@@ -12,9 +12,9 @@ from typing import Any, Generic, Literal, TypeVar
 import psycopg
 from psycopg import errors as pgerrors
 
+from dbops.config.maintenance import MaintenanceConfig
 from dbops.errors import DbopsError
 from dbops.maintenance.models import Progress, ProgressEvent
-from dbops.maintenance.settings import MaintenanceConfig
 from dbops.postgres.connection import ConnectionSpec, connect, describe_error
 
 T = TypeVar("T")

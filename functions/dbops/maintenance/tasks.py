@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from dbops.config.maintenance import MaintenanceConfig, Task
 from dbops.errors import DbopsError
 from dbops.maintenance import objects, row_cleanup
 from dbops.maintenance.models import (
@@ -33,7 +34,6 @@ from dbops.maintenance.models import (
 )
 from dbops.maintenance.rules import CheckedRule, check_rules
 from dbops.maintenance.runner import RETRYABLE, Deadline, GiveUp, LockUnavailable, Session, attempt, lock_reason
-from dbops.maintenance.settings import MaintenanceConfig, Task
 from dbops.postgres.connection import ConnectionSpec, describe_error, server_version_num
 from dbops.text import human_age, human_bytes
 

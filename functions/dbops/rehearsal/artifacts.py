@@ -13,17 +13,17 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from dbops.aws import s3stream
+from dbops.contract import REHEARSALS_PREFIX
 from dbops.errors import StorageError
 from dbops.rehearsal.rewrites import Relation, Relations
 from dbops.rehearsal.watcher import Observations
 
-PREFIX = "rehearsals/"
 _RELATIONS: TypeAdapter[dict[int, Relation]] = TypeAdapter(dict[int, Relation])
 _OBSERVATIONS: TypeAdapter[Observations] = TypeAdapter(Observations)
 
 
 def key(database: str, rehearsal_id: str, name: str) -> str:
-    return f"{PREFIX}{database}/{rehearsal_id}/{name}"
+    return f"{REHEARSALS_PREFIX}{database}/{rehearsal_id}/{name}"
 
 
 def _load(bucket: str, object_key: str, adapter: TypeAdapter[Any]) -> Any:

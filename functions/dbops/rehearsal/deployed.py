@@ -31,8 +31,9 @@ from typing import Any
 
 from dbops.aws import s3stream, sns
 from dbops.backup.catalog import CatalogEntry, find_backup
+from dbops.config.databases import DatabaseConfig, RehearsalConfig
 from dbops.errors import ConfigError
-from dbops.postgres.connection import ConnectionSpec, DatabaseConfig, RehearsalConfig, connect, server_version_num
+from dbops.postgres.connection import ConnectionSpec, connect, database_spec, server_version_num
 from dbops.postgres.tools import server_major
 from dbops.rehearsal import access, artifacts, report, rewrites, schema, scratch, source, task_run
 from dbops.rehearsal.command import database_url, default_downgrade
@@ -60,7 +61,7 @@ def _database(state: RehearsalState, settings: FunctionSettings) -> tuple[Databa
 def _scratch_spec(state: RehearsalState, settings: FunctionSettings) -> tuple[ConnectionSpec, ConnectionSpec]:
     """(the production database's spec, the scratch database's spec), both as dbops' own user."""
     config, _ = _database(state, settings)
-    spec = config.spec()
+    spec = database_spec(config)
     assert state.scratch_database is not None
     return spec, spec.for_database(state.scratch_database)
 
@@ -99,7 +100,7 @@ def prepare(state: RehearsalState, settings: FunctionSettings) -> RehearsalState
             f"cannot tell how to roll back `{' '.join(request.command)}` (not an `alembic ... upgrade`): give "
             "downgrade, or skip_downgrade"
         )
-    spec = config.spec()
+    spec = database_spec(config)
     entry = source.choose_backup(settings.bucket, request.backup, request.kind, config.name)
     source.check_versions(entry, spec, settings.pg_bin_dir)
     busy = _running_rehearsal(spec, config.name)
@@ -287,7 +288,7 @@ def clean_up(state: RehearsalState, settings: FunctionSettings) -> RehearsalStat
     if config is not None and config.rehearsal is not None:
         # the Catch hands on the failed step's input: a database PrepareRehearsal made before failing is found by
         # the execution its marker names
-        spec = config.spec()
+        spec = database_spec(config)
         made = set(scratch.of_execution(spec, state.execution)) if state.execution else set()
         for scratch_db in sorted(made | ({state.scratch_database} if state.scratch_database else set())):
             _drop(spec, scratch_db, config.rehearsal)

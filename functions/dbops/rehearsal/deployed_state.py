@@ -9,8 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dbops.backup.catalog import BackupKind
+from dbops.config.databases import CATALOG_NAME, DatabaseConfig, RehearsalConfig
 from dbops.config.durations import parse_duration
-from dbops.postgres.connection import CATALOG_NAME, DatabaseConfig, RehearsalConfig
 from dbops.rehearsal import artifacts
 from dbops.rehearsal.models import CommandRun, RehearsalRequest, Timings
 from dbops.restore.models import StepError

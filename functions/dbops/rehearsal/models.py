@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dbops.backup.catalog import BackupKind
-from dbops.postgres.connection import CATALOG_NAME
+from dbops.config.databases import CATALOG_NAME
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DEFAULT_STALE_AFTER_S = 60.0

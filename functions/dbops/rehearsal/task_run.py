@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from dbops.contract import MIGRATION_CONTAINER
 from dbops.rehearsal.deployed_state import RehearsalState
 from dbops.rehearsal.models import CommandRun
 
@@ -24,7 +25,6 @@ def _timestamp(value: Any) -> datetime | None:
     return None
 
 
-MIGRATION_CONTAINER = "migration"
 _EXIT = re.compile(r"exit(?:ed with)? code (-?\d+)")
 
 

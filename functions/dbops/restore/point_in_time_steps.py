@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from dbops import contract
 from dbops.aws import rds
 from dbops.aws.rds import PointInTimeError
 from dbops.backup.catalog import list_backups
 from dbops.backup.placement import runner_for
 from dbops.backup.run import BackupRequest, list_tables, run_backup
 from dbops.errors import ConfigError
-from dbops.postgres.connection import connect
+from dbops.postgres.connection import connect, database_spec
 from dbops.restore import databases, steps
 from dbops.restore.models import InstanceEndpoint, RestoreState
 from dbops.restore.steps import RestoreRefused
@@ -54,7 +55,7 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             f"{as_of.isoformat(timespec='seconds')} is outside the restorable window of RDS {ref[0]} {ref[1]}: "
             f"{window.describe()}"
         )
-    spec = db.spec()
+    spec = database_spec(db)
     target = spec.dbname if req.mode == "drill" else (req.target or spec.dbname)
     target_existed = databases.exists(spec, target)
     if req.tables and req.mode == "restore":
@@ -84,12 +85,12 @@ def restore_to_point_in_time(state: RestoreState, settings: FunctionSettings) ->
     if source is None:
         raise PointInTimeError(f"RDS {kind} {source_id} is gone")
     tags = {
-        rds.PURPOSE_TAG: rds.PURPOSE,
-        rds.RESTORE_TAG: state.restore_id,
+        contract.PIT_PURPOSE_TAG: contract.PIT_PURPOSE,
+        contract.PIT_RESTORE_TAG: state.restore_id,
         "dbops:database": str(state.database),
     }
     if state.execution:
-        tags[rds.EXECUTION_TAG] = state.execution
+        tags[contract.PIT_EXECUTION_TAG] = state.execution
     rds.start_restore(kind, source, state.temporary_instance, state.request.as_of.astimezone(UTC), tags)
     return state.model_copy(update={"temporary_started_at": state.temporary_started_at or datetime.now(UTC)})
 
@@ -122,7 +123,9 @@ def write_dump(state: RestoreState, settings: FunctionSettings) -> str:
     ]
     if done:
         return done[0].id
-    spec = db.spec().model_copy(update={"host": state.instance_endpoint.host, "port": state.instance_endpoint.port})
+    spec = database_spec(db).model_copy(
+        update={"host": state.instance_endpoint.host, "port": state.instance_endpoint.port}
+    )
     manifest = run_backup(
         spec,
         BackupRequest(

@@ -21,7 +21,7 @@ from dbops.backup.catalog import IDENTITY_FORMAT, BackupManifest, TableStat
 from dbops.backup.run import TABLE_SHAPE, BackupRequest, count_rows, run_backup
 from dbops.backup.verify import verify_entry
 from dbops.errors import DbopsError
-from dbops.postgres.connection import ConnectionSpec, connect, describe_error, server_version_num
+from dbops.postgres.connection import ConnectionSpec, connect, database_spec, describe_error, server_version_num
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.postgres.tools import find_tool, server_major, tool_version
 from dbops.restore import archive, databases, records
@@ -45,7 +45,7 @@ class CheckFailed(DbopsError):
 
 
 def _spec(state: RestoreState, settings: FunctionSettings) -> ConnectionSpec:
-    return settings.database(state.database).spec()
+    return database_spec(settings.database(state.database))
 
 
 def _target(state: RestoreState, settings: FunctionSettings) -> ConnectionSpec:
@@ -185,7 +185,7 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
     that backup instead of the request's (a point-in-time restore's dump of its moment)."""
     req = state.request
     db = settings.database(req.database)
-    spec = db.spec()
+    spec = database_spec(db)
     if backup_id is not None:
         entry = catalog.find_backup(settings.bucket, backup_id, database=db.name)
     else:
@@ -429,7 +429,7 @@ def drop_expired_copies(settings: FunctionSettings, database: str) -> list[str]:
     ]
     if not expired:
         return []
-    spec = settings.database(database).spec()
+    spec = database_spec(settings.database(database))
     dropped = sorted(databases.existing(spec, *expired))
     for name in dropped:
         databases.drop(spec, name)

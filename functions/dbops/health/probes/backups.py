@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from dbops.backup.catalog import CatalogEntry
+from dbops.config.thresholds import Thresholds
 from dbops.health.model import Finding, Status
 from dbops.health.text import age
-from dbops.health.thresholds import Thresholds, grade
+from dbops.health.thresholds import grade
 
 HOUR = 3600.0
 VERIFIED_TEXT = {True: "verified", False: "verification FAILED", None: "not verified yet"}

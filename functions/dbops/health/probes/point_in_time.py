@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from dbops.aws.rds import Kind, describe, restore_window
+from dbops.config.thresholds import Thresholds
 from dbops.errors import ConfigError
 from dbops.health.model import Finding, Status
 from dbops.health.text import age
-from dbops.health.thresholds import Thresholds, grade
+from dbops.health.thresholds import grade
 
 POINT_IN_TIME = "point_in_time"
 

@@ -7,8 +7,9 @@ from datetime import datetime
 
 from dbops import aws
 from dbops.aws.rds import Kind, describe
+from dbops.config.thresholds import Thresholds
 from dbops.health.model import Finding, Status
-from dbops.health.thresholds import Thresholds, grade
+from dbops.health.thresholds import grade
 
 RDS_ENGINE_VERSION = "rds_engine_version"
 

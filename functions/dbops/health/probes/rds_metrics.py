@@ -14,8 +14,9 @@ from typing import Any
 
 from dbops import aws
 from dbops.aws.rds import Kind, describe
+from dbops.config.thresholds import Thresholds
 from dbops.health.model import Finding, Status
-from dbops.health.thresholds import Thresholds, grade, grade_low
+from dbops.health.thresholds import grade, grade_low
 from dbops.text import human_bytes
 
 RDS_METRICS = "rds_metrics"

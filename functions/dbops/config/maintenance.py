@@ -8,10 +8,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from dbops.contract import ENV_PREFIX, MAINTENANCE_TASKS, MaintenanceTask
-from dbops.postgres.connection import DatabaseConfig, find_database
+from dbops.contract import MAINTENANCE_TASKS, MaintenanceTask
 
 Task = MaintenanceTask
 TASKS: tuple[Task, ...] = MAINTENANCE_TASKS
@@ -114,33 +112,3 @@ class MaintenanceConfig(BaseModel):
     def rules_for(self, task: Task) -> list[RetentionRule]:
         mode = {"cleanup": "delete", "archive": "archive"}.get(task)
         return [r for r in self.rules if r.mode == mode]
-
-
-class MaintenanceSettings(BaseSettings):
-    """The maintenance function's environment: DBOPS_DATABASES, DBOPS_MAINTENANCE_BY_DATABASE (JSON: each
-    database's own MaintenanceConfig, rules included) and DBOPS_MAINTENANCE (JSON: for a database not named in
-    the former; the stack names every database, so a deployed database runs its own rules and no other's)."""
-
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
-
-    databases: list[DatabaseConfig] = Field(min_length=1)
-    maintenance: MaintenanceConfig = Field(default_factory=MaintenanceConfig)
-    maintenance_by_database: dict[str, MaintenanceConfig] = Field(
-        default_factory=dict, description="database name -> its configuration (rules, timeouts, thresholds)"
-    )
-    # seconds kept back from the Lambda timeout: no new object or batch starts after that
-    deadline_margin_s: float = 60.0
-
-    @model_validator(mode="after")
-    def _known_databases(self) -> MaintenanceSettings:
-        unknown = sorted(set(self.maintenance_by_database) - {db.name for db in self.databases})
-        if unknown:
-            raise ValueError(f"maintenance_by_database names databases that are not configured: {', '.join(unknown)}")
-        return self
-
-    def database(self, name: str | None) -> DatabaseConfig:
-        return find_database(self.databases, name)
-
-    def config_for(self, name: str) -> MaintenanceConfig:
-        """That database's own configuration, else the shared one."""
-        return self.maintenance_by_database.get(name, self.maintenance)
