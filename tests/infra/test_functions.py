@@ -296,8 +296,9 @@ def test_functions_asset_is_the_functions_folder_without_the_local_stack(synthes
     asset_hash = code["S3Key"].removesuffix(".zip")
     staged = synthesized.outdir / f"asset.{asset_hash}"
     assert (staged / "handlers" / "backup.py").is_file()
-    assert (staged / "dbops" / "backup.py").is_file()
-    assert not (staged / "dbops" / "local").exists()
+    assert (staged / "dbops" / "backup" / "run.py").is_file()
+    assert not (staged / "local_stack").exists()
+    assert not [f for f in staged.rglob("*.py") if "import moto" in f.read_text() or "from moto" in f.read_text()]
     assert not list(staged.rglob("__pycache__"))
 
 
