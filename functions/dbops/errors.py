@@ -1,5 +1,7 @@
 """Domain errors: each says what failed, where, and what to do next — never a secret."""
 
+from typing import Literal
+
 from pydantic import ValidationError
 
 
@@ -46,3 +48,40 @@ class BackupNotFound(DbopsError):
 
 class VerificationFailed(DbopsError):
     """A backup object does not match its manifest or cannot be read whole."""
+
+
+class BackupsFailed(Exception):
+    """Raised after every database asked for was tried, so Lambda's Errors metric, the state machine's Catch and
+    async retries see it."""
+
+
+class PointInTimeError(DbopsError):
+    """The temporary copy could not be restored, reached, or deleted."""
+
+
+class RehearsalRefused(DbopsError):
+    """The rehearsal cannot start as asked; nothing was created."""
+
+
+class RuleRefused(Exception):
+    """One problem with one rule."""
+
+
+class LockUnavailable(Exception):
+    """The object was skipped because another session holds a lock on it (VACUUM SKIP_LOCKED)."""
+
+
+class GiveUp(Exception):
+    """Stop retrying this object: record it with `status` and the message."""
+
+    def __init__(self, status: Literal["skipped", "failed"], message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RestoreRefused(DbopsError):
+    """The request cannot be carried out; nothing was touched."""
+
+
+class CheckFailed(DbopsError):
+    """The staged copy does not match the backup's manifest."""

@@ -28,7 +28,7 @@ from dbops.backup.placement import Runner, runner_for
 from dbops.backup.retention import release_for_expiry
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_entry
-from dbops.errors import DbopsError
+from dbops.errors import BackupsFailed, DbopsError
 from dbops.postgres.connection import database_spec
 from dbops.settings import FunctionSettings
 from handlers.events import databases_to_run, deadline_for, parse_invocation
@@ -40,11 +40,6 @@ class BackupInvocation(BaseModel):
     kind: BackupKind = "nightly"
     database: str | None = Field(default=None, description="omit to back up every configured database")
     plan: bool = Field(default=False, description="answer where the database's backup runs, back nothing up")
-
-
-class BackupsFailed(Exception):
-    """Raised after every database asked for was tried, so Lambda's Errors metric, the state machine's Catch and
-    async retries see it."""
 
 
 class BackupResult(BaseModel):

@@ -17,8 +17,9 @@ import pytest
 
 from dbops import aws
 from dbops.cli.sample_data import create_sample_data
+from dbops.errors import BackupsFailed
 from dbops.postgres.connection import ConnectionSpec, connect
-from handlers.backup import BackupsFailed, handler
+from handlers.backup import handler
 from local_stack.aws import LocalAws
 from local_stack.postgres import LocalPostgres, debian_bin_dir
 from tests.support import LocalLambdaContext, TcpProxy, WhenProcessWrites, emf_metrics, kill, scheduled_event

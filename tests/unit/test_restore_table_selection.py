@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from dbops.backup.catalog import IDENTITY_FORMAT, BackupManifest, RelKind, StoredObject, TableStat
-from dbops.restore.steps import RestoreRefused, _resolve_tables
+from dbops.errors import RestoreRefused
+from dbops.restore.steps import _resolve_tables
 
 
 def _table(oid: int, schema: str, name: str, relkind: RelKind = "r", parents: tuple[int, ...] = ()) -> TableStat:

@@ -23,17 +23,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
 from dbops.contract import PIT_EXECUTION_TAG, PIT_INSTANCE_PREFIX, PIT_PURPOSE, PIT_PURPOSE_TAG
-from dbops.errors import ConfigError, DbopsError, StorageError
+from dbops.errors import ConfigError, PointInTimeError, StorageError
 
 Kind = Literal["instance", "cluster"]
 # RDS statuses from which a restoring instance or cluster never becomes available
 FAILED_STATUSES = frozenset({"failed", "incompatible-restore", "incompatible-parameters", "incompatible-network"})
 NOT_FOUND = {"instance": "DBInstanceNotFound", "cluster": "DBClusterNotFoundFault"}
 DEFAULT_AURORA_CLASS = "db.r6g.large"
-
-
-class PointInTimeError(DbopsError):
-    """The temporary copy could not be restored, reached, or deleted."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from dbops.config.maintenance import RetentionRule
-from dbops.errors import ConfigError, DatabaseError
+from dbops.errors import ConfigError, DatabaseError, RuleRefused
 from dbops.maintenance.objects import (
     Column,
     ForeignKey,
@@ -45,10 +45,6 @@ from dbops.postgres.connection import describe_error
 ARCHIVE_SUFFIX = "_archive"
 MAX_IDENTIFIER_BYTES = 63
 DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
-
-
-class _Refused(Exception):
-    """One problem with one rule."""
 
 
 @dataclass
@@ -151,7 +147,7 @@ def check_rules(conn: psycopg.Connection[Any], rules: list[RetentionRule]) -> li
     for rule in rules:
         try:
             checked.append(_check_rule(conn, rule))
-        except _Refused as exc:
+        except RuleRefused as exc:
             problems.append(f"rule {rule.name!r}: {exc}")
     if problems:
         raise ConfigError("rules refused, nothing was changed: " + "; ".join(problems))
@@ -162,18 +158,18 @@ def _check_rule(conn: psycopg.Connection[Any], rule: RetentionRule) -> CheckedRu
     table = TableRef(rule.schema_name, rule.table)
     found = find_relation(conn, table)
     if found is None:
-        raise _Refused(f"table {table.display} does not exist")
+        raise RuleRefused(f"table {table.display} does not exist")
     oid, relkind = found
     if relkind == "p":
-        raise _Refused(f"{table.display} is partitioned: detach or drop its old partitions instead")
+        raise RuleRefused(f"{table.display} is partitioned: detach or drop its old partitions instead")
     if relkind != "r":
-        raise _Refused(f"{table.display} is not a table")
+        raise RuleRefused(f"{table.display} is not a table")
     cols = columns(conn, oid)
     ts = next((c for c in cols if c.name == rule.timestamp_column), None)
     if ts is None:
-        raise _Refused(f"column {rule.timestamp_column!r} does not exist in {table.display}")
+        raise RuleRefused(f"column {rule.timestamp_column!r} does not exist in {table.display}")
     if not ts.is_timestamp:
-        raise _Refused(f"column {table.display}.{ts.name} is {ts.type}, not a date or timestamp")
+        raise RuleRefused(f"column {table.display}.{ts.name} is {ts.type}, not a date or timestamp")
     _check_age(conn, rule.age)
     if rule.keep is not None:
         _check_keep(conn, table, rule)
@@ -191,16 +187,16 @@ def _check_age(conn: psycopg.Connection[Any], age: str) -> None:
     try:
         row = conn.execute("SELECT %s::interval > interval '0'", [age]).fetchone()
     except psycopg.DataError:
-        raise _Refused(f"age {age!r} is not a PostgreSQL interval (e.g. '6 months')") from None
+        raise RuleRefused(f"age {age!r} is not a PostgreSQL interval (e.g. '6 months')") from None
     if not (row and row[0]):
-        raise _Refused(f"age {age!r} must be positive")
+        raise RuleRefused(f"age {age!r} must be positive")
 
 
 def _check_keep(conn: psycopg.Connection[Any], table: TableRef, rule: RetentionRule) -> None:
     assert rule.keep is not None
     problem = keep_condition_problem(rule.keep)
     if problem:
-        raise _Refused(f"keep condition refused: {problem}")
+        raise RuleRefused(f"keep condition refused: {problem}")
     query = sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE {}").format(table.ident, rule_predicate(rule))
     try:
         with conn.transaction(force_rollback=True):
@@ -213,7 +209,7 @@ def _check_keep(conn: psycopg.Connection[Any], table: TableRef, rule: RetentionR
         ) from None
     except psycopg.Error as exc:
         problem = describe_error(exc)
-        raise _Refused(f"keep condition is not a valid boolean expression on {table.display}: {problem}") from None
+        raise RuleRefused(f"keep condition is not a valid boolean expression on {table.display}: {problem}") from None
 
 
 def _move_tree(
@@ -226,15 +222,15 @@ def _move_tree(
 ) -> MoveNode:
     archive = TableRef(table.schema, table.name + ARCHIVE_SUFFIX)
     if len(archive.name.encode()) > MAX_IDENTIFIER_BYTES:
-        raise _Refused(f"the archive table name for {table.display} would be longer than 63 bytes")
+        raise RuleRefused(f"the archive table name for {table.display} would be longer than 63 bytes")
     existing = find_relation(conn, archive)
     if existing is not None:
         if existing[1] != "r":
-            raise _Refused(f"{archive.display} exists and is not a table")
+            raise RuleRefused(f"{archive.display} exists and is not a table")
         have = {c.name: c.type for c in columns(conn, existing[0])}
         differ = [f"{c.name} {c.type}" for c in cols if have.get(c.name) != c.type]
         if differ:
-            raise _Refused(
+            raise RuleRefused(
                 f"{archive.display} exists but lacks columns of {table.display} ({', '.join(differ)}): "
                 "add them to the archive table first"
             )
@@ -248,7 +244,7 @@ def _move_tree(
     )
     for fk in referencing_keys(conn, oid):
         if fk.child_oid in path:
-            raise _Refused(
+            raise RuleRefused(
                 f"foreign key {fk.name} on {fk.child.display} leads back to a table already being archived: "
                 "archive does not follow reference cycles"
             )

@@ -13,7 +13,7 @@ import psycopg
 from psycopg import errors as pgerrors
 
 from dbops.config.maintenance import MaintenanceConfig
-from dbops.errors import DbopsError
+from dbops.errors import DbopsError, GiveUp, LockUnavailable
 from dbops.maintenance.models import Progress, ProgressEvent
 from dbops.postgres.connection import ConnectionSpec, connect, describe_error
 
@@ -23,18 +23,6 @@ SET_TIMEOUTS = (
     "SELECT set_config('lock_timeout', %(lock)s, %(local)s), set_config('statement_timeout', %(statement)s, %(local)s),"
     " set_config('idle_in_transaction_session_timeout', %(idle)s, %(local)s)"
 )
-
-
-class LockUnavailable(Exception):
-    """The object was skipped because another session holds a lock on it (VACUUM SKIP_LOCKED)."""
-
-
-class GiveUp(Exception):
-    """Stop retrying this object: record it with `status` and the message."""
-
-    def __init__(self, status: Literal["skipped", "failed"], message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 # a lock timeout or a deadlock (we were chosen as the victim) is worth another try after a pause

@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from dbops.config.maintenance import MaintenanceConfig, Task
-from dbops.errors import DbopsError
+from dbops.errors import DbopsError, GiveUp, LockUnavailable
 from dbops.maintenance import objects, row_cleanup
 from dbops.maintenance.models import (
     MaintenanceSummary,
@@ -33,7 +33,7 @@ from dbops.maintenance.models import (
     ProgressEvent,
 )
 from dbops.maintenance.rules import CheckedRule, check_rules
-from dbops.maintenance.runner import RETRYABLE, Deadline, GiveUp, LockUnavailable, Session, attempt, lock_reason
+from dbops.maintenance.runner import RETRYABLE, Deadline, Session, attempt, lock_reason
 from dbops.postgres.connection import ConnectionSpec, describe_error, server_version_num
 from dbops.text import human_age, human_bytes
 

@@ -12,11 +12,11 @@ the verdict says why it fails, if it does, and each finding says what to do.
 """
 
 from dbops.config.durations import format_duration, parse_duration
+from dbops.errors import RehearsalRefused
 from dbops.rehearsal.models import RehearsalRequest, RehearsalResult
 from dbops.rehearsal.report import format_report
 from dbops.rehearsal.runner import run_rehearsal
 from dbops.rehearsal.scratch import drop_stale
-from dbops.rehearsal.source import RehearsalRefused
 
 __all__ = [
     "RehearsalRefused",

@@ -32,7 +32,7 @@ from typing import Any
 from dbops.aws import s3stream, sns
 from dbops.backup.catalog import CatalogEntry, find_backup
 from dbops.config.databases import DatabaseConfig, RehearsalConfig
-from dbops.errors import ConfigError
+from dbops.errors import ConfigError, RehearsalRefused
 from dbops.postgres.connection import ConnectionSpec, connect, database_spec, server_version_num
 from dbops.postgres.tools import server_major
 from dbops.rehearsal import access, artifacts, report, rewrites, schema, scratch, source, task_run
@@ -96,7 +96,7 @@ def prepare(state: RehearsalState, settings: FunctionSettings) -> RehearsalState
     request = state.request.rehearsal_request(config, rehearsal)
     downgrade = None if request.skip_downgrade else request.downgrade or default_downgrade(request.command, "x")
     if not request.skip_downgrade and downgrade is None:
-        raise source.RehearsalRefused(
+        raise RehearsalRefused(
             f"cannot tell how to roll back `{' '.join(request.command)}` (not an `alembic ... upgrade`): give "
             "downgrade, or skip_downgrade"
         )
@@ -105,7 +105,7 @@ def prepare(state: RehearsalState, settings: FunctionSettings) -> RehearsalState
     source.check_versions(entry, spec, settings.pg_bin_dir)
     busy = _running_rehearsal(spec, config.name)
     if busy:
-        raise source.RehearsalRefused(f"another rehearsal of {config.name} is running: {busy}; one at a time")
+        raise RehearsalRefused(f"another rehearsal of {config.name} is running: {busy}; one at a time")
     scratch.drop_stale(spec)
     rehearsal_id, name, _ = scratch.create(spec, config.name, execution=state.execution, backup_id=entry.manifest.id)
     state = state.model_copy(
@@ -146,7 +146,7 @@ def survey(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
     before = read_revision(box, request.version_table)
     argv = None if request.skip_downgrade else request.downgrade or default_downgrade(request.command, before)
     if argv is None and not request.skip_downgrade:
-        raise source.RehearsalRefused(f"the database is at several revisions ({before}): give downgrade")
+        raise RehearsalRefused(f"the database is at several revisions ({before}): give downgrade")
     schema_before = schema.dump_schema(box, settings.pg_bin_dir, request.version_table)
     s3stream.put_text(settings.bucket, state.artifact("schema-before.sql"), schema_before)
     artifacts.save_relations(settings.bucket, state.artifact("relations-before.json"), rewrites.snapshot(box))

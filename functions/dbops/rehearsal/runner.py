@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 
 from dbops.backup.catalog import CatalogEntry
-from dbops.errors import DatabaseError
+from dbops.errors import DatabaseError, RehearsalRefused
 from dbops.postgres.connection import ConnectionSpec, connect, describe_error, server_version_num
 from dbops.postgres.tools import server_major
 from dbops.rehearsal import rewrites, schema, scratch, source
@@ -44,7 +44,6 @@ from dbops.rehearsal.models import (
     Timings,
 )
 from dbops.rehearsal.rewrites import Relations
-from dbops.rehearsal.source import RehearsalRefused
 from dbops.rehearsal.watcher import Observations, Watcher
 from dbops.restore import databases
 

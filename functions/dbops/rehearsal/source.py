@@ -13,18 +13,13 @@ import tempfile
 from pathlib import Path
 
 from dbops.backup import catalog
-from dbops.errors import BackupNotFound, DbopsError, ToolError
+from dbops.errors import BackupNotFound, RehearsalRefused, RestoreRefused, ToolError
 from dbops.postgres.connection import ConnectionSpec, connect, server_version_num
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.postgres.tools import find_tool, require_compatible, tool_version
 from dbops.restore import archive
 from dbops.restore import steps as restore_steps
-from dbops.restore.steps import RestoreRefused, work_dir
-
-
-class RehearsalRefused(DbopsError):
-    """The rehearsal cannot start as asked; nothing was created."""
-
+from dbops.restore.steps import work_dir
 
 FOLDER_PREFIX = "dbops-rehearse-"
 

@@ -14,15 +14,13 @@ from datetime import UTC, datetime
 
 from dbops import contract
 from dbops.aws import rds
-from dbops.aws.rds import PointInTimeError
 from dbops.backup.catalog import list_backups
 from dbops.backup.placement import runner_for
 from dbops.backup.run import BackupRequest, list_tables, run_backup
-from dbops.errors import ConfigError
+from dbops.errors import ConfigError, PointInTimeError, RestoreRefused
 from dbops.postgres.connection import connect, database_spec
 from dbops.restore import databases, steps
 from dbops.restore.models import InstanceEndpoint, RestoreState
-from dbops.restore.steps import RestoreRefused
 from dbops.settings import FunctionSettings
 
 # the restore step functions' timeout (infra: RESTORE_STEP_SIZING): the dump runs in one of them, or on Fargate

@@ -20,7 +20,7 @@ from dbops.backup import catalog
 from dbops.backup.catalog import IDENTITY_FORMAT, BackupManifest, TableStat
 from dbops.backup.run import TABLE_SHAPE, BackupRequest, count_rows, run_backup
 from dbops.backup.verify import verify_entry
-from dbops.errors import DbopsError
+from dbops.errors import CheckFailed, DbopsError, RestoreRefused
 from dbops.postgres.connection import ConnectionSpec, connect, database_spec, describe_error, server_version_num
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.postgres.tools import find_tool, server_major, tool_version
@@ -34,14 +34,6 @@ SHAPE_OF_TABLE = sql.SQL(
     "SELECT {shape} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'm')"
 ).format(shape=TABLE_SHAPE)
-
-
-class RestoreRefused(DbopsError):
-    """The request cannot be carried out; nothing was touched."""
-
-
-class CheckFailed(DbopsError):
-    """The staged copy does not match the backup's manifest."""
 
 
 def _spec(state: RestoreState, settings: FunctionSettings) -> ConnectionSpec:
