@@ -2,7 +2,7 @@
 
 The backup state machine runs it (ecs:runTask.sync, the restore stage task's image and task definition with this
 command) when dbops.backup.placement says so, with the database and the kind in DBOPS_BACKUP_DATABASE and
-DBOPS_BACKUP_KIND. It runs the Backup function's own code (handlers.backup.backup_one) with no deadline: the same
+DBOPS_BACKUP_KIND. It runs the Backup function's own code (dbops.backup.database_backup) with no deadline: the same
 manifest, the same BackupSucceeded / BackupFailed metrics (sent with PutMetricData: CloudWatch does not read a task's
 awslogs output as EMF), the same retention tagging. A missing or invalid
 variable, or a backup that fails, ends the task with one line on stderr and exit code 1 (the state machine's Catch
@@ -21,7 +21,7 @@ from dbops.backup.catalog import BackupKind
 from dbops.contract import REQUESTED_KINDS
 from dbops.errors import DbopsError, validation_problems
 from dbops.settings import BackupTaskEnvironment, FunctionSettings
-from handlers.backup import backup_one
+from handlers.backup_outcome import backup_one
 from handlers.observability import send_metrics_with_api
 
 DATABASE_VARIABLE = contract.ENV_BACKUP_DATABASE

@@ -1,0 +1,72 @@
+"""One database's backup as the Backup function and its Fargate task run it: back up, verify, apply retention."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pydantic import BaseModel
+
+from dbops.backup import catalog
+from dbops.backup.catalog import BackupKind, BackupManifest
+from dbops.backup.retention import RetentionResult, release_for_expiry
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.verify import verify_entry
+from dbops.errors import DbopsError
+from dbops.postgres.connection import database_spec
+from dbops.settings import FunctionSettings
+
+
+class DatabaseBackup(BaseModel):
+    """What happened: the committed manifest or the error; whether it was verified; what retention did."""
+
+    database: str
+    kind: BackupKind
+    seconds: float
+    manifest: BackupManifest | None = None
+    error: str | None = None
+    verified: bool = False
+    retention: RetentionResult | None = None
+    retention_error: str | None = None
+
+
+def _time_to_verify(manifest: BackupManifest, deadline: float | None) -> bool:
+    """A full read takes about as long as the backup did: verify when the time left holds it twice over."""
+    return deadline is None or deadline - time.monotonic() >= 2 * manifest.duration_seconds
+
+
+def back_up_database(
+    settings: FunctionSettings,
+    name: str,
+    kind: BackupKind,
+    deadline: float | None,
+    progress: Callable[[str, int], None] | None = None,
+) -> DatabaseBackup:
+    """Back up one database (`deadline`: a time.monotonic() moment, None for no limit), then read the committed
+    backup back whole (size, sha256, a full pg_restore read) when time allows: retention counts only verified
+    backups, and a committed but unreadable backup is a failed one. Retention runs last and never fails the
+    committed backup (the next backup's pass repeats it)."""
+    t0 = time.monotonic()
+    verified = False
+    try:
+        request = BackupRequest(
+            database=name,
+            bucket=settings.bucket,
+            kind=kind,
+            pg_bin_dir=settings.pg_bin_dir,
+            compression_level=settings.compression_level,
+        )
+        manifest = run_backup(database_spec(settings.database(name)), request, deadline=deadline, progress=progress)
+        if _time_to_verify(manifest, deadline):
+            verify_entry(settings.bucket, catalog.CatalogEntry(manifest=manifest), settings.pg_bin_dir)
+            verified = True
+    except DbopsError as exc:
+        return DatabaseBackup(database=name, kind=kind, error=str(exc), seconds=round(time.monotonic() - t0, 3))
+    outcome = DatabaseBackup(
+        database=name, kind=kind, manifest=manifest, verified=verified, seconds=manifest.duration_seconds
+    )
+    try:
+        outcome.retention = release_for_expiry(settings.bucket, kind, name, settings.retention_keep)
+    except DbopsError as exc:
+        outcome.retention_error = str(exc)
+    return outcome
