@@ -12,7 +12,8 @@ import pytest
 from dbops import aws
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest
-from dbops.backup.run import BACKUP_LOCK_CLASS, BackupRequest, backup_lock_key, run_backup
+from dbops.backup.lock import BACKUP_LOCK_CLASS, backup_lock_key
+from dbops.backup.run import BackupRequest, run_backup
 from dbops.errors import BackupError
 from dbops.postgres.connection import ConnectionSpec, connect
 

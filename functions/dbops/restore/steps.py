@@ -18,9 +18,10 @@ from psycopg import sql
 from dbops.aws import app_hooks, sns
 from dbops.backup import catalog
 from dbops.backup.catalog import IDENTITY_FORMAT, BackupManifest, TableStat
-from dbops.backup.run import TABLE_SHAPE, BackupRequest, count_rows, run_backup
+from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_entry
 from dbops.errors import CheckFailed, DbopsError, RestoreRefused
+from dbops.postgres.catalog import TABLE_SHAPE, count_rows
 from dbops.postgres.connection import ConnectionSpec, connect, database_spec, describe_error, server_version_num
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.postgres.tools import find_tool, server_major, tool_version

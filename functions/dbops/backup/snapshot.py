@@ -1,0 +1,68 @@
+"""The snapshot a backup reads: a repeatable-read transaction that exports it and counts every table's rows in it."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dbops.backup.catalog import TableStat
+from dbops.errors import BackupError
+from dbops.postgres.catalog import count_rows, list_tables
+from dbops.postgres.connection import describe_error
+
+
+class SnapshotHolder:
+    """A repeatable-read transaction whose snapshot pg_dump imports; counts rows in the same snapshot."""
+
+    def __init__(self, conn: psycopg.Connection[Any], lock_wait_timeout_s: int) -> None:
+        self.conn = conn
+        self.lock_wait_timeout_s = lock_wait_timeout_s
+        self.tables: list[TableStat] = []
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> SnapshotHolder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """On failure a count may still be running (behind a lock, say): cancel it, then wait for the thread."""
+        if self._thread is not None and self._thread.is_alive():
+            with contextlib.suppress(psycopg.Error):
+                self.conn.cancel_safe(timeout=5)
+            self._thread.join()
+
+    def export(self) -> str:
+        self.conn.execute("SET idle_in_transaction_session_timeout = 0")
+        # the counts wait for a table lock no longer than pg_dump does
+        self.conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{self.lock_wait_timeout_s}s")))
+        # every row counts, as pg_dump dumps every row: a role that row-level security would filter fails here
+        self.conn.execute("SET row_security = off")
+        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert row is not None
+        self.tables = list_tables(self.conn)
+        return str(row[0])
+
+    def start_counting(self) -> None:
+        self._thread = threading.Thread(target=self._count, name="row-counter", daemon=True)
+        self._thread.start()
+
+    def _count(self) -> None:
+        try:
+            for table in self.tables:
+                if table.relkind != "p":
+                    row = self.conn.execute(count_rows(table.schema_name, table.name, table.relkind)).fetchone()
+                    table.rows = int(row[0]) if row else 0
+        except BaseException as exc:  # reported by stats() on the caller's thread
+            self.error = exc
+
+    def stats(self, database: str) -> list[TableStat]:
+        if self._thread is not None:
+            self._thread.join()
+        if self.error is not None:
+            raise BackupError(f"backup of {database}: counting rows failed: {describe_error(self.error)}")
+        return self.tables
