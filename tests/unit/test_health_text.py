@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dbops.health.probes.statements import OLD, RENAMED_13, RENAMED_17, statement_columns
-from dbops.health.text import redact_query
+from dbops.postgres.sql_text import redact_query
 
 
 @pytest.mark.parametrize(

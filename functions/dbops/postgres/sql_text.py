@@ -44,3 +44,8 @@ def one_line(statement: str, limit: int = 300) -> str:
     """A statement for a report: one line, string literals hidden (a migration may write secrets), at most `limit`."""
     text = _SPACE.sub(" ", replace_literals(statement, "'…'", None)).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def redact_query(text: str | None, limit: int = 160) -> str:
+    """A query's text fit for a report or a log: string literals hidden (they may hold secrets), one line."""
+    return one_line(text, limit) if text else ""

@@ -10,8 +10,8 @@ from typing import Any, LiteralString
 
 from dbops.health.context import ProbeContext
 from dbops.health.model import Finding
-from dbops.health.text import redact_query
 from dbops.health.thresholds import grade
+from dbops.postgres.sql_text import redact_query
 
 LONG_QUERIES = """
     SELECT pid, usename, application_name, query,

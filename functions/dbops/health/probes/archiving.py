@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, Status
-from dbops.health.text import age
 from dbops.health.thresholds import grade
+from dbops.text import human_age
 
 ARCHIVE_STATUS_DIR_SINCE = 120000
 
@@ -50,7 +50,7 @@ def probe_wal_archiving(ctx: ProbeContext) -> Finding:
     if r["failing"]:
         statuses.append(Status.CRITICAL)
         notes.append(
-            f"the archiver is failing: {r['last_failed_wal']} failed {age(r['failed_age'])} ago "
+            f"the archiver is failing: {r['last_failed_wal']} failed {human_age(r['failed_age'])} ago "
             f"({r['failed_count']} failures since statistics reset); check archive_command and the server log"
         )
     if ready is not None:
@@ -59,7 +59,7 @@ def probe_wal_archiving(ctx: ProbeContext) -> Finding:
             statuses.append(grade(r["archived_age"], t.archive_age_warn_seconds, t.archive_age_critical_seconds))
     status = max(statuses, key=lambda s: s.rank)
     last = (
-        f"last archived {r['last_archived_wal']} {age(r['archived_age'])} ago"
+        f"last archived {r['last_archived_wal']} {human_age(r['archived_age'])} ago"
         if r["last_archived_wal"]
         else "nothing archived yet"
     )

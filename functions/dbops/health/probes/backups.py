@@ -12,8 +12,8 @@ from datetime import datetime
 from dbops.backup.catalog import CatalogEntry
 from dbops.config.thresholds import Thresholds
 from dbops.health.model import Finding, Status
-from dbops.health.text import age
 from dbops.health.thresholds import grade
+from dbops.text import human_age
 
 HOUR = 3600.0
 VERIFIED_TEXT = {True: "verified", False: "verification FAILED", None: "not verified yet"}
@@ -27,7 +27,7 @@ def probe_backup_freshness(
     failed = [e for e in entries if e.verified is False]
     verified = [e for e in entries if e.verified]
     details = [
-        f"{e.manifest.kind} {e.manifest.id}: finished {age(e.age_seconds(now))} ago, {VERIFIED_TEXT[e.verified]}"
+        f"{e.manifest.kind} {e.manifest.id}: finished {human_age(e.age_seconds(now))} ago, {VERIFIED_TEXT[e.verified]}"
         for e in entries[:5]
     ]
     verified_age = verified[0].age_seconds(now) / HOUR if verified else None
@@ -47,7 +47,7 @@ def probe_backup_freshness(
         "backup_verified": 1 if newest.verified else 0,
     }
     message = (
-        f"newest backup {newest.manifest.id} ({newest.manifest.kind}) finished {age(hours * HOUR)} ago, "
+        f"newest backup {newest.manifest.id} ({newest.manifest.kind}) finished {human_age(hours * HOUR)} ago, "
         f"{VERIFIED_TEXT[newest.verified]} (RPO {t.backup_age_warn_hours:g} h, critical at "
         f"{t.backup_age_critical_hours:g} h)"
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, Status
-from dbops.health.text import age
+from dbops.text import human_age
 
 CHECKSUM_FAILURES_SINCE = 120000
 
@@ -52,7 +52,7 @@ def probe_checksums(ctx: ProbeContext) -> Finding:
         values=values,
         details=[
             f"database {r['datname']}: {r['checksum_failures']} failure{'s' if r['checksum_failures'] > 1 else ''}, "
-            f"the last {age(r['last_failure_age'])} ago"
+            f"the last {human_age(r['last_failure_age'])} ago"
             for r in rows[: ctx.settings.top]
         ],
     )

@@ -23,7 +23,7 @@ from psycopg import sql
 from dbops.health.context import ProbeContext, Query
 from dbops.health.model import Finding, Status
 from dbops.health.probes.relations import LOCKED
-from dbops.health.text import size
+from dbops.text import human_bytes
 
 NOT_VALID = """
     SELECT CASE WHEN k.conrelid <> 0 THEN 'TABLE' ELSE 'DOMAIN' END AS kind,
@@ -129,7 +129,7 @@ def probe_unindexed_foreign_keys(ctx: ProbeContext) -> Finding:
         "referenced table scans the referencing table",
         detail=lambda r: (
             f"{r['table_name']} "
-            f"({size(r['bytes']) if r['bytes'] is not None else 'size not read: locked'}) {r['conname']} "
+            f"({human_bytes(r['bytes']) if r['bytes'] is not None else 'size not read: locked'}) {r['conname']} "
             f"({r['columns']}) references {r['referenced']}: CREATE INDEX CONCURRENTLY ON {r['table_name']} "
             f"({r['columns']})"
         ),

@@ -17,8 +17,8 @@ from typing import Any
 
 from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, Status
-from dbops.health.text import age
 from dbops.health.thresholds import grade
+from dbops.text import human_age
 
 # our own session is left out; a walsender's xmin is its standby's, read from pg_stat_replication
 HOLDERS = """
@@ -77,7 +77,7 @@ def _who(r: dict[str, Any]) -> str:
 
 
 def _holder(r: dict[str, Any]) -> str:
-    held = f", for {age(r['seconds'])}" if r["seconds"] is not None else ""
+    held = f", for {human_age(r['seconds'])}" if r["seconds"] is not None else ""
     return f"{_who(r)}: xmin {r['xmin']}, {int(r['xid_age']):,} transactions old{held}"
 
 
@@ -96,7 +96,7 @@ def probe_xmin_horizon(ctx: ProbeContext) -> Finding:
     return Finding(
         status=grade(xid_age, t.xmin_horizon_warn, t.xmin_horizon_critical),
         message=f"xmin horizon {xid_age:,} transactions old, held by {_who(oldest)}"
-        + (f" for {age(seconds)}" if seconds is not None else "")
+        + (f" for {human_age(seconds)}" if seconds is not None else "")
         + f" (warn at {t.xmin_horizon_warn:,}, critical at {t.xmin_horizon_critical:,}): vacuum cannot remove or "
         "freeze rows newer than it",
         values={"xmin_horizon_age": xid_age, "xmin_horizon_seconds": seconds},
@@ -117,12 +117,12 @@ def probe_prepared_transactions(ctx: ProbeContext) -> Finding:
         return Finding(status=Status.OK, message=f"no prepared transaction ({limit})", values=values)
     return Finding(
         status=grade(oldest, t.prepared_transaction_warn_seconds, t.prepared_transaction_critical_seconds),
-        message=f"{total} prepared transaction{'s' if total > 1 else ''}, the oldest prepared {age(oldest)} ago "
+        message=f"{total} prepared transaction{'s' if total > 1 else ''}, the oldest prepared {human_age(oldest)} ago "
         f"(warn at {t.prepared_transaction_warn_seconds:g}s, critical at {t.prepared_transaction_critical_seconds:g}s)"
         ": each holds its locks and the xmin horizon until COMMIT PREPARED or ROLLBACK PREPARED",
         values=values,
         details=[
-            f"{r['gid']!r} in database {r['database']} (owner {r['owner']}): prepared {age(r['seconds'])} ago, "
+            f"{r['gid']!r} in database {r['database']} (owner {r['owner']}): prepared {human_age(r['seconds'])} ago, "
             f"{int(r['xid_age']):,} transactions old; once its transaction manager has decided, "
             f"COMMIT PREPARED or ROLLBACK PREPARED {_literal(r['gid'])} (connected to {r['database']})"
             for r in found

@@ -15,7 +15,7 @@ from psycopg import sql
 from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, Status
 from dbops.health.probes.relations import LOCKED
-from dbops.health.text import size
+from dbops.text import human_bytes
 
 UNUSED = sql.SQL(
     """WITH {locked},
@@ -98,15 +98,15 @@ def probe_unused_indexes(ctx: ProbeContext) -> Finding:
     total_bytes = int(rows[0]["total_bytes"]) if rows else 0
     values = {"unused_indexes": total, "unused_index_bytes": total_bytes}
     if not rows:
-        return Finding(status=Status.OK, message=f"no unused index of {size(min_bytes)} or more", values=values)
+        return Finding(status=Status.OK, message=f"no unused index of {human_bytes(min_bytes)} or more", values=values)
     since = rows[0]["stats_reset"]
     since_text = f"since statistics were reset at {since:%Y-%m-%d %H:%M}" if since else "since statistics began"
     return Finding(
         status=Status.WARN,
-        message=f"{total} index{'es' if total > 1 else ''} of {size(min_bytes)} or more never scanned {since_text} "
-        f"({size(total_bytes)}); check replicas before dropping",
+        message=f"{total} index{'es' if total > 1 else ''} of {human_bytes(min_bytes)} or more never scanned "
+        f"{since_text} ({human_bytes(total_bytes)}); check replicas before dropping",
         values=values,
-        details=[f"{r['schemaname']}.{r['indexrelname']} on {r['relname']}: {size(r['bytes'])}" for r in rows],
+        details=[f"{r['schemaname']}.{r['indexrelname']} on {r['relname']}: {human_bytes(r['bytes'])}" for r in rows],
     )
 
 
@@ -140,10 +140,10 @@ def probe_duplicate_indexes(ctx: ProbeContext) -> Finding:
         return Finding(status=Status.OK, message="no duplicate index", values=values)
     return Finding(
         status=Status.WARN,
-        message=f"{len(rows)} redundant index{'es' if len(rows) > 1 else ''} ({size(total_bytes)})",
+        message=f"{len(rows)} redundant index{'es' if len(rows) > 1 else ''} ({human_bytes(total_bytes)})",
         values=values,
         details=[
-            f"{r['nspname']}.{r['index_name']} on {r['table_name']} ({size(r['bytes'])}) "
+            f"{r['nspname']}.{r['index_name']} on {r['table_name']} ({human_bytes(r['bytes'])}) "
             f"{'repeats' if r['identical'] else 'is covered by'} {r['covered_by']}"
             for r in rows[: ctx.settings.top]
         ],

@@ -11,8 +11,8 @@ from typing import Any
 
 from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, Status
-from dbops.health.text import redact_query
 from dbops.health.thresholds import grade
+from dbops.postgres.sql_text import redact_query
 
 WAITSTART_SINCE = 140000
 

@@ -11,8 +11,8 @@ from dbops.aws.rds import Kind, describe, restore_window
 from dbops.config.thresholds import Thresholds
 from dbops.errors import ConfigError
 from dbops.health.model import Finding, Status
-from dbops.health.text import age
 from dbops.health.thresholds import grade
+from dbops.text import human_age
 
 POINT_IN_TIME = "point_in_time"
 
@@ -34,6 +34,6 @@ def probe_point_in_time(kind: Kind, identifier: str, thresholds: Thresholds, now
     return Finding(
         status=status,
         message=f"RDS {kind} {identifier} restorable to any second from {window.describe()}: the latest is "
-        f"{age(lag)} old (warn at {age(thresholds.restorable_lag_warn_seconds)}), {retention} days kept",
+        f"{human_age(lag)} old (warn at {human_age(thresholds.restorable_lag_warn_seconds)}), {retention} days kept",
         values={"restorable_lag_seconds": round(lag, 1), "backup_retention_days": retention},
     )

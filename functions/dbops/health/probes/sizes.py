@@ -8,7 +8,7 @@ from psycopg import sql
 from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, Status
 from dbops.health.probes.relations import LOCKED, USER_TABLES
-from dbops.health.text import size
+from dbops.text import human_bytes
 
 # Opening a relation to measure it costs a catalog read per relation in a fresh session (about 0.3 ms per
 # table with its indexes and TOAST). Up to `exact_sizes_max_tables` every table is measured; past that the
@@ -62,14 +62,16 @@ def probe_sizes(ctx: ProbeContext) -> Finding:
         db = int(ctx.row(DATABASE_SIZE)["database_bytes"])
         return Finding(
             status=Status.OK,
-            message=f"database {size(db)}, no user tables",
+            message=f"database {human_bytes(db)}, no user tables",
             values={"database_size_bytes": db, "tables_size_bytes": 0},
         )
     first = rows[0]
     db, locked, exact = int(first["database_bytes"]), int(first["locked_tables"]), bool(first["exact"])
     tables_bytes = int((first["measured_bytes"] if exact else first["estimated_bytes"]) or 0)
     values: dict[str, int | float | None] = {"database_size_bytes": db, "tables_size_bytes": tables_bytes}
-    message = f"database {size(db)}; {first['tables']} tables, {size(tables_bytes)} with indexes and TOAST"
+    message = (
+        f"database {human_bytes(db)}; {first['tables']} tables, {human_bytes(tables_bytes)} with indexes and TOAST"
+    )
     if not exact:
         message += f" (estimated from planner statistics: more than {exact_max} tables; the largest measured)"
     backup = ctx.newest_backup
@@ -77,13 +79,13 @@ def probe_sizes(ctx: ProbeContext) -> Finding:
         before = sum(t.bytes for t in backup.manifest.tables)
         growth = tables_bytes - before
         values["growth_since_backup_bytes"] = growth
-        message += f"; {'+' if growth >= 0 else '-'}{size(abs(growth))} since backup {backup.manifest.id}"
+        message += f"; {'+' if growth >= 0 else '-'}{human_bytes(abs(growth))} since backup {backup.manifest.id}"
     if locked:
         message += f"; {locked} locked by another session, not measured"
     details = [
         f"{r['nspname']}.{r['relname']}: locked (AccessExclusiveLock held or queued), size not measured"
         if r["is_locked"]
-        else f"{r['nspname']}.{r['relname']}: {size(r['total_bytes'])} (indexes {size(r['index_bytes'])})"
+        else f"{r['nspname']}.{r['relname']}: {human_bytes(r['total_bytes'])} (indexes {human_bytes(r['index_bytes'])})"
         for r in rows
     ]
     return Finding(status=Status.OK, message=message, values=values, details=details)

@@ -12,8 +12,8 @@ from psycopg import sql
 
 from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, Status
-from dbops.health.text import age, size
 from dbops.health.thresholds import grade
+from dbops.text import human_age, human_bytes
 
 WAL_STATUS_SINCE = 130000
 INACTIVE_SINCE = 170000  # inactive_since and invalidation_reason
@@ -51,8 +51,10 @@ def _detail(r: dict[str, Any]) -> str:
     if r["active"]:
         state = "active"
     else:
-        state = "inactive" + (f" for {age(r['inactive_seconds'])}" if r["inactive_seconds"] is not None else "")
-    retained = f"retains {size(r['retained_bytes'])} of WAL" if r["retained_bytes"] is not None else "retains no WAL"
+        state = "inactive" + (f" for {human_age(r['inactive_seconds'])}" if r["inactive_seconds"] is not None else "")
+    retained = (
+        f"retains {human_bytes(r['retained_bytes'])} of WAL" if r["retained_bytes"] is not None else "retains no WAL"
+    )
     text = f"slot {r['slot_name']} ({kind}{where}) {state}: {retained}"
     if r["wal_status"]:
         text += f", wal_status {r['wal_status']}"
@@ -99,9 +101,9 @@ def probe_replication_slots(ctx: ProbeContext) -> Finding:
         status=status,
         message=f"{len(rows)} replication slot{'s' if len(rows) > 1 else ''}"
         + (f" ({', '.join(problems)})" if problems else "")
-        + f"; most WAL retained {size(most)} by {holder['slot_name']} "
-        f"(warn at {size(t.slot_retained_wal_warn_bytes)}, critical at {size(t.slot_retained_wal_critical_bytes)})"
-        + keep_text,
+        + f"; most WAL retained {human_bytes(most)} by {holder['slot_name']} "
+        f"(warn at {human_bytes(t.slot_retained_wal_warn_bytes)}, "
+        f"critical at {human_bytes(t.slot_retained_wal_critical_bytes)})" + keep_text,
         values=values,
         details=[_detail(r) for r in sorted(rows, key=lambda r: (not _is_lost(r), r["active"]))][: ctx.settings.top],
     )

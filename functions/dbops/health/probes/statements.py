@@ -15,8 +15,8 @@ from psycopg import sql
 
 from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, Status
-from dbops.health.text import redact_query
 from dbops.health.thresholds import grade
+from dbops.postgres.sql_text import redact_query
 
 EXEC_TIME_SINCE = 130000
 SHARED_BLK_TIME_SINCE = 170000

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dbops.health.context import ProbeContext
 from dbops.health.counters import TempFileCounters
 from dbops.health.model import Finding, Status
-from dbops.health.text import age, size
 from dbops.health.thresholds import grade
+from dbops.text import human_age, human_bytes
 
 TEMP_FILES = "temp_files"  # the probe's name, for the runner that keeps its counters
 
@@ -31,7 +31,7 @@ ADVICE = (
 
 def _totals(c: TempFileCounters) -> str:
     since = f"since {c.stats_reset:%Y-%m-%d %H:%M}" if c.stats_reset else "since statistics began"
-    return f"{c.temp_files:,} temp files, {size(c.temp_bytes)} {since}"
+    return f"{c.temp_files:,} temp files, {human_bytes(c.temp_bytes)} {since}"
 
 
 def probe_temp_files(ctx: ProbeContext) -> Finding:
@@ -65,7 +65,7 @@ def probe_temp_files(ctx: ProbeContext) -> Finding:
     ):
         return Finding(
             status=Status.OK,
-            message=f"statistics were reset since the previous run {age(seconds)} ago: new baseline recorded "
+            message=f"statistics were reset since the previous run {human_age(seconds)} ago: new baseline recorded "
             f"({_totals(current)})",
             values=no_rate,
         )
@@ -77,10 +77,10 @@ def probe_temp_files(ctx: ProbeContext) -> Finding:
     status = grade(bytes_rate, t.temp_files_warn_bytes_per_hour, t.temp_files_critical_bytes_per_hour)
     return Finding(
         status=status,
-        message=f"{size(bytes_rate)} of temp files an hour ({files_rate:,.0f} files an hour): {files:,} files, "
-        f"{size(written)} since the previous run {age(seconds)} ago "
-        f"(warn at {size(t.temp_files_warn_bytes_per_hour)} an hour, "
-        f"critical at {size(t.temp_files_critical_bytes_per_hour)})",
+        message=f"{human_bytes(bytes_rate)} of temp files an hour ({files_rate:,.0f} files an hour): {files:,} files, "
+        f"{human_bytes(written)} since the previous run {human_age(seconds)} ago "
+        f"(warn at {human_bytes(t.temp_files_warn_bytes_per_hour)} an hour, "
+        f"critical at {human_bytes(t.temp_files_critical_bytes_per_hour)})",
         values={"temp_files_per_hour": round(files_rate, 1), "temp_hourly_bytes": round(bytes_rate)},
         details=[ADVICE] if status is not Status.OK else [],
     )

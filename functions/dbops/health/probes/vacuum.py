@@ -14,8 +14,8 @@ from psycopg import sql
 from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, Status
 from dbops.health.probes.relations import LOCKED, USER_TABLES
-from dbops.health.text import age, size
 from dbops.health.thresholds import grade
+from dbops.text import human_age, human_bytes
 
 DEAD_TUPLES = sql.SQL(
     """WITH {locked}, {user_tables},
@@ -83,10 +83,10 @@ def probe_dead_tuples(ctx: ProbeContext) -> Finding:
         )
     details = []
     for r in rows[: ctx.settings.top]:
-        notes = [f"last vacuum {age(r['vacuum_age'])} ago" if r["vacuum_age"] is not None else "never vacuumed"]
+        notes = [f"last vacuum {human_age(r['vacuum_age'])} ago" if r["vacuum_age"] is not None else "never vacuumed"]
         if r["autovacuum_off"]:
             notes.append("autovacuum disabled on this table")
-        estimate = "size not measured (locked)" if r["is_locked"] else f"~{size(r['bloat_bytes'])} wasted"
+        estimate = "size not measured (locked)" if r["is_locked"] else f"~{human_bytes(r['bloat_bytes'])} wasted"
         details.append(
             f"{r['nspname']}.{r['relname']}: {r['dead_percent']:.0f} % dead ({r['n_dead_tup']} dead, "
             f"{r['n_live_tup']} live), {estimate}; {', '.join(notes)}"
@@ -94,7 +94,7 @@ def probe_dead_tuples(ctx: ProbeContext) -> Finding:
     return Finding(
         status=grade(worst, t.dead_tuples_warn_percent, t.dead_tuples_critical_percent),
         message=f"{len(rows)} table{'s' if len(rows) > 1 else ''} at {t.dead_tuples_warn_percent:g} % dead rows "
-        f"or more, worst {worst:.0f} %, ~{size(bloat)} to reclaim with VACUUM",
+        f"or more, worst {worst:.0f} %, ~{human_bytes(bloat)} to reclaim with VACUUM",
         values=values,
         details=details,
     )
@@ -126,18 +126,18 @@ def probe_vacuum_age(ctx: ProbeContext) -> Finding:
     for r in rows[: ctx.settings.top]:
         parts = []
         if r["vacuum_due"]:
-            parts.append(f"vacuum due ({r['n_dead_tup']} dead rows), last {age(r['vacuum_age'])}")
+            parts.append(f"vacuum due ({r['n_dead_tup']} dead rows), last {human_age(r['vacuum_age'])}")
         if r["analyze_due"]:
-            parts.append(f"analyze due ({r['n_mod_since_analyze']} changed rows), last {age(r['analyze_age'])}")
+            parts.append(f"analyze due ({r['n_mod_since_analyze']} changed rows), last {human_age(r['analyze_age'])}")
         details.append(f"{r['schemaname']}.{r['relname']}: {'; '.join(parts)}")
     if status is Status.OK:
-        message = f"autovacuum is keeping up (no table due for more than {age(t.vacuum_age_warn_seconds)})"
+        message = f"autovacuum is keeping up (no table due for more than {human_age(t.vacuum_age_warn_seconds)})"
         if never:
             message += f"; {len(never)} table{'s' if len(never) > 1 else ''} due and never vacuumed or analyzed"
     else:
         message = (
-            f"{len(vacuum_ages)} table(s) due for vacuum, oldest last vacuumed {age(oldest_vacuum)} ago; "
-            f"{len(analyze_ages)} due for analyze, oldest {age(oldest_analyze)} ago "
-            f"(warn at {age(t.vacuum_age_warn_seconds)} / {age(t.analyze_age_warn_seconds)})"
+            f"{len(vacuum_ages)} table(s) due for vacuum, oldest last vacuumed {human_age(oldest_vacuum)} ago; "
+            f"{len(analyze_ages)} due for analyze, oldest {human_age(oldest_analyze)} ago "
+            f"(warn at {human_age(t.vacuum_age_warn_seconds)} / {human_age(t.analyze_age_warn_seconds)})"
         )
     return Finding(status=status, message=message, values=values, details=details)
