@@ -19,9 +19,9 @@ import uuid
 from bench.common import sample_server
 from dbops import aws
 from dbops.aws import s3stream
+from dbops.aws.stepfunctions import follow
 from dbops.backup import catalog
 from dbops.postgres.connection import ConnectionSpec
-from dbops.restore.runner import follow
 from local_stack.aws import LocalAws
 from local_stack.lambda_runtime import LocalLambdaContext
 

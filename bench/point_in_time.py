@@ -34,10 +34,11 @@ from psycopg import sql
 
 from bench.common import mb
 from dbops import aws
+from dbops.aws.stepfunctions import follow
 from dbops.cli.sample_data import create_sample_data
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore.models import RestoreRequest
-from dbops.restore.runner import follow, start_restore
+from dbops.restore.runner import start_restore
 from local_stack import rds
 from local_stack.aws import LocalAws
 from local_stack.fingerprint import table_fingerprints

@@ -38,7 +38,7 @@ SECRET = "dbops-local/sprint_reports_v2/rehearsal"
 def _deployed(spec: Any, bucket: str, revision: str, interval: str, max_lock: str) -> tuple[RehearsalResult, float]:
     """The same rehearsal through the synthesized restore state machine (moto in this process, as `make demo`);
     returns its result and the execution's time (the synthesis and deployment before it not counted)."""
-    from dbops.restore.runner import follow
+    from dbops.aws.stepfunctions import follow
     from infra.settings import DatabaseRehearsal
     from local_stack import workflow
 

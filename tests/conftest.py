@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from dbops import aws
+from dbops.aws.stepfunctions import follow
 from dbops.cli.sample_data import create_sample_data
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore.models import RestoreRequest
-from dbops.restore.runner import follow, start_restore
+from dbops.restore.runner import start_restore
 from local_stack.aws import LocalAws
 from local_stack.postgres import LocalPostgres
 from tests.support import restore_environment, server_bin_dir, server_params

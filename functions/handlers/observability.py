@@ -18,7 +18,8 @@ from aws_lambda_powertools.metrics.base import SingleMetric
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ValidationError
 
-from dbops import aws, contract
+from dbops import contract
+from dbops.aws import cloudwatch
 from dbops.errors import validation_problems
 
 NAMESPACE = contract.METRICS_NAMESPACE
@@ -56,17 +57,7 @@ def emit(name: str, value: float, unit: MetricUnit, database: str, dimensions: M
 def _put_metric(name: str, value: float, unit: MetricUnit, dimensions: Mapping[str, str]) -> None:
     """One metric by PutMetricData; a failure is logged, never raised: the work it measures is done."""
     try:
-        aws.client("cloudwatch").put_metric_data(
-            Namespace=NAMESPACE,
-            MetricData=[
-                {
-                    "MetricName": name,
-                    "Value": value,
-                    "Unit": unit.value,
-                    "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
-                }
-            ],
-        )
+        cloudwatch.put_metric(NAMESPACE, name, value, unit.value, dimensions)
     except (BotoCoreError, ClientError) as exc:
         logger.error("metric not sent", extra={"metric": name, "error": str(exc)})
 

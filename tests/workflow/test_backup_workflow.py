@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from dbops import aws
+from dbops.aws.stepfunctions import follow
 from dbops.backup import catalog
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli import main
 from dbops.postgres.connection import ConnectionSpec
-from dbops.restore.runner import follow
 from local_stack.aws import LocalAws
 from tests.support import cloudwatch_sums, emf_metrics
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from dbops import aws
+from dbops.aws.stepfunctions import follow
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli import main
 from dbops.cli.sample_data import create_sample_data
@@ -28,7 +29,6 @@ from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.rehearsal import scratch
 from dbops.rehearsal.command import database_url
 from dbops.rehearsal.models import RehearsalResult
-from dbops.restore.runner import follow
 from handlers.restore import drop_expired_copies
 from local_stack.fingerprint import table_fingerprints
 from local_stack.postgres import LocalPostgres

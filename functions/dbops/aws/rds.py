@@ -22,6 +22,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
+from dbops.aws import stepfunctions
 from dbops.contract import PIT_EXECUTION_TAG, PIT_INSTANCE_PREFIX, PIT_PURPOSE, PIT_PURPOSE_TAG
 from dbops.errors import ConfigError, PointInTimeError, StorageError
 
@@ -274,15 +275,10 @@ def temporary_copies() -> Iterator[tuple[Kind, dict[str, Any], dict[str, str]]]:
 
 
 def _execution_running(execution_arn: str) -> bool:
-    try:
-        status = aws.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
-    except ClientError as exc:
-        if _error_code(exc) == "ExecutionDoesNotExist":
-            return False
-        raise StorageError(f"cannot describe execution {execution_arn}: {exc}") from None
-    except BotoCoreError as exc:
-        raise StorageError(f"cannot describe execution {execution_arn}: {exc}") from None
-    return bool(status == "RUNNING")
+    running = stepfunctions.running(execution_arn)
+    if running is None:  # a copy is deleted only once its restore is known to be over
+        raise StorageError(f"cannot describe execution {execution_arn}: Step Functions did not answer")
+    return running
 
 
 def sweep(execution_arn: str | None = None, *, orphan_after: timedelta = timedelta(hours=6)) -> list[str]:

@@ -10,7 +10,6 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dbops import aws
 from dbops.backup import catalog
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.backup.retention import release_for_expiry
@@ -29,7 +28,7 @@ from dbops.cli.common import (
 )
 from dbops.cli.sample_data import create_sample_data
 from dbops.contract import REQUESTED_KINDS, RETAINED_KINDS
-from dbops.errors import StorageError, VerificationFailed
+from dbops.errors import VerificationFailed
 from dbops.postgres.connection import connect
 from dbops.text import human_age, human_bytes
 
@@ -84,8 +83,10 @@ BACKUP_MACHINE_ENV = "DBOPS_BACKUP_STATE_MACHINE_ARN"
 
 def _failures(execution: str) -> list[dict[str, Any]]:
     """Each failed database's own error, as its branch recorded it (state RecordFailure) in the history."""
+    from dbops.aws import stepfunctions
+
     try:
-        events = aws.client("stepfunctions").get_execution_history(executionArn=execution, maxResults=1000)["events"]
+        events = stepfunctions.history(execution)
     except (BotoCoreError, ClientError):
         return []  # the execution's own cause is printed already
     exits = [e["stateExitedEventDetails"] for e in events if "stateExitedEventDetails" in e]
@@ -95,7 +96,7 @@ def _failures(execution: str) -> list[dict[str, Any]]:
 def cmd_start(args: argparse.Namespace) -> int:
     """Start the backup state machine (as the nightly schedule does) for an on-demand or pre-deployment backup,
     follow it, and print each database's result; exit 1 when any database's backup failed."""
-    from dbops.restore.runner import follow, outcome  # the Step Functions helpers (not loaded for `dbops backup`)
+    from dbops.aws import stepfunctions  # not loaded for `dbops backup`
 
     arn = find_state_machine(
         args.state_machine_arn,
@@ -107,16 +108,13 @@ def cmd_start(args: argparse.Namespace) -> int:
     request: dict[str, Any] = {"kind": args.kind}
     if args.database:
         request["databases"] = args.database
-    try:
-        execution = aws.client("stepfunctions").start_execution(
-            stateMachineArn=arn, name=f"{args.kind}-{uuid.uuid4().hex[:12]}", input=json.dumps(request)
-        )["executionArn"]
-    except (BotoCoreError, ClientError) as exc:
-        raise StorageError(f"cannot start the backup state machine: {exc}") from None
+    execution = stepfunctions.start(arn, f"{args.kind}-{uuid.uuid4().hex[:12]}", json.dumps(request), "backup")
     print(f"started {execution.rsplit(':', 1)[-1]}", flush=True)
-    description = follow(execution, lambda kind, name: print(f"  {'->' if kind == 'entered' else '!!'} {name}"))
+    description = stepfunctions.follow(
+        execution, lambda kind, name: print(f"  {'->' if kind == 'entered' else '!!'} {name}")
+    )
     if description["status"] != "SUCCEEDED":
-        print(f"FAILED: {outcome(description)}")
+        print(f"FAILED: {stepfunctions.outcome(description)}")
         for failure in _failures(execution):
             print(f"  {failure['database']}: {' '.join(str(failure.get('cause', '')).split())[:500]}")
         return 1

@@ -8,9 +8,6 @@ import os
 import sys
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from dbops import aws
 from dbops.errors import ConfigError
 from dbops.postgres.connection import ConnectionSpec
 from dbops.text import table_lines
@@ -85,10 +82,9 @@ def find_state_machine(explicit: str | None, *, what: str, name_prefix: str, log
     holding `logical_name` (CDK's generated name)."""
     if explicit:
         return explicit
-    try:
-        machines = aws.client("stepfunctions").list_state_machines()["stateMachines"]
-    except (BotoCoreError, ClientError) as exc:
-        raise ConfigError(f"cannot list the state machines to find the {what} one: {exc}") from None
+    from dbops.aws import stepfunctions  # not loaded for `dbops backup`
+
+    machines = stepfunctions.state_machines()
     found = [
         m["stateMachineArn"] for m in machines if m["name"].lower().startswith(name_prefix) or logical_name in m["name"]
     ]

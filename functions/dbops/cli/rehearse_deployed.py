@@ -15,13 +15,9 @@ import time
 import uuid
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from dbops import aws
-from dbops.aws import s3stream
+from dbops.aws import s3stream, stepfunctions
 from dbops.cli.restores import find_state_machine
 from dbops.errors import ConfigError
-from dbops.restore.runner import follow
 
 
 def request_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -42,8 +38,7 @@ def request_of(args: argparse.Namespace) -> dict[str, Any]:
 
 def _judged(execution: str) -> dict[str, Any] | None:
     """JudgeRehearsal's output (the state with the result's key), if the execution got that far."""
-    events = aws.client("stepfunctions").get_execution_history(executionArn=execution, maxResults=1000)["events"]
-    for event in reversed(events):
+    for event in reversed(stepfunctions.history(execution)):
         details = event.get("stateExitedEventDetails")
         if details and details.get("name") == "JudgeRehearsal":
             return dict(json.loads(details.get("output") or "{}"))
@@ -55,15 +50,10 @@ def run_deployed(args: argparse.Namespace) -> int:
         raise ConfigError("--deployed rehearses on a backup: it takes no --from-database")
     machine = find_state_machine(args.state_machine_arn)
     name = f"rehearse-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    try:
-        execution = aws.client("stepfunctions").start_execution(
-            stateMachineArn=machine, name=name, input=json.dumps(request_of(args))
-        )["executionArn"]
-    except (BotoCoreError, ClientError) as exc:
-        raise ConfigError(f"cannot start the restore state machine {machine}: {exc}") from None
+    execution = stepfunctions.start(machine, name, json.dumps(request_of(args)), "restore")
     say = sys.stderr if args.json else sys.stdout  # with --json, stdout holds the result alone
     print(f"started {name}", file=say, flush=True)
-    description = follow(
+    description = stepfunctions.follow(
         execution, lambda kind, state: print(f"  {'->' if kind == 'entered' else '!!'} {state}", file=say, flush=True)
     )
     judged = _judged(execution)

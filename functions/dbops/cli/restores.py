@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dbops.aws.stepfunctions import follow, outcome
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.cli import common
 from dbops.cli.common import print_json, print_table
 from dbops.restore.models import RestoreRequest
-from dbops.restore.runner import follow, list_restores, outcome, start_restore
+from dbops.restore.runner import list_restores, start_restore
 
 MACHINE_ENV = "DBOPS_RESTORE_STATE_MACHINE_ARN"
 

@@ -7,7 +7,6 @@ password never appears on a command line or in a process listing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +15,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
-from dbops import aws
+from dbops.aws import secrets
 from dbops.config.databases import DatabaseConfig, SslMode
 from dbops.errors import ConfigError, DatabaseError, validation_problems
 
@@ -49,11 +48,7 @@ class ConnectionSpec(BaseModel):
     @classmethod
     def from_secret(cls, secret_id: str, **overrides: Any) -> ConnectionSpec:
         """Read an RDS-style secret: {"username", "password", "host", "port", "dbname"}."""
-        try:
-            raw = aws.client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"]
-            doc = json.loads(raw)
-        except Exception as exc:
-            raise ConfigError(f"could not read database secret {secret_id}: {type(exc).__name__}") from None
+        doc = secrets.read_json(secret_id)
         if not isinstance(doc, dict):
             raise ConfigError(f"database secret {secret_id} is not a JSON object with username, password, host")
         fields = {

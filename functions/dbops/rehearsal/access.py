@@ -20,18 +20,16 @@ owner role (RDS: the master user created the application's roles, so it has it).
 
 from __future__ import annotations
 
-import json
 import re
 import secrets as random
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 from pydantic import SecretStr
 
-from dbops import aws
-from dbops.errors import ConfigError, StorageError
+from dbops.aws import secrets
+from dbops.errors import ConfigError
 from dbops.postgres.connection import ConnectionSpec, connect
 
 ROLE_PREFIX = "dbops_rehearse_"
@@ -139,8 +137,4 @@ def withdraw_url(secret_id: str) -> None:
 
 
 def _put(secret_id: str, value: dict[str, str]) -> None:
-    try:
-        aws.client("secretsmanager").put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
-    except (BotoCoreError, ClientError) as exc:
-        code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else type(exc).__name__
-        raise StorageError(f"cannot write the rehearsal secret {secret_id}: {code}") from None
+    secrets.write_json(secret_id, value, "the rehearsal secret")

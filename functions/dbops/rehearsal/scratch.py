@@ -215,14 +215,6 @@ def of_execution(spec: ConnectionSpec, execution: str) -> list[str]:
 
 def execution_running(execution: str) -> bool | None:
     """Whether a Step Functions execution is still running; None when it cannot be asked (no access, no AWS)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from dbops.aws import stepfunctions
 
-    from dbops import aws
-
-    try:
-        status = aws.client("stepfunctions").describe_execution(executionArn=execution)["status"]
-    except ClientError as exc:
-        return False if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist" else None
-    except BotoCoreError:
-        return None
-    return bool(status == "RUNNING")
+    return stepfunctions.running(execution)

@@ -10,9 +10,8 @@ stopped instance, or metrics not readable), never `ok`.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from dbops import aws
+from dbops.aws import cloudwatch
 from dbops.aws.rds import Kind, describe
 from dbops.config.thresholds import Thresholds
 from dbops.health.model import Finding, Status
@@ -27,19 +26,9 @@ GIB = 1024**3
 
 def _latest(kind: Kind, identifier: str, name: str, statistic: str, now: datetime) -> float | None:
     dimension = "DBClusterIdentifier" if kind == "cluster" else "DBInstanceIdentifier"
-    points = aws.client("cloudwatch").get_metric_statistics(
-        Namespace="AWS/RDS",
-        MetricName=name,
-        Dimensions=[{"Name": dimension, "Value": identifier}],
-        StartTime=now - WINDOW,
-        EndTime=now + timedelta(minutes=1),  # the newest datapoint, timestamped at or just before now
-        Period=PERIOD_S,
-        Statistics=[statistic],
-    )["Datapoints"]
-    if not points:
-        return None
-    newest: dict[str, Any] = max(points, key=lambda p: p["Timestamp"])
-    return float(newest[statistic])
+    # the newest datapoint, timestamped at or just before now
+    window = (now - WINDOW, now + timedelta(minutes=1))
+    return cloudwatch.newest_datapoint("AWS/RDS", name, {dimension: identifier}, statistic, window, PERIOD_S)
 
 
 def probe_rds_metrics(kind: Kind, identifier: str, thresholds: Thresholds, now: datetime) -> Finding:
