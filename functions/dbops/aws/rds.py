@@ -90,6 +90,12 @@ def describe(kind: Kind, identifier: str) -> dict[str, Any] | None:
     return dict(found[0]) if found else None
 
 
+def engine_versions(engine: str) -> list[str]:
+    """Every version of the engine RDS offers."""
+    pages = aws.client("rds").get_paginator("describe_db_engine_versions").paginate(Engine=engine)
+    return [v["EngineVersion"] for page in pages for v in page["DBEngineVersions"]]
+
+
 def _name(source: dict[str, Any]) -> str:
     return str(source.get("DBClusterIdentifier") or source.get("DBInstanceIdentifier"))
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from dbops import aws
-from dbops.aws.rds import Kind, describe
+from dbops.aws.rds import Kind, describe, engine_versions
 from dbops.config.thresholds import Thresholds
 from dbops.health.model import Finding, Status
 from dbops.health.thresholds import grade
@@ -24,8 +23,7 @@ def probe_rds_engine_version(kind: Kind, identifier: str, thresholds: Thresholds
         return Finding(status=Status.UNKNOWN, message=f"RDS {kind} {identifier} does not exist")
     engine, version = str(found.get("Engine", "")), str(found.get("EngineVersion", ""))
     major = version.split(".")[0]
-    pages = aws.client("rds").get_paginator("describe_db_engine_versions").paginate(Engine=engine)
-    offered = [v["EngineVersion"] for page in pages for v in page["DBEngineVersions"]]
+    offered = engine_versions(engine)
     same_major = sorted({v for v in offered if v.split(".")[0] == major}, key=_version_key)
     if not same_major:
         return Finding(
