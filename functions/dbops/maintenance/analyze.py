@@ -32,13 +32,6 @@ class AnalyzeTask(StatementTask):
                 if t.last_analyze
                 else "never analyzed"
             )
-            found.append(
-                self.planned(
-                    version,
-                    kind="table",
-                    schema_name=t.table.schema,
-                    name=t.table.name,
-                    reason=f"weekly statistics refresh; {last}, {t.modified_since_analyze} rows changed since",
-                )
-            )
+            reason = f"weekly statistics refresh; {last}, {t.modified_since_analyze} rows changed since"
+            found.append(self.planned_table(version, t, reason))
         return found, []

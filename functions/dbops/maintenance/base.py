@@ -11,12 +11,23 @@ import psycopg
 from psycopg import sql
 
 from dbops.config.maintenance import MaintenanceConfig, Task
-from dbops.maintenance.models import ObjectKind, ObjectResult, Plan, PlannedObject, Progress
+from dbops.maintenance.models import ObjectKind, ObjectResult, Plan, PlannedObject, Progress, Status
+from dbops.maintenance.objects import TableStats
 from dbops.maintenance.rules import CheckedRule
 from dbops.maintenance.runner import Deadline, Session, attempt
 
 Planned = tuple[list[PlannedObject], list[str]]
 """The objects a task will work on, and notes on how they were chosen."""
+
+
+def object_name(obj: PlannedObject) -> str:
+    """How plans, summaries and progress name an object: a rule by its name, anything else schema.name."""
+    return obj.rule.name if obj.rule is not None else obj.display
+
+
+def result_of(obj: PlannedObject, status: Status, **fields: Any) -> ObjectResult:
+    """The result of running (or not running) a planned object."""
+    return ObjectResult(kind=obj.kind, name=object_name(obj), action=obj.action, status=status, **fields)
 
 
 @dataclass
@@ -81,6 +92,9 @@ class StatementTask(MaintenanceTask):
         action = self.statement(kind, schema_name, name, version).action
         return PlannedObject(kind=kind, schema_name=schema_name, name=name, action=action, reason=reason, **extra)
 
+    def planned_table(self, version: int, stats: TableStats, reason: str) -> PlannedObject:
+        return self.planned(version, kind="table", schema_name=stats.table.schema, name=stats.table.name, reason=reason)
+
     def lock_timeout_s(self, config: MaintenanceConfig) -> float:
         return config.lock_timeout_s
 
@@ -101,12 +115,5 @@ class StatementTask(MaintenanceTask):
             deadline=ctx.deadline,
             lock_timeout_s=lock_s,
         )
-        return ObjectResult(
-            kind=obj.kind,
-            name=obj.display,
-            action=obj.action,
-            status=outcome.status,
-            attempts=outcome.attempts,
-            seconds=round(time.monotonic() - t0, 3),
-            detail=outcome.detail,
-        )
+        seconds = round(time.monotonic() - t0, 3)
+        return result_of(obj, outcome.status, attempts=outcome.attempts, seconds=seconds, detail=outcome.detail)

@@ -14,7 +14,7 @@ import psycopg
 from dbops.config.maintenance import MaintenanceConfig, Task
 from dbops.errors import DbopsError
 from dbops.maintenance.analyze import AnalyzeTask
-from dbops.maintenance.base import MaintenanceTask, RunContext
+from dbops.maintenance.base import MaintenanceTask, RunContext, object_name, result_of
 from dbops.maintenance.cleanup import RuleTask
 from dbops.maintenance.models import MaintenanceSummary, ObjectResult, Plan, PlannedObject, Progress, ProgressEvent
 from dbops.maintenance.reindex import ReindexTask
@@ -33,10 +33,6 @@ MAINTENANCE_TASKS: dict[Task, MaintenanceTask] = {
 
 def _ignore(_: ProgressEvent) -> None:
     pass
-
-
-def _name(obj: PlannedObject) -> str:
-    return obj.rule.name if obj.rule is not None else obj.display
 
 
 def plan_task(spec: ConnectionSpec, task: Task, config: MaintenanceConfig, *, database: str | None = None) -> Plan:
@@ -83,26 +79,17 @@ def execute_plan(
 
 
 def _execute_object(task: MaintenanceTask, ctx: RunContext, plan: Plan, obj: PlannedObject) -> ObjectResult:
-    name = _name(obj)
+    name = object_name(obj)
     if obj.skip_reason:
-        return ObjectResult(kind=obj.kind, name=name, action=obj.action, status="skipped", detail=obj.skip_reason)
+        return result_of(obj, "skipped", detail=obj.skip_reason)
     if ctx.deadline.passed():
-        return ObjectResult(
-            kind=obj.kind, name=name, action=obj.action, status="skipped", detail="time limit reached before it began"
-        )
+        return result_of(obj, "skipped", detail="time limit reached before it began")
     ctx.progress(ProgressEvent(event="start", object=name, message=f"{obj.action}: {obj.reason}"))
     t0 = time.monotonic()
     try:
         result = task.run(ctx, plan, obj)
     except (psycopg.Error, DbopsError) as exc:
-        result = ObjectResult(
-            kind=obj.kind,
-            name=name,
-            action=obj.action,
-            status="failed",
-            seconds=round(time.monotonic() - t0, 3),
-            detail=str(exc),
-        )
+        result = result_of(obj, "failed", seconds=round(time.monotonic() - t0, 3), detail=str(exc))
     ctx.progress(
         ProgressEvent(
             event="done",
@@ -141,13 +128,7 @@ def planned_summary(plan: Plan, seconds: float = 0.0) -> MaintenanceSummary:
         started_at=plan.planned_at,
         duration_seconds=round(seconds, 3),
         objects=[
-            ObjectResult(
-                kind=o.kind,
-                name=_name(o),
-                action=o.action,
-                status="skipped" if o.skip_reason else "planned",
-                detail=o.skip_reason or o.reason,
-            )
+            result_of(o, "skipped" if o.skip_reason else "planned", detail=o.skip_reason or o.reason)
             for o in plan.objects
         ],
     )

@@ -38,15 +38,8 @@ class VacuumTask(StatementTask):
             if t.dead >= config.vacuum_dead_tuples:
                 passed.append(f"count ≥ {config.vacuum_dead_tuples}")
             if passed:
-                found.append(
-                    self.planned(
-                        version,
-                        kind="table",
-                        schema_name=t.table.schema,
-                        name=t.table.name,
-                        reason=f"{t.dead} dead tuples, {t.dead_ratio:.1%} of {t.live + t.dead} ({', '.join(passed)})",
-                    )
-                )
+                reason = f"{t.dead} dead tuples, {t.dead_ratio:.1%} of {t.live + t.dead} ({', '.join(passed)})"
+                found.append(self.planned_table(version, t, reason))
         notes = [
             f"{len(found)} of {len(tables)} tables past the thresholds (at least {config.vacuum_min_dead_tuples} "
             f"dead tuples and a dead ratio ≥ {config.vacuum_dead_ratio:.0%} or ≥ {config.vacuum_dead_tuples} "
