@@ -37,7 +37,9 @@ class RuleTask(MaintenanceTask):
 
     def prepare(self, ctx: RunContext, plan: Plan) -> None:
         rules = [o.rule for o in plan.objects if o.rule is not None]
-        # checked again right before running: the schema may have changed since the plan was made
+        # checked again right before running: the schema may have changed since the plan was made; with the
+        # same lock timeout as when planning (checking a keep condition takes a lock on the rule's table)
+        ctx.session.set_timeouts(ctx.config.lock_timeout_s, ctx.config.batch_statement_timeout_s)
         ctx.checked = {c.rule.name: c for c in check_rules(ctx.session.conn, rules)} if rules else {}
 
     def run(self, ctx: RunContext, plan: Plan, obj: PlannedObject) -> ObjectResult:
