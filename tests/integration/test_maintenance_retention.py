@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from dbops.errors import ConfigError
+from dbops.errors import ConfigError, DatabaseError
 from dbops.maintenance import DEFAULT_RULES, MaintenanceConfig, RetentionRule, execute_plan, plan_task, run_task
 from dbops.postgres.connection import ConnectionSpec, connect
-from tests.integration.maintenance_helpers import Timeline, Writer, rows_checksum, wait_until
+from tests.integration.maintenance_helpers import LockHolder, Timeline, Writer, rows_checksum, wait_until
 from tests.support import table_checksums
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,6 +178,21 @@ def test_bad_rules_are_refused_before_any_change(sample_db: ConnectionSpec, task
     for rule, problem in expected:
         assert f"rule {rule.name!r}: " in message and problem in message, (rule.name, message)
     assert table_checksums(sample_db) == before  # nothing deleted, no archive table created
+
+
+def test_rules_checked_again_before_running_wait_for_a_lock_no_longer_than_lock_timeout(
+    sample_db: ConnectionSpec,
+) -> None:
+    config = MaintenanceConfig(rules=[CLEANUP_RULE], lock_timeout_s=0.2, batch_statement_timeout_s=30)
+    plan = plan_task(sample_db, "cleanup", config)
+
+    with LockHolder(sample_db, "LOCK TABLE report_snapshots IN ACCESS EXCLUSIVE MODE"):
+        t0 = time.monotonic()
+        with pytest.raises(DatabaseError, match="is locked by another session"):
+            execute_plan(sample_db, plan, config)  # its keep condition is checked again, on the locked table
+        assert time.monotonic() - t0 < 10  # the lock_timeout, not the 30 s statement timeout
+
+    assert run_task(sample_db, "cleanup", config).rows_deleted > 0
 
 
 def test_cleanup_stopped_by_the_time_limit_keeps_its_batches_and_the_next_run_finishes(
