@@ -10,14 +10,14 @@ from psycopg import sql
 
 from dbops.config.maintenance import MaintenanceConfig
 from dbops.maintenance import objects
-from dbops.maintenance.base import Planned, StatementTask
+from dbops.maintenance.base import Planned, StatementJob
 from dbops.maintenance.models import ObjectKind
 from dbops.text import human_age
 
 ANALYZE = sql.SQL("ANALYZE")
 
 
-class AnalyzeTask(StatementTask):
+class AnalyzeJob(StatementJob):
     task = "analyze"
 
     def command(self, kind: ObjectKind, version: int) -> sql.SQL:

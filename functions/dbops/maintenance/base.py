@@ -41,7 +41,7 @@ class RunContext:
     checked: dict[str, CheckedRule] = field(default_factory=dict)  # rule tasks: the rules checked by prepare
 
 
-class MaintenanceTask(ABC):
+class MaintenanceJob(ABC):
     """Plans a task's objects (`plan`) and runs each planned object (`run`)."""
 
     task: Task
@@ -75,7 +75,7 @@ class Statement:
         return self.command.as_string()
 
 
-class StatementTask(MaintenanceTask):
+class StatementJob(MaintenanceJob):
     """A task that runs one statement per object (ANALYZE, VACUUM, REINDEX): the statement shown is the one run."""
 
     @abstractmethod

@@ -9,12 +9,12 @@ import psycopg
 
 from dbops.config.maintenance import MaintenanceConfig, Task
 from dbops.maintenance import row_cleanup
-from dbops.maintenance.base import MaintenanceTask, Planned, RunContext
+from dbops.maintenance.base import MaintenanceJob, Planned, RunContext
 from dbops.maintenance.models import ObjectResult, Plan, PlannedObject
 from dbops.maintenance.rules import CheckedRule, check_rules
 
 
-class RuleTask(MaintenanceTask):
+class RuleJob(MaintenanceJob):
     """cleanup (the rules in delete mode) or archive (the rules in archive mode); see row_cleanup.py."""
 
     def __init__(self, task: Task) -> None:

@@ -11,7 +11,7 @@ from psycopg import sql
 from dbops.config.maintenance import MaintenanceConfig
 from dbops.errors import GiveUp
 from dbops.maintenance import objects
-from dbops.maintenance.base import Planned, RunContext, Statement, StatementTask
+from dbops.maintenance.base import Planned, RunContext, Statement, StatementJob
 from dbops.maintenance.models import ObjectKind, PlannedObject
 from dbops.maintenance.runner import RETRYABLE, lock_reason
 from dbops.postgres.connection import describe_error
@@ -32,7 +32,7 @@ WHERE n.nspname = %s AND tc.relname = %s AND NOT ix.indisvalid
 """)
 
 
-class ReindexTask(StatementTask):
+class ReindexJob(StatementJob):
     """Invalid indexes are skipped; the invalid `_ccnew`/`_ccold` leftovers of an interrupted concurrent reindex
     are dropped first, and a reindex that fails drops the leftover it made."""
 

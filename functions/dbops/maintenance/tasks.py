@@ -13,21 +13,21 @@ import psycopg
 
 from dbops.config.maintenance import MaintenanceConfig, Task
 from dbops.errors import DbopsError
-from dbops.maintenance.analyze import AnalyzeTask
-from dbops.maintenance.base import MaintenanceTask, RunContext, object_name, result_of
-from dbops.maintenance.cleanup import RuleTask
+from dbops.maintenance.analyze import AnalyzeJob
+from dbops.maintenance.base import MaintenanceJob, RunContext, object_name, result_of
+from dbops.maintenance.cleanup import RuleJob
 from dbops.maintenance.models import MaintenanceSummary, ObjectResult, Plan, PlannedObject, Progress, ProgressEvent
-from dbops.maintenance.reindex import ReindexTask
+from dbops.maintenance.reindex import ReindexJob
 from dbops.maintenance.runner import Deadline, Session
-from dbops.maintenance.vacuum import VacuumTask
+from dbops.maintenance.vacuum import VacuumJob
 from dbops.postgres.connection import ConnectionSpec, server_version_num
 
-MAINTENANCE_TASKS: dict[Task, MaintenanceTask] = {
-    "analyze": AnalyzeTask(),
-    "vacuum": VacuumTask(),
-    "reindex": ReindexTask(),
-    "cleanup": RuleTask("cleanup"),
-    "archive": RuleTask("archive"),
+JOBS: dict[Task, MaintenanceJob] = {
+    "analyze": AnalyzeJob(),
+    "vacuum": VacuumJob(),
+    "reindex": ReindexJob(),
+    "cleanup": RuleJob("cleanup"),
+    "archive": RuleJob("archive"),
 }
 
 
@@ -40,7 +40,7 @@ def plan_task(spec: ConnectionSpec, task: Task, config: MaintenanceConfig, *, da
     with Session(spec, config) as session:
         session.set_timeouts(config.lock_timeout_s, config.batch_statement_timeout_s)
         version = server_version_num(session.conn)
-        found, notes = MAINTENANCE_TASKS[task].plan(session.conn, config, version)
+        found, notes = JOBS[task].plan(session.conn, config, version)
     return Plan(
         task=task,
         database=database or spec.dbname,
@@ -61,7 +61,7 @@ def execute_plan(
 ) -> MaintenanceSummary:
     """Run a plan object by object; a failure on one object is recorded and the others still run."""
     started, t0 = datetime.now(UTC), time.monotonic()
-    task = MAINTENANCE_TASKS[plan.task]
+    task = JOBS[plan.task]
     results: list[ObjectResult] = []
     time_limit = Deadline(deadline)
     with Session(spec, config, time_limit) as session:
@@ -78,7 +78,7 @@ def execute_plan(
     )
 
 
-def _execute_object(task: MaintenanceTask, ctx: RunContext, plan: Plan, obj: PlannedObject) -> ObjectResult:
+def _execute_object(task: MaintenanceJob, ctx: RunContext, plan: Plan, obj: PlannedObject) -> ObjectResult:
     name = object_name(obj)
     if obj.skip_reason:
         return result_of(obj, "skipped", detail=obj.skip_reason)

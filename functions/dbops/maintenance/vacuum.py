@@ -10,7 +10,7 @@ from psycopg import sql
 from dbops.config.maintenance import MaintenanceConfig
 from dbops.errors import LockUnavailable
 from dbops.maintenance import objects
-from dbops.maintenance.base import Planned, RunContext, Statement, StatementTask
+from dbops.maintenance.base import Planned, RunContext, Statement, StatementJob
 from dbops.maintenance.models import ObjectKind, PlannedObject
 
 SKIP_LOCKED_SINCE = 120000
@@ -20,7 +20,7 @@ VACUUM_SKIP_LOCKED = sql.SQL("VACUUM (ANALYZE, SKIP_LOCKED)")
 VACUUM = sql.SQL("VACUUM (ANALYZE)")  # before 12: a locked table waits at most lock_timeout
 
 
-class VacuumTask(StatementTask):
+class VacuumJob(StatementJob):
     task = "vacuum"
 
     def command(self, kind: ObjectKind, version: int) -> sql.SQL:
