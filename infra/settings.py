@@ -18,6 +18,7 @@ from dbops.health.thresholds import Thresholds
 from dbops.maintenance.settings import MaintenanceConfig
 from dbops.postgres.connection import RDS_INSTANCE_ID, AppHook
 from infra.constants import BACKUPS_PREFIX, CERTS_DIR_IN_LAMBDA, CONTEXT_KEY, MAINTENANCE_TASKS
+from infra.restore_settings import RestoreSettings
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 Architecture = Literal["arm64", "x86_64"]
@@ -457,6 +458,7 @@ class StackSettings(_Model):
     alarms: AlarmSettings = AlarmSettings()
     backup: BackupSettings = BackupSettings()
     functions: FunctionsSettings = FunctionsSettings()
+    restore: RestoreSettings = RestoreSettings()  # infra/restore_settings.py
     restore_task_image: str | None = Field(
         default=None,
         description="container image (this repository's functions/ and layers) for restores too large for Lambda; "
