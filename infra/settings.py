@@ -19,6 +19,7 @@ from dbops.config.maintenance import MaintenanceConfig
 from dbops.config.thresholds import Thresholds
 from dbops.contract import BACKUPS_PREFIX, EXPIRABLE_TAG, MAINTENANCE_TASKS, RETAINED_KINDS
 from infra.constants import CERTS_DIR_IN_LAMBDA, CONTEXT_KEY
+from infra.restore_settings import RestoreSettings
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 Architecture = Literal["arm64", "x86_64"]
@@ -458,6 +459,7 @@ class StackSettings(_Model):
     alarms: AlarmSettings = AlarmSettings()
     backup: BackupSettings = BackupSettings()
     functions: FunctionsSettings = FunctionsSettings()
+    restore: RestoreSettings = RestoreSettings()  # infra/restore_settings.py
     restore_task_image: str | None = Field(
         default=None,
         description="container image (this repository's functions/ and layers) for restores too large for Lambda; "

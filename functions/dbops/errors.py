@@ -85,3 +85,13 @@ class RestoreRefused(DbopsError):
 
 class CheckFailed(DbopsError):
     """The staged copy does not match the backup's manifest."""
+
+
+class RestoreBusy(DbopsError):
+    """Refused for now: the selective swap could not take its locks within its budget (restore.lock_wait_budget)
+    because other sessions held them; nothing changed. Try again once the sessions named have ended."""
+
+
+class PauseTooLong(DbopsError):
+    """Refused: the selective swap would hold the application's writes on the restored tables longer than
+    restore.max_pause (estimated from the staged rows before any lock was taken); nothing changed."""

@@ -109,6 +109,7 @@ def settings_dict() -> dict[str, Any]:
         },
         "alarms": {"email": "dba@example.com"},
         "backup": {"max_concurrency": 3},
+        "restore": {"lock_timeout": "150ms", "lock_wait_budget": "30s", "max_pause": "2s"},
         "restore_task_image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/dbops-restore:1.0",
     }
 

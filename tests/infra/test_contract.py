@@ -108,6 +108,12 @@ def test_each_database_gets_its_own_alarm_thresholds(synthesized: Synth) -> None
     assert threshold("BackupStale-sprint_reports_v2") == 26
 
 
+def test_the_restore_swap_settings_reach_the_restore_steps(synthesized: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: FunctionSettings = _settings(synthesized, "RestoreSwap", FunctionSettings, monkeypatch)
+    limits = (settings.restore_lock_timeout_s, settings.restore_lock_wait_budget_s, settings.restore_max_pause_s)
+    assert limits == (0.15, 30.0, 2.0)  # cdk.json restore: 150ms, 30s, 2s
+
+
 def test_backup_runner_reaches_the_backup_function(synthesized: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
     settings: FunctionSettings = _settings(synthesized, "Backup", FunctionSettings, monkeypatch)
     runners = {db.name: db.model_dump().get("backup_runner") for db in settings.databases}

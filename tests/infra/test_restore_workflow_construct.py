@@ -52,6 +52,25 @@ def test_transient_errors_are_retried_and_the_whole_restore_is_bounded_by_the_rt
     assert definition["TimeoutSeconds"] == 4 * 3600
 
 
+def test_a_swap_refused_for_now_or_for_its_pause_is_not_retried_on_top_of_its_own_lock_wait_budget(
+    definition: dict[str, Any], synthesized: Synth
+) -> None:
+    """The swap retries its own lock waits within restore.lock_wait_budget; the state machine retrying RestoreBusy
+    would stall the application's writers again, budget after budget. Both refusals go to Rollback."""
+    swap = definition["States"]["Swap"]
+    retried = {error for retry in swap["Retry"] for error in retry["ErrorEquals"]}
+    assert retried.isdisjoint({"RestoreBusy", "PauseTooLong", "States.ALL", "DbopsError"}), retried
+    assert [c["Next"] for c in swap["Catch"]] == ["Rollback"]
+    variables = synthesized.json["Resources"][synthesized.logical_id(synthesized.stack.restore_functions["swap"])][
+        "Properties"
+    ]["Environment"]["Variables"]
+    assert {k: v for k, v in variables.items() if k.startswith("DBOPS_RESTORE_")} == {
+        "DBOPS_RESTORE_LOCK_TIMEOUT_S": "0.15",
+        "DBOPS_RESTORE_LOCK_WAIT_BUDGET_S": "30",
+        "DBOPS_RESTORE_MAX_PAUSE_S": "2",
+    }
+
+
 def test_large_archives_stage_on_fargate_with_the_same_code(definition: dict[str, Any], synthesized: Synth) -> None:
     states = definition["States"]
     assert states["StageWhere"]["Choices"][0] == {

@@ -163,3 +163,19 @@ def test_the_shipped_cdk_json_gives_the_sample_database_the_guides_rules() -> No
     settings, _ = load_settings(context, ROOT)
     (database,) = settings.databases
     assert [r.table for r in database.maintenance.rules] == ["report_snapshots", "sprints"]
+
+
+def test_restore_swap_settings_read_durations_and_keep_the_lock_timeout_under_the_deadlock_timeout() -> None:
+    from pydantic import ValidationError
+
+    from infra.restore_settings import RestoreSettings
+
+    assert RestoreSettings().environment() == {
+        "DBOPS_RESTORE_LOCK_TIMEOUT_S": "0.2",
+        "DBOPS_RESTORE_LOCK_WAIT_BUDGET_S": "60",
+        "DBOPS_RESTORE_MAX_PAUSE_S": "5",
+    }
+    assert RestoreSettings(lock_timeout="50ms", max_pause="1m").environment()["DBOPS_RESTORE_MAX_PAUSE_S"] == "60"
+    for bad in ({"lock_timeout": "1s"}, {"lock_timeout": 0}, {"lock_wait_budget": "11m"}, {"max_pause": "5"}):
+        with pytest.raises(ValidationError):
+            RestoreSettings.model_validate(bad)

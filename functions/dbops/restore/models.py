@@ -127,6 +127,8 @@ class RestoreState(BaseModel):
     checked: list[str] = Field(default_factory=list)
     swapped: bool = False
     refreshed_views: list[str] = Field(default_factory=list)
+    swap_pause_s: float | None = Field(default=None, description="selective: how long the swap held its locks")
+    swap_lock_attempts: int = 0
     execution: str | None = Field(default=None, description="the execution's ARN (tags the temporary instance)")
     temporary_instance: str | None = Field(default=None, description="as_of: the instance restored to that moment")
     instance_endpoint: InstanceEndpoint | None = None

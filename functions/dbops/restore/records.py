@@ -24,6 +24,7 @@ class RestoreRecord(BaseModel):
     detail: str
     pre_restore_db: str | None = None
     keep_until: datetime | None = None
+    swap_pause_s: float | None = None  # selective: the application's writes on the restored tables waited this long
 
 
 def _key(record: RestoreRecord) -> str:

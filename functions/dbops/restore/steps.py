@@ -20,6 +20,7 @@ from dbops.backup import catalog
 from dbops.backup.catalog import IDENTITY_FORMAT, BackupManifest, TableStat
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_entry
+from dbops.config.durations import format_duration
 from dbops.errors import CheckFailed, DbopsError, RestoreRefused
 from dbops.postgres.catalog import TABLE_SHAPE, count_rows
 from dbops.postgres.connection import ConnectionSpec, connect, database_spec, describe_error, server_version_num
@@ -28,7 +29,7 @@ from dbops.postgres.tools import find_tool, server_major, tool_version
 from dbops.restore import archive, databases, records
 from dbops.restore.models import RestoreState, TablePlan
 from dbops.restore.names import display, parse_table_name
-from dbops.restore.table_swap import swap_tables
+from dbops.restore.table_swap import SwapLimits, swap_tables
 from dbops.settings import FunctionSettings
 
 SHAPE_OF_TABLE = sql.SQL(
@@ -345,8 +346,18 @@ def swap(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     if state.selective:
         if state.swapped:
             return state
-        result = swap_tables(_work(state, settings), _target(state, settings), state.tables)
-        return state.model_copy(update={"swapped": True, "refreshed_views": result.refreshed_views})
+        limits = SwapLimits(
+            settings.restore_lock_timeout_s, settings.restore_lock_wait_budget_s, settings.restore_max_pause_s
+        )
+        result = swap_tables(_work(state, settings), _target(state, settings), state.tables, limits)
+        return state.model_copy(
+            update={
+                "swapped": True,
+                "refreshed_views": result.refreshed_views,
+                "swap_pause_s": result.pause_s,
+                "swap_lock_attempts": result.lock_attempts,
+            }
+        )
     target, work, pre = state.target_db, state.work_db, state.pre_restore_db
     if pre is None:  # a new target: nothing to keep aside
         if databases.exists(spec, work):
@@ -401,6 +412,7 @@ def _record(state: RestoreState, settings: FunctionSettings, ok: bool, detail: s
             detail=detail,
             pre_restore_db=keep,
             keep_until=now + timedelta(days=settings.pre_restore_keep_days) if keep else None,
+            swap_pause_s=state.swap_pause_s,
         ),
     )
 
@@ -467,6 +479,11 @@ def finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             outcome += f"; previous database kept as {state.pre_restore_db} for {settings.pre_restore_keep_days} days"
         if state.refreshed_views:
             outcome += f"; materialized views refreshed: {', '.join(state.refreshed_views)}"
+        if state.swap_pause_s is not None:
+            outcome += (
+                f"; writes to the restored tables paused {format_duration(state.swap_pause_s)} "
+                f"(locks taken on attempt {state.swap_lock_attempts})"
+            )
         _record(state, settings, True, outcome)
         drop_expired_copies(settings, str(state.database))
     sns.notify(
