@@ -1,4 +1,4 @@
-"""The IAM statements of a function's role: its own logs, its bucket prefixes, the keys, the secrets, the VPC."""
+"""The IAM statements of a function's role: its own logs, bucket prefixes, keys, secrets, VPC and application hooks."""
 
 from __future__ import annotations
 
@@ -103,6 +103,36 @@ def function_statements(
     if vpc_networking:
         statements.append(
             iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=list(VPC_ENI_ACTIONS), resources=["*"])
+        )
+    return statements
+
+
+def app_hook_statements(stack: Stack, databases: Sequence[DatabaseSettings]) -> list[iam.PolicyStatement]:
+    """Writing exactly the configured maintenance-mode parameters and event buses (stopping, starting the app)."""
+    resources: dict[str, list[str]] = {"ssm": [], "eventbridge": []}
+    for db in databases:
+        hook = db.app_hook
+        if hook is None:
+            continue
+        if hook.type == "ssm":
+            name = (hook.parameter or "").lstrip("/")
+            resources["ssm"].append(stack.format_arn(service="ssm", resource="parameter", resource_name=name))
+        else:
+            resources["eventbridge"].append(
+                stack.format_arn(service="events", resource="event-bus", resource_name=hook.event_bus)
+            )
+    statements = []
+    if resources["ssm"]:
+        statements.append(
+            iam.PolicyStatement(
+                sid="ApplicationMaintenanceMode", actions=["ssm:PutParameter"], resources=resources["ssm"]
+            )
+        )
+    if resources["eventbridge"]:
+        statements.append(
+            iam.PolicyStatement(
+                sid="ApplicationEvents", actions=["events:PutEvents"], resources=resources["eventbridge"]
+            )
         )
     return statements
 

@@ -21,10 +21,10 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from dbops import contract
-from dbops.contract import METRICS_NAMESPACE, SERVICE_NAME
+from dbops.contract import BACKUPS_PREFIX, METRICS_NAMESPACE, SERVICE_NAME
 from infra.constants import FUNCTION_ASSET_EXCLUDES, FUNCTIONS_DIR, PG_BIN_DIR
-from infra.function_policies import bucket_prefix_reasons, function_statements
-from infra.function_specs import BACKUP, HEALTH, MAINTENANCE, FunctionSpec, restore_step_spec
+from infra.function_policies import bucket_prefix_reasons, bucket_statements, function_statements
+from infra.function_specs import BACKUP, HEALTH, MAINTENANCE, BucketAccess, FunctionSpec, restore_step_spec
 from infra.layers import RUNTIME, Layers, architecture
 from infra.retention_settings import LOG_RETENTION_DAYS
 from infra.scanners import W3005_REASON, XRAY_POLICY_REASON, acknowledge_cfn_lint, acknowledge_checkov, acknowledge_nag
@@ -107,6 +107,28 @@ class Functions(Construct):
         for statement in self._statements(spec, None, lambda_networking=False):
             principal.grant_principal.add_to_principal_policy(statement)
         acknowledge_nag(principal, bucket_prefix_reasons(self.bucket, spec.bucket))  # type: ignore[arg-type]
+
+    def grant_backup_access(self, principal: iam.IGrantable) -> None:
+        """What a backup in the Fargate task may do besides a restore step's: tag its database's backups for
+        retention, as the Backup function does, and put its metrics (a task's awslogs output is not read as EMF) by
+        PutMetricData, in dbops' namespace only."""
+        for statement in bucket_statements(self.bucket, self.key, BucketAccess(tag=(f"{BACKUPS_PREFIX}*",))):
+            principal.grant_principal.add_to_principal_policy(statement)
+        principal.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PutDbopsMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+            )
+        )
+        acknowledge_nag(
+            principal,  # type: ignore[arg-type]
+            {
+                "AwsSolutions-IAM5[Resource::*]": "cloudwatch:PutMetricData has no resource-level permissions; the "
+                "grant is limited to dbops' metrics namespace by its condition."
+            },
+        )
 
     @property
     def vpc(self) -> ec2.IVpc | None:

@@ -9,16 +9,16 @@ Schedules    EventBridge rules (backup state machine, health, maintenance tasks,
              invokes land in ScheduledInvokeDlq (SQS)
 Monitoring   SNS topic, alarms (ScheduledInvokeFailed on the dead-letter queue), dashboard
 Restore      the restore state machine (infra/restore_workflow.py, issue 3) — see RESTORE WORKFLOW below
+PointInTime  the RDS grants of point-in-time restores and readiness, the temporary copies' sweep
+             (infra/point_in_time_access.py)
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Acknowledgment, Annotations, ArnFormat, CfnOutput, Stack, Validations
-from aws_cdk import aws_ecr as ecr
+from aws_cdk import Annotations, ArnFormat, CfnOutput, Stack
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -26,10 +26,10 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from dbops import contract
-from dbops.contract import BACKUPS_PREFIX, METRICS_NAMESPACE
 from infra.backup_workflow import BackupWorkflow
 from infra.constants import LAYERS_BUILD_DIR
-from infra.function_policies import S3_TAG_ACTIONS
+from infra.container_images import container_image
+from infra.function_policies import app_hook_statements
 from infra.function_specs import rehearsal_step_spec, restore_step_spec
 from infra.functions import LOG_RETENTION, Functions
 from infra.layers import Layers
@@ -52,24 +52,6 @@ from infra.storage import BackupStorage, logs_key
 # has no restore workflow; fill it in together with infra/restore_workflow.py (see DbopsStack._restore_workflow).
 RESTORE_STEPS: tuple[str, ...] = tuple(handler.rsplit(".", 1)[1] for handler in STEP_HANDLERS.values())
 # ==========================================================================================================
-
-
-ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+):(.+)$")
-
-
-def container_image(scope: Construct, uri: str, construct_id: str = "RestoreImageRepository") -> ecs.ContainerImage:
-    """An ECR image through its repository (so the task may pull it); any other registry by name."""
-    match = ECR_IMAGE.match(uri)
-    if not match:
-        return ecs.ContainerImage.from_registry(uri)
-    account, region, name, tag = match.groups()
-    repository = ecr.Repository.from_repository_attributes(
-        scope,
-        construct_id,
-        repository_arn=f"arn:aws:ecr:{region}:{account}:repository/{name}",
-        repository_name=name,
-    )
-    return ecs.ContainerImage.from_ecr_repository(repository, tag)
 
 
 class DbopsStack(Stack):
@@ -283,30 +265,7 @@ class DbopsStack(Stack):
         )
         task_role = task.task_definition.task_role
         self.functions.grant_restore_access(task_role)
-        # backups in the task tag their database's backups for retention, as the Backup function does
-        task_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="TagBackups",
-                actions=list(S3_TAG_ACTIONS),
-                resources=[self.storage.bucket.arn_for_objects(f"{BACKUPS_PREFIX}*")],
-            )
-        )
-        # a task's awslogs output is not read as EMF: its backup metrics go by PutMetricData, in dbops' namespace only
-        task_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PutDbopsMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
-            )
-        )
-        Validations.of(task_role).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="cloudwatch:PutMetricData has no resource-level permissions; the grant is limited to dbops' "
-                "metrics namespace by its condition.",
-            )
-        )
+        self.functions.grant_backup_access(task_role)
         acknowledge_image_pulls(task.task_definition)
         return task
 
@@ -334,33 +293,9 @@ class DbopsStack(Stack):
 
     def _grant_app_hooks(self) -> None:
         """The steps that stop and start the application may write exactly the configured parameter or bus."""
-        stack = Stack.of(self)
-        resources: dict[str, list[str]] = {"ssm": [], "eventbridge": []}
-        for db in self.settings.databases:
-            hook = db.app_hook
-            if hook is None:
-                continue
-            if hook.type == "ssm":
-                name = (hook.parameter or "").lstrip("/")
-                resources["ssm"].append(stack.format_arn(service="ssm", resource="parameter", resource_name=name))
-            else:
-                resources["eventbridge"].append(
-                    stack.format_arn(service="events", resource="event-bus", resource_name=hook.event_bus)
-                )
         for step in ("stop_application", "start_application", "rollback"):
-            function = self.restore_functions[step]
-            if resources["ssm"]:
-                function.add_to_role_policy(
-                    iam.PolicyStatement(
-                        sid="ApplicationMaintenanceMode", actions=["ssm:PutParameter"], resources=resources["ssm"]
-                    )
-                )
-            if resources["eventbridge"]:
-                function.add_to_role_policy(
-                    iam.PolicyStatement(
-                        sid="ApplicationEvents", actions=["events:PutEvents"], resources=resources["eventbridge"]
-                    )
-                )
+            for statement in app_hook_statements(Stack.of(self), self.settings.databases):
+                self.restore_functions[step].add_to_role_policy(statement)
 
     def _outputs(self) -> None:
         CfnOutput(self, "BackupBucketName", value=self.storage.bucket.bucket_name)
