@@ -39,7 +39,7 @@ def _deployed(spec: Any, bucket: str, revision: str, interval: str, max_lock: st
     """The same rehearsal through the synthesized restore state machine (moto in this process, as `make demo`);
     returns its result and the execution's time (the synthesis and deployment before it not counted)."""
     from dbops.aws.stepfunctions import follow
-    from infra.settings import DatabaseRehearsal
+    from infra.rehearsal_settings import DatabaseRehearsal
     from local_stack import workflow
 
     workflow.local_images["bench-migrations:local"] = ALEMBIC_INI.parent

@@ -8,8 +8,7 @@ cloudwatch:PutMetricData.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import replace
 
 from aws_cdk import Acknowledgment, Annotations, Duration, RemovalPolicy, Size, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
@@ -22,161 +21,17 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from dbops import contract
-from dbops.contract import (
-    BACKUPS_PREFIX,
-    DRILLS_PREFIX,
-    HEALTH_PREFIX,
-    METRICS_NAMESPACE,
-    REHEARSALS_PREFIX,
-    RESTORES_PREFIX,
-    SERVICE_NAME,
-)
-from infra.constants import (
-    BACKUP_SIZING,
-    FUNCTION_ASSET_EXCLUDES,
-    FUNCTIONS_DIR,
-    HEALTH_SIZING,
-    MAINTENANCE_SIZING,
-    PG_BIN_DIR,
-    RESTORE_STEP_EPHEMERAL_MB,
-    RESTORE_STEP_SIZING,
-    Sizing,
-)
+from dbops.contract import BACKUPS_PREFIX, METRICS_NAMESPACE, SERVICE_NAME
+from infra.constants import FUNCTION_ASSET_EXCLUDES, FUNCTIONS_DIR, PG_BIN_DIR
+from infra.function_policies import bucket_prefix_reasons, bucket_statements, function_statements
+from infra.function_specs import BACKUP, HEALTH, MAINTENANCE, BucketAccess, FunctionSpec, restore_step_spec
 from infra.layers import RUNTIME, Layers, architecture
-from infra.scanners import W3005_REASON, XRAY_POLICY_REASON, acknowledge_cfn_lint, acknowledge_checkov
-from infra.settings import LOG_RETENTION_DAYS, StackSettings
-
-RESTORE_PREFIXES = (BACKUPS_PREFIX, RESTORES_PREFIX, DRILLS_PREFIX)
-S3_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
-S3_READ_ACTIONS = ("s3:GetObject",)
-S3_TAG_ACTIONS = ("s3:GetObjectTagging", "s3:PutObjectTagging")  # dbops.backup.retention: which backups may expire
-VPC_ENI_ACTIONS = (
-    "ec2:CreateNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DeleteNetworkInterface",
-    "ec2:AssignPrivateIpAddresses",
-    "ec2:UnassignPrivateIpAddresses",
-)
+from infra.retention_settings import LOG_RETENTION_DAYS
+from infra.scanners import W3005_REASON, XRAY_POLICY_REASON, acknowledge_cfn_lint, acknowledge_checkov, acknowledge_nag
+from infra.settings import StackSettings
 
 # CDK's RetentionDays members are in the same order as CloudWatch's allowed values
 LOG_RETENTION = dict(zip(LOG_RETENTION_DAYS, [m for m in logs.RetentionDays if m.name != "INFINITE"], strict=True))
-
-
-@dataclass(frozen=True)
-class BucketAccess:
-    """Which keys of the backup bucket a function reads, writes, tags and lists (S3 key patterns, prefixes)."""
-
-    read: tuple[str, ...] = ()
-    write: tuple[str, ...] = ()
-    tag: tuple[str, ...] = ()
-    list_prefixes: tuple[str, ...] = ()
-
-    @property
-    def kms_actions(self) -> tuple[str, ...]:
-        actions: list[str] = []
-        if self.write:
-            # SSE-KMS: new objects need a data key; completing a multipart upload decrypts it
-            actions += ["kms:GenerateDataKey", "kms:Decrypt"]
-        elif self.read:
-            actions.append("kms:Decrypt")
-        return tuple(actions)
-
-
-@dataclass(frozen=True)
-class FunctionSpec:
-    construct_id: str
-    handler: str
-    description: str
-    sizing: Sizing
-    bucket: BucketAccess = BucketAccess()
-    database_secrets: bool = True
-    retry_attempts: int = 0
-    ephemeral_storage_mb: int = 512
-    environment: Mapping[str, str] = field(default_factory=dict)
-    # which cdk.json `functions.<kind>` setting sizes it
-    kind: Literal["backup", "health", "maintenance", "restore"] = "restore"
-    # invoked asynchronously by an EventBridge schedule (else synchronously by a state machine): its failed
-    # invokes go to the scheduled invokes' dead-letter queue
-    scheduled: bool = False
-
-
-BACKUP = FunctionSpec(
-    construct_id="Backup",
-    handler="handlers.backup.handler",
-    description="dbops: pg_dump | zstd | S3 multipart, manifest last (nightly, predeploy, manual)",
-    sizing=BACKUP_SIZING,
-    # reads the catalog and tags backups for retention (dbops.backup.retention) after a backup
-    bucket=BucketAccess(
-        read=(f"{BACKUPS_PREFIX}*",),
-        write=(f"{BACKUPS_PREFIX}*",),
-        tag=(f"{BACKUPS_PREFIX}*",),
-        list_prefixes=(BACKUPS_PREFIX,),
-    ),
-    retry_attempts=1,
-    kind="backup",
-)
-HEALTH = FunctionSpec(
-    construct_id="Health",
-    handler="handlers.health.handler",
-    description="dbops: health probes as EMF metrics, backup freshness from the catalog",
-    sizing=HEALTH_SIZING,
-    # reads the catalog (backup freshness); keeps the temp_files probe's counters under health/
-    bucket=BucketAccess(
-        read=(f"{BACKUPS_PREFIX}*", f"{HEALTH_PREFIX}*"),
-        write=(f"{HEALTH_PREFIX}*",),
-        list_prefixes=(BACKUPS_PREFIX, HEALTH_PREFIX),
-    ),
-    kind="health",
-    scheduled=True,
-)
-MAINTENANCE = FunctionSpec(
-    construct_id="Maintenance",
-    handler="handlers.maintenance.handler",
-    description="dbops: ANALYZE, VACUUM, REINDEX CONCURRENTLY, retention cleanup and archive",
-    sizing=MAINTENANCE_SIZING,
-    kind="maintenance",
-    scheduled=True,
-)
-
-
-def restore_step_spec(
-    step: str, environment: Mapping[str, str] | None = None, description: str | None = None, scheduled: bool = False
-) -> FunctionSpec:
-    """A restore step's function (`handlers.restore.<step>`): reads backups, writes safety backups and the
-    restore and drill records."""
-    name = "".join(part.capitalize() for part in step.split("_"))
-    prefixes = RESTORE_PREFIXES
-    return FunctionSpec(
-        construct_id=f"Restore{name}",
-        handler=f"handlers.restore.{step}",
-        description=description or f"dbops: restore workflow step {step}",
-        sizing=RESTORE_STEP_SIZING,
-        bucket=BucketAccess(
-            read=tuple(f"{p}*" for p in prefixes), write=tuple(f"{p}*" for p in prefixes), list_prefixes=prefixes
-        ),
-        ephemeral_storage_mb=RESTORE_STEP_EPHEMERAL_MB,
-        environment=dict(environment or {}),
-        scheduled=scheduled,
-    )
-
-
-def rehearsal_step_spec(step: str) -> FunctionSpec:
-    """A rehearsal step's function (`handlers.rehearsal.<step>`): reads backups (the one it restores), reads and
-    writes the rehearsal's files under rehearsals/."""
-    name = "".join(part.capitalize() for part in step.split("_"))
-    return FunctionSpec(
-        construct_id=f"Rehearsal{name}",
-        handler=f"handlers.rehearsal.{step}",
-        description=f"dbops: migration rehearsal step {step}",
-        sizing=RESTORE_STEP_SIZING,
-        bucket=BucketAccess(
-            read=(f"{BACKUPS_PREFIX}*", f"{REHEARSALS_PREFIX}*"),
-            write=(f"{REHEARSALS_PREFIX}*",),
-            list_prefixes=(BACKUPS_PREFIX,),
-        ),
-        ephemeral_storage_mb=RESTORE_STEP_EPHEMERAL_MB,
-        environment={contract.ENV_WORK_DIR: "/tmp"},
-    )
 
 
 class Functions(Construct):
@@ -251,8 +106,29 @@ class Functions(Construct):
         spec = restore_step_spec("stage")
         for statement in self._statements(spec, None, lambda_networking=False):
             principal.grant_principal.add_to_principal_policy(statement)
-        for rule, reason in self.bucket_prefix_reasons(spec.bucket).items():
-            Validations.of(principal).acknowledge(Acknowledgment(id=rule, reason=reason))  # type: ignore[arg-type]
+        acknowledge_nag(principal, bucket_prefix_reasons(self.bucket, spec.bucket))  # type: ignore[arg-type]
+
+    def grant_backup_access(self, principal: iam.IGrantable) -> None:
+        """What a backup in the Fargate task may do besides a restore step's: tag its database's backups for
+        retention, as the Backup function does, and put its metrics (a task's awslogs output is not read as EMF) by
+        PutMetricData, in dbops' namespace only."""
+        for statement in bucket_statements(self.bucket, self.key, BucketAccess(tag=(f"{BACKUPS_PREFIX}*",))):
+            principal.grant_principal.add_to_principal_policy(statement)
+        principal.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PutDbopsMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+            )
+        )
+        acknowledge_nag(
+            principal,  # type: ignore[arg-type]
+            {
+                "AwsSolutions-IAM5[Resource::*]": "cloudwatch:PutMetricData has no resource-level permissions; the "
+                "grant is limited to dbops' metrics namespace by its condition."
+            },
+        )
 
     @property
     def vpc(self) -> ec2.IVpc | None:
@@ -334,90 +210,14 @@ class Functions(Construct):
     def _statements(
         self, spec: FunctionSpec, log_group: logs.ILogGroup | None, lambda_networking: bool = True
     ) -> list[iam.PolicyStatement]:
-        statements = []
-        if log_group is not None:
-            statements.append(
-                iam.PolicyStatement(
-                    sid="WriteOwnLogs",
-                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[log_group.log_group_arn],
-                )
-            )
-        access = spec.bucket
-        if access.list_prefixes:
-            statements.append(
-                iam.PolicyStatement(
-                    sid="ListBackups",
-                    actions=["s3:ListBucket"],
-                    resources=[self.bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in access.list_prefixes]}},
-                )
-            )
-        if access.read:
-            statements.append(
-                iam.PolicyStatement(
-                    sid="ReadBackups",
-                    actions=list(S3_READ_ACTIONS),
-                    resources=[self.bucket.arn_for_objects(p) for p in access.read],
-                )
-            )
-        if access.write:
-            statements.append(
-                iam.PolicyStatement(
-                    sid="WriteBackups",
-                    actions=list(S3_WRITE_ACTIONS),
-                    resources=[self.bucket.arn_for_objects(p) for p in access.write],
-                )
-            )
-        if access.tag:
-            statements.append(
-                iam.PolicyStatement(
-                    sid="TagBackups",
-                    actions=list(S3_TAG_ACTIONS),
-                    resources=[self.bucket.arn_for_objects(p) for p in access.tag],
-                )
-            )
-        if access.kms_actions:
-            statements.append(
-                iam.PolicyStatement(sid="BackupKey", actions=list(access.kms_actions), resources=[self.key.key_arn])
-            )
-        if spec.database_secrets:
-            statements.append(
-                iam.PolicyStatement(
-                    sid="ReadDatabaseSecrets",
-                    actions=["secretsmanager:GetSecretValue"],
-                    resources=[db.secret_arn for db in self.settings.databases],
-                )
-            )
-            secret_keys = sorted({db.secret_kms_key_arn for db in self.settings.databases if db.secret_kms_key_arn})
-            if secret_keys:
-                statements.append(
-                    iam.PolicyStatement(
-                        sid="DecryptDatabaseSecrets",
-                        actions=["kms:Decrypt"],
-                        resources=secret_keys,
-                        conditions={
-                            "StringEquals": {"kms:ViaService": f"secretsmanager.{Stack.of(self).region}.amazonaws.com"}
-                        },
-                    )
-                )
-        if self._vpc is not None and lambda_networking:
-            statements.append(
-                iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=list(VPC_ENI_ACTIONS), resources=["*"])
-            )
-        return statements
-
-    def bucket_prefix_reasons(self, access: BucketAccess) -> dict[str, str]:
-        """cdk-nag acknowledgements for the bucket prefixes a role is granted, with the reason."""
-        stack = Stack.of(self)
-        bucket_id = stack.resolve(stack.get_logical_id(self.bucket.node.default_child))  # type: ignore[arg-type]
-        return {
-            f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{pattern}]": (
-                f"Objects under {pattern} are keyed <kind>/<database>/<id>... with ids made at run time: the grant "
-                "is that prefix of the one bucket, nothing else in it."
-            )
-            for pattern in sorted({*access.read, *access.write, *access.tag})
-        }
+        return function_statements(
+            spec,
+            bucket=self.bucket,
+            key=self.key,
+            databases=self.settings.databases,
+            log_group=log_group,
+            vpc_networking=self._vpc is not None and lambda_networking,
+        )
 
     def _acknowledge(self, spec: FunctionSpec, function: lambda_.Function, role: iam.Role) -> None:
         reasons = {
@@ -426,9 +226,8 @@ class Functions(Construct):
                 "do not support resource-level permissions."
             ),
         }
-        reasons.update(self.bucket_prefix_reasons(spec.bucket))
-        for rule, reason in reasons.items():
-            Validations.of(role).acknowledge(Acknowledgment(id=rule, reason=reason))
+        reasons.update(bucket_prefix_reasons(self.bucket, spec.bucket))
+        acknowledge_nag(role, reasons)
         self._acknowledge_scanners(spec, function, role)
         Validations.of(function).acknowledge(
             Acknowledgment(

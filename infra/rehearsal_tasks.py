@@ -27,7 +27,7 @@ from constructs import Construct
 
 from dbops import contract
 from dbops.contract import MIGRATION_CONTAINER, REHEARSALS_PREFIX
-from infra.settings import DatabaseRehearsal
+from infra.rehearsal_settings import DatabaseRehearsal
 from infra.state_machines import acknowledge_image_pulls, logical_id
 
 WATCHER_CONTAINER = "watcher"

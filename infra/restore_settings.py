@@ -4,14 +4,15 @@ Durations as operators write them (`200ms`, `60s`, `5s`); the functions get seco
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from dbops import contract
 from dbops.config.durations import parse_duration
+from infra.settings_model import SettingsModel
 
 
-class RestoreSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class RestoreSettings(SettingsModel):
+    """cdk.json `restore`: the swap's lock timeout per attempt, its lock-wait budget, and its longest pause."""
 
     lock_timeout: str | float = Field(
         default=0.2,

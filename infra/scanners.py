@@ -1,4 +1,4 @@
-"""Acknowledging checkov and cfn-lint findings on the resource itself, each with its reason (as cdk-nag's are).
+"""Acknowledging cdk-nag, checkov and cfn-lint findings on the resource itself, each with its reason.
 
 `make test` runs both on the synthesized template (tests/infra/test_scanners.py): zero unacknowledged findings.
 checkov reads `Metadata.checkov.skip: [{id, comment}]`; cfn-lint reads `Metadata.cfn-lint.config.ignore_checks`
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import CfnResource
+from aws_cdk import Acknowledgment, CfnResource, Validations
 from constructs import IConstruct
 
 # cfn-lint, on every Lambda function and state machine CDK synthesizes
@@ -60,3 +60,9 @@ def acknowledge_cfn_lint(construct: IConstruct, reasons: Mapping[str, str]) -> N
     resource.add_metadata(
         "cfn-lint", {"config": {"ignore_checks": sorted(known)}, "reasons": dict(sorted(known.items()))}
     )
+
+
+def acknowledge_nag(construct: IConstruct | None, reasons: Mapping[str, str]) -> None:
+    """cdk-nag accepts these findings on this construct (and below it), each with its reason."""
+    for rule, reason in reasons.items():
+        Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))  # type: ignore[arg-type]

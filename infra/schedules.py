@@ -23,8 +23,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.scanners import acknowledge_checkov
-from infra.settings import BackupSchedule
-from infra.settings import Schedules as ScheduleSettings
+from infra.schedule_settings import BackupSchedule
+from infra.schedule_settings import Schedules as ScheduleSettings
 
 DrillInput = Callable[[str], dict[str, Any]]
 # EventBridge's own retries of a target it could not invoke (throttling, a service error), within an hour

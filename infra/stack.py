@@ -9,41 +9,40 @@ Schedules    EventBridge rules (backup state machine, health, maintenance tasks,
              invokes land in ScheduledInvokeDlq (SQS)
 Monitoring   SNS topic, alarms (ScheduledInvokeFailed on the dead-letter queue), dashboard
 Restore      the restore state machine (infra/restore_workflow.py, issue 3) — see RESTORE WORKFLOW below
+PointInTime  the RDS grants of point-in-time restores and readiness, the temporary copies' sweep
+             (infra/point_in_time_access.py)
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Acknowledgment, Annotations, ArnFormat, CfnOutput, Stack, Validations
-from aws_cdk import aws_ecr as ecr
+from aws_cdk import Annotations, ArnFormat, CfnOutput, Stack
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from dbops import contract
-from dbops.contract import BACKUPS_PREFIX, METRICS_NAMESPACE, PIT_INSTANCE_PREFIX, PIT_PURPOSE, PIT_PURPOSE_TAG
 from infra.backup_workflow import BackupWorkflow
-from infra.constants import HEALTH_SIZING, LAYERS_BUILD_DIR
-from infra.functions import (
-    LOG_RETENTION,
-    S3_TAG_ACTIONS,
-    Functions,
-    FunctionSpec,
-    rehearsal_step_spec,
-    restore_step_spec,
-)
+from infra.constants import LAYERS_BUILD_DIR
+from infra.container_images import container_image
+from infra.function_policies import app_hook_statements
+from infra.function_specs import rehearsal_step_spec, restore_step_spec
+from infra.functions import LOG_RETENTION, Functions
 from infra.layers import Layers
 from infra.monitoring import Monitoring
+from infra.point_in_time_access import PointInTimeAccess
+from infra.rehearsal_settings import rehearsal_secret_name
 from infra.rehearsal_tasks import RehearsalTask
 from infra.restore_workflow import REHEARSAL_STEP_HANDLERS, STEP_HANDLERS, RestoreWorkflow, StageTask
 from infra.restore_workflow import STATE_MACHINE_NAME as RESTORE_STATE_MACHINE_NAME
+from infra.scanners import acknowledge_nag
 from infra.schedules import Schedules, dead_letter_queue
-from infra.settings import StackSettings, rehearsal_secret_name
-from infra.state_machines import acknowledge_image_pulls, logical_id
+from infra.settings import StackSettings
+from infra.state_machines import acknowledge_image_pulls
 from infra.storage import BackupStorage, logs_key
 
 # ==== RESTORE WORKFLOW (issue 3) ==========================================================================
@@ -53,24 +52,6 @@ from infra.storage import BackupStorage, logs_key
 # has no restore workflow; fill it in together with infra/restore_workflow.py (see DbopsStack._restore_workflow).
 RESTORE_STEPS: tuple[str, ...] = tuple(handler.rsplit(".", 1)[1] for handler in STEP_HANDLERS.values())
 # ==========================================================================================================
-
-
-ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+):(.+)$")
-
-
-def container_image(scope: Construct, uri: str, construct_id: str = "RestoreImageRepository") -> ecs.ContainerImage:
-    """An ECR image through its repository (so the task may pull it); any other registry by name."""
-    match = ECR_IMAGE.match(uri)
-    if not match:
-        return ecs.ContainerImage.from_registry(uri)
-    account, region, name, tag = match.groups()
-    repository = ecr.Repository.from_repository_attributes(
-        scope,
-        construct_id,
-        repository_arn=f"arn:aws:ecr:{region}:{account}:repository/{name}",
-        repository_name=name,
-    )
-    return ecs.ContainerImage.from_ecr_repository(repository, tag)
 
 
 class DbopsStack(Stack):
@@ -111,7 +92,8 @@ class DbopsStack(Stack):
             dead_letter_queue=self.dead_letter_queue,
         )
         self.monitoring = Monitoring(self, "Monitoring", settings=settings, functions=self.functions.by_name)
-        self._grant_point_in_time_readiness()
+        self.point_in_time = PointInTimeAccess(self, "PointInTime", databases=settings.databases)
+        self.point_in_time.grant_readiness(self.functions.health)
         self.monitoring.watch_dead_letter_queue("ScheduledInvokes", self.dead_letter_queue)
         # the Fargate task for work beyond Lambda's limits: large restores' stage step and large databases' backups
         self.fargate_task = self._fargate_task()
@@ -174,7 +156,7 @@ class DbopsStack(Stack):
         self._grant_execution_reads()
         self.temporary_instance_sweep: lambda_.Function | None = None
         if any(db.on_rds for db in self.settings.databases):
-            self._point_in_time_access(state_machine)
+            self._temporary_instance_sweep(state_machine)
         self.monitoring.watch_state_machine("Restore", state_machine)
         CfnOutput(self, "RestoreStateMachineArn", value=state_machine.state_machine_arn)
 
@@ -250,7 +232,7 @@ class DbopsStack(Stack):
                     sid="ReadRestoreExecutions", actions=["states:DescribeExecution"], resources=[executions]
                 )
             )
-            self._acknowledge(
+            acknowledge_nag(
                 function.role,
                 {
                     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
@@ -283,30 +265,7 @@ class DbopsStack(Stack):
         )
         task_role = task.task_definition.task_role
         self.functions.grant_restore_access(task_role)
-        # backups in the task tag their database's backups for retention, as the Backup function does
-        task_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="TagBackups",
-                actions=list(S3_TAG_ACTIONS),
-                resources=[self.storage.bucket.arn_for_objects(f"{BACKUPS_PREFIX}*")],
-            )
-        )
-        # a task's awslogs output is not read as EMF: its backup metrics go by PutMetricData, in dbops' namespace only
-        task_role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="PutDbopsMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
-            )
-        )
-        Validations.of(task_role).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="cloudwatch:PutMetricData has no resource-level permissions; the grant is limited to dbops' "
-                "metrics namespace by its condition.",
-            )
-        )
+        self.functions.grant_backup_access(task_role)
         acknowledge_image_pulls(task.task_definition)
         return task
 
@@ -324,185 +283,19 @@ class DbopsStack(Stack):
         self.monitoring.watch_function("Restore-drop_expired_copies", function)
         self.schedules.add_expired_copies_cleanup(function)
 
-    @staticmethod
-    def _acknowledge(role: iam.IRole | None, reasons: dict[str, str]) -> None:
-        for rule, reason in reasons.items():
-            Validations.of(role).acknowledge(Acknowledgment(id=rule, reason=reason))  # type: ignore[arg-type]
-
-    def _rds_arn(self, resource: str, name: str) -> str:
-        return Stack.of(self).format_arn(
-            service="rds", resource=resource, resource_name=name, arn_format=ArnFormat.COLON_RESOURCE_NAME
-        )
-
-    def _grant_point_in_time_readiness(self) -> None:
-        """The health probes point_in_time and rds_metrics read the databases' instances and clusters (retention,
-        restorable time, allocated storage) and their AWS/RDS CloudWatch metrics."""
-        dbs = self.settings.databases
-        for sid, action, resource, ids in (
-            ("DescribeInstances", "rds:DescribeDBInstances", "db", [db.rds_instance_id for db in dbs]),
-            ("DescribeClusters", "rds:DescribeDBClusters", "cluster", [db.rds_cluster_id for db in dbs]),
-        ):
-            arns = [self._rds_arn(resource, i) for i in ids if i]
-            if arns:
-                self.functions.health.add_to_role_policy(iam.PolicyStatement(sid=sid, actions=[action], resources=arns))
-        if any(db.on_rds for db in dbs):
-            self.functions.health.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="ReadRdsMetrics",
-                    actions=["cloudwatch:GetMetricStatistics", "rds:DescribeDBEngineVersions"],
-                    resources=["*"],
-                )
-            )
-            self._acknowledge(
-                self.functions.health.role,
-                {
-                    "AwsSolutions-IAM5[Resource::*]": "X-Ray tracing, cloudwatch:GetMetricStatistics (the RDS "
-                    "metrics of the databases' instances) and rds:DescribeDBEngineVersions (the versions RDS offers) "
-                    "have no resource-level permissions."
-                },
-            )
-
-    def _point_in_time_access(self, state_machine: Any) -> None:
-        """Restores as of a moment: the steps may restore the databases' RDS instances (Aurora clusters) into
-        dbops-pit-* copies, and delete only copies tagged as dbops' temporary ones; the sweep deletes what an
-        execution left."""
-        dbs = self.settings.databases
-        instances = [self._rds_arn("db", db.rds_instance_id) for db in dbs if db.rds_instance_id]
-        clusters = [self._rds_arn("cluster", db.rds_cluster_id) for db in dbs if db.rds_cluster_id]
-        temporary = [self._rds_arn("db", f"{PIT_INSTANCE_PREFIX}*")]
-        if clusters:
-            temporary.append(self._rds_arn("cluster", f"{PIT_INSTANCE_PREFIX}*"))
-        describe_actions = ["rds:DescribeDBInstances", *(["rds:DescribeDBClusters"] if clusters else [])]
-        # an Aurora copy gets an instance of the source writer's class: the writer is read by its name
-        described = [self._rds_arn("db", "*")] if clusters else instances
-        describe = iam.PolicyStatement(
-            sid="DescribeSources", actions=describe_actions, resources=[*described, *clusters, *temporary]
-        )
-        delete = iam.PolicyStatement(
-            sid="DeleteTemporaryCopies",
-            actions=["rds:DeleteDBInstance", *(["rds:DeleteDBCluster"] if clusters else [])],
-            resources=temporary,
-            conditions={"StringEquals": {f"aws:ResourceTag/{PIT_PURPOSE_TAG}": PIT_PURPOSE}},
-        )
-        restore_actions = ["rds:AddTagsToResource"]
-        if instances:
-            restore_actions.append("rds:RestoreDBInstanceToPointInTime")
-        if clusters:
-            restore_actions += ["rds:RestoreDBClusterToPointInTime", "rds:CreateDBInstance"]
-        groups = ["subgrp", "pg", "og", *(["cluster-pg"] if clusters else [])]
-        restore = iam.PolicyStatement(
-            sid="RestoreToPointInTime",
-            actions=sorted(restore_actions),
-            resources=[*instances, *clusters, *temporary, *(self._rds_arn(g, "*") for g in groups)],
-        )
-        grants = {
-            "validate": [describe],
-            "restore_to_point_in_time": [describe, restore],
-            "wait_for_instance": [describe],
-            "dump_point_in_time": [describe, delete],
-            "rollback": [describe, delete],
-            "finish": [describe, delete],
-        }
-        for step, statements in grants.items():
-            for statement in statements:
-                self.restore_functions[step].add_to_role_policy(statement)
-        arn = "arn:<AWS::Partition>:rds:<AWS::Region>:<AWS::AccountId>"
-        copies = (
-            "Temporary copies are named dbops-pit-<restore id> at run time; deleting is limited to copies tagged as "
-            "dbops' temporary ones."
-        )
-        reasons = {
-            f"AwsSolutions-IAM5[Resource::{arn}:db:{PIT_INSTANCE_PREFIX}*]": copies,
-            f"AwsSolutions-IAM5[Resource::{arn}:cluster:{PIT_INSTANCE_PREFIX}*]": copies,
-            f"AwsSolutions-IAM5[Resource::{arn}:db:*]": (
-                "Describing only: an Aurora copy's instance takes the class of the source cluster's writer, an "
-                "instance found by name at run time."
-            ),
-            **{
-                f"AwsSolutions-IAM5[Resource::{arn}:{kind}:*]": (
-                    "The restore names the source's own subnet, parameter and option groups, read at run time; the "
-                    "action is limited to restoring the configured sources into dbops-pit-* copies."
-                )
-                for kind in groups
-            },
-        }
-        for step in grants:
-            self._acknowledge(self.restore_functions[step].role, reasons)
-        sweep = self.functions.add(
-            FunctionSpec(
-                construct_id="TemporaryInstanceSweep",
-                handler="handlers.restore.sweep_temporary_instances",
-                description="dbops: delete point-in-time restores' temporary instances no running restore needs",
-                sizing=HEALTH_SIZING,
-                database_secrets=False,
-                scheduled=True,
-            )
-        )
-        sweep.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="ListCopies", actions=["rds:DescribeDBInstances", "rds:DescribeDBClusters"], resources=["*"]
-            )
-        )
-        sweep.add_to_role_policy(delete)
-        sweep.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="ReadRestoreExecutions",
-                actions=["states:DescribeExecution"],
-                resources=[
-                    Stack.of(self).format_arn(
-                        service="states",
-                        resource="execution",
-                        resource_name=f"{state_machine.state_machine_name}:*",
-                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
-        )
-        self._acknowledge(
-            sweep.role,
-            {
-                "AwsSolutions-IAM5[Resource::*]": "Listing every DB instance and cluster (to find dbops' temporary "
-                "copies by tag) has no resource-level form.",
-                f"AwsSolutions-IAM5[Resource::{arn}:db:{PIT_INSTANCE_PREFIX}*]": copies,
-                f"AwsSolutions-IAM5[Resource::{arn}:cluster:{PIT_INSTANCE_PREFIX}*]": copies,
-                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
-                f"<{logical_id(state_machine)}.Name>:*]": "Any execution of the restore state machine: the one that "
-                "ended is named by the event, the daily sweep reads each temporary instance's own.",
-            },
-        )
+    def _temporary_instance_sweep(self, state_machine: sfn.StateMachine) -> None:
+        """Restores as of a moment: the steps' RDS grants, and the sweep that deletes what an execution left."""
+        delete = self.point_in_time.grant_restores(self.restore_functions)
+        sweep = self.point_in_time.add_sweep(self.functions, state_machine, delete)
         self.temporary_instance_sweep = sweep
         self.monitoring.watch_function("TemporaryInstanceSweep", sweep)
         self.schedules.add_temporary_instance_sweep(sweep, state_machine)
 
     def _grant_app_hooks(self) -> None:
         """The steps that stop and start the application may write exactly the configured parameter or bus."""
-        stack = Stack.of(self)
-        resources: dict[str, list[str]] = {"ssm": [], "eventbridge": []}
-        for db in self.settings.databases:
-            hook = db.app_hook
-            if hook is None:
-                continue
-            if hook.type == "ssm":
-                name = (hook.parameter or "").lstrip("/")
-                resources["ssm"].append(stack.format_arn(service="ssm", resource="parameter", resource_name=name))
-            else:
-                resources["eventbridge"].append(
-                    stack.format_arn(service="events", resource="event-bus", resource_name=hook.event_bus)
-                )
         for step in ("stop_application", "start_application", "rollback"):
-            function = self.restore_functions[step]
-            if resources["ssm"]:
-                function.add_to_role_policy(
-                    iam.PolicyStatement(
-                        sid="ApplicationMaintenanceMode", actions=["ssm:PutParameter"], resources=resources["ssm"]
-                    )
-                )
-            if resources["eventbridge"]:
-                function.add_to_role_policy(
-                    iam.PolicyStatement(
-                        sid="ApplicationEvents", actions=["events:PutEvents"], resources=resources["eventbridge"]
-                    )
-                )
+            for statement in app_hook_statements(Stack.of(self), self.settings.databases):
+                self.restore_functions[step].add_to_role_policy(statement)
 
     def _outputs(self) -> None:
         CfnOutput(self, "BackupBucketName", value=self.storage.bucket.bucket_name)

@@ -9,8 +9,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.retention_settings import RetentionDays
 from infra.scanners import acknowledge_checkov
-from infra.settings import RetentionDays
 
 
 class BackupStorage(Construct):

@@ -38,7 +38,7 @@ from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.restore.archive import download
 from dbops.text import human_bytes
-from infra.settings import DatabaseRehearsal, rehearsal_secret_name
+from infra.rehearsal_settings import DatabaseRehearsal, rehearsal_secret_name
 from local_stack import rds
 from local_stack.aws import LocalAws
 from local_stack.fingerprint import table_fingerprints

@@ -49,7 +49,7 @@ from dbops import aws
 from local_stack.lambda_runtime import LocalLambdaContext
 
 if TYPE_CHECKING:
-    from infra.settings import DatabaseRehearsal
+    from infra.rehearsal_settings import DatabaseRehearsal
 
 ACCOUNT = "123456789012"
 _original_invoke = LambdaSimpleBackend.invoke
@@ -115,9 +115,9 @@ def _restore_build(
         from aws_cdk import aws_kms as kms
         from aws_cdk import aws_s3 as s3
 
+        from infra.rehearsal_settings import rehearsal_secret_name
         from infra.rehearsal_tasks import RehearsalTask
         from infra.restore_workflow import REHEARSAL_STEP_HANDLERS, STEP_HANDLERS, RestoreWorkflow, StageTask
-        from infra.settings import rehearsal_secret_name
 
         steps = {**STEP_HANDLERS, **(REHEARSAL_STEP_HANDLERS if rehearsals else {})}
         functions = {step: _function(stack, f"{step}Fn", handler) for step, handler in steps.items()}
@@ -170,7 +170,7 @@ def _backup_build(
         from aws_cdk import aws_ecs as ecs
 
         from infra.backup_workflow import BackupWorkflow
-        from infra.functions import BACKUP
+        from infra.function_specs import BACKUP
         from infra.restore_workflow import StageTask
 
         task = None

@@ -116,7 +116,7 @@ MIGRATIONS_IMAGE = "sprint-reports-migrations:local"  # tests/fixtures/alembic_s
 def restore_machine(local_aws: LocalAws) -> str:
     """The restore state machine as the stack makes it, with sprint_reports_v2's migration rehearsals (mode
     rehearse): its migration image is the fixture's Alembic project."""
-    from infra.settings import DatabaseRehearsal
+    from infra.rehearsal_settings import DatabaseRehearsal
     from local_stack import workflow  # synthesizes with CDK: only when a test needs it
 
     workflow.local_images[MIGRATIONS_IMAGE] = ALEMBIC_PROJECT

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from infra.monitoring import database_rules
-from infra.settings import AlarmThresholds
+from infra.alarm_rules import database_rules
+from infra.alarm_settings import AlarmThresholds
 from tests.infra.conftest import Synth
 
 DATABASES = ("sprint_reports_v2", "billing")

@@ -84,8 +84,8 @@ def test_restore_drill_starts_the_state_machine_weekly_per_database() -> None:
     from aws_cdk import aws_stepfunctions as sfn
     from aws_cdk.assertions import Template
 
+    from infra.schedule_settings import Schedules as ScheduleSettings
     from infra.schedules import Schedules
-    from infra.settings import Schedules as ScheduleSettings
 
     stack = Stack(App(), "DrillTest")
     fn = lambda_.Function(

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from infra.settings import SettingsError, check_schedule, load_settings
+from infra.schedule_settings import check_schedule
+from infra.settings import SettingsError, load_settings
 from tests.infra.conftest import make_base_dir, settings_dict
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -73,7 +73,7 @@ def test_manual_backups_never_expire_by_default(tmp_path: Any) -> None:
     from aws_cdk import aws_s3 as s3
     from aws_cdk.assertions import Template
 
-    from infra.settings import RetentionDays
+    from infra.retention_settings import RetentionDays
     from infra.storage import lifecycle_rules
 
     stack = Stack(App())

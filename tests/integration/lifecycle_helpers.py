@@ -1,8 +1,8 @@
 """The backup bucket's lifecycle expiry, simulated over days: moto stores a lifecycle configuration but never
 runs it.
 
-The rules are the stack's own (infra.settings.RetentionDays.backup_expiries, which infra.storage turns into the
-bucket's CDK lifecycle rules and tests/infra/test_storage.py checks in the synthesized template), put on the
+The rules are the stack's own (infra.retention_settings.RetentionDays.backup_expiries, which infra.storage turns
+into the bucket's CDK lifecycle rules and tests/infra/test_storage.py checks in the synthesized template), put on the
 moto bucket in the S3 API's shape and read back from it. An object expires as S3 expires it: its tags match
 the rule's filter and it is older than the rule's days (S3 counts from its creation, rounded up to the next
 midnight UTC: written on day d, it goes at the start of day d + days + 1).
@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from dbops import aws
-from infra.settings import RetentionDays
+from infra.retention_settings import RetentionDays
 
 
 def configure_like_the_stack(bucket: str, retention: RetentionDays) -> None:

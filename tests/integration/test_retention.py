@@ -23,7 +23,7 @@ from dbops.contract import EXPIRABLE_TAG
 from dbops.errors import BackupError, ConfigError, VerificationFailed
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.postgres.pgrestore import run_pg_restore
-from infra.settings import RetentionDays
+from infra.retention_settings import RetentionDays
 from local_stack.postgres import LocalPostgres
 from tests.integration.lifecycle_helpers import SimulatedLifecycle, configure_like_the_stack
 from tests.integration.test_health_backups import DATABASE as FAKED

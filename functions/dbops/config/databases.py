@@ -35,18 +35,24 @@ class AppHook(BaseModel):
         return self
 
 
-class RehearsalConfig(BaseModel):
-    """How the restore state machine's `mode: rehearse` rehearses this database's migrations (cdk.json
-    databases[].rehearsal; dbops.rehearsal.deployed): the migration image itself is in its task definition."""
+class RehearsalMigration(BaseModel):
+    """The migration a rehearsal runs and checks, as cdk.json's databases[].rehearsal (infra) and RehearsalConfig
+    both give it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    secret_id: str = Field(min_length=1, description="the secret the migration task reads its URL from")
     command: list[str] = Field(default=["alembic", "upgrade", "head"], min_length=1)
     downgrade: list[str] | None = Field(default=None, description="default: alembic downgrade <revision before>")
     skip_downgrade: bool = False
     url_env: str = Field(default="DATABASE_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     version_table: str | None = "alembic_version"
+
+
+class RehearsalConfig(RehearsalMigration):
+    """How the restore state machine's `mode: rehearse` rehearses this database's migrations (cdk.json
+    databases[].rehearsal; dbops.rehearsal.deployed): the migration image itself is in its task definition."""
+
+    secret_id: str = Field(min_length=1, description="the secret the migration task reads its URL from")
     max_lock_s: float = Field(default=5.0, gt=0)
     max_duration_s: float = Field(default=600.0, gt=0)
     interval_s: float = Field(default=0.02, ge=0.001, le=5)
