@@ -21,6 +21,7 @@ from dbops.errors import ConfigError, PointInTimeError, RestoreRefused
 from dbops.postgres.connection import connect, database_spec
 from dbops.restore import databases, steps
 from dbops.restore.models import InstanceEndpoint, RestoreState
+from dbops.restore.table_choice import resolve_names
 from dbops.settings import FunctionSettings
 
 # the restore step functions' timeout (infra: RESTORE_STEP_SIZING): the dump runs in one of them, or on Fargate
@@ -62,7 +63,7 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         # a name that is no table of the target would be refused after the dump, tens of minutes from now: the
         # names are checked against the target as it is now (the dump's own tables decide after it)
         with connect(spec.for_database(target)) as conn:
-            steps.resolve_names(req.tables, list_tables(conn), f"database {target}")
+            resolve_names(req.tables, list_tables(conn), f"database {target}")
     return state.model_copy(
         update={
             "started_at": state.started_at or datetime.now(UTC),
