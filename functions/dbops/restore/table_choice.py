@@ -10,6 +10,11 @@ from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore.models import TablePlan
 from dbops.restore.names import display, parse_table_name
 
+KIND_OF_TABLE = (
+    "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relname = %s"
+)
+
 
 def plan_of(table: TableStat) -> TablePlan:
     return TablePlan(
@@ -89,11 +94,7 @@ def unrestorable_in(spec: ConnectionSpec, plans: list[TablePlan]) -> list[str]:
     with connect(spec) as conn:
         problems = []
         for t in plans:
-            row = conn.execute(
-                "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = %s",
-                [t.schema_name, t.name],
-            ).fetchone()
+            row = conn.execute(KIND_OF_TABLE, [t.schema_name, t.name]).fetchone()
             if row is None:
                 problems.append(f"{t.qualified} (missing)")
             elif row[0] != t.relkind:
