@@ -7,13 +7,23 @@ from datetime import UTC, datetime
 from dbops.backup import catalog
 from dbops.backup.verify import verify_entry
 from dbops.errors import RestoreRefused
-from dbops.postgres.connection import database_spec
+from dbops.postgres.connection import ConnectionSpec, database_spec
 from dbops.restore import databases
 from dbops.restore.backup_choice import choose_backup
-from dbops.restore.models import RestoreState
+from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.restore.table_choice import plan_of, resolve_tables, unrestorable_in
 from dbops.restore.versions import check_versions
 from dbops.settings import FunctionSettings
+
+
+def target_of(req: RestoreRequest, spec: ConnectionSpec) -> tuple[str, bool]:
+    """The database a request restores into (a drill's: the configured one, which names its work copy) and whether
+    it exists; a selective restore is refused when it does not."""
+    target = spec.dbname if req.mode == "drill" else (req.target or spec.dbname)
+    target_existed = databases.exists(spec, target)
+    if req.tables and req.mode == "restore" and not target_existed:
+        raise RestoreRefused(f"target database {target} does not exist: a selective restore needs it")
+    return target, target_existed
 
 
 def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | None = None) -> RestoreState:
@@ -35,11 +45,8 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
         verify_entry(settings.bucket, entry, settings.pg_bin_dir)
     plans = resolve_tables(req.tables, manifest) if req.tables else [plan_of(t) for t in manifest.tables]
     check_versions(manifest, spec, settings.pg_bin_dir)
-    target = spec.dbname if req.mode == "drill" else (req.target or spec.dbname)
-    target_existed = databases.exists(spec, target)
+    target, target_existed = target_of(req, spec)
     if req.tables and req.mode == "restore":
-        if not target_existed:
-            raise RestoreRefused(f"target database {target} does not exist: a selective restore needs it")
         missing = unrestorable_in(spec.for_database(target), plans)
         if missing:
             raise RestoreRefused(f"not restorable into target {target}: {', '.join(missing)}")
