@@ -28,7 +28,7 @@ from psycopg import sql
 from bench.common import SAMPLE, BackedUpSample, Step, backed_up_sample, mb, run_steps, timed_safety_backup
 from dbops.cli.sample_data import row_counts_for
 from dbops.postgres.connection import ConnectionSpec, connect
-from dbops.restore import archive, databases, steps
+from dbops.restore import archive, databases, stage, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 
 
@@ -78,11 +78,11 @@ def execute(spec: ConnectionSpec, query: str | sql.Composed, scale: float = 0.0)
         return int(row[0]) if row else cur.rowcount
 
 
-# the calls stage makes, timed where they are looked up: archive's functions on its module, pg_restore on steps
+# the calls stage makes, timed where they are looked up: archive's functions on its module, pg_restore on stage's
 STAGE_CALLS = (
     (archive, "download", "fetch + unpack the archive"),
     (archive, "selective_list", "pg_restore --list + filter (-L list)"),
-    (steps, "run_pg_restore", "pg_restore"),
+    (stage, "run_pg_restore", "pg_restore"),
 )
 
 

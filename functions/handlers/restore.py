@@ -16,7 +16,7 @@ from dbops import contract
 from dbops.aws import rds
 from dbops.postgres.connection import database_spec
 from dbops.rehearsal import scratch
-from dbops.restore import point_in_time_steps, steps
+from dbops.restore import expired_copies, outcome, point_in_time_steps, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
 from handlers.events import databases_to_run, parse_invocation
@@ -73,7 +73,7 @@ def _finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         )
         emit(
             contract.DRILL_SECONDS if state.drill else contract.RESTORE_SECONDS,
-            steps.elapsed(state),
+            outcome.elapsed(state),
             MetricUnit.Seconds,
             state.database,
         )
@@ -113,7 +113,7 @@ def drop_expired_copies(event: dict[str, Any], context: LambdaContext) -> dict[s
     invocation = parse_expired_copies_event(event)
     dropped, stale = {}, {}
     for config in databases_to_run(settings.databases, invocation.database):
-        names = steps.drop_expired_copies(settings, config.name)
+        names = expired_copies.drop(settings, config.name)
         emit(contract.PRE_RESTORE_COPIES_DROPPED, len(names), MetricUnit.Count, config.name)
         logger.info("expired pre-restore copies dropped", extra={"database": config.name, "dropped": names})
         dropped[config.name] = names

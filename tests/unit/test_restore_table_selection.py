@@ -9,7 +9,7 @@ import pytest
 
 from dbops.backup.catalog import IDENTITY_FORMAT, BackupManifest, RelKind, StoredObject, TableStat
 from dbops.errors import RestoreRefused
-from dbops.restore.steps import _resolve_tables
+from dbops.restore.table_choice import resolve_tables
 
 
 def _table(oid: int, schema: str, name: str, relkind: RelKind = "r", parents: tuple[int, ...] = ()) -> TableStat:
@@ -44,7 +44,7 @@ MANIFEST = BackupManifest(
 
 
 def _names(requested: list[str]) -> list[str]:
-    return [f"{p.schema_name}.{p.name}" for p in _resolve_tables(requested, MANIFEST)]
+    return [f"{p.schema_name}.{p.name}" for p in resolve_tables(requested, MANIFEST)]
 
 
 @pytest.mark.parametrize(
@@ -85,10 +85,10 @@ def test_a_partitioned_table_brings_every_partition_at_every_level_and_a_partiti
 )
 def test_a_name_that_is_not_a_table_is_refused_with_the_reason(requested: str, reason: str) -> None:
     with pytest.raises(RestoreRefused, match=re.escape(reason)):
-        _resolve_tables([requested], MANIFEST)
+        resolve_tables([requested], MANIFEST)
 
 
 def test_a_name_in_two_schemas_but_not_public_is_ambiguous() -> None:
     manifest = MANIFEST.model_copy(update={"tables": [_table(1, "a", "t"), _table(2, "b", "t")]})
     with pytest.raises(RestoreRefused, match=r"'t' is ambiguous .*: name the schema, one of a\.t, b\.t"):
-        _resolve_tables(["t"], manifest)
+        resolve_tables(["t"], manifest)

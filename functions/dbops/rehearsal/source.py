@@ -17,9 +17,8 @@ from dbops.errors import BackupNotFound, RehearsalRefused, RestoreRefused, ToolE
 from dbops.postgres.connection import ConnectionSpec, connect, server_version_num
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.postgres.tools import find_tool, require_compatible, tool_version
-from dbops.restore import archive
-from dbops.restore import steps as restore_steps
-from dbops.restore.steps import work_dir
+from dbops.restore import archive, backup_choice, versions
+from dbops.restore.work_dir import work_dir
 
 FOLDER_PREFIX = "dbops-rehearse-"
 
@@ -58,7 +57,7 @@ def choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> cat
     """The backup a restore of `ref` would use (`latest` without a kind: the newest the operator took, not a
     restore's safety copy), refused when it failed verification."""
     try:
-        entry = restore_steps.choose_backup(bucket, ref, kind, database)
+        entry = backup_choice.choose_backup(bucket, ref, kind, database)
     except BackupNotFound as exc:
         raise RehearsalRefused(
             f"{exc}: nothing to rehearse on. Take one first (dbops backup --kind predeploy), or rehearse on a fresh "
@@ -73,7 +72,7 @@ def choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> cat
 def check_versions(entry: catalog.CatalogEntry, spec: ConnectionSpec, pg_bin_dir: str | None) -> None:
     """As a restore checks them: pg_restore reads the archive, the server is not older than the backup's."""
     try:
-        restore_steps.check_versions(entry.manifest, spec, pg_bin_dir)
+        versions.check_versions(entry.manifest, spec, pg_bin_dir)
     except RestoreRefused as exc:
         raise RehearsalRefused(str(exc)) from None
 

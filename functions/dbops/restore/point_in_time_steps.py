@@ -20,8 +20,10 @@ from dbops.backup.run import BackupRequest, run_backup
 from dbops.errors import ConfigError, PointInTimeError, RestoreRefused
 from dbops.postgres.catalog import list_tables
 from dbops.postgres.connection import connect, database_spec
-from dbops.restore import databases, steps
+from dbops.restore import steps
 from dbops.restore.models import InstanceEndpoint, RestoreState
+from dbops.restore.table_choice import resolve_names
+from dbops.restore.validate import target_of
 from dbops.settings import FunctionSettings
 
 # the restore step functions' timeout (infra: RESTORE_STEP_SIZING): the dump runs in one of them, or on Fargate
@@ -55,15 +57,12 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             f"{window.describe()}"
         )
     spec = database_spec(db)
-    target = spec.dbname if req.mode == "drill" else (req.target or spec.dbname)
-    target_existed = databases.exists(spec, target)
+    target, _ = target_of(req, spec)
     if req.tables and req.mode == "restore":
-        if not target_existed:
-            raise RestoreRefused(f"target database {target} does not exist: a selective restore needs it")
         # a name that is no table of the target would be refused after the dump, tens of minutes from now: the
         # names are checked against the target as it is now (the dump's own tables decide after it)
         with connect(spec.for_database(target)) as conn:
-            steps.resolve_names(req.tables, list_tables(conn), f"database {target}")
+            resolve_names(req.tables, list_tables(conn), f"database {target}")
     return state.model_copy(
         update={
             "started_at": state.started_at or datetime.now(UTC),

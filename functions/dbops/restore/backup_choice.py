@@ -1,0 +1,23 @@
+"""Which backup a restore uses: the one a request's reference means, and the chosen one's manifest."""
+
+from __future__ import annotations
+
+from dbops.backup import catalog
+from dbops.backup.catalog import BackupManifest
+from dbops.restore.models import RestoreState
+from dbops.settings import FunctionSettings
+
+
+def choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> catalog.CatalogEntry:
+    """`latest` without a kind means the newest backup the operator took, not a safety copy of a restore."""
+    if ref == "latest" and kind is None:
+        for entry in catalog.list_backups(bucket, database=database):
+            if entry.manifest.kind != "prerestore":
+                return entry
+    return catalog.find_backup(bucket, ref, kind=kind, database=database)
+
+
+def chosen_manifest(state: RestoreState, settings: FunctionSettings) -> BackupManifest:
+    """The chosen backup's manifest, read straight from its prefix."""
+    assert state.backup_id is not None and state.backup_kind is not None and state.database is not None
+    return catalog.load_backup(settings.bucket, state.backup_kind, state.database, state.backup_id).manifest

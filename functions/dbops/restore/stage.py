@@ -1,0 +1,36 @@
+"""The Stage step: the backup restored into the work database beside the target, from a local copy of its archive."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from dbops.postgres.pgrestore import run_pg_restore
+from dbops.restore import archive, databases
+from dbops.restore.backup_choice import chosen_manifest
+from dbops.restore.connections import server_spec, work_spec
+from dbops.restore.models import RestoreState
+from dbops.restore.work_dir import work_dir
+from dbops.settings import FunctionSettings
+
+
+def stage(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    """Restore into the work database (`<db>__restore_<id>`), from a local copy so pg_restore -j can run."""
+    spec = server_spec(state, settings)
+    assert state.work_db is not None
+    databases.drop(spec, state.work_db)  # a retried stage starts clean
+    databases.create(spec, state.work_db)
+    folder = Path(tempfile.mkdtemp(prefix="dbops-restore-", dir=work_dir(settings.work_dir, state.archive_size)))
+    try:
+        manifest = chosen_manifest(state, settings)
+        local = archive.download(settings.bucket, manifest.dump, folder / "archive.dump")
+        args = [f"--jobs={settings.restore_jobs}"]
+        if state.selective:
+            chosen = {t.oid for t in state.tables if t.oid is not None}
+            listing = archive.selective_list(local, manifest.tables, chosen, folder, settings.pg_bin_dir)
+            args.append(f"--use-list={listing}")
+        run_pg_restore(work_spec(state, settings), args, archive=local, pg_bin_dir=settings.pg_bin_dir)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return state

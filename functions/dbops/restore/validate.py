@@ -1,0 +1,71 @@
+"""The Validate step: backup, verification, tables, target and versions checked before anything is touched."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from dbops.backup import catalog
+from dbops.backup.verify import verify_entry
+from dbops.errors import RestoreRefused
+from dbops.postgres.connection import ConnectionSpec, database_spec
+from dbops.restore import databases
+from dbops.restore.backup_choice import choose_backup
+from dbops.restore.models import RestoreRequest, RestoreState
+from dbops.restore.table_choice import plan_of, resolve_tables, unrestorable_in
+from dbops.restore.versions import check_versions
+from dbops.settings import FunctionSettings
+
+
+def target_of(req: RestoreRequest, spec: ConnectionSpec) -> tuple[str, bool]:
+    """The database a request restores into (a drill's: the configured one, which names its work copy) and whether
+    it exists; a selective restore is refused when it does not."""
+    target = spec.dbname if req.mode == "drill" else (req.target or spec.dbname)
+    target_existed = databases.exists(spec, target)
+    if req.tables and req.mode == "restore" and not target_existed:
+        raise RestoreRefused(f"target database {target} does not exist: a selective restore needs it")
+    return target, target_existed
+
+
+def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | None = None) -> RestoreState:
+    """Check everything before anything is touched: backup, verification, tables, target, versions. `backup_id`:
+    that backup instead of the request's (a point-in-time restore's dump of its moment)."""
+    req = state.request
+    db = settings.database(req.database)
+    spec = database_spec(db)
+    if backup_id is not None:
+        entry = catalog.find_backup(settings.bucket, backup_id, database=db.name)
+    else:
+        entry = choose_backup(settings.bucket, req.backup, req.kind, db.name)
+    manifest = entry.manifest
+    if entry.verified is False:
+        raise RestoreRefused(
+            f"backup {manifest.id} failed verification: {entry.verification and entry.verification.detail}"
+        )
+    if entry.verified is None:
+        verify_entry(settings.bucket, entry, settings.pg_bin_dir)
+    plans = resolve_tables(req.tables, manifest) if req.tables else [plan_of(t) for t in manifest.tables]
+    check_versions(manifest, spec, settings.pg_bin_dir)
+    target, target_existed = target_of(req, spec)
+    if req.tables and req.mode == "restore":
+        missing = unrestorable_in(spec.for_database(target), plans)
+        if missing:
+            raise RestoreRefused(f"not restorable into target {target}: {', '.join(missing)}")
+    purpose = "drill" if req.mode == "drill" else "restore"
+    return state.model_copy(
+        update={
+            "started_at": state.started_at or datetime.now(UTC),
+            "database": db.name,
+            "backup_id": manifest.id,
+            "backup_kind": manifest.kind,
+            "backup_finished_at": manifest.finished_at,
+            "archive_size": manifest.dump.raw_size,
+            "target_db": None if req.mode == "drill" else target,
+            "target_existed": target_existed and req.mode == "restore",
+            "work_db": databases.work_name(target, state.restore_id, purpose),
+            "pre_restore_db": databases.work_name(target, state.restore_id, "pre_restore")
+            if req.mode == "restore" and not req.tables and target_existed
+            else None,
+            "tables": plans,
+            "use_fargate": manifest.dump.raw_size > settings.fargate_threshold_bytes,
+        }
+    )
