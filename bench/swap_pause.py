@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore.models import TablePlan
-from dbops.restore.table_swap import SwapLimits, SwapResult, swap_tables
+from dbops.restore.selective_swap.swap import SwapLimits, SwapResult, swap_tables
 from local_stack import pgbench
 from local_stack.postgres import LocalPostgres, embedded_bin_dir
 

@@ -1,4 +1,4 @@
-"""cdk.json `restore`: how a selective restore's swap treats the live database (dbops.restore.swap_locks).
+"""cdk.json `restore`: how a selective restore's swap treats the live database (dbops.restore.selective_swap.locks).
 
 Durations as operators write them (`200ms`, `60s`, `5s`); the functions get seconds (dbops.contract)."""
 

@@ -25,8 +25,8 @@ ENV_PRE_RESTORE_KEEP_DAYS = "DBOPS_PRE_RESTORE_KEEP_DAYS"
 ENV_FARGATE_THRESHOLD_BYTES = "DBOPS_FARGATE_THRESHOLD_BYTES"
 ENV_RETENTION_KEEP = "DBOPS_RETENTION_KEEP"
 ENV_POINT_IN_TIME_WAIT_MINUTES = "DBOPS_POINT_IN_TIME_WAIT_MINUTES"
-# a selective restore's swap into the live database (dbops.restore.swap_locks): seconds each attempt may wait for
-# all its locks together, seconds all attempts may take, and the longest it may hold the application's writes
+# a selective restore's swap into the live database (dbops.restore.selective_swap.locks): seconds each attempt may
+# wait for all its locks together, seconds all attempts may take, and the longest it may hold the application's writes
 ENV_RESTORE_LOCK_TIMEOUT_S = "DBOPS_RESTORE_LOCK_TIMEOUT_S"
 ENV_RESTORE_LOCK_WAIT_BUDGET_S = "DBOPS_RESTORE_LOCK_WAIT_BUDGET_S"
 ENV_RESTORE_MAX_PAUSE_S = "DBOPS_RESTORE_MAX_PAUSE_S"

@@ -53,7 +53,7 @@ class FunctionSettings(_Settings):
     retention_keep: int = Field(default=DEFAULT_KEEP, ge=1)
     # a point-in-time restore fails when its temporary instance is not available after this long
     point_in_time_wait_minutes: float = Field(default=120, gt=0)
-    # a selective restore's swap (dbops.restore.swap_locks): all its locks within this (under the server's 1 s
+    # a selective restore's swap (dbops.restore.selective_swap.locks): all its locks within this (under the server's 1 s
     # deadlock_timeout, so the swap is the side that gives way), tried again until the budget is spent; refused
     # before any lock when it would hold the application's writes longer than max_pause
     restore_lock_timeout_s: float = Field(default=0.2, gt=0, lt=1)

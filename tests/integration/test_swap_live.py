@@ -22,7 +22,7 @@ from psycopg import sql
 from dbops.errors import PauseTooLong, RestoreBusy
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore.models import TablePlan
-from dbops.restore.table_swap import SwapLimits, swap_tables
+from dbops.restore.selective_swap.swap import SwapLimits, swap_tables
 from local_stack import pgbench
 from local_stack.postgres import LocalPostgres
 

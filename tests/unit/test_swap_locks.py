@@ -1,9 +1,9 @@
-"""The selective swap's lock order and backoff (dbops.restore.swap_locks); the locks themselves are exercised
+"""The selective swap's lock order and backoff (dbops.restore.selective_swap.locks); the locks themselves are exercised
 against real servers in tests/integration/test_swap_live.py."""
 
 from __future__ import annotations
 
-from dbops.restore.swap_locks import BACKOFF_CAP_S, LockRequest, backoff_s, starting_at
+from dbops.restore.selective_swap.locks import BACKOFF_CAP_S, LockRequest, backoff_s, starting_at
 
 PLAN = (
     LockRequest(16390, "pgbench_history", "SHARE", False),

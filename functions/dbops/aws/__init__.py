@@ -1,4 +1,5 @@
-"""AWS access: the one boto3 client factory here, and adapters per service (S3 streams, SNS, RDS, app hooks).
+"""AWS access: the one boto3 client factory here, and an adapter per service beside it (S3 streams, SNS, RDS,
+Step Functions, Secrets Manager, CloudWatch, the application hooks on SSM and EventBridge).
 
 boto3 honours AWS_ENDPOINT_URL itself, so the same code reaches AWS or the local moto server. boto3 is imported
 on the first client (~70 ms): a backup creates its client on the upload thread while pg_dump starts.

@@ -6,7 +6,7 @@ from dbops.errors import DbopsError
 from dbops.restore import databases
 from dbops.restore.connections import server_spec, target_spec, work_spec
 from dbops.restore.models import RestoreState
-from dbops.restore.table_swap import SwapLimits, swap_tables
+from dbops.restore.selective_swap.swap import SwapLimits, swap_tables
 from dbops.settings import FunctionSettings
 
 

@@ -35,7 +35,7 @@ from psycopg import sql
 from dbops.config.durations import format_duration
 from dbops.errors import RestoreBusy
 from dbops.postgres.connection import describe_error
-from dbops.restore.swap_catalog import Staged, foreign_keys
+from dbops.restore.selective_swap.catalog import Staged, foreign_keys
 
 T = TypeVar("T")
 Mode = Literal["SHARE", "EXCLUSIVE"]

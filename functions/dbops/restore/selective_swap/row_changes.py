@@ -12,7 +12,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.restore.swap_catalog import ENABLE, TRIGGERS_AND_RULES, VIEWS_READING, Staged, col, column_list, match
+from dbops.restore.selective_swap.catalog import (
+    ENABLE,
+    TRIGGERS_AND_RULES,
+    VIEWS_READING,
+    Staged,
+    col,
+    column_list,
+    match,
+)
 
 
 def _row_text(alias: str, columns: list[str]) -> sql.Composable:

@@ -13,7 +13,14 @@ from psycopg import sql
 
 from dbops.errors import DatabaseError
 from dbops.restore.models import TablePlan
-from dbops.restore.swap_catalog import BINARY_COPY_OK, ROW_KEY, Staged, column_list, relation_oid, table_columns
+from dbops.restore.selective_swap.catalog import (
+    BINARY_COPY_OK,
+    ROW_KEY,
+    Staged,
+    column_list,
+    relation_oid,
+    table_columns,
+)
 
 
 def stage(src: psycopg.Connection[Any], dst: psycopg.Connection[Any], plan: TablePlan, i: int) -> Staged:

@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from dbops.errors import DatabaseError
-from dbops.restore.swap_catalog import ForeignKey, Staged, col, foreign_keys, from_, match, not_null
+from dbops.restore.selective_swap.catalog import ForeignKey, Staged, col, foreign_keys, from_, match, not_null
 
 SAMPLE_KEYS = 5
 

@@ -29,12 +29,12 @@ from psycopg import sql
 from dbops.config.durations import format_duration
 from dbops.errors import DatabaseError, PauseTooLong, RestoreBusy
 from dbops.postgres.connection import ConnectionSpec, connect, describe_error
-from dbops.restore import row_changes
-from dbops.restore.foreign_key_checks import check_children, check_foreign_keys
 from dbops.restore.models import TablePlan
-from dbops.restore.staging import stage, staged_rows
-from dbops.restore.swap_catalog import ForeignKey, Staged, foreign_keys, parents_first, relation_oid
-from dbops.restore.swap_locks import LockLimits, lock_plan, run_locked
+from dbops.restore.selective_swap import row_changes
+from dbops.restore.selective_swap.catalog import ForeignKey, Staged, foreign_keys, parents_first, relation_oid
+from dbops.restore.selective_swap.foreign_keys import check_children, check_foreign_keys
+from dbops.restore.selective_swap.locks import LockLimits, lock_plan, run_locked
+from dbops.restore.selective_swap.staging import stage, staged_rows
 
 # a row changed in a live table (WAL, its indexes, the foreign keys' trigger checks) costs this many times a row
 # copied into an unlogged, unindexed temporary table by COPY (bench/swap_pause.py)
