@@ -1,10 +1,4 @@
-"""dbops status: a row per configured database (backups, next backup, retention, point in time, drill, health,
-rehearsal, alarms), the worst first; read from the bucket, CloudWatch and RDS only, nothing run.
-
-Exit codes follow the monitoring-plugin convention, as `dbops health`: 0 ok, 1 warn, 2 critical, 3 when something
-could not be read (and nothing is critical) or the settings are invalid. An aspect with nothing to grade
-(`unknown`: no drill recorded, no RDS instance, no health report kept) changes nothing.
-"""
+"""dbops status: a row per database, the worst first, read from the bucket, CloudWatch and RDS (nothing run)."""
 
 from __future__ import annotations
 
@@ -26,6 +20,13 @@ from dbops.status.model import ASPECTS
 from dbops.status.schedule import next_run
 
 EXIT_CHECK_FAILED = 3
+DESCRIPTION = """dbops status: a row per configured database (backups, next backup, retention, point in time, drill, health,
+rehearsal, alarms), the worst first; read from the bucket, CloudWatch and RDS only, nothing run.
+
+Exit codes follow the monitoring-plugin convention, as `dbops health`: 0 ok, 1 warn, 2 critical, 3 when something
+could not be read (and nothing is critical) or the settings are invalid. An aspect with nothing to grade
+(`unknown`: no drill recorded, no RDS instance, no health report kept) changes nothing.
+"""
 HEADERS = [
     "DATABASE",
     "STATUS",
@@ -103,7 +104,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "status",
         help="every database's backups, recovery, drills, health and alarms (exit 0 ok, 1 warn, 2 critical, 3 unread)",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_bucket(p)

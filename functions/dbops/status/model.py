@@ -38,8 +38,9 @@ class DatabaseStatus(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def status(self) -> Status:
-        """The worst aspect: critical, error, warn, unknown, ok."""
-        return max((a.status for a in self.aspects), key=lambda s: s.rank, default=Status.UNKNOWN)
+        """The worst graded aspect (critical, error, warn, ok); `unknown` only when nothing could be graded."""
+        graded = [a.status for a in self.aspects if a.status is not Status.UNKNOWN]
+        return max(graded, key=lambda s: s.rank, default=Status.UNKNOWN)
 
     def aspect(self, name: str) -> Aspect:
         return next(a for a in self.aspects if a.name == name)

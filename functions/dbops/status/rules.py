@@ -119,8 +119,8 @@ def health(report: HealthReport | None, now: datetime) -> Aspect:
     if report is None:
         return Aspect(name="health", status=Status.UNKNOWN, text="unknown")
     age = now - report.checked_at
-    worst = report.probes[0] if report.probes else None
-    what = f"{worst.status.value} {worst.name}" if worst else report.status.value
+    worst = next((p for p in report.probes if p.status is report.status), None)
+    what = f"{worst.status.value} {worst.name}" if worst and report.status is not Status.OK else report.status.value
     values: dict[str, Any] = {"status": report.status.value, "probe_errors": report.probe_errors}
     if age > HEALTH_STALE:
         return Aspect(

@@ -1,5 +1,4 @@
-"""One status check: for each database read the catalog, the drill and rehearsal records and the last health report
-from the bucket, the restorable window from RDS and the firing alarms from CloudWatch, then grade (rules)."""
+"""One status check: read the bucket, RDS and CloudWatch for each database, then grade it (dbops.status.rules)."""
 
 from __future__ import annotations
 
