@@ -20,7 +20,7 @@ from dbops.status.model import ASPECTS
 from dbops.status.schedule import next_run
 
 EXIT_CHECK_FAILED = 3
-DESCRIPTION = """dbops status: a row per configured database (backups, next backup, retention, point in time, drill, health,
+DESCRIPTION = """A row per configured database (backups, next backup, retention, point in time, drill, health,
 rehearsal, alarms), the worst first; read from the bucket, CloudWatch and RDS only, nothing run.
 
 Exit codes follow the monitoring-plugin convention, as `dbops health`: 0 ok, 1 warn, 2 critical, 3 when something
