@@ -100,29 +100,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser(
-        "status",
-        help="every database's backups, recovery, drills, health and alarms (exit 0 ok, 1 warn, 2 critical, 3 unread)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_bucket(p)
-    p.add_argument(
+HELP = "every database's backups, recovery, drills, health and alarms (exit 0 ok, 1 warn, 2 critical, 3 unread)"
+OPTIONS_FROM_ENV = (
+    (
         "--databases",
-        action=EnvDefault,
-        envvar=ENV_DATABASES,
-        required=False,
-        help="the configured databases, as the functions have them (JSON: name, rds_instance_id...)",
-    )
+        ENV_DATABASES,
+        "the configured databases, as the functions have them (JSON: name, rds_instance_id)",
+    ),
+    ("--schedule", "DBOPS_BACKUP_SCHEDULE", "the backups' EventBridge expression, e.g. 'cron(0 2 * * ? *)'"),
+)
+
+
+def register(sub: Any) -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("status", help=HELP, description=DESCRIPTION, formatter_class=formatter)
+    add_bucket(p)
+    for flag, envvar, text in OPTIONS_FROM_ENV:
+        p.add_argument(flag, action=EnvDefault, envvar=envvar, required=False, help=text)
     p.add_argument("--database", action="append", help="only this database (repeatable)")
-    p.add_argument(
-        "--schedule",
-        action=EnvDefault,
-        envvar="DBOPS_BACKUP_SCHEDULE",
-        required=False,
-        help="the backup schedule's EventBridge expression, e.g. 'cron(0 2 * * ? *)' (cdk.json schedules.backup)",
-    )
     p.add_argument("--now", help="grade as of this ISO 8601 moment instead of now")
     p.add_argument("--json", action="store_true", help="every aspect with its values, and exit_code")
     p.set_defaults(run=cmd_status)
