@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -32,7 +33,7 @@ def _status(bucket: str, *args: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def three_states(sample_db: ConnectionSpec, bucket: str, local_aws: LocalAws) -> dict[str, str]:
+def three_states(sample_db: ConnectionSpec, bucket: str, local_aws: LocalAws) -> Iterator[dict[str, str]]:
     """healthy: a fresh verified backup, a drill that passed, its health report kept; broken: its only backup's
     archive damaged, so verification fails and records it; stale: a verified backup whose manifest says it finished
     30 hours ago (written again through the catalog), with its BackupMissing alarm firing."""
@@ -83,7 +84,7 @@ def three_states(sample_db: ConnectionSpec, bucket: str, local_aws: LocalAws) ->
         ComparisonOperator="LessThanThreshold",
     )
     cloudwatch.set_alarm_state(AlarmName="dbops-BackupMissing-stale", StateValue="ALARM", StateReason="no backup")
-    yield {"healthy": broken.manifest.id}
+    yield {"broken": broken.manifest.id}
     cloudwatch.delete_alarms(AlarmNames=["dbops-BackupMissing-stale"])
 
 
