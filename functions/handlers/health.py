@@ -1,7 +1,8 @@
 """Health function: an EventBridge schedule (every 5 minutes) or a direct invoke naming a database.
 
 Per database: run every probe, emit one EMF metric per probe value (plus HealthStatus and HealthProbeErrors),
-log the report, and return the reports. A critical finding is a result, not a failure: the function only
+log the report, keep it as the database's last under health/reports/ (`dbops status` reads it), and return
+the reports. A critical finding is a result, not a failure: the function only
 fails on bad input, so alarms (not Lambda errors) carry the health signal.
 """
 
@@ -13,8 +14,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from dbops.errors import DbopsError
 from dbops.health import HealthReport, run_health
 from dbops.health.counters import S3TempFileState
+from dbops.health.last_report import save_report
 from dbops.settings import FunctionSettings, HealthEnvironment
 from handlers.events import databases_to_run, deadline_for, parse_invocation
 from handlers.observability import emit, logger, tracer
@@ -61,5 +64,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         options = health.for_database(config.name, settings.bucket, config.rds_source())
         report = run_health(config, options, deadline=deadline, temp_file_state=counters)
         publish(report)
+        try:
+            save_report(settings.bucket, report)  # the last one, for `dbops status`
+        except DbopsError as exc:
+            logger.error("health report not kept", extra={"database": report.database, "error": str(exc)})
         reports.append(report)
     return HealthResponse(reports=reports).model_dump(mode="json")

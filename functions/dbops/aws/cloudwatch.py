@@ -1,4 +1,4 @@
-"""CloudWatch metrics: the newest datapoint of a metric, and one metric sent by PutMetricData."""
+"""CloudWatch: the newest datapoint of a metric, one metric sent by PutMetricData, and the alarms firing now."""
 
 from __future__ import annotations
 
@@ -46,3 +46,9 @@ def put_metric(namespace: str, name: str, value: float, unit: str, dimensions: M
             }
         ],
     )
+
+
+def alarms_in_alarm() -> list[dict[str, Any]]:
+    """Every metric alarm of the account and region now in state ALARM (name, reason, dimensions...), page by page."""
+    pages = aws.client("cloudwatch").get_paginator("describe_alarms").paginate(StateValue="ALARM")
+    return [alarm for page in pages for alarm in page.get("MetricAlarms", [])]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +35,28 @@ def history(execution_arn: str) -> list[dict[str, Any]]:
         if not page.get("nextToken"):
             return events
         token = {"nextToken": page["nextToken"]}
+
+
+def state_outputs(events: list[dict[str, Any]], names: Collection[str]) -> list[tuple[str, dict[str, Any]]]:
+    """What each run of the states named passed on, in the order they ended: (state, its output parsed)."""
+    exits = [e["stateExitedEventDetails"] for e in events if "stateExitedEventDetails" in e]
+    return [(d["name"], json.loads(d.get("output") or "{}")) for d in exits if d["name"] in names]
+
+
+def error_message(cause: str) -> str:
+    """A caught error's cause as a person reads it, on one line: a Lambda function's error message (its cause is the
+    error as JSON), an ECS task's stop reason and its containers' exit codes, else the cause itself."""
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        parsed = None
+    text = cause
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        text = str(parsed["errorMessage"])
+    elif isinstance(parsed, dict) and ("StoppedReason" in parsed or "Containers" in parsed):
+        codes = [f"{c.get('Name')} exit code {c.get('ExitCode')}" for c in parsed.get("Containers", [])]
+        text = "; ".join([f"task stopped: {parsed.get('StoppedReason', 'no reason given')}", *codes])
+    return " ".join(text.split())
 
 
 def running(execution_arn: str) -> bool | None:

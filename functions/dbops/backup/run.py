@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import zstandard
@@ -111,6 +112,40 @@ def _upload_dump(
     return StoredObject(key=key, size=upload.size, sha256=digest, raw_size=raw)
 
 
+def _dump_in_snapshot(
+    holder: SnapshotHolder,
+    spec: ConnectionSpec,
+    pg_dump: Path,
+    prefix: str,
+    request: BackupRequest,
+    limit: Deadline,
+    progress: Progress | None,
+) -> tuple[StoredObject, StoredObject | None]:
+    """pg_dump of the holder's exported snapshot into the bucket (and its schema-only SQL for predeploy), while the
+    holder counts the rows; returns the objects written."""
+    snapshot = holder.export()
+    holder.start_counting()
+    env = spec.libpq_env()
+    common = [
+        str(pg_dump),
+        "--no-password",
+        f"--snapshot={snapshot}",
+        f"--lock-wait-timeout={holder.lock_wait_timeout_s}s",
+    ]
+    expected = sum(t.bytes for t in holder.tables)  # the archive is never larger than the tables
+    dump_argv = [*common, "--format=custom", "--compress=0"]
+    dump = _upload_dump(expected, dump_argv, env, prefix + "database.dump.zst", request, limit, progress, "pg_dump")
+    if request.kind != "predeploy":
+        return dump, None
+    try:
+        schema_argv = [*common, "--schema-only", "--format=plain"]
+        key = prefix + "schema.sql.zst"
+        return dump, _upload_dump(0, schema_argv, env, key, request, limit, progress, "pg_dump --schema-only")
+    except BaseException:
+        _discard(request.bucket, [dump.key])
+        raise
+
+
 def run_backup(
     spec: ConnectionSpec,
     request: BackupRequest,
@@ -134,41 +169,16 @@ def run_backup(
             require_compatible(pg_dump, server_num, request.database)
             lock_wait_s = limit.bound(request.lock_wait_timeout_s)  # a lock held by a migration, say
             with SnapshotHolder(conn, lock_wait_s) as holder:
-                snapshot = holder.export()
-                holder.start_counting()
-                env = spec.libpq_env()
-                common = [
-                    str(pg_dump.path),
-                    "--no-password",
-                    f"--snapshot={snapshot}",
-                    f"--lock-wait-timeout={lock_wait_s}s",
-                ]
-                expected = sum(t.bytes for t in holder.tables)  # the archive is never larger than the tables
-                dump = _upload_dump(
-                    expected,
-                    [*common, "--format=custom", "--compress=0"],
-                    env,
-                    prefix + "database.dump.zst",
-                    request,
-                    limit,
-                    progress,
-                    "pg_dump",
-                )
-                written.append(dump.key)
-                schema_sql = None
-                if request.kind == "predeploy":
-                    schema_sql = _upload_dump(
-                        0,
-                        [*common, "--schema-only", "--format=plain"],
-                        env,
-                        prefix + "schema.sql.zst",
-                        request,
-                        limit,
-                        progress,
-                        "pg_dump --schema-only",
-                    )
-                    written.append(schema_sql.key)
-                tables = holder.stats(request.database)
+                try:
+                    dump, schema_sql = _dump_in_snapshot(holder, spec, pg_dump.path, prefix, request, limit, progress)
+                    written.extend(o.key for o in (dump, schema_sql) if o is not None)
+                    tables = holder.stats(request.database)
+                except BaseException as exc:
+                    # the first failure is the one reported: counts that failed end the snapshot pg_dump imports
+                    first = exc if limit.expired() else holder.first_cause(request.database, exc)
+                    if first is exc:
+                        raise
+                    raise first from exc
             finished = datetime.now(UTC)
             manifest = BackupManifest(
                 format_version=catalog.IDENTITY_FORMAT,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -14,6 +15,8 @@ from dbops.errors import BackupError
 from dbops.postgres.catalog import count_rows, list_tables
 from dbops.postgres.connection import describe_error
 
+FIRST_SLACK_S = 0.25  # a count's error noted this soon after the other failure was seen still came first
+
 
 class SnapshotHolder:
     """A repeatable-read transaction whose snapshot pg_dump imports; counts rows in the same snapshot."""
@@ -23,6 +26,7 @@ class SnapshotHolder:
         self.lock_wait_timeout_s = lock_wait_timeout_s
         self.tables: list[TableStat] = []
         self.error: BaseException | None = None
+        self.error_at = 0.0  # time.monotonic() when the counts failed
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> SnapshotHolder:
@@ -57,8 +61,24 @@ class SnapshotHolder:
                 if table.relkind != "p":
                     row = self.conn.execute(count_rows(table.schema_name, table.name, table.relkind)).fetchone()
                     table.rows = int(row[0]) if row else 0
-        except BaseException as exc:  # reported by stats() on the caller's thread
+        except BaseException as exc:  # reported by stats() or first_cause() on the caller's thread
+            self.error_at = time.monotonic()
             self.error = exc
+
+    def first_cause(self, database: str, later: BaseException, wait_s: float = 1.0) -> BaseException:
+        """What to report when the backup failed with `later` while the counts ran: their own error if it came
+        first (it ends the snapshot's transaction, so pg_dump's snapshot import fails after it), with `later` after
+        it and as its cause; else `later`. A count failing now may still be on its way: it is given `wait_s`."""
+        observed = time.monotonic()
+        if self._thread is not None:
+            self._thread.join(wait_s)
+        if self.error is None or self.error is later or self.error_at > observed + FIRST_SLACK_S:
+            return later
+        first = BackupError(
+            f"backup of {database}: counting rows failed: {describe_error(self.error)}; then: {describe_error(later)}"
+        )
+        first.__cause__ = later
+        return first
 
     def stats(self, database: str) -> list[TableStat]:
         if self._thread is not None:

@@ -34,6 +34,7 @@ COMMANDS = {
     "restore": "restores",
     "restores": "restores",
     "health": "health",
+    "status": "status",
     "maintain": "maintain",
     "roles": "roles",
     "rehearse": "rehearse",

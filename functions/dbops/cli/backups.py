@@ -81,16 +81,32 @@ def cmd_backup(args: argparse.Namespace) -> int:
 BACKUP_MACHINE_ENV = "DBOPS_BACKUP_STATE_MACHINE_ARN"
 
 
-def _failures(execution: str) -> list[dict[str, Any]]:
-    """Each failed database's own error, as its branch recorded it (state RecordFailure) in the history."""
+BRANCH_ENDS = ("Backup", "BackedUpOnFargate", "RecordFailure")  # the last state of each database's branch
+
+
+def _plain(message: str, database: str) -> str:
+    """A failed backup's error with its database named once: the line says whose it is."""
+    message = message.removeprefix(f"{database}: ")  # the Backup function's "<database>: <error>"
+    for phrase in (f" of database {database}", f" of {database}"):
+        message = message.replace(phrase, "", 1)
+    return message
+
+
+def _branches(execution: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each database's result as its branch ended, from the whole history: (succeeded, failed)."""
     from dbops.aws import stepfunctions
 
     try:
-        events = stepfunctions.history(execution)
+        ends = stepfunctions.state_outputs(stepfunctions.history(execution), BRANCH_ENDS)
     except (BotoCoreError, ClientError):
-        return []  # the execution's own cause is printed already
-    exits = [e["stateExitedEventDetails"] for e in events if "stateExitedEventDetails" in e]
-    return [json.loads(d["output"]) for d in exits if d["name"] == "RecordFailure"]
+        return [], []  # the execution's own cause is printed already
+    succeeded = [out for name, out in ends if name != "RecordFailure" and out.get("ok")]
+    return succeeded, [out for name, out in ends if name == "RecordFailure"]
+
+
+def _print_success(result: dict[str, Any]) -> None:
+    where = f" on {result['runner']}" if result.get("runner") else ""
+    print(f"  {result['database']}: backup {result.get('backup_id') or '(see the catalog)'}{where}")
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -115,12 +131,15 @@ def cmd_start(args: argparse.Namespace) -> int:
     )
     if description["status"] != "SUCCEEDED":
         print(f"FAILED: {stepfunctions.outcome(description)}")
-        for failure in _failures(execution):
-            print(f"  {failure['database']}: {' '.join(str(failure.get('cause', '')).split())[:500]}")
+        succeeded, failed = _branches(execution)
+        for failure in failed:
+            database = failure["database"]
+            print(f"  {database}: {_plain(stepfunctions.error_message(str(failure.get('cause', ''))), database)}")
+        for result in succeeded:
+            _print_success(result)
         return 1
     for result in json.loads(description.get("output") or "{}").get("results", []):
-        where = f" on {result['runner']}" if result.get("runner") else ""
-        print(f"  {result['database']}: backup {result.get('backup_id') or '(see the catalog)'}{where}")
+        _print_success(result)
     print(f"succeeded: {args.kind} backup of every database asked for")
     return 0
 

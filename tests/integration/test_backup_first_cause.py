@@ -1,0 +1,77 @@
+"""A login that cannot read one table: the backup names that first cause wherever it is reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from psycopg import sql
+
+from dbops.errors import BackupsFailed
+from dbops.postgres.connection import ConnectionSpec, connect
+from handlers.backup import handler
+from local_stack.aws import LocalAws
+from tests.support import LocalLambdaContext, emf_metrics
+
+DENIED = "permission denied for table report_snapshots"
+
+
+@pytest.fixture
+def limited_url(sample_db: ConnectionSpec) -> Iterator[str]:
+    """A login with SELECT on every table of the sample database but report_snapshots; yields its URL."""
+    role = f"limited_{uuid.uuid4().hex[:8]}"
+    password = uuid.uuid4().hex
+    assert sample_db.dbname is not None
+    with connect(sample_db) as conn:
+        ident = sql.Identifier(role)
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(ident, sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(sample_db.dbname), ident))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(ident))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(ident))
+        conn.execute(sql.SQL("REVOKE SELECT ON report_snapshots FROM {}").format(ident))
+    yield f"postgresql://{role}:{password}@{sample_db.host}:{sample_db.port}/{sample_db.dbname}"
+    with connect(sample_db) as conn:
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_cli_backup_names_the_table_it_cannot_read(limited_url: str, bucket: str, local_aws: LocalAws) -> None:
+    env = {**os.environ, "DBOPS_DATABASE_URL": limited_url, "DBOPS_BUCKET": bucket}
+    done = subprocess.run(
+        [sys.executable, "-m", "dbops.cli", "backup", "--database-name", "sr"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "sr" in line and "failed" in line]
+    assert DENIED in line
+    assert line.index(DENIED) < line.find("snapshot") or "snapshot" not in line  # the cause first, then the rest
+    assert limited_url.split(":")[2].split("@")[0] not in done.stdout + done.stderr  # never the password
+
+
+def test_handler_result_and_log_name_the_table_it_cannot_read(
+    limited_url: str,
+    bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("DBOPS_BUCKET", bucket)
+    monkeypatch.setenv("DBOPS_DATABASES", json.dumps([{"name": "sprint_reports_v2", "url": limited_url}]))
+    with pytest.raises(BackupsFailed) as info:
+        handler({"kind": "nightly", "database": "sprint_reports_v2"}, LocalLambdaContext())
+    assert DENIED in str(info.value)
+    out = capfd.readouterr().out
+    [failed] = [r.__dict__ for r in caplog.records if r.getMessage() == "backup failed"]  # the BackupFailed line
+    assert DENIED in failed["error"]
+    assert failed["database"] == "sprint_reports_v2"
+    assert [m["name"] for m in emf_metrics(out)] == ["BackupFailed"]
