@@ -85,3 +85,7 @@ class RestoreRefused(DbopsError):
 
 class CheckFailed(DbopsError):
     """The staged copy does not match the backup's manifest."""
+
+
+class RestoreError(DbopsError):
+    """Restoring rows failed: loading one object of a parallel backup, named by its table and range."""

@@ -85,7 +85,7 @@ def _stream_dump(
     return raw
 
 
-def _upload_dump(
+def upload_dump(
     expected_bytes: int,
     argv: list[str],
     env: dict[str, str],
@@ -94,10 +94,14 @@ def _upload_dump(
     deadline: Deadline,
     progress: Progress | None,
     what: str,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> StoredObject:
-    """pg_dump into one object. pg_dump starts first: it reads the catalog while the upload is being set up."""
+    """pg_dump into one object. pg_dump starts first: it reads the catalog while the upload is being set up.
+    `started` is handed the running pg_dump (a parallel backup stops it when a COPY fails)."""
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
+    if started is not None:
+        started(proc)
     pipes.widen(proc.stdout)
     try:
         part_size = s3stream.part_size_for(expected_bytes)
@@ -144,7 +148,7 @@ def run_backup(
                     f"--lock-wait-timeout={lock_wait_s}s",
                 ]
                 expected = sum(t.bytes for t in holder.tables)  # the archive is never larger than the tables
-                dump = _upload_dump(
+                dump = upload_dump(
                     expected,
                     [*common, "--format=custom", "--compress=0"],
                     env,
@@ -157,7 +161,7 @@ def run_backup(
                 written.append(dump.key)
                 schema_sql = None
                 if request.kind == "predeploy":
-                    schema_sql = _upload_dump(
+                    schema_sql = upload_dump(
                         0,
                         [*common, "--schema-only", "--format=plain"],
                         env,
@@ -190,20 +194,26 @@ def run_backup(
             catalog.write_manifest(request.bucket, manifest)  # committed, and only then the lock released
         return manifest
     except BaseException as exc:
-        _discard(request.bucket, written)
-        if isinstance(exc, BackupError):
-            raise
-        if isinstance(exc, DbopsError | psycopg.Error):
-            reason = describe_error(exc)
-            if limit.expired():  # a lock wait or a statement cut short by the deadline
-                raise limit.error(request.database, reason) from None
-            if isinstance(exc, ToolError):
-                raise BackupError(reason) from None
-            raise BackupError(f"backup of database {request.database} failed: {reason}") from None
-        raise
+        discard(request.bucket, written)
+        raise failure(exc, limit, request.database) from None
 
 
-def _discard(bucket: str, keys: list[str]) -> None:
+def failure(exc: BaseException, limit: Deadline, database: str) -> BaseException:
+    """What a failed backup raises: a BackupError naming the database and the cause (the time limit when it
+    had passed); anything that is not a database, tool or storage failure as it was."""
+    if isinstance(exc, BackupError):
+        return exc
+    if isinstance(exc, DbopsError | psycopg.Error):
+        reason = describe_error(exc)
+        if limit.expired():  # a lock wait or a statement cut short by the deadline
+            return limit.error(database, reason)
+        if isinstance(exc, ToolError):
+            return BackupError(reason)
+        return BackupError(f"backup of database {database} failed: {reason}")
+    return exc
+
+
+def discard(bucket: str, keys: list[str]) -> None:
     """Remove objects of a backup that did not commit: no manifest, no leftovers that look whole."""
     for key in keys:
         try:
