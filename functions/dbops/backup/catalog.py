@@ -106,6 +106,16 @@ class BackupManifest(BaseModel):
     def prefix(self) -> str:
         return backup_prefix(self.kind, self.database, self.id)
 
+    @property
+    def archive_bytes(self) -> int:
+        """The archive's size in the bucket: pg_dump's, and in the parallel format its data objects'."""
+        return self.dump.size + sum(obj.size for obj in self.data)
+
+    @property
+    def raw_bytes(self) -> int:
+        """What pg_dump (and, in the parallel format, COPY) wrote before compression."""
+        return sum(obj.raw_size for obj in stored_objects(self))
+
 
 class Verification(BaseModel):
     backup_id: str

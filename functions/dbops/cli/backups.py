@@ -12,8 +12,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BACKUP_KINDS
+from dbops.backup.formats import choose_format, run_in_format
+from dbops.backup.parallel.plan import worker_count
 from dbops.backup.retention import release_for_expiry
-from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry
 from dbops.cli.common import (
     EnvDefault,
@@ -27,6 +29,7 @@ from dbops.cli.common import (
     spec_from,
 )
 from dbops.cli.sample_data import create_sample_data
+from dbops.config.backup import DEFAULT_MAX_STREAMS
 from dbops.contract import REQUESTED_KINDS, RETAINED_KINDS
 from dbops.errors import VerificationFailed
 from dbops.postgres.connection import connect
@@ -69,11 +72,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
     request = BackupRequest(
         database=args.database_name or spec.dbname, bucket=args.bucket, kind=args.kind, pg_bin_dir=args.pg_bin
     )
-    manifest = run_backup(spec, request, progress=_progress)
+    choice = choose_format(args.format, None, worker_count(args.max_streams))
+    manifest = run_in_format(spec, request, choice, progress=_progress)
+    parallel = f", {len(manifest.data)} data objects by {manifest.workers} COPY streams" if manifest.data else ""
     print(
-        f"backup {manifest.id} ({manifest.kind}) of {manifest.database}: {human_bytes(manifest.dump.size)} "
-        f"from {human_bytes(manifest.dump.raw_size)} in {manifest.duration_seconds:.1f}s, "
-        f"{len(manifest.tables)} tables"
+        f"backup {manifest.id} ({manifest.kind}) of {manifest.database}: {human_bytes(manifest.archive_bytes)} "
+        f"from {human_bytes(manifest.raw_bytes)} in {manifest.duration_seconds:.1f}s, "
+        f"{len(manifest.tables)} tables{parallel}"
     )
     return 0
 
@@ -133,7 +138,8 @@ def _entry_row(entry: catalog.CatalogEntry) -> dict[str, Any]:
         "database": m.database,
         "finished_at": m.finished_at.isoformat(),
         "age_seconds": round(entry.age_seconds()),
-        "size": m.dump.size,
+        "size": m.archive_bytes,
+        "format": m.format,
         "verified": entry.verified,
     }
 
@@ -148,7 +154,7 @@ def print_catalog(entries: list[catalog.CatalogEntry]) -> None:
                 e.manifest.kind,
                 e.manifest.database,
                 human_age(e.age_seconds()),
-                human_bytes(e.manifest.dump.size),
+                human_bytes(e.manifest.archive_bytes),
                 verified[e.verified],
             ]
             for e in entries
@@ -211,6 +217,13 @@ def register(sub: Any) -> None:
         required=False,
         help="name in the catalog (default: the URL's database)",
     )
+    p.add_argument(
+        "--format",
+        choices=["single", "parallel"],
+        default="single",
+        help="single: one pg_dump archive; parallel: tables in ranges, COPYed by several streams at once",
+    )
+    p.add_argument("--max-streams", type=int, default=DEFAULT_MAX_STREAMS, help="parallel: COPY streams at most")
     p.set_defaults(run=cmd_backup)
 
     p = sub.add_parser("backups", help="the backup catalog")

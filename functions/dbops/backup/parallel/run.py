@@ -12,9 +12,11 @@ own. Memory: each worker holds its read buffer (4 MB) and its upload's three par
 from __future__ import annotations
 
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -33,6 +35,7 @@ from dbops.postgres.connection import ConnectionSpec, connect, server_version_nu
 from dbops.postgres.tools import find_tool, require_compatible, tool_version
 
 LOCK_BATCH = 500  # tables locked a statement at a time
+T = TypeVar("T")
 
 
 def _pattern(table: SourceTable) -> str:
@@ -49,25 +52,33 @@ def _lock(conn: psycopg.Connection[Any], tables: list[SourceTable]) -> None:
 
 
 def _run_all(
-    jobs: list[Any], work: Any, running: Running, workers: int, schema_dump: Any
+    jobs: list[Job],
+    work: Callable[[Job], DataObject],
+    running: Running,
+    workers: int,
+    schema_dump: Callable[[], StoredObject],
 ) -> tuple[StoredObject, list[DataObject]]:
-    """The schema dump and the jobs, `workers` COPYs at a time; on the first failure everything running stops
-    and that failure (the one that names its table and range) is raised."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbops-schema") as pool:
-        dump_future: Future[StoredObject] = pool.submit(schema_dump)
-        copies = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dbops-copy-job")
-        with copies:
-            futures = [copies.submit(work, job) for job in jobs]
-            every: list[Future[Any]] = [dump_future, *futures]
-            done, _ = wait(every, return_when=FIRST_EXCEPTION)
-            first = next((f for f in every if f in done and f.exception() is not None), None)
-            if first is not None:
-                running.stop_all()
-                for f in futures:
-                    f.cancel()
-                wait(every)
-                raise first.exception()  # type: ignore[misc]
-        return dump_future.result(), [f.result() for f in futures]
+    """The schema dump beside the jobs, `workers` COPYs at a time. The first failure stops everything running
+    and is the one raised (it names its table and range; what the others then fail of is its consequence)."""
+
+    def guarded(step: Callable[[], T]) -> T:
+        try:
+            return step()
+        except BaseException as exc:
+            running.fail(exc)
+            raise
+
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="dbops-schema") as one,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dbops-copy") as pool,
+    ):
+        dump = one.submit(guarded, schema_dump)
+        copies = [pool.submit(guarded, partial(work, job)) for job in jobs]
+        futures: list[Future[Any]] = [dump, *copies]
+        wait(futures)
+    if running.cause is not None:
+        raise running.cause
+    return dump.result(), [f.result() for f in copies]
 
 
 def run_parallel_backup(

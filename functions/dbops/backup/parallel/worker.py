@@ -51,6 +51,7 @@ class Running:
         self._procs: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
         self.stopped = False
+        self.cause: BaseException | None = None
 
     def start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with self._lock:
@@ -78,6 +79,14 @@ class Running:
             self.stopped = True
             for proc in self._procs:
                 proc.kill()
+
+    def fail(self, exc: BaseException) -> None:
+        """Record the first failure (the cause: what the others fail of afterwards is its consequence) and stop
+        everything running."""
+        with self._lock:
+            if self.cause is None and not self.stopped:
+                self.cause = exc
+        self.stop_all()
 
 
 def copy_query(job: Job) -> sql.Composed:
