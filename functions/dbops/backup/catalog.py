@@ -1,7 +1,7 @@
 """The backup catalog, kept in the bucket itself.
 
 Layout: backups/<kind>/<database>/<id>/{database.dump.zst, schema.sql.zst, manifest.json, verification.json};
-a parallel backup holds schema.dump.zst (pg_dump's archive without the copied tables' rows) and data/<oid>.<n>.zst.
+a parallel backup holds schema.dump.zst (pg_dump's archive without the copied tables' rows) and data-<oid>.<n>.zst.
 Each kind has its own prefix so lifecycle rules can expire them at different ages. The manifest is written
 last and is the commit marker: objects without one are never listed, restored or counted as a backup. A
 manifest whose archive is gone (lifecycle expires a backup's objects one by one, in no set order) is not a

@@ -131,9 +131,8 @@ def run_parallel_backup(
 
                 def schema_dump() -> StoredObject:
                     key = prefix + "schema.dump.zst"
-                    return upload_dump(
-                        0, argv, spec.libpq_env(), key, request, limit, progress, "pg_dump", running.adopt
-                    )
+                    env = {**spec.libpq_env(), "PGAPPNAME": "dbops-schema"}
+                    return upload_dump(0, argv, env, key, request, limit, progress, "pg_dump", running.adopt)
 
                 def work(job: Job) -> DataObject:
                     obj = copy_job(session, job, running, limit)
@@ -166,16 +165,18 @@ def run_parallel_backup(
             catalog.write_manifest(request.bucket, manifest)
         return manifest
     except BaseException as exc:
-        discard(request.bucket, _leftovers(request.bucket, prefix))
+        _clean_up(request.bucket, prefix)
         raise failure(exc, limit, request.database) from None
 
 
-def _leftovers(bucket: str, prefix: str) -> list[str]:
-    """Every object this backup completed (no manifest was written, so none of them is a backup)."""
+def _clean_up(bucket: str, prefix: str) -> None:
+    """Every upload of this backup still open aborted and every object it completed deleted (no manifest was
+    written, so none of them is a backup). S3 unreachable: the lifecycle aborts and expires what is left."""
     try:
-        return list(s3stream.list_keys(bucket, prefix))
+        s3stream.abort_uploads(bucket, prefix)
+        discard(bucket, list(s3stream.list_keys(bucket, prefix)))
     except StorageError:
-        return []  # S3 unreachable: the lifecycle expires what is left; no manifest makes it a backup
+        pass
 
 
 def _with_rows(tables: list[TableStat], objects: list[DataObject]) -> list[TableStat]:

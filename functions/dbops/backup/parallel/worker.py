@@ -115,6 +115,7 @@ def _script(session: CopySession, job: Job, statement_timeout_s: int) -> bytes:
         sql.SQL("SET DateStyle = ISO"),
         sql.SQL("SET IntervalStyle = postgres"),
         sql.SQL("SET extra_float_digits = 3"),
+        sql.SQL("SET max_parallel_workers_per_gather = 0"),  # the backup's workers are the parallelism
         sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
         sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(session.snapshot)),
         copy_query(job),
@@ -140,7 +141,7 @@ def _pump(proc: subprocess.Popen[bytes], upload: s3stream.MultipartUpload, level
 
 def copy_job(session: CopySession, job: Job, running: Running, deadline: Deadline) -> DataObject:
     """Copy one job into its own object; raises BackupError naming the table and range."""
-    key = f"{session.prefix}data/{job.table.oid}.{job.index}.zst"
+    key = f"{session.prefix}data-{job.table.oid}.{job.index}.zst"  # beside the manifest: a backup is one folder
     name = f"{APPLICATION} {job.table.oid}.{job.index}"
     env = {**session.env, "PGAPPNAME": name, "PGCLIENTENCODING": session.encoding}
     argv = [str(session.psql), "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1", "--file=-"]
