@@ -52,7 +52,7 @@ class FunctionSettings(_Settings):
     # a parallel backup's COPY streams at most (DBOPS_MAX_STREAMS), and no more than the function's vCPUs: Lambda
     # gives one per 1,769 MB of memory, which Lambda itself tells the function
     max_streams: int = Field(default=DEFAULT_MAX_STREAMS, ge=1, le=32)
-    lambda_memory_mb: int | None = Field(default=None, validation_alias="AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    lambda_memory_mb: int | None = Field(default=None, validation_alias=contract.ENV_LAMBDA_MEMORY_SIZE)
     # DBOPS_RETENTION_KEEP: a nightly or predeploy backup may expire only once this many newer ones verified
     retention_keep: int = Field(default=DEFAULT_KEEP, ge=1)
     # a point-in-time restore fails when its temporary instance is not available after this long
