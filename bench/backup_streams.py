@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +24,7 @@ import psutil
 
 from bench.backup import _discard_backups
 from bench.common import mb, moto_process, sample_server
+from bench.common import measure as common_measure
 from dbops import aws
 from dbops.backup import catalog
 from dbops.postgres.connection import connect
@@ -58,30 +57,11 @@ def _children_cpu() -> float:
 
 
 def measure(argv: list[str], env: dict[str, str], postmaster: psutil.Process) -> Measured:
-    os.sync()
-    cpu0, server0, t0 = _children_cpu(), _server_cpu(postmaster), time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
-    ps = psutil.Process(proc.pid)
-
-    def sample() -> None:
-        nonlocal peak
-        while proc.poll() is None:
-            try:
-                peak = max(peak, ps.memory_info().rss)
-            except psutil.Error:
-                return
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    _, err = proc.communicate()
-    elapsed = time.perf_counter() - t0
-    sampler.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    """bench.common.measure's wall time and peak RSS, and the CPU the command and the server spent on it."""
+    cpu0, server0 = _children_cpu(), _server_cpu(postmaster)
+    run = common_measure(argv, env)
     time.sleep(0.2)  # the backends that served it exit and are reaped
-    return Measured(elapsed, _children_cpu() - cpu0, _server_cpu(postmaster) - server0, peak)
+    return Measured(run.seconds, _children_cpu() - cpu0, _server_cpu(postmaster) - server0, run.peak_rss)
 
 
 def main() -> None:

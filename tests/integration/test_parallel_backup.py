@@ -11,9 +11,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from psycopg import sql
 
 from dbops import aws
 from dbops.backup import catalog
@@ -28,7 +28,7 @@ from dbops.postgres.connection import ConnectionSpec, connect
 from handlers.backup import handler
 from local_stack.aws import LocalAws
 from local_stack.postgres import LocalPostgres
-from tests.support import LocalLambdaContext, TcpProxy
+from tests.support import LocalLambdaContext, s3_outage
 
 PGBENCH = Path("/usr/lib/postgresql/15/bin/pgbench")
 MB = 1024 * 1024
@@ -59,14 +59,12 @@ def bench_db(pg: LocalPostgres) -> Iterator[ConnectionSpec]:
         conn.execute(f"DROP DATABASE IF EXISTS {spec.dbname} WITH (FORCE)")
 
 
-def _balances(spec: ConnectionSpec) -> tuple[int, int, int]:
+def _balances(spec: ConnectionSpec) -> list[int]:
+    """The sums pgbench keeps equal in every transaction: accounts', branches' and tellers' balances."""
+    sums = [("abalance", "pgbench_accounts"), ("bbalance", "pgbench_branches"), ("tbalance", "pgbench_tellers")]
     with connect(spec) as conn:
-        row = conn.execute(
-            "SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(bbalance) FROM pgbench_branches), "
-            "(SELECT sum(tbalance) FROM pgbench_tellers)"
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1]), int(row[2])
+        query = sql.SQL("SELECT sum({}) FROM {}")
+        return [int(conn.execute(query.format(sql.Identifier(c), sql.Identifier(t))).fetchone()[0]) for c, t in sums]  # type: ignore[index]
 
 
 def _assert_nothing_committed(bucket: str) -> None:
@@ -193,27 +191,11 @@ def test_a_worker_backend_terminated(bench_db: ConnectionSpec, bucket: str) -> N
 def test_s3_cut_mid_backup(bench_db: ConnectionSpec, local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = f"dbops-fault-{uuid.uuid4().hex[:10]}"
     aws.client("s3").create_bucket(Bucket=bucket)
-    proxy = TcpProxy(local_aws.port)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    aws.reset_clients()
-    cleanup: list[Any] = []
-
-    def endpoint_back_for_cleanup(**kwargs: Any) -> None:
-        cleanup.append(kwargs)
-        proxy.restore()  # the outage ends before cleanup: the aborts and deletes must then go through
-
-    try:
-        for call in ("AbortMultipartUpload", "ListMultipartUploads"):
-            aws.client("s3").meta.events.register(f"before-send.s3.{call}", endpoint_back_for_cleanup)
+    with s3_outage(local_aws.port, monkeypatch, ("AbortMultipartUpload", "ListMultipartUploads")) as (proxy, cleanup):
         with WhenCopying(bench_db, lambda pid, app: proxy.cut()):
             message = _failing_backup(bench_db, bucket)
         assert "copy of table public.pgbench_" in message and f"s3://{bucket}/backups/nightly/bench/" in message
         assert cleanup, "the backup cleaned up after itself"
-    finally:
-        proxy.close()
-        monkeypatch.undo()
-        aws.reset_clients()
     _assert_nothing_committed(bucket)
 
 

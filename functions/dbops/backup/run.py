@@ -8,9 +8,7 @@ Nothing touches local disk and memory stays at a few upload parts whatever the d
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import psycopg
 import zstandard
@@ -20,13 +18,13 @@ from dbops.aws import s3stream
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupKind, BackupManifest, StoredObject
 from dbops.backup.deadline import Deadline
-from dbops.backup.lock import lock_out_other_backups
 from dbops.backup.snapshot import SnapshotHolder
+from dbops.backup.source import open_source
 from dbops.config.databases import CATALOG_NAME
 from dbops.errors import BackupError, DbopsError, ToolError
 from dbops.postgres import pipes
-from dbops.postgres.connection import ConnectionSpec, connect, describe_error, server_version_num
-from dbops.postgres.tools import StderrTail, find_tool, require_compatible, tool_version
+from dbops.postgres.connection import ConnectionSpec, describe_error
+from dbops.postgres.tools import StderrTail
 
 READ_CHUNK = 4 * 1024 * 1024
 PROGRESS_EVERY = 64 * 1024 * 1024
@@ -124,25 +122,18 @@ def run_backup(
 ) -> BackupManifest:
     """Dump one database into the bucket; returns the committed manifest or raises BackupError."""
     limit = Deadline(deadline)
-    started = datetime.now(UTC)
-    t0 = time.monotonic()
-    backup_id = catalog.new_backup_id(started)
+    backup_id = catalog.new_backup_id()
     prefix = catalog.backup_prefix(request.kind, request.database, backup_id)
     written: list[str] = []
     try:
-        pg_dump = tool_version(find_tool("pg_dump", request.pg_bin_dir))
-        with connect(spec, autocommit=True, statement_timeout_ms=0) as conn:
-            lock_out_other_backups(conn, request.database)
-            server_num = server_version_num(conn)
-            server_text = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-            require_compatible(pg_dump, server_num, request.database)
-            lock_wait_s = limit.bound(request.lock_wait_timeout_s)  # a lock held by a migration, say
-            with SnapshotHolder(conn, lock_wait_s) as holder:
+        with open_source(spec, request.database, request.pg_bin_dir, request.lock_wait_timeout_s, limit) as source:
+            lock_wait_s = source.lock_wait_s
+            with SnapshotHolder(source.conn, lock_wait_s) as holder:
                 snapshot = holder.export()
                 holder.start_counting()
                 env = spec.libpq_env()
                 common = [
-                    str(pg_dump.path),
+                    str(source.pg_dump.path),
                     "--no-password",
                     f"--snapshot={snapshot}",
                     f"--lock-wait-timeout={lock_wait_s}s",
@@ -173,20 +164,12 @@ def run_backup(
                     )
                     written.append(schema_sql.key)
                 tables = holder.stats(request.database)
-            finished = datetime.now(UTC)
-            manifest = BackupManifest(
-                format_version=catalog.IDENTITY_FORMAT,
+            manifest = source.manifest(
                 id=backup_id,
                 database=request.database,
                 kind=request.kind,
                 dump=dump,
                 schema_sql=schema_sql,
-                pg_dump_version=pg_dump.number,
-                server_version=server_text,
-                server_version_num=server_num,
-                started_at=started,
-                finished_at=finished,
-                duration_seconds=round(time.monotonic() - t0, 3),
                 tables=tables,
                 labels=request.labels,
             )

@@ -19,6 +19,7 @@ from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry
 from dbops.cli.common import (
     EnvDefault,
+    add_backup_choice,
     add_bucket,
     add_database_url,
     add_pg_bin,
@@ -243,11 +244,9 @@ def register(sub: Any) -> None:
     sp.set_defaults(run=cmd_start)
 
     p = sub.add_parser("verify", help="check a backup's size, sha256 and a full pg_restore read")
-    p.add_argument("backup", metavar="BACKUP_ID|latest")
+    add_backup_choice(p)
     add_bucket(p)
     add_pg_bin(p)
-    p.add_argument("--kind", choices=BACKUP_KINDS)
-    p.add_argument("--database")
     p.add_argument(
         "--keep-verified",
         action=EnvDefault,

@@ -41,10 +41,6 @@ class SourceTable:
     pages: int  # heap pages (pg_relation_size / block size)
     columns: tuple[str, ...]
 
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema_name}.{self.name}"
-
 
 @dataclass(frozen=True)
 class Job:
@@ -58,10 +54,10 @@ class Job:
 
     @property
     def what(self) -> str:
+        table = f"table {self.table.schema_name}.{self.table.name}"
         if self.first_page is None and self.end_page is None:
-            return f"table {self.table.qualified}"
-        end = "end" if self.end_page is None else str(self.end_page)
-        return f"table {self.table.qualified} pages [{self.first_page or 0}, {end})"
+            return table
+        return f"{table} pages [{self.first_page or 0}, {'end' if self.end_page is None else self.end_page})"
 
 
 def copied_tables(conn: psycopg.Connection[Any], server_version_num: int) -> list[SourceTable]:

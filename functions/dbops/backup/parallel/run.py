@@ -11,10 +11,8 @@ own. Memory: each worker holds its read buffer (4 MB) and its upload's three par
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
@@ -25,14 +23,14 @@ from dbops.aws import s3stream
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest, DataObject, StoredObject, TableStat
 from dbops.backup.deadline import Deadline
-from dbops.backup.lock import lock_out_other_backups
 from dbops.backup.parallel.plan import Job, SourceTable, copied_tables, plan_jobs, range_bytes_for
 from dbops.backup.parallel.worker import CopySession, Running, copy_job
 from dbops.backup.run import BackupRequest, Progress, discard, failure, upload_dump
 from dbops.backup.snapshot import SnapshotHolder
+from dbops.backup.source import open_source
 from dbops.errors import StorageError
-from dbops.postgres.connection import ConnectionSpec, connect, server_version_num
-from dbops.postgres.tools import find_tool, require_compatible, tool_version
+from dbops.postgres.connection import ConnectionSpec
+from dbops.postgres.tools import find_tool
 
 LOCK_BATCH = 500  # tables locked a statement at a time
 T = TypeVar("T")
@@ -92,23 +90,16 @@ def run_parallel_backup(
 ) -> BackupManifest:
     """Back up one database in the parallel format; returns the committed manifest or raises BackupError."""
     limit = Deadline(deadline)
-    started = datetime.now(UTC)
-    t0 = time.monotonic()
-    backup_id = catalog.new_backup_id(started)
+    backup_id = catalog.new_backup_id()
     prefix = catalog.backup_prefix(request.kind, request.database, backup_id)
     try:
-        pg_dump = tool_version(find_tool("pg_dump", request.pg_bin_dir))
         psql = find_tool("psql", request.pg_bin_dir)
-        with connect(spec, autocommit=True, statement_timeout_ms=0) as conn:
-            lock_out_other_backups(conn, request.database)
-            server_num = server_version_num(conn)
-            server_text = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+        with open_source(spec, request.database, request.pg_bin_dir, request.lock_wait_timeout_s, limit) as source:
+            conn, lock_wait_s = source.conn, source.lock_wait_s
             encoding = str(conn.execute("SHOW server_encoding").fetchone()[0])  # type: ignore[index]
-            require_compatible(pg_dump, server_num, request.database)
-            lock_wait_s = limit.bound(request.lock_wait_timeout_s)
             with SnapshotHolder(conn, lock_wait_s) as holder:
                 snapshot = holder.export()
-                tables = copied_tables(conn, server_num)
+                tables = copied_tables(conn, source.server_num)
                 _lock(conn, tables)
                 holder.start_counting(skip=[t.oid for t in tables])
                 jobs = plan_jobs(tables, range_bytes or range_bytes_for(tables, workers))
@@ -124,7 +115,7 @@ def run_parallel_backup(
                 )
                 running = Running()
                 argv = [
-                    str(pg_dump.path), "--no-password", f"--snapshot={snapshot}",
+                    str(source.pg_dump.path), "--no-password", f"--snapshot={snapshot}",
                     f"--lock-wait-timeout={lock_wait_s}s", "--format=custom", "--compress=0",
                     *(f"--exclude-table-data={_pattern(t)}" for t in tables),
                 ]  # fmt: skip
@@ -142,8 +133,7 @@ def run_parallel_backup(
 
                 dump, objects = _run_all(jobs, work, running, workers, schema_dump)
                 stats = _with_rows(holder.stats(request.database), objects)
-            manifest = BackupManifest(
-                format_version=catalog.IDENTITY_FORMAT,
+            manifest = source.manifest(
                 id=backup_id,
                 database=request.database,
                 kind=request.kind,
@@ -152,12 +142,6 @@ def run_parallel_backup(
                 data=sorted(objects, key=lambda o: (o.table_oid, o.first_page or 0)),
                 workers=workers,
                 encoding=encoding,
-                pg_dump_version=pg_dump.number,
-                server_version=server_text,
-                server_version_num=server_num,
-                started_at=started,
-                finished_at=datetime.now(UTC),
-                duration_seconds=round(time.monotonic() - t0, 3),
                 tables=stats,
                 labels=request.labels,
             )
