@@ -9,7 +9,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,31 @@ class TcpProxy:
     def close(self) -> None:
         self.cut()
         self.listener.close()
+
+
+@contextmanager
+def s3_outage(
+    s3_port: int, monkeypatch: Any, ends_on: tuple[str, ...] = ("AbortMultipartUpload",)
+) -> Iterator[tuple[TcpProxy, list[Any]]]:
+    """S3 reached through a proxy that `cut()` takes down, with few retries; the outage ends at the first S3 call
+    named in `ends_on` (the cleanup's: it must then go through), each such call recorded."""
+    from dbops import aws
+
+    proxy = TcpProxy(s3_port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    aws.reset_clients()
+    calls: list[Any] = []
+
+    def outage_over(**kwargs: Any) -> None:
+        calls.append(kwargs)
+        proxy.restore()
+
+    try:
+        for call in ends_on:
+            aws.client("s3").meta.events.register(f"before-send.s3.{call}", outage_over)
+        yield proxy, calls
+    finally:
+        proxy.close()
+        monkeypatch.undo()
+        aws.reset_clients()

@@ -33,6 +33,8 @@ ENV_RESTORE_MAX_PAUSE_S = "DBOPS_RESTORE_MAX_PAUSE_S"
 # backups: when one runs on Fargate instead of Lambda (dbops.backup.placement)
 ENV_BACKUP_LAMBDA_SHARE = "DBOPS_BACKUP_LAMBDA_SHARE"
 ENV_BACKUP_FARGATE_RAW_BYTES = "DBOPS_BACKUP_FARGATE_RAW_BYTES"
+ENV_MAX_STREAMS = "DBOPS_MAX_STREAMS"  # a parallel backup's COPY streams at most
+ENV_LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"  # set by Lambda itself: its vCPUs grow with it
 # maintenance: one MaintenanceConfig (JSON) for any database not named in DBOPS_MAINTENANCE_BY_DATABASE,
 # and {database name: MaintenanceConfig} (JSON): each database's own rules, timeouts and thresholds
 ENV_MAINTENANCE = "DBOPS_MAINTENANCE"

@@ -95,3 +95,7 @@ class RestoreBusy(DbopsError):
 class PauseTooLong(DbopsError):
     """Refused: the selective swap would hold the application's writes on the restored tables longer than
     restore.max_pause (estimated from the staged rows before any lock was taken); nothing changed."""
+
+
+class RestoreError(DbopsError):
+    """Restoring rows failed: loading one object of a parallel backup, named by its table and range."""

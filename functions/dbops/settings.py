@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dbops import contract
-from dbops.config.backup import DEFAULT_KEEP, DEFAULT_MAX_RAW_BYTES, DEFAULT_MAX_SHARE
+from dbops.config.backup import DEFAULT_KEEP, DEFAULT_MAX_RAW_BYTES, DEFAULT_MAX_SHARE, DEFAULT_MAX_STREAMS
 from dbops.config.databases import DatabaseConfig, find_database
 from dbops.config.maintenance import MaintenanceConfig
 from dbops.config.thresholds import Thresholds
@@ -49,6 +49,10 @@ class FunctionSettings(_Settings):
     # pg_dump wrote more than these bytes (dbops.backup.placement; its `backup_runner` setting overrides both)
     backup_lambda_share: float = Field(default=DEFAULT_MAX_SHARE, gt=0, le=1)
     backup_fargate_raw_bytes: int = Field(default=DEFAULT_MAX_RAW_BYTES, ge=0)
+    # a parallel backup's COPY streams at most (DBOPS_MAX_STREAMS), and no more than the function's vCPUs: Lambda
+    # gives one per 1,769 MB of memory, which Lambda itself tells the function
+    max_streams: int = Field(default=DEFAULT_MAX_STREAMS, ge=1, le=32)
+    lambda_memory_mb: int | None = Field(default=None, validation_alias=contract.ENV_LAMBDA_MEMORY_SIZE)
     # DBOPS_RETENTION_KEEP: a nightly or predeploy backup may expire only once this many newer ones verified
     retention_keep: int = Field(default=DEFAULT_KEEP, ge=1)
     # a point-in-time restore fails when its temporary instance is not available after this long

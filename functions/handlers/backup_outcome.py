@@ -40,16 +40,24 @@ def backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadline
     if not outcome.verified:
         logger.warning("backup not verified: too little time left", extra={"backup_id": manifest.id})
     emit(contract.BACKUP_SUCCEEDED, 1, MetricUnit.Count, name)
-    emit(contract.BACKUP_BYTES, manifest.dump.size, MetricUnit.Bytes, name)
+    emit(contract.BACKUP_BYTES, manifest.archive_bytes, MetricUnit.Bytes, name)
     emit(contract.BACKUP_DURATION_SECONDS, manifest.duration_seconds, MetricUnit.Seconds, name)
     logger.info(
         "backup committed",
-        extra={"database": name, "backup_id": manifest.id, "bytes": manifest.dump.size, "seconds": outcome.seconds},
+        extra={
+            "database": name,
+            "backup_id": manifest.id,
+            "bytes": manifest.archive_bytes,
+            "seconds": outcome.seconds,
+            "format": manifest.format,
+            "workers": manifest.workers,
+            "format_reason": outcome.format_reason,
+        },
     )
     if outcome.retention is not None:
         logger.info("retention applied", extra=outcome.retention.log_fields())
     else:
         logger.error("retention failed", extra={"database": name, "kind": kind, "error": outcome.retention_error})
     return BackupResult(
-        database=name, ok=True, backup_id=manifest.id, kind=kind, bytes=manifest.dump.size, seconds=outcome.seconds
+        database=name, ok=True, backup_id=manifest.id, kind=kind, bytes=manifest.archive_bytes, seconds=outcome.seconds
     )

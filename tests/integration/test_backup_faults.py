@@ -11,7 +11,6 @@ import os
 import signal
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -22,7 +21,7 @@ from dbops.postgres.connection import ConnectionSpec, connect
 from handlers.backup import handler
 from local_stack.aws import LocalAws
 from local_stack.postgres import LocalPostgres, debian_bin_dir
-from tests.support import LocalLambdaContext, TcpProxy, WhenProcessWrites, emf_metrics, kill, scheduled_event
+from tests.support import LocalLambdaContext, WhenProcessWrites, emf_metrics, kill, s3_outage, scheduled_event
 
 DATABASE = "sprint_reports_v2"
 MIDSTREAM = 1024 * 1024  # faults strike after pg_dump has written 1 MB of a ~20 MB dump
@@ -102,28 +101,13 @@ def test_s3_endpoint_gone_mid_upload(
 ) -> None:
     bucket = f"dbops-fault-{uuid.uuid4().hex[:10]}"
     aws.client("s3").create_bucket(Bucket=bucket)
-    proxy = TcpProxy(local_aws.port)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    aws.reset_clients()
-    aborts: list[Any] = []
-
-    def endpoint_back_for_abort(**kwargs: Any) -> None:
-        aborts.append(kwargs)
-        proxy.restore()  # the outage ends before cleanup: the abort must then go through
-
-    try:
-        aws.client("s3").meta.events.register("before-send.s3.AbortMultipartUpload", endpoint_back_for_abort)
+    with s3_outage(local_aws.port, monkeypatch) as (proxy, aborts):
         _configure(monkeypatch, bucket, big_db)
         with WhenProcessWrites("pg_dump", MIDSTREAM, lambda pid: proxy.cut()) as fault:
             message = _run_failing(capsys)
         assert fault.fired_at_bytes is not None
         assert f"upload of s3://{bucket}/backups/nightly/{DATABASE}/" in message
         assert aborts, "the multipart upload was aborted"
-    finally:
-        proxy.close()
-        monkeypatch.undo()
-        aws.reset_clients()
     _assert_nothing_committed(bucket)
 
 

@@ -227,6 +227,21 @@ def list_keys(bucket: str, prefix: str) -> Iterator[str]:
         raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
 
 
+def abort_uploads(bucket: str, prefix: str) -> list[str]:
+    """Abort every multipart upload still open under `prefix` (one whose creation reached S3 but whose answer did
+    not, say); returns their keys."""
+    aborted = []
+    try:
+        s3 = aws.client("s3")
+        for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                s3.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                aborted.append(upload["Key"])
+    except (BotoCoreError, ClientError) as exc:
+        raise StorageError(f"cannot abort the uploads under s3://{bucket}/{prefix}: {exc}") from None
+    return aborted
+
+
 def delete_object(bucket: str, key: str) -> None:
     try:
         aws.client("s3").delete_object(Bucket=bucket, Key=key)

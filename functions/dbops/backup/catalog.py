@@ -1,6 +1,7 @@
 """The backup catalog, kept in the bucket itself.
 
-Layout: backups/<kind>/<database>/<id>/{database.dump.zst, schema.sql.zst, manifest.json, verification.json}.
+Layout: backups/<kind>/<database>/<id>/{database.dump.zst, schema.sql.zst, manifest.json, verification.json};
+a parallel backup holds schema.dump.zst (pg_dump's archive without the copied tables' rows) and data-<oid>.<n>.zst.
 Each kind has its own prefix so lifecycle rules can expire them at different ages. The manifest is written
 last and is the commit marker: objects without one are never listed, restored or counted as a backup. A
 manifest whose archive is gone (lifecycle expires a backup's objects one by one, in no set order) is not a
@@ -61,12 +62,36 @@ class StoredObject(BaseModel):
     compression: Literal["zstd"] = "zstd"
 
 
+class DataObject(StoredObject):
+    """One range of one table's rows in a parallel backup: COPY text format, zstd-compressed."""
+
+    table_oid: int
+    schema_name: str
+    table: str
+    columns: list[str] = Field(description="the columns copied, in order (generated columns are left out)")
+    first_page: int | None = Field(default=None, description="heap pages from (None: from the first)")
+    end_page: int | None = Field(default=None, description="heap pages before (None: to the last)")
+    rows: int
+
+    @property
+    def range_text(self) -> str:
+        if self.first_page is None and self.end_page is None:
+            return "all pages"
+        return f"pages [{self.first_page or 0}, {'end' if self.end_page is None else self.end_page})"
+
+
 class BackupManifest(BaseModel):
     format_version: int = 1  # written as IDENTITY_FORMAT by run_backup; old manifests read as 1
     id: str
     database: str
     kind: BackupKind
+    format: Literal["single", "parallel"] = Field(
+        default="single", description="single: one pg_dump archive; parallel: `dump` holds all but `data`'s rows"
+    )
     dump: StoredObject
+    data: list[DataObject] = Field(default_factory=list, description="parallel: the copied tables' rows")
+    workers: int | None = Field(default=None, description="parallel: the COPY streams used")
+    encoding: str | None = Field(default=None, description="parallel: the server encoding the rows are in")
     schema_sql: StoredObject | None = None
     pg_dump_version: str
     server_version: str
@@ -80,6 +105,16 @@ class BackupManifest(BaseModel):
     @property
     def prefix(self) -> str:
         return backup_prefix(self.kind, self.database, self.id)
+
+    @property
+    def archive_bytes(self) -> int:
+        """The archive's size in the bucket: pg_dump's, and in the parallel format its data objects'."""
+        return self.dump.size + sum(obj.size for obj in self.data)
+
+    @property
+    def raw_bytes(self) -> int:
+        """What pg_dump (and, in the parallel format, COPY) wrote before compression."""
+        return sum(obj.raw_size for obj in stored_objects(self))
 
 
 class Verification(BaseModel):
@@ -132,7 +167,7 @@ def _backup_prefixes(bucket: str, kind: str | None, database: str | None) -> dic
 
 def stored_objects(manifest: BackupManifest) -> list[StoredObject]:
     """The archives a backup's manifest names: a restore needs every one of them."""
-    return [manifest.dump, *([manifest.schema_sql] if manifest.schema_sql else [])]
+    return [manifest.dump, *([manifest.schema_sql] if manifest.schema_sql else []), *manifest.data]
 
 
 def _complete(bucket: str, manifest: BackupManifest, present: frozenset[str] | None) -> bool:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupKind, BackupManifest
+from dbops.backup.formats import FormatChoice, choose_format, run_in_format
+from dbops.backup.parallel.plan import worker_count
 from dbops.backup.retention import RetentionResult, release_for_expiry
-from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry
 from dbops.errors import DbopsError
 from dbops.postgres.connection import database_spec
@@ -28,11 +30,23 @@ class DatabaseBackup(BaseModel):
     verified: bool = False
     retention: RetentionResult | None = None
     retention_error: str | None = None
+    format_reason: str | None = Field(default=None, description="why this format and this many COPY streams")
 
 
 def _time_to_verify(manifest: BackupManifest, deadline: float | None) -> bool:
     """A full read takes about as long as the backup did: verify when the time left holds it twice over."""
     return deadline is None or deadline - time.monotonic() >= 2 * manifest.duration_seconds
+
+
+def format_for(settings: FunctionSettings, name: str) -> FormatChoice:
+    """The database's configured format (auto: from its last committed backup) and the COPY streams it may use."""
+    configured = settings.database(name).backup_format
+    workers = worker_count(settings.max_streams, settings.lambda_memory_mb)
+    last = None
+    if configured == "auto":
+        entries = catalog.list_backups(settings.bucket, database=name)
+        last = entries[0].manifest if entries else None
+    return choose_format(configured, last, workers)
 
 
 def back_up_database(
@@ -48,7 +62,9 @@ def back_up_database(
     committed backup (the next backup's pass repeats it)."""
     t0 = time.monotonic()
     verified = False
+    choice: FormatChoice | None = None
     try:
+        choice = format_for(settings, name)
         request = BackupRequest(
             database=name,
             bucket=settings.bucket,
@@ -56,14 +72,20 @@ def back_up_database(
             pg_bin_dir=settings.pg_bin_dir,
             compression_level=settings.compression_level,
         )
-        manifest = run_backup(database_spec(settings.database(name)), request, deadline=deadline, progress=progress)
+        spec = database_spec(settings.database(name))
+        manifest = run_in_format(spec, request, choice, deadline=deadline, progress=progress)
         if _time_to_verify(manifest, deadline):
             verify_entry(settings.bucket, catalog.CatalogEntry(manifest=manifest), settings.pg_bin_dir)
             verified = True
     except DbopsError as exc:
         return DatabaseBackup(database=name, kind=kind, error=str(exc), seconds=round(time.monotonic() - t0, 3))
     outcome = DatabaseBackup(
-        database=name, kind=kind, manifest=manifest, verified=verified, seconds=manifest.duration_seconds
+        database=name,
+        kind=kind,
+        manifest=manifest,
+        verified=verified,
+        seconds=manifest.duration_seconds,
+        format_reason=f"{choice.format} ({choice.workers} COPY streams at most): {choice.reason}",
     )
     try:
         outcome.retention = release_for_expiry(settings.bucket, kind, name, settings.retention_keep)

@@ -49,7 +49,7 @@ def choose_runner(
             f"backup {last.id} took {last.duration_seconds:.0f} s, over {max_share:.0%} of the "
             f"{lambda_timeout_s:.0f} s Lambda timeout ({limit_s:.0f} s)",
         )
-    raw = last.dump.raw_size + (last.schema_sql.raw_size if last.schema_sql else 0)
+    raw = last.raw_bytes
     if raw > max_raw_bytes:
         return RunnerChoice(
             "fargate", f"backup {last.id} wrote {raw} bytes before compression, over {max_raw_bytes} bytes"

@@ -8,9 +8,7 @@ Nothing touches local disk and memory stays at a few upload parts whatever the d
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -21,13 +19,13 @@ from dbops.aws import s3stream
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupKind, BackupManifest, StoredObject
 from dbops.backup.deadline import Deadline
-from dbops.backup.lock import lock_out_other_backups
 from dbops.backup.snapshot import SnapshotHolder
+from dbops.backup.source import open_source
 from dbops.config.databases import CATALOG_NAME
 from dbops.errors import BackupError, DbopsError, ToolError
 from dbops.postgres import pipes
-from dbops.postgres.connection import ConnectionSpec, connect, describe_error, server_version_num
-from dbops.postgres.tools import StderrTail, find_tool, require_compatible, tool_version
+from dbops.postgres.connection import ConnectionSpec, describe_error
+from dbops.postgres.tools import StderrTail
 
 READ_CHUNK = 4 * 1024 * 1024
 PROGRESS_EVERY = 64 * 1024 * 1024
@@ -86,7 +84,7 @@ def _stream_dump(
     return raw
 
 
-def _upload_dump(
+def upload_dump(
     expected_bytes: int,
     argv: list[str],
     env: dict[str, str],
@@ -95,10 +93,14 @@ def _upload_dump(
     deadline: Deadline,
     progress: Progress | None,
     what: str,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> StoredObject:
-    """pg_dump into one object. pg_dump starts first: it reads the catalog while the upload is being set up."""
+    """pg_dump into one object. pg_dump starts first: it reads the catalog while the upload is being set up.
+    `started` is handed the running pg_dump (a parallel backup stops it when a COPY fails)."""
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
+    if started is not None:
+        started(proc)
     pipes.widen(proc.stdout)
     try:
         part_size = s3stream.part_size_for(expected_bytes)
@@ -134,15 +136,15 @@ def _dump_in_snapshot(
     ]
     expected = sum(t.bytes for t in holder.tables)  # the archive is never larger than the tables
     dump_argv = [*common, "--format=custom", "--compress=0"]
-    dump = _upload_dump(expected, dump_argv, env, prefix + "database.dump.zst", request, limit, progress, "pg_dump")
+    dump = upload_dump(expected, dump_argv, env, prefix + "database.dump.zst", request, limit, progress, "pg_dump")
     if request.kind != "predeploy":
         return dump, None
     try:
         schema_argv = [*common, "--schema-only", "--format=plain"]
         key = prefix + "schema.sql.zst"
-        return dump, _upload_dump(0, schema_argv, env, key, request, limit, progress, "pg_dump --schema-only")
+        return dump, upload_dump(0, schema_argv, env, key, request, limit, progress, "pg_dump --schema-only")
     except BaseException:
-        _discard(request.bucket, [dump.key])
+        discard(request.bucket, [dump.key])
         raise
 
 
@@ -155,22 +157,15 @@ def run_backup(
 ) -> BackupManifest:
     """Dump one database into the bucket; returns the committed manifest or raises BackupError."""
     limit = Deadline(deadline)
-    started = datetime.now(UTC)
-    t0 = time.monotonic()
-    backup_id = catalog.new_backup_id(started)
+    backup_id = catalog.new_backup_id()
     prefix = catalog.backup_prefix(request.kind, request.database, backup_id)
     written: list[str] = []
     try:
-        pg_dump = tool_version(find_tool("pg_dump", request.pg_bin_dir))
-        with connect(spec, autocommit=True, statement_timeout_ms=0) as conn:
-            lock_out_other_backups(conn, request.database)
-            server_num = server_version_num(conn)
-            server_text = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-            require_compatible(pg_dump, server_num, request.database)
-            lock_wait_s = limit.bound(request.lock_wait_timeout_s)  # a lock held by a migration, say
-            with SnapshotHolder(conn, lock_wait_s) as holder:
+        with open_source(spec, request.database, request.pg_bin_dir, request.lock_wait_timeout_s, limit) as source:
+            with SnapshotHolder(source.conn, source.lock_wait_s) as holder:
                 try:
-                    dump, schema_sql = _dump_in_snapshot(holder, spec, pg_dump.path, prefix, request, limit, progress)
+                    pg_dump = source.pg_dump.path
+                    dump, schema_sql = _dump_in_snapshot(holder, spec, pg_dump, prefix, request, limit, progress)
                     written.extend(o.key for o in (dump, schema_sql) if o is not None)
                     tables = holder.stats(request.database)
                 except BaseException as exc:
@@ -179,20 +174,12 @@ def run_backup(
                     if first is exc:
                         raise
                     raise first from exc
-            finished = datetime.now(UTC)
-            manifest = BackupManifest(
-                format_version=catalog.IDENTITY_FORMAT,
+            manifest = source.manifest(
                 id=backup_id,
                 database=request.database,
                 kind=request.kind,
                 dump=dump,
                 schema_sql=schema_sql,
-                pg_dump_version=pg_dump.number,
-                server_version=server_text,
-                server_version_num=server_num,
-                started_at=started,
-                finished_at=finished,
-                duration_seconds=round(time.monotonic() - t0, 3),
                 tables=tables,
                 labels=request.labels,
             )
@@ -200,20 +187,26 @@ def run_backup(
             catalog.write_manifest(request.bucket, manifest)  # committed, and only then the lock released
         return manifest
     except BaseException as exc:
-        _discard(request.bucket, written)
-        if isinstance(exc, BackupError):
-            raise
-        if isinstance(exc, DbopsError | psycopg.Error):
-            reason = describe_error(exc)
-            if limit.expired():  # a lock wait or a statement cut short by the deadline
-                raise limit.error(request.database, reason) from None
-            if isinstance(exc, ToolError):
-                raise BackupError(reason) from None
-            raise BackupError(f"backup of database {request.database} failed: {reason}") from None
-        raise
+        discard(request.bucket, written)
+        raise failure(exc, limit, request.database) from None
 
 
-def _discard(bucket: str, keys: list[str]) -> None:
+def failure(exc: BaseException, limit: Deadline, database: str) -> BaseException:
+    """What a failed backup raises: a BackupError naming the database and the cause (the time limit when it
+    had passed); anything that is not a database, tool or storage failure as it was."""
+    if isinstance(exc, BackupError):
+        return exc
+    if isinstance(exc, DbopsError | psycopg.Error):
+        reason = describe_error(exc)
+        if limit.expired():  # a lock wait or a statement cut short by the deadline
+            return limit.error(database, reason)
+        if isinstance(exc, ToolError):
+            return BackupError(reason)
+        return BackupError(f"backup of database {database} failed: {reason}")
+    return exc
+
+
+def discard(bucket: str, keys: list[str]) -> None:
     """Remove objects of a backup that did not commit: no manifest, no leftovers that look whole."""
     for key in keys:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 import psycopg
@@ -28,6 +29,7 @@ class SnapshotHolder:
         self.error: BaseException | None = None
         self.error_at = 0.0  # time.monotonic() when the counts failed
         self._thread: threading.Thread | None = None
+        self._skip: frozenset[int] = frozenset()
 
     def __enter__(self) -> SnapshotHolder:
         return self
@@ -51,14 +53,16 @@ class SnapshotHolder:
         self.tables = list_tables(self.conn)
         return str(row[0])
 
-    def start_counting(self) -> None:
+    def start_counting(self, skip: Collection[int] = ()) -> None:
+        """Count every table's rows in a thread; tables in `skip` (OIDs) are counted by whoever copies them."""
+        self._skip = frozenset(skip)
         self._thread = threading.Thread(target=self._count, name="row-counter", daemon=True)
         self._thread.start()
 
     def _count(self) -> None:
         try:
             for table in self.tables:
-                if table.relkind != "p":
+                if table.relkind != "p" and table.oid not in self._skip:
                     row = self.conn.execute(count_rows(table.schema_name, table.name, table.relkind)).fetchone()
                     table.rows = int(row[0]) if row else 0
         except BaseException as exc:  # reported by stats() or first_cause() on the caller's thread

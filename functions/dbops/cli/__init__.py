@@ -31,6 +31,7 @@ COMMANDS = {
     "backup": "backups",
     "backups": "backups",
     "verify": "backups",
+    "export": "export",
     "restore": "restores",
     "restores": "restores",
     "health": "health",

@@ -12,11 +12,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BACKUP_KINDS
+from dbops.backup.formats import choose_format, run_in_format
+from dbops.backup.parallel.plan import worker_count
 from dbops.backup.retention import release_for_expiry
-from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry
 from dbops.cli.common import (
     EnvDefault,
+    add_backup_choice,
     add_bucket,
     add_database_url,
     add_pg_bin,
@@ -27,6 +30,7 @@ from dbops.cli.common import (
     spec_from,
 )
 from dbops.cli.sample_data import create_sample_data
+from dbops.config.backup import DEFAULT_MAX_STREAMS
 from dbops.contract import REQUESTED_KINDS, RETAINED_KINDS
 from dbops.errors import VerificationFailed
 from dbops.postgres.connection import connect
@@ -69,11 +73,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
     request = BackupRequest(
         database=args.database_name or spec.dbname, bucket=args.bucket, kind=args.kind, pg_bin_dir=args.pg_bin
     )
-    manifest = run_backup(spec, request, progress=_progress)
+    choice = choose_format(args.format, None, worker_count(args.max_streams))
+    manifest = run_in_format(spec, request, choice, progress=_progress)
+    parallel = f", {len(manifest.data)} data objects by {manifest.workers} COPY streams" if manifest.data else ""
     print(
-        f"backup {manifest.id} ({manifest.kind}) of {manifest.database}: {human_bytes(manifest.dump.size)} "
-        f"from {human_bytes(manifest.dump.raw_size)} in {manifest.duration_seconds:.1f}s, "
-        f"{len(manifest.tables)} tables"
+        f"backup {manifest.id} ({manifest.kind}) of {manifest.database}: {human_bytes(manifest.archive_bytes)} "
+        f"from {human_bytes(manifest.raw_bytes)} in {manifest.duration_seconds:.1f}s, "
+        f"{len(manifest.tables)} tables{parallel}"
     )
     return 0
 
@@ -152,7 +158,8 @@ def _entry_row(entry: catalog.CatalogEntry) -> dict[str, Any]:
         "database": m.database,
         "finished_at": m.finished_at.isoformat(),
         "age_seconds": round(entry.age_seconds()),
-        "size": m.dump.size,
+        "size": m.archive_bytes,
+        "format": m.format,
         "verified": entry.verified,
     }
 
@@ -167,7 +174,7 @@ def print_catalog(entries: list[catalog.CatalogEntry]) -> None:
                 e.manifest.kind,
                 e.manifest.database,
                 human_age(e.age_seconds()),
-                human_bytes(e.manifest.dump.size),
+                human_bytes(e.manifest.archive_bytes),
                 verified[e.verified],
             ]
             for e in entries
@@ -230,6 +237,13 @@ def register(sub: Any) -> None:
         required=False,
         help="name in the catalog (default: the URL's database)",
     )
+    p.add_argument(
+        "--format",
+        choices=["single", "parallel"],
+        default="single",
+        help="single: one pg_dump archive; parallel: tables in ranges, COPYed by several streams at once",
+    )
+    p.add_argument("--max-streams", type=int, default=DEFAULT_MAX_STREAMS, help="parallel: COPY streams at most")
     p.set_defaults(run=cmd_backup)
 
     p = sub.add_parser("backups", help="the backup catalog")
@@ -249,11 +263,9 @@ def register(sub: Any) -> None:
     sp.set_defaults(run=cmd_start)
 
     p = sub.add_parser("verify", help="check a backup's size, sha256 and a full pg_restore read")
-    p.add_argument("backup", metavar="BACKUP_ID|latest")
+    add_backup_choice(p)
     add_bucket(p)
     add_pg_bin(p)
-    p.add_argument("--kind", choices=BACKUP_KINDS)
-    p.add_argument("--database")
     p.add_argument(
         "--keep-verified",
         action=EnvDefault,

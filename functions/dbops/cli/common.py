@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from dbops.contract import BACKUP_KINDS
 from dbops.errors import ConfigError
 from dbops.postgres.connection import ConnectionSpec
 from dbops.text import table_lines
@@ -46,6 +47,13 @@ def add_database_url(parser: argparse.ArgumentParser, required: bool = True) -> 
         required=False,
         help="CA bundle for verify-ca / verify-full",
     )
+
+
+def add_backup_choice(parser: argparse.ArgumentParser) -> None:
+    """The backup a command reads: its id or `latest`, narrowed by kind and database."""
+    parser.add_argument("backup", metavar="BACKUP_ID|latest")
+    parser.add_argument("--kind", choices=BACKUP_KINDS)
+    parser.add_argument("--database", help="the catalog name the backup was taken under")
 
 
 def add_bucket(parser: argparse.ArgumentParser) -> None:

@@ -11,3 +11,8 @@ DEFAULT_MAX_SHARE = 0.6
 # promise): 32 GiB in 60% of 15 minutes is ~60 MB/s, a rate well below what bench/README.md measures locally;
 # lower it (DBOPS_BACKUP_FARGATE_RAW_BYTES) when the function streams to S3 slower than that
 DEFAULT_MAX_RAW_BYTES = 32 * 1024**3
+# a parallel backup's COPY streams at most (also bounded by the machine's CPUs: dbops.backup.parallel.plan)
+DEFAULT_MAX_STREAMS = 4
+# `backup.format: auto` backs up in the parallel format once the last backup wrote this much before compression
+# and there is more than one CPU to copy with (dbops.backup.formats)
+AUTO_PARALLEL_RAW_BYTES = 1024**3

@@ -82,6 +82,11 @@ class DatabaseConfig(BaseModel):
         default="auto",
         description="where its backups run (dbops.backup.placement): auto decides from its last committed backup",
     )
+    backup_format: Literal["single", "parallel", "auto"] = Field(
+        default="single",
+        description="single: one pg_dump archive; parallel: tables in ranges, COPYed N at a time into objects of "
+        "their own (dbops.backup.parallel); auto: parallel once the database is large (dbops.backup.formats)",
+    )
     rds_instance_id: str | None = Field(
         default=None,
         pattern=RDS_INSTANCE_ID,

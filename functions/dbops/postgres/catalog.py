@@ -30,6 +30,14 @@ ATTACHED_CATALOGS = (
     "pg_publication_rel",
 )
 
+# the namespace `n` is a user's (not the catalogs, TOAST or temporary tables); the pg_class row `c` is an
+# extension's own (pg_dump dumps it with the extension)
+SYSTEM_SCHEMA = sql.SQL(
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'"
+)
+EXTENSION_MEMBER = sql.SQL("EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')")
+
 LIST_TABLES = sql.SQL("""
     SELECT n.nspname, c.relname, pg_total_relation_size(c.oid), {shape}, c.oid, c.relkind::text,
         ARRAY(SELECT i.inhparent::int8 FROM pg_inherits i WHERE i.inhrelid = c.oid ORDER BY i.inhseqno),
@@ -39,13 +47,14 @@ LIST_TABLES = sql.SQL("""
                 AND NOT EXISTS (SELECT 1 FROM pg_class o WHERE d.classid = 'pg_class'::regclass
                                 AND o.oid = d.objid AND o.relkind NOT IN ('i', 'I', 'S')))
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p', 'm')
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-      AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp%%'
-      AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                      WHERE d.objid = c.oid AND d.deptype = 'e')
+    WHERE c.relkind IN ('r', 'p', 'm') AND {system} AND NOT {extension_member}
     ORDER BY 1, 2
-""").format(shape=TABLE_SHAPE, catalogs=sql.Literal(list(ATTACHED_CATALOGS)))
+""").format(
+    shape=TABLE_SHAPE,
+    catalogs=sql.Literal(list(ATTACHED_CATALOGS)),
+    system=SYSTEM_SCHEMA,
+    extension_member=EXTENSION_MEMBER,
+)
 
 
 def list_tables(conn: psycopg.Connection[Any]) -> list[TableStat]:

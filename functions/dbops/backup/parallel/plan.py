@@ -1,0 +1,119 @@
+"""What a parallel backup copies: every table's own rows, large tables split into heap-page ranges sized by bytes."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from dbops.postgres.catalog import EXTENSION_MEMBER, SYSTEM_SCHEMA
+
+RANGE_BYTES = 128 * 1024 * 1024  # a range of a large table: about this many bytes of heap and TOAST
+MIN_RANGE_BYTES = 8 * 1024 * 1024  # no smaller, however many workers
+LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB of memory
+LAMBDA_MAX_VCPUS = 6
+
+# every table that holds rows of its own (a leaf partition, an inheritance parent or child, an unlogged table), as
+# pg_dump dumps its data: the columns pg_dump's COPY names (not dropped, not generated); tables of extensions
+# (their configuration tables pg_dump dumps itself) stay in pg_dump's archive
+COPIED_TABLES = sql.SQL("""
+    SELECT c.oid, n.nspname, c.relname, pg_table_size(c.oid), pg_relation_size(c.oid),
+        current_setting('block_size')::int8,
+        ARRAY(SELECT a.attname::text FROM pg_attribute a
+              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND {not_generated}
+              ORDER BY a.attnum)
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r' AND {system} AND NOT {extension_member}
+    ORDER BY pg_table_size(c.oid) DESC, c.oid
+""")
+
+
+@dataclass(frozen=True)
+class SourceTable:
+    oid: int
+    schema_name: str
+    name: str
+    bytes: int  # heap and TOAST (pg_table_size)
+    pages: int  # heap pages (pg_relation_size / block size)
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One object of the backup: a table's rows, or one range of its heap pages ([first_page, end_page))."""
+
+    table: SourceTable
+    index: int
+    first_page: int | None
+    end_page: int | None
+    bytes: int  # the share of the table's bytes it is expected to hold
+
+    @property
+    def what(self) -> str:
+        table = f"table {self.table.schema_name}.{self.table.name}"
+        if self.first_page is None and self.end_page is None:
+            return table
+        return f"{table} pages [{self.first_page or 0}, {'end' if self.end_page is None else self.end_page})"
+
+
+def copied_tables(conn: psycopg.Connection[Any], server_version_num: int) -> list[SourceTable]:
+    """The tables whose rows the workers copy, largest first (bytes including TOAST)."""
+    not_generated = sql.SQL("a.attgenerated = ''" if server_version_num >= 120000 else "true")
+    query = COPIED_TABLES.format(not_generated=not_generated, system=SYSTEM_SCHEMA, extension_member=EXTENSION_MEMBER)
+    return [
+        SourceTable(
+            oid=int(r[0]),
+            schema_name=r[1],
+            name=r[2],
+            bytes=int(r[3]),
+            pages=int(r[4]) // int(r[5]),
+            columns=tuple(r[6]),
+        )
+        for r in conn.execute(query).fetchall()
+    ]
+
+
+def range_bytes_for(tables: list[SourceTable], workers: int, most: int = RANGE_BYTES) -> int:
+    """Ranges small enough that the workers share the largest table (four ranges a worker), at most `most`."""
+    total = sum(t.bytes for t in tables)
+    return max(MIN_RANGE_BYTES, min(most, total // max(1, workers * 4)))
+
+
+def split(table: SourceTable, range_bytes: int) -> list[Job]:
+    """The table as ranges of about `range_bytes` each, by heap pages in proportion to its bytes with TOAST (a
+    table that is mostly TOAST has few heap pages but many bytes). The first range starts at the beginning and
+    the last runs to the end, whatever the page count read at planning time."""
+    count = max(1, min(table.pages, math.ceil(table.bytes / range_bytes)))
+    if count == 1:
+        return [Job(table, 0, None, None, table.bytes)]
+    step = math.ceil(table.pages / count)
+    count = math.ceil(table.pages / step)
+    return [
+        Job(
+            table,
+            i,
+            None if i == 0 else i * step,
+            None if i == count - 1 else (i + 1) * step,
+            table.bytes // count,
+        )
+        for i in range(count)
+    ]
+
+
+def plan_jobs(tables: list[SourceTable], range_bytes: int) -> list[Job]:
+    """Every table's jobs, the largest first: the long ones start early and the small ones fill the gaps."""
+    jobs = [job for table in tables for job in split(table, range_bytes)]
+    return sorted(jobs, key=lambda j: (-j.bytes, j.table.oid, j.index))
+
+
+def worker_count(max_streams: int, lambda_memory_mb: int | None = None, cpus: int | None = None) -> int:
+    """COPY streams: at most `max_streams`, and no more than the machine's CPUs (in Lambda: one vCPU per
+    1,769 MB of memory, up to 6)."""
+    available = cpus or os.cpu_count() or 1
+    if lambda_memory_mb:
+        available = min(available, max(1, min(LAMBDA_MAX_VCPUS, lambda_memory_mb // LAMBDA_MB_PER_VCPU)))
+    return max(1, min(max_streams, available))

@@ -1,0 +1,115 @@
+"""A full restore of a parallel backup: pre-data, the rows streamed from S3 into COPY N at a time, then the rest.
+
+The schema archive is small and pg_restore -j needs a regular file, so it is saved to a temporary folder; the data
+objects never touch disk: each is read from S3, checked (size, sha256) and decompressed on the way into a psql
+`COPY ... FROM STDIN`, and a copy whose object turns out not to match is killed before its COPY ends, so it
+commits nothing. Order, as pg_restore's own: pre-data (tables, types, functions), the rows, the archive's own
+data (sequence values, large objects, extension configuration), post-data with -j (indexes, constraints,
+triggers, materialized views refreshed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from pathlib import Path
+
+from psycopg import sql
+
+from dbops.backup import stored
+from dbops.backup.catalog import BackupManifest, DataObject
+from dbops.errors import DbopsError, RestoreError, VerificationFailed
+from dbops.postgres.connection import ConnectionSpec
+from dbops.postgres.pgrestore import run_pg_restore
+from dbops.postgres.tools import StderrTail, find_tool
+from dbops.restore.archive import download
+
+COPY_TIMEOUT_S = 6 * 3600  # one object's COPY: a statement timeout that only a stuck server reaches
+LOCK_TIMEOUT_S = 60
+
+
+def copy_into(obj: DataObject) -> sql.Composed:
+    table = sql.Identifier(obj.schema_name, obj.table)
+    if not obj.columns:  # no column of its own to name (all generated, or none): the default list is the same
+        return sql.SQL("COPY {} FROM STDIN").format(table)
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(table, sql.SQL(", ").join(map(sql.Identifier, obj.columns)))
+
+
+def _what(obj: DataObject) -> str:
+    return f"table {obj.schema_name}.{obj.table} {obj.range_text} (s3 object {obj.key})"
+
+
+def load_object(bucket: str, obj: DataObject, target: ConnectionSpec, encoding: str, psql: Path) -> None:
+    """Stream one data object into its table; raises RestoreError naming the table and range."""
+    settings = [
+        sql.SQL("SET statement_timeout = {}").format(sql.Literal(f"{COPY_TIMEOUT_S}s")),
+        sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{LOCK_TIMEOUT_S}s")),
+        sql.SQL("SET row_security = off"),
+        sql.SQL("SET DateStyle = ISO"),
+        sql.SQL("SET IntervalStyle = postgres"),
+    ]
+    argv = [str(psql), "--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1"]
+    for statement in [*settings, copy_into(obj)]:
+        argv += ["-c", statement.as_string(None)]
+    env = {**target.libpq_env(), "PGCLIENTENCODING": encoding, "PGAPPNAME": "dbops-load"}
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stderr is not None
+    stderr = StderrTail(proc.stderr)
+    try:
+        for data in stored.read_back(bucket, obj):
+            proc.stdin.write(data)
+        proc.stdin.close()  # the object matched its manifest to the end: only now may the COPY finish
+    except BrokenPipeError:
+        pass  # psql stopped: its exit code and stderr say why
+    except (VerificationFailed, DbopsError) as exc:
+        proc.kill()
+        proc.wait()
+        raise RestoreError(f"loading {_what(obj)} failed: {exc}") from None
+    finally:
+        if proc.poll() is None and not proc.stdin.closed:
+            proc.kill()
+    returncode = proc.wait()
+    if returncode != 0:
+        raise RestoreError(f"loading {_what(obj)} failed (psql exit code {returncode}): {stderr.text()}")
+
+
+def load_rows(bucket: str, manifest: BackupManifest, target: ConnectionSpec, jobs: int, psql: Path) -> None:
+    """Every data object, `jobs` at a time, largest first; the first failure is raised once the others ended."""
+    encoding = manifest.encoding or "UTF8"
+    objects = sorted(manifest.data, key=lambda o: -o.raw_size)
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dbops-load") as pool:
+        futures = [pool.submit(load_object, bucket, obj, target, encoding, psql) for obj in objects]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures if f in done and f.exception() is not None), None)
+        if failed is not None:
+            for f in futures:
+                f.cancel()
+            raise failed.exception()  # type: ignore[misc]
+
+
+def restore_parallel(
+    bucket: str,
+    manifest: BackupManifest,
+    target: ConnectionSpec,
+    *,
+    jobs: int = 2,
+    pg_bin_dir: str | None = None,
+    work_dir: str | None = None,
+) -> None:
+    """Restore a parallel backup into `target`, an empty database that exists."""
+    if manifest.format != "parallel":
+        raise RestoreError(f"backup {manifest.id} is a single-archive backup: restore it with pg_restore")
+    psql = find_tool("psql", pg_bin_dir)
+    folder = Path(tempfile.mkdtemp(prefix="dbops-parallel-", dir=work_dir))
+    try:
+        archive = download(bucket, manifest.dump, folder / "schema.dump")
+        run_pg_restore(target, ["--section=pre-data"], archive=archive, pg_bin_dir=pg_bin_dir)
+        load_rows(bucket, manifest, target, jobs, psql)
+        run_pg_restore(target, ["--section=data"], archive=archive, pg_bin_dir=pg_bin_dir)
+        run_pg_restore(target, ["--section=post-data", f"--jobs={jobs}"], archive=archive, pg_bin_dir=pg_bin_dir)
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(folder)
