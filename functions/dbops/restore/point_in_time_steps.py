@@ -23,7 +23,7 @@ from dbops.postgres.connection import connect, database_spec
 from dbops.restore import steps
 from dbops.restore.models import InstanceEndpoint, RestoreState
 from dbops.restore.table_choice import resolve_names
-from dbops.restore.validate import target_of
+from dbops.restore.validate import requested_database, target_of
 from dbops.settings import FunctionSettings
 
 # the restore step functions' timeout (infra: RESTORE_STEP_SIZING): the dump runs in one of them, or on Fargate
@@ -36,7 +36,7 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     req = state.request
     if req.as_of is None:
         return steps.validate(state, settings)
-    db = settings.database(req.database)
+    db = requested_database(settings, req.database)
     ref = db.rds_source()
     if ref is None:
         raise RestoreRefused(
