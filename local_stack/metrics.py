@@ -35,7 +35,7 @@ def emf_to_cloudwatch() -> Iterator[None]:
         _send(document)
         return document
 
-    SingleMetric.serialize_metric_set = serialize_and_send  # type: ignore[method-assign]
+    SingleMetric.serialize_metric_set = serialize_and_send  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

@@ -95,3 +95,8 @@ class RestoreBusy(DbopsError):
 class PauseTooLong(DbopsError):
     """Refused: the selective swap would hold the application's writes on the restored tables longer than
     restore.max_pause (estimated from the staged rows before any lock was taken); nothing changed."""
+
+
+class RefusedBeforeStart(DbopsError):
+    """`dbops restore` refuses the request itself before starting any execution (dbops.cli.restore_checks): the
+    message says why, on one line."""

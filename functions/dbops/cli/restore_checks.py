@@ -14,14 +14,11 @@ from pydantic import ValidationError
 from dbops.aws import rds
 from dbops.backup import catalog
 from dbops.errors import BackupNotFound, ConfigError, RestoreRefused, StorageError
+from dbops.errors import RefusedBeforeStart as Refused
 from dbops.restore.backup_choice import choose_backup
 from dbops.restore.models import RestoreRequest
 from dbops.restore.table_choice import resolve_tables
 from dbops.settings import FunctionSettings
-
-
-class Refused(Exception):
-    """The request is refused before any execution starts: the message says why, on one line."""
 
 
 def _settings() -> FunctionSettings | None:

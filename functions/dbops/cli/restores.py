@@ -10,8 +10,9 @@ from dbops.aws.stepfunctions import follow, outcome
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.cli import common
 from dbops.cli.common import add_bucket_optional, print_json, print_table
-from dbops.cli.restore_checks import Refused, check_before_start
+from dbops.cli.restore_checks import check_before_start
 from dbops.contract import REFUSED_STATUS
+from dbops.errors import RefusedBeforeStart
 from dbops.restore.models import RestoreRequest
 from dbops.restore.runner import list_restores, start_restore
 
@@ -45,7 +46,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     try:
         for line in check_before_start(request, args.bucket):
             print(f"checked before starting: {line}", flush=True)
-    except Refused as exc:
+    except RefusedBeforeStart as exc:
         print(f"REFUSED (checked before starting; no execution started): {' '.join(str(exc).split())}")
         return EXIT_REFUSED
     execution = start_restore(arn, request)
