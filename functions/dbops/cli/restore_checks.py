@@ -6,17 +6,15 @@ Validate, which refuses the same things."""
 
 from __future__ import annotations
 
-from datetime import UTC
-
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from dbops.aws import rds
 from dbops.backup import catalog
 from dbops.errors import BackupNotFound, ConfigError, RestoreRefused, StorageError
 from dbops.errors import RefusedBeforeStart as Refused
 from dbops.restore.backup_choice import choose_backup
 from dbops.restore.models import RestoreRequest
+from dbops.restore.point_in_time_steps import inside_window
 from dbops.restore.table_choice import resolve_tables
 from dbops.settings import FunctionSettings
 
@@ -54,21 +52,10 @@ def _backup(request: RestoreRequest, bucket: str, database: str) -> str:
 
 def _window(request: RestoreRequest, settings: FunctionSettings, database: str) -> str:
     assert request.as_of is not None
-    ref = settings.database(database).rds_source()
-    if ref is None:
-        raise Refused(f"database {database} has no rds_instance_id or rds_cluster_id: no point-in-time restore")
-    source = rds.describe(*ref)
-    if source is None:
-        raise Refused(f"RDS {ref[0]} {ref[1]} (database {database}) does not exist")
     try:
-        window = rds.restore_window(source)
-    except ConfigError as exc:
+        return inside_window(settings.database(database), request.as_of)
+    except RestoreRefused as exc:
         raise Refused(str(exc)) from None
-    as_of = request.as_of.astimezone(UTC)
-    moment = as_of.isoformat(timespec="seconds")
-    if not window.earliest <= as_of <= window.latest:
-        raise Refused(f"{moment} is outside the restorable window of RDS {ref[0]} {ref[1]}: {window.describe()}")
-    return f"{moment} is inside the restorable window of RDS {ref[0]} {ref[1]} ({window.describe()})"
 
 
 def check_before_start(request: RestoreRequest, bucket: str | None) -> list[str]:
