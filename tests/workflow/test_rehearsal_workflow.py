@@ -254,13 +254,17 @@ def test_a_migration_that_fails_is_a_failed_verdict_not_an_error(
     assert _leftovers(configured18.spec) == ([], [])
 
 
-def test_a_step_that_fails_cleans_up_and_notifies(configured18: Production, restore_machine: str) -> None:
+def test_a_refused_rehearsal_ends_refused_without_a_failure_or_a_notice(
+    configured18: Production, restore_machine: str
+) -> None:
     run = _rehearse(restore_machine, database=CATALOG_NAME, backup="20990101T000000Z-nope")
 
-    assert run.status == "FAILED" and run.states[-2:] == ["RehearsalCleanup", "RehearsalError"]
-    assert run.description.get("error") == "RehearsalRefused"
-    [message] = sns_messages(configured18.queue)
-    assert "could not be completed" in message and "nothing to rehearse on" in message
+    # refused, not failed (#23): a Succeed state, no cleanup needed (nothing was made), no failure notice
+    assert run.status == "SUCCEEDED" and run.states[-2:] == ["FillWhere", "RehearsalRefused"]
+    output = json.loads(run.description["output"])
+    assert (output["status"], output["error"]) == ("refused", "RehearsalRefused")
+    assert "nothing to rehearse on" in output["reason"]
+    assert sns_messages(configured18.queue) == []
     assert _leftovers(configured18.spec) == ([], [])
 
 
