@@ -1,11 +1,13 @@
 """The backup state machine: one execution per request, a Map over the databases, one Backup invoke each.
 
 Input: {"kind": "nightly" | "predeploy" | "manual", "databases": [...]} — `databases` is optional (absent: every
-configured database) and every name in it must be configured. Each database is backed up by its own invoke of
-the Backup function ({"kind": ..., "database": ...}), with its own Retry (Lambda's transient service errors only:
-a backup that failed is not repeated behind the operator's back) and its own Catch, which records the failure and
-lets the other databases go on. The handler emits BackupFailed for that database and raises. After the Map, the
-execution fails naming every database whose backup failed, or succeeds with each backup's id.
+configured database) and every name in it must be configured: a request that is not so ends refused, before any
+backup (the Succeed state BackupRefused, output {"status": "refused", "reason", "error"}; no alarm counts it).
+Each database is backed up by its own invoke of the Backup function ({"kind": ..., "database": ...}), with its own
+Retry (Lambda's transient service errors only: a backup that failed is not repeated behind the operator's back) and
+its own Catch, which records the failure and lets the other databases go on. The handler emits BackupFailed for that
+database and raises. After the Map, the execution fails naming every database whose backup failed, or
+succeeds with each backup's id.
 
 With a Fargate task (the restore stage task's cluster, task definition and image, infra/restore_workflow.StageTask),
 each database's branch first asks the Backup function where its backup runs ({"plan": true}: its configured
@@ -117,15 +119,22 @@ class BackupWorkflow(Construct):
 
     def _request(self, each: sfn.Map) -> sfn.Choice:
         """The request checked, then which databases: the configured ones (known at synth) or the request's,
-        each of them checked to be configured, before any backup starts."""
+        each of them checked to be configured, before any backup starts. A request that fails these checks ends
+        refused (the Succeed state BackupRefused, output {"status": "refused", "reason", "error"}): nothing was
+        backed up or broken, so no alarm counts it (BackupWorkflowFailed watches failed executions)."""
         configured = ", ".join(self.databases)
-        invalid = sfn.Fail(
+        refused = sfn.Succeed(self, "BackupRefused")
+        invalid = sfn.Pass(
             self,
             "InvalidRequest",
-            error="InvalidRequest",
-            cause=f'a backup request is {{"kind": {" | ".join(REQUEST_KINDS)}, "databases": [...]}} '
-            f"(databases optional: absent, every configured database: {configured})",
+            parameters={
+                "status": contract.REFUSED_STATUS,
+                "error": "InvalidRequest",
+                "reason": f'a backup request is {{"kind": {" | ".join(REQUEST_KINDS)}, "databases": [...]}} '
+                f"(databases optional: absent, every configured database: {configured})",
+            },
         )
+        invalid.next(refused)
         every = sfn.Pass(
             self,
             "EveryDatabase",
@@ -138,24 +147,44 @@ class BackupWorkflow(Construct):
             "CheckDatabases",
             items_path="$.databases",
             item_selector={"name": sfn.JsonPath.string_at("$$.Map.Item.Value")},
-            result_path=sfn.JsonPath.DISCARD,
+            result_path="$.checked",
         )
+        name = sfn.JsonPath.string_at("$.name")
         check.item_processor(
             sfn.Choice(self, "Configured")
-            .when(known[0] if len(known) == 1 else sfn.Condition.or_(*known), sfn.Pass(self, "Known"))
-            .otherwise(
-                sfn.Fail(
-                    self,
-                    "UnknownDatabase",
-                    error="UnknownDatabase",
-                    cause_path=sfn.JsonPath.format(
-                        f"{{}} is not a configured database (configured: {configured})",
-                        sfn.JsonPath.string_at("$.name"),
-                    ),
-                )
+            .when(
+                known[0] if len(known) == 1 else sfn.Condition.or_(*known),
+                sfn.Pass(self, "Known", parameters={"name": name, "known": True}),
             )
+            .otherwise(sfn.Pass(self, "Unknown", parameters={"name": name, "known": False}))
         )
-        check.next(each)
+        unknown = sfn.Pass(
+            self,
+            "UnknownDatabase",
+            parameters={
+                "status": contract.REFUSED_STATUS,
+                "error": "UnknownDatabase",
+                "unknown": sfn.JsonPath.list_at("$.unknown"),
+                "reason": sfn.JsonPath.format(
+                    f"not a configured database: {{}} (configured: {configured})",
+                    sfn.JsonPath.json_to_string(sfn.JsonPath.list_at("$.unknown")),
+                ),
+            },
+        )
+        unknown.next(refused)
+        find_unknown = sfn.Pass(
+            self,
+            "FindUnknown",
+            parameters={
+                "kind": sfn.JsonPath.string_at("$.kind"),
+                "databases": sfn.JsonPath.list_at("$.databases"),
+                "unknown": sfn.JsonPath.list_at("$.checked[?(@.known == false)].name"),
+            },
+        )
+        check.next(find_unknown)
+        find_unknown.next(
+            sfn.Choice(self, "AllConfigured").when(sfn.Condition.is_present("$.unknown[0]"), unknown).otherwise(each)
+        )
         requested = sfn.Pass(
             self,
             "Requested",

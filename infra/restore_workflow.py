@@ -1,7 +1,8 @@
 """The restore state machine: validate → safety backup → stop app → stage → check → swap → start app → finish.
 
-Any failure before the swap is caught and goes to rollback (the target exactly as it was) → notify → Fail,
-with the cause in the execution's error. Transient errors (database or S3 unreachable) are retried.
+A request refused by validation ends in the Succeed state RestoreRefused (output {"status": "refused", "reason"}):
+no alarm counts it. Any failure before the swap is caught and goes to rollback (the target exactly as it was) →
+notify → Fail, with the cause in the execution's error. Transient errors (database or S3 unreachable) are retried.
 Archives too large for Lambda are staged by an ECS Fargate task running the same code.
 """
 
@@ -207,8 +208,14 @@ class RestoreWorkflow(Construct):
         stop_app.next(where)
         safety = guarded(invoke("SafetyBackup"), rollback)
         safety.next(stop_app)
+        # a request refused by validation (Validate or, as of a moment, DumpPointInTime returns {"refusal": ...}):
+        # nothing was touched, so the execution succeeds, with {"status": "refused", "reason": ...} as its output;
+        # no Fail state (ExecutionsFailed counts every one), no NotifyFailure, no RestoreFailed metric
+        refused = sfn.Condition.is_present("$.refusal")
+        self.refused = sfn.Succeed(self, "RestoreRefused", output_path="$.refusal")
         what_next = (
             sfn.Choice(self, "WhatNext")
+            .when(refused, self.refused)
             .when(sfn.Condition.boolean_equals("$.request.dry_run", True), finish)
             .when(sfn.Condition.string_equals("$.request.mode", "drill"), where)
             .otherwise(safety)
@@ -216,6 +223,7 @@ class RestoreWorkflow(Construct):
         validate = guarded(invoke("Validate"), rollback)
         validate.next(
             sfn.Choice(self, "FromWhere")
+            .when(refused, self.refused)
             .when(
                 sfn.Condition.and_(
                     sfn.Condition.is_not_null("$.temporary_instance"),
@@ -343,17 +351,17 @@ class RestoreWorkflow(Construct):
         survey.next(which)
         prepare = invoke("PrepareRehearsal")
         prepare.add_catch(cleanup, result_path="$.error")
-        if stage_task is None:
-            prepare.next(survey)
-            return prepare
-        on_fargate = restore_task_step(self, "FillOnFargate", stage_task, "fill_rehearsal")
-        on_fargate.add_catch(cleanup, result_path="$.error")
-        on_fargate.next(survey)
-        prepare.next(
-            sfn.Choice(self, "FillWhere")
-            .when(sfn.Condition.boolean_equals("$.fill_on_fargate", True), on_fargate)
-            .otherwise(survey)
+        # refused before anything was made ({"refusal": ...}): a successful execution, as a failed verdict is
+        fill_where = sfn.Choice(self, "FillWhere").when(
+            sfn.Condition.is_present("$.refusal"), sfn.Succeed(self, "RehearsalRefused", output_path="$.refusal")
         )
+        prepare.next(fill_where)
+        if stage_task is not None:
+            on_fargate = restore_task_step(self, "FillOnFargate", stage_task, "fill_rehearsal")
+            on_fargate.add_catch(cleanup, result_path="$.error")
+            on_fargate.next(survey)
+            fill_where.when(sfn.Condition.boolean_equals("$.fill_on_fargate", True), on_fargate)
+        fill_where.otherwise(survey)
         return prepare
 
     def _acknowledge(

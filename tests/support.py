@@ -258,3 +258,25 @@ def s3_outage(
         proxy.close()
         monkeypatch.undo()
         aws.reset_clients()
+
+
+def topic_with_queue() -> tuple[str, str]:
+    """An SNS topic with an SQS queue subscribed (raw delivery): (topic ARN, queue URL), to read what was notified."""
+    import uuid
+
+    from dbops import aws
+
+    sns, sqs = aws.client("sns"), aws.client("sqs")
+    topic = sns.create_topic(Name=f"dbops-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"dbops-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    return topic, queue
+
+
+def sns_messages(queue: str) -> list[str]:
+    """The messages the topic delivered to the queue (waits a second for them)."""
+    from dbops import aws
+
+    found = aws.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    return [m["Body"] for m in found.get("Messages", [])]

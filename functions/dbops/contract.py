@@ -110,6 +110,10 @@ BACKUP_DURATION_SECONDS = "BackupDurationSeconds"
 RESTORE_SUCCEEDED = "RestoreSucceeded"
 RESTORE_FAILED = "RestoreFailed"
 RESTORE_SECONDS = "RestoreSeconds"
+# a request refused by validation (unknown table or database, a moment outside the window, no such backup, a bad
+# option): nothing was touched and the execution succeeded with status "refused". Counted, never alarmed: an
+# operator's typo pages nobody (tests/infra/test_monitoring.py keeps it out of every alarm)
+RESTORE_REFUSED = "RestoreRefused"
 DRILL_SUCCEEDED = "DrillSucceeded"
 DRILL_FAILED = "DrillFailed"
 DRILL_SECONDS = "DrillSeconds"
@@ -141,6 +145,11 @@ REHEARSAL_PASSED = "RehearsalPassed"
 REHEARSAL_FAILED = "RehearsalFailed"
 REHEARSAL_LONGEST_LOCK_SECONDS = "RehearsalLongestLockSeconds"
 REHEARSAL_SECONDS = "RehearsalSeconds"
+REHEARSAL_REFUSED = "RehearsalRefused"  # refused before anything was made (not alarmed, as RESTORE_REFUSED)
+# metrics no alarm may watch: each counts requests refused by validation, which are no fault of the system
+UNALARMED_METRICS: tuple[str, ...] = (RESTORE_REFUSED, REHEARSAL_REFUSED)
+# the output of an execution that ended refused (its terminal Succeed state): {"status": "refused", "reason": ...}
+REFUSED_STATUS = "refused"
 # the watcher container beside a rehearsal's migration: the secret's URL (ECS puts it there) and its orders (JSON)
 ENV_REHEARSAL_URL = "DBOPS_REHEARSAL_URL"
 ENV_REHEARSAL_WATCH = "DBOPS_REHEARSAL_WATCH"

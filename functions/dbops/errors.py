@@ -99,3 +99,8 @@ class PauseTooLong(DbopsError):
 
 class RestoreError(DbopsError):
     """Restoring rows failed: loading one object of a parallel backup, named by its table and range."""
+
+
+class RefusedBeforeStart(DbopsError):
+    """`dbops restore` refuses the request itself before starting any execution (dbops.cli.restore_checks): the
+    message says why, on one line."""

@@ -8,6 +8,7 @@ from typing import Any, Literal, TypeVar
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from dbops import contract
 from dbops.config.databases import DatabaseConfig, find_database
 from handlers.observability import parse
 
@@ -41,3 +42,30 @@ def databases_to_run(databases: list[DatabaseConfig], requested: str | None) -> 
 def deadline_for(context: LambdaContext, margin_s: float) -> float:
     """time.monotonic() after which no new work starts, keeping `margin_s` of the Lambda timeout to finish cleanly."""
     return time.monotonic() + context.get_remaining_time_in_millis() / 1000 - margin_s
+
+
+def refusal(exc: Exception, database: str | None, **ids: str | None) -> dict[str, Any]:
+    """What a step returns instead of its state when validation refused the request (nothing was touched):
+    {"refusal": {"status": "refused", "reason", "error", "database", <ids>, "outcome"}}. The state machine's
+    Choice sends it to a Succeed state (RestoreRefused, RehearsalRefused) with it as the output. Returned, not
+    raised: a handler that raises counts in Lambda's Errors (alarm FunctionErrors), a Fail state in ExecutionsFailed."""
+    text = " ".join(str(exc).split())
+    return {
+        "refusal": {
+            "status": contract.REFUSED_STATUS,
+            "reason": text,
+            "error": type(exc).__name__,
+            "database": database,
+            **ids,
+            "outcome": f"refused, nothing changed: {text}",
+        }
+    }
+
+
+def refused_database(databases: list[DatabaseConfig], asked: Any) -> str | None:
+    """The database a refusal's metric is counted for: the one asked for when it is configured, else the only one
+    configured; None (no metric) for a name nobody configured among several."""
+    names = [db.name for db in databases]
+    if isinstance(asked, str) and asked in names:
+        return asked
+    return names[0] if len(names) == 1 or asked is None else None

@@ -12,9 +12,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dbops import contract
+from dbops.errors import RehearsalRefused
 from dbops.rehearsal import deployed
 from dbops.rehearsal.deployed_state import RehearsalCall, RehearsalState
 from dbops.settings import FunctionSettings
+from handlers.events import refusal, refused_database
 from handlers.observability import emit, logger, parse_execution_state, tracer
 
 Step = Callable[[RehearsalState, FunctionSettings], RehearsalState]
@@ -57,9 +59,27 @@ def _clean_up(state: RehearsalState, settings: FunctionSettings) -> RehearsalSta
     return done
 
 
+def _prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """PrepareRehearsal; its refusal (a request that does not parse, or RehearsalRefused: nothing was made yet) ends
+    the execution in the Succeed state RehearsalRefused (handlers.events.refusal), RehearsalRefused counted."""
+    try:
+        return prepare_step(event, context)
+    except (ValueError, RehearsalRefused) as exc:
+        if isinstance(exc, ValueError) and isinstance(event, dict) and "rehearsal_id" in event:
+            raise  # a state an earlier step wrote that does not parse: a fault, not the request
+        request = event.get("request") if isinstance(event, dict) else None
+        asked = request.get("database") if isinstance(request, dict) else None
+        database = refused_database(FunctionSettings().databases, asked)
+        if database is not None:
+            emit(contract.REHEARSAL_REFUSED, 1, MetricUnit.Count, database)
+        logger.warning("rehearsal refused", extra={"reason": str(exc)})
+        return refusal(exc, asked if isinstance(asked, str) else database)
+
+
 _judge.__name__ = "judge"
 _clean_up.__name__ = "clean_up"
-prepare = _entry(deployed.prepare)
+prepare_step = _entry(deployed.prepare)
+prepare = _prepare
 survey = _entry(deployed.survey)
 after_run = _entry(deployed.after_run)
 judge = _entry(_judge)

@@ -14,12 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dbops import contract
 from dbops.aws import rds
+from dbops.errors import BackupNotFound, RestoreRefused
 from dbops.postgres.connection import database_spec
 from dbops.rehearsal import scratch
 from dbops.restore import expired_copies, outcome, point_in_time_steps, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
-from handlers.events import databases_to_run, parse_invocation
+from handlers.events import databases_to_run, parse_invocation, refusal, refused_database
 from handlers.observability import emit, logger, parse, parse_execution_state, tracer
 
 Step = Callable[[RestoreState, FunctionSettings], RestoreState]
@@ -35,7 +36,10 @@ def parse_state(event: Any) -> RestoreState:
 
 
 def _run(step: Step, event: dict[str, Any]) -> dict[str, Any]:
-    state = parse_state(event)
+    return _call(step, parse_state(event))
+
+
+def _call(step: Step, state: RestoreState) -> dict[str, Any]:
     logger.append_keys(restore_id=state.restore_id, database=state.database or state.request.database)
     logger.info(f"restore step {step.__name__}", extra={"mode": state.request.mode, "dry_run": state.request.dry_run})
     new_state = step(state, FunctionSettings())
@@ -52,10 +56,48 @@ def _entry(step: Step) -> Callable[[dict[str, Any], LambdaContext], dict[str, An
     return handler
 
 
-validate = _entry(point_in_time_steps.validate)
+# what refuses a request: its own fault (a name, a moment, a backup that does not exist), nothing touched. A damaged
+# backup (VerificationFailed) or a server that failed is no refusal: those fail the execution, and page
+REFUSALS = (RestoreRefused, BackupNotFound)
+
+
+def _refused(step: Step, exc: Exception, state: RestoreState | None) -> dict[str, Any]:
+    """The request refused (see handlers.events.refusal): RestoreRefused counted, never alarmed; no notice."""
+    settings = FunctionSettings()
+    asked = state.request.database if state else None
+    database = refused_database(settings.databases, asked)
+    if database is not None:
+        emit(contract.RESTORE_REFUSED, 1, MetricUnit.Count, database)
+    logger.warning("restore refused", extra={"step": step.__name__, "reason": str(exc)})
+    return refusal(exc, asked or database, restore_id=state.restore_id if state else None)
+
+
+def _refusable(step: Step) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """A step that may refuse the request: a request that does not parse, or a refusal raised by the step, ends the
+    execution refused (handlers.events.refusal); anything else is raised as by every step."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        try:
+            state = parse_state(event)
+        except ValueError as exc:
+            if isinstance(event, dict) and "restore_id" in event:
+                raise  # a state an earlier step wrote that does not parse: a fault, not the operator's request
+            return _refused(step, exc, None)
+        try:
+            return _call(step, state)
+        except REFUSALS as exc:
+            return _refused(step, exc, state)
+
+    handler.__name__ = step.__name__
+    return handler
+
+
+validate = _refusable(point_in_time_steps.validate)
 restore_to_point_in_time = _entry(point_in_time_steps.restore_to_point_in_time)
 wait_for_instance = _entry(point_in_time_steps.wait_for_instance)
-dump_point_in_time = _entry(point_in_time_steps.dump_point_in_time)
+dump_point_in_time = _refusable(point_in_time_steps.dump_point_in_time)
 safety_backup = _entry(steps.safety_backup)
 stop_application = _entry(steps.stop_application)
 stage = _entry(steps.stage)

@@ -87,11 +87,26 @@ def test_a_request_is_checked_before_any_backup(definition: dict[str, Any]) -> N
     assert tuple(kinds) == REQUEST_KINDS
     assert states["Request"]["Default"] == "InvalidRequest"
     check = states["CheckDatabases"]
-    assert check["Next"] == "BackupEach" and check["ResultPath"] is None
+    assert check["Next"] == "FindUnknown" and check["ResultPath"] == "$.checked"
     configured = check["ItemProcessor"]["States"]["Configured"]
     (rule,) = configured["Choices"]
     assert [c["StringEquals"] for c in rule["Or"]] == ["sprint_reports_v2", "billing"]
-    assert configured["Default"] == "UnknownDatabase"
+    assert configured["Default"] == "Unknown"
+    assert states["FindUnknown"]["Next"] == "AllConfigured"
+    (unknown,) = states["AllConfigured"]["Choices"]
+    assert unknown == {"Variable": "$.unknown[0]", "IsPresent": True, "Next": "UnknownDatabase"}
+    assert states["AllConfigured"]["Default"] == "BackupEach"
+
+
+def test_a_refused_request_ends_in_a_succeed_state_no_alarm_counts(definition: dict[str, Any]) -> None:
+    """An unknown database or a bad request is refused: Succeed BackupRefused with {"status": "refused", ...}, never a
+    Fail state (ExecutionsFailed, alarm BackupWorkflowFailed, counts every one)."""
+    states = definition["States"]
+    assert states["BackupRefused"] == {"Type": "Succeed"}
+    for name in ("InvalidRequest", "UnknownDatabase"):
+        assert states[name]["Type"] == "Pass" and states[name]["Next"] == "BackupRefused"
+        assert states[name]["Parameters"]["status"] == "refused" and states[name]["Parameters"]["error"] == name
+    assert [n for n, s in states.items() if s["Type"] == "Fail"] == ["BackupsFailed"]
 
 
 def test_the_nightly_schedule_starts_the_state_machine(synthesized: Synth) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from dbops import contract
 from infra.alarm_rules import database_rules
 from infra.alarm_settings import AlarmThresholds
 from tests.infra.conftest import Synth
@@ -226,3 +227,11 @@ def test_every_alarm_kind_has_a_runbook_section_in_the_readme(synthesized: Synth
     }
     for kind in sorted(kinds):
         assert f"\n### {kind}\n" in runbook, f"README runbook has no section for {kind}"
+
+
+def test_no_alarm_watches_a_refusal(synthesized: Synth) -> None:
+    """RestoreRefused and RehearsalRefused count requests refused by validation (an operator's typo): no alarm."""
+    watched = {a["Properties"].get("MetricName") for a in synthesized.resources("AWS::CloudWatch::Alarm").values()}
+    assert set(contract.UNALARMED_METRICS) == {"RestoreRefused", "RehearsalRefused"}
+    assert not watched & set(contract.UNALARMED_METRICS)
+    assert {"RestoreFailed", "BackupFailed"} <= watched  # a real failure still is

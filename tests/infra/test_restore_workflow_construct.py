@@ -45,6 +45,21 @@ def test_every_step_before_the_swap_is_caught_into_rollback_then_notify_then_fai
         assert states[name]["Catch"][0]["Next"] == "NotifyFailure"
 
 
+def test_a_refused_request_ends_in_a_succeed_state_before_anything_starts(definition: dict[str, Any]) -> None:
+    """Validate (and DumpPointInTime, which validates the moment's dump) return {"refusal": ...} for a request
+    refused by validation: the next Choice ends it in the Succeed state RestoreRefused, its output the refusal
+    ({"status": "refused", "reason", ...}), neither Rollback nor NotifyFailure nor a Fail state on the way."""
+    states = definition["States"]
+    assert states["RestoreRefused"] == {"Type": "Succeed", "OutputPath": "$.refusal"}
+    assert states["Validate"]["Next"] == "FromWhere" and states["DumpPointInTime"]["Next"] == "WhatNext"
+    for choice in ("FromWhere", "WhatNext"):
+        first = states[choice]["Choices"][0]
+        assert first == {"Variable": "$.refusal", "IsPresent": True, "Next": "RestoreRefused"}, choice
+    refused = states["FillWhere"]["Choices"][0]  # a rehearsal refused in PrepareRehearsal
+    assert refused == {"Variable": "$.refusal", "IsPresent": True, "Next": "RehearsalRefused"}
+    assert states["RehearsalRefused"] == {"Type": "Succeed", "OutputPath": "$.refusal"}
+
+
 def test_transient_errors_are_retried_and_the_whole_restore_is_bounded_by_the_rto(definition: dict[str, Any]) -> None:
     for name in ("Validate", "Stage", "Swap", "Rollback"):
         retries = definition["States"][name]["Retry"]
@@ -199,7 +214,8 @@ def test_a_restore_as_of_a_moment_restores_waits_dumps_then_takes_the_ordinary_p
     states = definition["States"]
     assert states["Request"]["Parameters"] == {"request.$": "$", "execution.$": "$$.Execution.Id"}
     assert states["Validate"]["Next"] == "FromWhere"
-    [as_of] = states["FromWhere"]["Choices"]
+    refused, as_of = states["FromWhere"]["Choices"]
+    assert refused["Next"] == "RestoreRefused"
     assert as_of["Next"] == "RestoreToPointInTime"
     assert {"Variable": "$.temporary_instance", "IsNull": False} in as_of["And"]
     assert {"Variable": "$.request.dry_run", "BooleanEquals": False} in as_of["And"]

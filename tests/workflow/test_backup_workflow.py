@@ -8,6 +8,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from dbops.cli import main
 from dbops.postgres.connection import ConnectionSpec
 from local_stack.aws import LocalAws
 from tests.support import cloudwatch_sums, emf_metrics
+from tests.workflow.alarms import tripped
 
 DATABASES = ("app_one", "app_two", "app_bad")
 
@@ -133,13 +135,17 @@ def test_dbops_backups_start_runs_the_state_machine_for_the_databases_named(
 @pytest.mark.parametrize(
     ("request_body", "error", "cause"),
     [
-        ({"kind": "nightly", "databases": ["app_one", "billing"]}, "UnknownDatabase", "billing is not a configured"),
+        (
+            {"kind": "nightly", "databases": ["app_one", "billing"]},
+            "UnknownDatabase",
+            'configured database: ["billing"]',
+        ),
         ({"kind": "nightly", "databases": []}, "InvalidRequest", "a backup request is"),
         ({"kind": "weekly"}, "InvalidRequest", "nightly | predeploy | manual"),
         ({"databases": ["app_one"]}, "InvalidRequest", "a backup request is"),
     ],
 )
-def test_a_bad_request_fails_before_any_backup(
+def test_a_bad_request_is_refused_before_any_backup(
     bucket: str,
     backup_machine: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -150,10 +156,15 @@ def test_a_bad_request_fails_before_any_backup(
     monkeypatch.setenv("DBOPS_BUCKET", bucket)
     monkeypatch.setenv("DBOPS_DATABASES", json.dumps([{"name": n, "url": "postgresql://x@h/db"} for n in DATABASES]))
 
+    since = datetime.now(UTC)
     result = _run(backup_machine, request_body)
 
-    assert (result["status"], result["error"]) == ("FAILED", error)
-    assert cause in result["cause"]
+    # refused, not failed: no BackupWorkflowFailed (nor any other alarm of the synthesized stack)
+    assert (result["status"], result["states"][-1]) == ("SUCCEEDED", "BackupRefused")
+    output = json.loads(result["output"])
+    assert (output["status"], output["error"]) == ("refused", error)
+    assert cause in output["reason"]
+    assert tripped(result, "Backup", DATABASES, since) == []
     assert "Backup" not in result["states"]
     assert catalog.list_backups(bucket) == []
 

@@ -35,9 +35,11 @@ from dbops.restore.runner import start_restore
 from handlers.restore import sweep_temporary_instances
 from local_stack import rds
 from local_stack.aws import LocalAws
+from local_stack.metrics import emf_to_cloudwatch
 from local_stack.pitr import WalArchive
 from local_stack.postgres import LocalPostgres
 from tests.support import LocalLambdaContext, scheduled_event, server_bin_dir, server_params
+from tests.workflow.alarms import metric_sum, tripped
 
 
 @dataclass
@@ -241,8 +243,10 @@ def test_a_table_name_the_target_does_not_have_is_refused_before_anything_starts
 ) -> None:
     result = run_restore(tables=["evnts"], as_of=configured.between.isoformat())
 
-    assert (result["status"], result["error"]) == ("FAILED", "RestoreRefused")
-    assert "'evnts' is not a table in database app; did you mean public.events?" in result["cause"]
+    assert (result["status"], result["states"][-1]) == ("SUCCEEDED", "RestoreRefused")
+    assert (
+        "'evnts' is not a table in database app; did you mean public.events?" in json.loads(result["output"])["reason"]
+    )
     assert "RestoreToPointInTime" not in result["states"]
     _assert_nothing_left(configured)
 
@@ -258,11 +262,16 @@ def test_a_moment_outside_the_window_is_refused_before_anything_starts(
     )
     events = _rows(configured.spec, "events")
 
-    result = run_restore(tables=["events"], as_of=as_of.isoformat())
+    since = datetime.now(UTC)
+    with emf_to_cloudwatch():
+        result = run_restore(tables=["events"], as_of=as_of.isoformat())
 
-    assert (result["status"], result["error"]) == ("FAILED", "RestoreRefused")
-    assert "is outside the restorable window of RDS instance" in result["cause"]
-    assert configured.archive.base_backup_time.isoformat(timespec="seconds")[:16] in result["cause"]
+    assert (result["status"], result["states"][-1]) == ("SUCCEEDED", "RestoreRefused")  # refused is not failed
+    reason = json.loads(result["output"])["reason"]
+    assert "is outside the restorable window of RDS instance" in reason
+    assert configured.archive.base_backup_time.isoformat(timespec="seconds")[:16] in reason
+    assert tripped(result, "Restore", ["sprint_reports_v2"], since) == []  # no alarm of the synthesized stack
+    assert metric_sum("RestoreRefused", "sprint_reports_v2", since) == 1
     assert "RestoreToPointInTime" not in result["states"]
     assert _rows(configured.spec, "events") == events
     _assert_nothing_left(configured)

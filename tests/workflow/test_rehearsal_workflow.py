@@ -32,7 +32,7 @@ from dbops.rehearsal.models import RehearsalResult
 from handlers.restore import drop_expired_copies
 from local_stack.fingerprint import table_fingerprints
 from local_stack.postgres import LocalPostgres
-from tests.support import LocalLambdaContext, emf_metrics, restore_environment
+from tests.support import LocalLambdaContext, emf_metrics, restore_environment, sns_messages, topic_with_queue
 
 ALEMBIC_INI = Path(__file__).parents[1] / "fixtures" / "alembic_sprint_reports" / "alembic.ini"
 CATALOG_NAME = "sprint_reports_v2"
@@ -55,20 +55,6 @@ def _alembic(spec: ConnectionSpec, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "alembic", "-c", str(ALEMBIC_INI), *args], env=env, check=True, timeout=60)
 
 
-def _topic_with_queue() -> tuple[str, str]:
-    sns, sqs = aws.client("sns"), aws.client("sqs")
-    topic = sns.create_topic(Name=f"dbops-{uuid.uuid4().hex[:8]}")["TopicArn"]
-    queue = sqs.create_queue(QueueName=f"dbops-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
-    return topic, queue
-
-
-def _messages(queue: str) -> list[str]:
-    found = aws.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-    return [m["Body"] for m in found.get("Messages", [])]
-
-
 def _production(server: LocalPostgres) -> Iterator[Production]:
     admin = ConnectionSpec.from_url(server.url())
     name = f"prod_{uuid.uuid4().hex[:8]}"
@@ -80,7 +66,7 @@ def _production(server: LocalPostgres) -> Iterator[Production]:
     bucket = f"dbops-rehearse-{uuid.uuid4().hex[:10]}"
     aws.client("s3").create_bucket(Bucket=bucket)
     backup = run_backup(spec, BackupRequest(database=CATALOG_NAME, bucket=bucket, kind="predeploy"))
-    topic, queue = _topic_with_queue()
+    topic, queue = topic_with_queue()
     yield Production(spec, bucket, backup.id, topic, queue)
     with connect(admin) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -103,7 +89,7 @@ def _configure(production: Production, monkeypatch: pytest.MonkeyPatch) -> Produ
     for key, value in restore_environment(production.spec, production.bucket, rehearsal=rehearsal).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("DBOPS_TOPIC_ARN", production.topic)
-    _messages(production.queue)  # what an earlier test left
+    sns_messages(production.queue)  # what an earlier test left
     return production
 
 
@@ -201,7 +187,7 @@ def test_a_safe_revision_passes_with_the_watcher_beside_the_migration(
         "0002",
     )
     assert result.verdict == "pass" and run.status == "SUCCEEDED" and run.states[-1] == "RehearsalPassed"
-    [message] = _messages(configured.queue)
+    [message] = sns_messages(configured.queue)
     assert "on sprint_reports_v2: PASS" in message and result.rehearsal_id in message
     metrics = {m["name"]: m for m in emf_metrics(capfd.readouterr().out)}
     assert metrics["RehearsalPassed"]["value"] == [1.0] and "RehearsalFailed" not in metrics
@@ -250,7 +236,7 @@ def test_a_lock_over_the_limit_fails_the_verdict_and_says_why(
     assert run.status == "SUCCEEDED" and run.states[-1] == "RehearsalFailed"
     assert run.output["verdict"] == "fail"
     assert run.output["summary"].startswith("ACCESS EXCLUSIVE on public.report_snapshots held")
-    [message] = _messages(configured.queue)
+    [message] = sns_messages(configured.queue)
     assert "on sprint_reports_v2: FAIL" in message and "ACCESS EXCLUSIVE on public.report_snapshots" in message
     metrics = {m["name"]: m for m in emf_metrics(capfd.readouterr().out)}
     assert metrics["RehearsalFailed"]["value"] == [1.0]
@@ -268,13 +254,17 @@ def test_a_migration_that_fails_is_a_failed_verdict_not_an_error(
     assert _leftovers(configured18.spec) == ([], [])
 
 
-def test_a_step_that_fails_cleans_up_and_notifies(configured18: Production, restore_machine: str) -> None:
+def test_a_refused_rehearsal_ends_refused_without_a_failure_or_a_notice(
+    configured18: Production, restore_machine: str
+) -> None:
     run = _rehearse(restore_machine, database=CATALOG_NAME, backup="20990101T000000Z-nope")
 
-    assert run.status == "FAILED" and run.states[-2:] == ["RehearsalCleanup", "RehearsalError"]
-    assert run.description.get("error") == "RehearsalRefused"
-    [message] = _messages(configured18.queue)
-    assert "could not be completed" in message and "nothing to rehearse on" in message
+    # refused, not failed (#23): a Succeed state, no cleanup needed (nothing was made), no failure notice
+    assert run.status == "SUCCEEDED" and run.states[-2:] == ["FillWhere", "RehearsalRefused"]
+    output = json.loads(run.description["output"])
+    assert (output["status"], output["error"]) == ("refused", "RehearsalRefused")
+    assert "nothing to rehearse on" in output["reason"]
+    assert sns_messages(configured18.queue) == []
     assert _leftovers(configured18.spec) == ([], [])
 
 
@@ -414,7 +404,7 @@ def test_a_backup_that_no_longer_matches_its_manifest_fails_prepare_and_leaves_n
 
     assert run.status == "FAILED" and run.states[-2:] == ["RehearsalCleanup", "RehearsalError"]
     assert "PrepareRehearsal" in run.states and "SurveyScratch" not in run.states
-    [message] = _messages(configured18.queue)
+    [message] = sns_messages(configured18.queue)
     assert "could not be completed" in message and "differs from the manifest" in message
     # the scratch database PrepareRehearsal had made before the download failed is gone (found by its execution)
     assert _leftovers(configured18.spec) == ([], [])

@@ -41,7 +41,28 @@ def test_cli_selective_restore_follows_the_execution_state_by_state(
     assert executions[0]["status"] == "SUCCEEDED"
 
 
-def test_cli_restore_failure_exits_non_zero_with_the_cause(
+def test_cli_refuses_a_misspelled_table_before_starting_an_execution(
+    sample_db: ConnectionSpec,
+    bucket: str,
+    configure: Callable[..., None],
+    restore_machine: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure(sample_db)
+    run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))
+    executions = len(main_executions(capsys))
+
+    code = main(["restore", "--table", "no_such_table", "--dry-run"])
+
+    out = capsys.readouterr().out
+    assert code == 2
+    [line] = [line for line in out.splitlines() if line.startswith("REFUSED")]
+    assert line.startswith("REFUSED (checked before starting; no execution started): 'no_such_table' is not a table")
+    assert not [line for line in out.splitlines() if line.startswith("started ")]
+    assert len(main_executions(capsys)) == executions
+
+
+def test_cli_exits_2_with_the_reason_when_the_execution_refuses(
     sample_db: ConnectionSpec,
     bucket: str,
     configure: Callable[..., None],
@@ -51,8 +72,16 @@ def test_cli_restore_failure_exits_non_zero_with_the_cause(
     configure(sample_db)
     run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))
 
-    code = main(["restore", "--table", "no_such_table", "--dry-run"])
+    code = main(["restore", "--table", "users", "--target", "no_such_db"])  # the target is Validate's to check
 
     out = capsys.readouterr().out
-    assert code == 1
-    assert "FAILED: restore of sprint_reports_v2 failed: RestoreRefused: 'no_such_table' is not a table" in out
+    assert code == 2, out
+    assert "checked before starting: backup " in out and "started " in out
+    assert "-> RestoreRefused" in out
+    assert "REFUSED: target database no_such_db does not exist: a selective restore needs it" in out
+
+
+def main_executions(capsys: pytest.CaptureFixture[str]) -> list[dict[str, str]]:
+    capsys.readouterr()
+    assert main(["restores", "list", "--json", "--limit", "1000"]) == 0
+    return list(json.loads(capsys.readouterr().out))

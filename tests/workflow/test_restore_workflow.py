@@ -199,7 +199,7 @@ def test_application_is_put_in_maintenance_mode_during_the_restore(
         ({"tables": ["users"], "target": "no_such_db"}, "target database no_such_db does not exist"),
     ],
 )
-def test_bad_request_fails_in_validate_before_anything_is_touched(
+def test_bad_request_is_refused_in_validate_before_anything_is_touched(
     sample_db: ConnectionSpec,
     bucket: str,
     configure: Callable[..., None],
@@ -214,8 +214,10 @@ def test_bad_request_fails_in_validate_before_anything_is_touched(
 
     result = run_restore(**request_args)
 
-    assert result["status"] == "FAILED"
-    assert cause in result["cause"]
-    assert result["states"][:4] == ["Request", "RestoreOrRehearse", "Validate", "Rollback"]
+    assert (
+        result["status"] == "SUCCEEDED"
+    )  # refused, not failed: no alarm, no notice (tests/workflow/test_refused_requests.py)
+    assert cause in json.loads(result["output"])["reason"]
+    assert result["states"] == ["Request", "RestoreOrRehearse", "Validate", "FromWhere", "RestoreRefused"]
     assert table_checksums(sample_db) == before
     assert _databases(sample_db) == databases_before

@@ -31,7 +31,7 @@ from dbops.cli.common import (
 )
 from dbops.cli.sample_data import create_sample_data
 from dbops.config.backup import DEFAULT_MAX_STREAMS
-from dbops.contract import REQUESTED_KINDS, RETAINED_KINDS
+from dbops.contract import REFUSED_STATUS, REQUESTED_KINDS, RETAINED_KINDS
 from dbops.errors import VerificationFailed
 from dbops.postgres.connection import connect
 from dbops.text import human_age, human_bytes
@@ -117,7 +117,8 @@ def _print_success(result: dict[str, Any]) -> None:
 
 def cmd_start(args: argparse.Namespace) -> int:
     """Start the backup state machine (as the nightly schedule does) for an on-demand or pre-deployment backup,
-    follow it, and print each database's result; exit 1 when any database's backup failed."""
+    follow it, and print each database's result; exit 1 when any database's backup failed, 2 when the request was
+    refused (a database not configured)."""
     from dbops.aws import stepfunctions  # not loaded for `dbops backup`
 
     arn = find_state_machine(
@@ -144,7 +145,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         for result in succeeded:
             _print_success(result)
         return 1
-    for result in json.loads(description.get("output") or "{}").get("results", []):
+    output = json.loads(description.get("output") or "{}")
+    if output.get("status") == REFUSED_STATUS:  # nothing backed up: the request itself was refused
+        print(f"refused, nothing backed up: {output.get('reason', '')}")
+        return 2
+    for result in output.get("results", []):
         _print_success(result)
     print(f"succeeded: {args.kind} backup of every database asked for")
     return 0

@@ -60,6 +60,10 @@ def add_bucket(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bucket", action=EnvDefault, envvar="DBOPS_BUCKET", help="the backup bucket")
 
 
+def add_bucket_optional(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument("--bucket", action=EnvDefault, envvar="DBOPS_BUCKET", required=False, help=purpose)
+
+
 def add_pg_bin(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pg-bin",

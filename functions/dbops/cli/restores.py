@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from dbops.aws.stepfunctions import follow, outcome
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.cli import common
-from dbops.cli.common import print_json, print_table
+from dbops.cli.common import add_bucket_optional, print_json, print_table
+from dbops.cli.restore_checks import check_before_start
+from dbops.contract import REFUSED_STATUS
+from dbops.errors import RefusedBeforeStart
 from dbops.restore.models import RestoreRequest
 from dbops.restore.runner import list_restores, start_restore
 
 MACHINE_ENV = "DBOPS_RESTORE_STATE_MACHINE_ARN"
+EXIT_REFUSED = 2  # refused (bad input): by the checks before starting, or by the execution's Validate
 
 
 def find_state_machine(explicit: str | None) -> str:
@@ -38,9 +43,20 @@ def cmd_restore(args: argparse.Namespace) -> int:
         as_of=args.as_of,
     )
     arn = find_state_machine(args.state_machine_arn)
+    try:
+        for line in check_before_start(request, args.bucket):
+            print(f"checked before starting: {line}", flush=True)
+    except RefusedBeforeStart as exc:
+        print(f"REFUSED (checked before starting; no execution started): {' '.join(str(exc).split())}")
+        return EXIT_REFUSED
     execution = start_restore(arn, request)
     print(f"started {execution.rsplit(':', 1)[-1]}", flush=True)
     description = follow(execution, _print_state)
+    if description["status"] == "SUCCEEDED":
+        output = json.loads(description.get("output") or "{}")
+        if output.get("status") == REFUSED_STATUS:  # the execution's Validate refused it: nothing changed
+            print(f"REFUSED: {output.get('reason', '')}")
+            return EXIT_REFUSED
     text = outcome(description)
     print(("succeeded: " if description["status"] == "SUCCEEDED" else "FAILED: ") + text)
     return 0 if description["status"] == "SUCCEEDED" else 1
@@ -90,6 +106,7 @@ def register(sub: Any) -> None:
         help='restore as the database was at this moment, e.g. "2026-11-29 14:04:00+00", from its RDS instance\'s '
         "point-in-time recovery (a temporary instance, deleted after) instead of a backup",
     )
+    add_bucket_optional(p, "the backup bucket, to check the backup and its tables before starting")
     _machine_flag(p)
     p.set_defaults(run=cmd_restore)
 

@@ -91,8 +91,12 @@ def _running_rehearsal(spec: ConnectionSpec, database: str) -> str | None:
 
 def prepare(state: RehearsalState, settings: FunctionSettings) -> RehearsalState:
     """PrepareRehearsal: what can be refused before anything is made, then the scratch database, empty; it is
-    filled here (`fill`) unless the backup is too large for the function, then by the Fargate task."""
-    config, rehearsal = _database(state, settings)
+    filled here (`fill`) unless the backup is too large for the function, then by the Fargate task. An unknown
+    database, or one without rehearsal settings, is the request's fault: RehearsalRefused, as for what follows."""
+    try:
+        config, rehearsal = _database(state, settings)
+    except ConfigError as exc:
+        raise RehearsalRefused(str(exc)) from None
     request = state.request.rehearsal_request(config, rehearsal)
     downgrade = None if request.skip_downgrade else request.downgrade or default_downgrade(request.command, "x")
     if not request.skip_downgrade and downgrade is None:

@@ -17,13 +17,14 @@ from dbops.aws import rds
 from dbops.backup.catalog import list_backups
 from dbops.backup.placement import runner_for
 from dbops.backup.run import BackupRequest, run_backup
+from dbops.config.databases import DatabaseConfig
 from dbops.errors import ConfigError, PointInTimeError, RestoreRefused
 from dbops.postgres.catalog import list_tables
 from dbops.postgres.connection import connect, database_spec
 from dbops.restore import steps
 from dbops.restore.models import InstanceEndpoint, RestoreState
 from dbops.restore.table_choice import resolve_names
-from dbops.restore.validate import target_of
+from dbops.restore.validate import requested_database, target_of
 from dbops.settings import FunctionSettings
 
 # the restore step functions' timeout (infra: RESTORE_STEP_SIZING): the dump runs in one of them, or on Fargate
@@ -36,26 +37,8 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     req = state.request
     if req.as_of is None:
         return steps.validate(state, settings)
-    db = settings.database(req.database)
-    ref = db.rds_source()
-    if ref is None:
-        raise RestoreRefused(
-            f"database {db.name} has no rds_instance_id or rds_cluster_id: a point-in-time restore restores the "
-            "RDS instance or Aurora cluster it runs on"
-        )
-    source = rds.describe(*ref)
-    if source is None:
-        raise RestoreRefused(f"RDS {ref[0]} {ref[1]} (database {db.name}) does not exist")
-    try:
-        window = rds.restore_window(source)
-    except ConfigError as exc:
-        raise RestoreRefused(str(exc)) from None
-    as_of = req.as_of.astimezone(UTC)
-    if not window.earliest <= as_of <= window.latest:
-        raise RestoreRefused(
-            f"{as_of.isoformat(timespec='seconds')} is outside the restorable window of RDS {ref[0]} {ref[1]}: "
-            f"{window.describe()}"
-        )
+    db = requested_database(settings, req.database)
+    inside_window(db, req.as_of)
     spec = database_spec(db)
     target, _ = target_of(req, spec)
     if req.tables and req.mode == "restore":
@@ -73,6 +56,31 @@ def validate(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             "dump_on_fargate": runner_for(settings, db.name, LAMBDA_TIMEOUT_S).runner == "fargate",
         }
     )
+
+
+def inside_window(db: DatabaseConfig, moment: datetime) -> str:
+    """Says where `moment` lies in the restorable window of the database's RDS instance or cluster; RestoreRefused
+    when it is outside, or there is no such instance (Validate, and `dbops restore` before it starts one)."""
+    ref = db.rds_source()
+    if ref is None:
+        raise RestoreRefused(
+            f"database {db.name} has no rds_instance_id or rds_cluster_id: a point-in-time restore restores the "
+            "RDS instance or Aurora cluster it runs on"
+        )
+    source = rds.describe(*ref)
+    if source is None:
+        raise RestoreRefused(f"RDS {ref[0]} {ref[1]} (database {db.name}) does not exist")
+    try:
+        window = rds.restore_window(source)
+    except ConfigError as exc:
+        raise RestoreRefused(str(exc)) from None
+    as_of = moment.astimezone(UTC)
+    if not window.earliest <= as_of <= window.latest:
+        raise RestoreRefused(
+            f"{as_of.isoformat(timespec='seconds')} is outside the restorable window of RDS {ref[0]} {ref[1]}: "
+            f"{window.describe()}"
+        )
+    return f"{as_of.isoformat(timespec='seconds')} is inside the restorable window of RDS {ref[0]} {ref[1]}"
 
 
 def restore_to_point_in_time(state: RestoreState, settings: FunctionSettings) -> RestoreState:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 from dbops.backup import catalog
 from dbops.backup.verify import verify_entry
-from dbops.errors import RestoreRefused
+from dbops.config.databases import DatabaseConfig
+from dbops.errors import ConfigError, RestoreRefused, VerificationFailed
 from dbops.postgres.connection import ConnectionSpec, database_spec
 from dbops.restore import databases
 from dbops.restore.backup_choice import choose_backup
@@ -26,19 +27,28 @@ def target_of(req: RestoreRequest, spec: ConnectionSpec) -> tuple[str, bool]:
     return target, target_existed
 
 
+def requested_database(settings: FunctionSettings, name: str | None) -> DatabaseConfig:
+    """The configured database the request names (or the only one); a name that is not configured is the request's
+    own fault: refused."""
+    try:
+        return settings.database(name)
+    except ConfigError as exc:
+        raise RestoreRefused(str(exc)) from None
+
+
 def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | None = None) -> RestoreState:
     """Check everything before anything is touched: backup, verification, tables, target, versions. `backup_id`:
     that backup instead of the request's (a point-in-time restore's dump of its moment)."""
     req = state.request
-    db = settings.database(req.database)
+    db = requested_database(settings, req.database)
     spec = database_spec(db)
     if backup_id is not None:
         entry = catalog.find_backup(settings.bucket, backup_id, database=db.name)
     else:
         entry = choose_backup(settings.bucket, req.backup, req.kind, db.name)
     manifest = entry.manifest
-    if entry.verified is False:
-        raise RestoreRefused(
+    if entry.verified is False:  # a damaged backup is a fault, not a bad request: it fails the restore (alarmed)
+        raise VerificationFailed(
             f"backup {manifest.id} failed verification: {entry.verification and entry.verification.detail}"
         )
     if entry.verified is None:

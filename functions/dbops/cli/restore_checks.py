@@ -1,0 +1,73 @@
+"""What `dbops restore` checks itself before it starts an execution, where that is cheap: the backup exists and
+the tables are tables of it (the catalog reads the backup's manifest, which lists its tables), and a moment is
+inside the RDS instance's restorable window (one describe call). A request refused here starts no execution; one
+these checks cannot judge (no bucket or database settings at hand, AWS unreachable) is left to the state machine's
+Validate, which refuses the same things."""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from dbops.backup import catalog
+from dbops.errors import BackupNotFound, ConfigError, RestoreRefused, StorageError
+from dbops.errors import RefusedBeforeStart as Refused
+from dbops.restore.backup_choice import choose_backup
+from dbops.restore.models import RestoreRequest
+from dbops.restore.point_in_time_steps import inside_window
+from dbops.restore.table_choice import resolve_tables
+from dbops.settings import FunctionSettings
+
+
+def _settings() -> FunctionSettings | None:
+    """The functions' own settings when this shell has them (DBOPS_BUCKET, DBOPS_DATABASES), else None."""
+    try:
+        return FunctionSettings()
+    except (ValidationError, ConfigError):
+        return None
+
+
+def _database(request: RestoreRequest, settings: FunctionSettings | None, bucket: str | None) -> str | None:
+    if settings is not None:
+        try:
+            return settings.database(request.database).name
+        except ConfigError as exc:
+            raise Refused(str(exc)) from None
+    if request.database or bucket is None:
+        return request.database
+    names = {e.manifest.database for e in catalog.list_backups(bucket)}
+    return names.pop() if len(names) == 1 else None
+
+
+def _backup(request: RestoreRequest, bucket: str, database: str) -> str:
+    try:
+        entry = choose_backup(bucket, request.backup, request.kind, database)
+        if request.tables:
+            resolve_tables(request.tables, entry.manifest)
+    except (BackupNotFound, RestoreRefused) as exc:
+        raise Refused(str(exc)) from None
+    tables = f": {', '.join(request.tables)} are tables of it" if request.tables else ""
+    return f"backup {entry.manifest.id} of {database}{tables}"
+
+
+def _window(request: RestoreRequest, settings: FunctionSettings, database: str) -> str:
+    assert request.as_of is not None
+    try:
+        return inside_window(settings.database(database), request.as_of)
+    except RestoreRefused as exc:
+        raise Refused(str(exc)) from None
+
+
+def check_before_start(request: RestoreRequest, bucket: str | None) -> list[str]:
+    """What was checked (a line each); raises Refused with the reason when the request is refused."""
+    settings = _settings()
+    bucket = bucket or (settings.bucket if settings else None)
+    try:
+        database = _database(request, settings, bucket)
+        if database is None:
+            return []
+        if request.as_of is not None:
+            return [_window(request, settings, database)] if settings is not None else []
+        return [_backup(request, bucket, database)] if bucket is not None else []
+    except (StorageError, BotoCoreError, ClientError):
+        return []  # cannot tell from here: the execution's Validate checks the same
