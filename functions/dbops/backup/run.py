@@ -207,9 +207,11 @@ def run_backup(
             reason = describe_error(exc)
             if limit.expired():  # a lock wait or a statement cut short by the deadline
                 raise limit.error(request.database, reason) from None
+            unreached = isinstance(exc, DbopsError) and exc.could_not_run
             if isinstance(exc, ToolError):
-                raise BackupError(reason) from None
-            raise BackupError(f"backup of database {request.database} failed: {reason}") from None
+                raise BackupError(reason, could_not_run=unreached) from None
+            message = f"backup of database {request.database} failed: {reason}"
+            raise BackupError(message, could_not_run=unreached) from None
         raise
 
 

@@ -139,7 +139,7 @@ def connect(
             options=f"-c statement_timeout={int(statement_timeout_ms)}",
         )
     except psycopg.Error as exc:
-        raise DatabaseError(f"cannot connect to {spec.describe()}: {describe_error(exc)}") from None
+        raise DatabaseError(f"cannot connect to {spec.describe()}: {describe_error(exc)}", could_not_run=True) from None
     try:
         yield conn
     except psycopg.OperationalError as exc:
