@@ -30,7 +30,7 @@ from dbops.cli.sample_data import create_sample_data
 from dbops.contract import REQUESTED_KINDS, RETAINED_KINDS
 from dbops.errors import VerificationFailed
 from dbops.postgres.connection import connect
-from dbops.text import human_age, human_bytes
+from dbops.text import human_age, human_bytes, plural
 
 
 def _progress(what: str, raw: int) -> None:
@@ -59,8 +59,8 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
             from psycopg import sql
 
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.dbname)))
-    counts = create_sample_data(spec, args.scale, progress=lambda t, n: print(f"  {t}: {n} rows", flush=True))
-    print(f"sample data in {spec.dbname}: {sum(counts.values())} rows in {len(counts)} tables")
+    counts = create_sample_data(spec, args.scale, progress=lambda t, n: print(f"  {t}: {plural(n, 'row')}", flush=True))
+    print(f"sample data in {spec.dbname}: {plural(sum(counts.values()), 'row')} in {plural(len(counts), 'table')}")
     return 0
 
 
@@ -73,7 +73,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     print(
         f"backup {manifest.id} ({manifest.kind}) of {manifest.database}: {human_bytes(manifest.dump.size)} "
         f"from {human_bytes(manifest.dump.raw_size)} in {manifest.duration_seconds:.1f}s, "
-        f"{len(manifest.tables)} tables"
+        f"{plural(len(manifest.tables), 'table')}"
     )
     return 0
 
@@ -206,7 +206,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.keep_verified is not None and entry.manifest.kind in RETAINED_KINDS:
         kept = release_for_expiry(args.bucket, entry.manifest.kind, entry.manifest.database, args.keep_verified)
         print(
-            f"retention ({kept.kind} of {kept.database}): {len(kept.protected)} backups kept whatever their age, "
+            f"retention ({kept.kind} of {kept.database}): "
+            f"{plural(len(kept.protected), 'backup')} kept whatever their age, "
             f"{len(kept.expirable)} expire at the bucket's age (newest {kept.keep} verified always kept)"
         )
     return 0
