@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import uuid
 from typing import Any
 
@@ -26,16 +25,12 @@ from dbops.cli.common import (
     print_table,
     spec_from,
 )
+from dbops.cli.progress import ProgressPrinter
 from dbops.cli.sample_data import create_sample_data
 from dbops.contract import REQUESTED_KINDS, RETAINED_KINDS
 from dbops.errors import VerificationFailed
 from dbops.postgres.connection import connect
 from dbops.text import human_age, human_bytes, plural
-
-
-def _progress(what: str, raw: int) -> None:
-    print(f"  {what}: {human_bytes(raw)} read", file=sys.stderr, flush=True)
-
 
 MAX_SCALE = 10_000.0  # about 1 TB
 
@@ -69,7 +64,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
     request = BackupRequest(
         database=args.database_name or spec.dbname, bucket=args.bucket, kind=args.kind, pg_bin_dir=args.pg_bin
     )
-    manifest = run_backup(spec, request, progress=_progress)
+    with connect(spec) as conn:  # the size known in advance: the dump is never larger than the database
+        size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+    progress = ProgressPrinter(size, of="database size")
+    try:
+        manifest = run_backup(spec, request, progress=progress)
+    finally:
+        progress.done()
     print(
         f"backup {manifest.id} ({manifest.kind}) of {manifest.database}: {human_bytes(manifest.dump.size)} "
         f"from {human_bytes(manifest.dump.raw_size)} in {manifest.duration_seconds:.1f}s, "
@@ -198,7 +199,11 @@ def _keep(text: str) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     entry = catalog.find_backup(args.bucket, args.backup, kind=args.kind, database=args.database)
     try:
-        result = verify_entry(args.bucket, entry, args.pg_bin)
+        progress = ProgressPrinter(entry.manifest.dump.size)
+        try:
+            result = verify_entry(args.bucket, entry, args.pg_bin, progress=progress)
+        finally:
+            progress.done()
     except VerificationFailed as exc:
         print(f"FAILED: {exc}")
         return 1
