@@ -28,15 +28,17 @@ def plain_message(message: str) -> str:
     return _PYDANTIC_PHRASES.get(message, message)
 
 
-def validation_problems(exc: ValidationError, names: Mapping[str, str] | None = None) -> str:
+def validation_problems(exc: ValidationError, names: Mapping[str, str] | None = None, *, plain: bool = False) -> str:
     """Every wrong field of a pydantic validation, by its path (or the name `names` gives that path, such as the
-    command-line flag that set it), in plain words, without echoing the values given. A problem of the whole
-    model is its message alone; a field's name inside a message is replaced by its name in `names` too."""
+    command-line flag that set it), without echoing the values given. `plain` (what a person reads on the command
+    line): without pydantic's wording, and a problem of the whole model as its message alone; a field's name inside
+    a message is replaced by its name in `names` too. Otherwise pydantic's messages as they are, `(root)` for the
+    whole model: what the state machines and their tests read."""
     names = names or {}
     problems = []
     for error in exc.errors():
-        path = ".".join(_path_part(p) for p in error["loc"])
-        message = plain_message(error["msg"])
+        path = ".".join(_path_part(p) for p in error["loc"]) or ("" if plain else "(root)")
+        message = plain_message(error["msg"]) if plain else error["msg"]
         for field, name in names.items():
             if "_" in field:  # only a field name that cannot be an ordinary word
                 message = re.sub(rf"\b{re.escape(field)}\b", name, message)

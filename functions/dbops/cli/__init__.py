@@ -108,7 +108,11 @@ def error_line(exc: Exception, names: dict[str, str] | None = None) -> str:
     or its field's name, in plain words (never the values given: a URL holds a password); anything else as its
     message, line breaks inside it (a tool's or a service's multi-line text, a newline in a name the operator
     typed) turned into spaces."""
-    text = validation_problems(exc, names) if isinstance(exc, ValidationError) else str(exc) or "unexpected error"
+    text = (
+        validation_problems(exc, names, plain=True)
+        if isinstance(exc, ValidationError)
+        else str(exc) or "unexpected error"
+    )
     return " ".join(text.split())
 
 

@@ -28,7 +28,7 @@ def _thresholds(text: str | None) -> Thresholds:
     try:
         return Thresholds.model_validate(json.loads(text))
     except (json.JSONDecodeError, ValidationError) as exc:
-        problems = validation_problems(exc) if isinstance(exc, ValidationError) else str(exc)
+        problems = validation_problems(exc, plain=True) if isinstance(exc, ValidationError) else str(exc)
         raise ConfigError(f"invalid --thresholds: {problems}") from None
 
 

@@ -48,7 +48,7 @@ def _targets(args: argparse.Namespace) -> list[StatusTarget]:
     try:
         configured = _CONFIGURED.validate_json(args.databases) if args.databases else []
     except ValidationError as exc:
-        raise ConfigError(f"invalid --databases: {validation_problems(exc)}") from None
+        raise ConfigError(f"invalid --databases: {validation_problems(exc, plain=True)}") from None
     by_name = {db.name: db for db in configured}
     names = args.database or list(by_name)
     if not names:

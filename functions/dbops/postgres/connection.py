@@ -69,7 +69,9 @@ class ConnectionSpec(BaseModel):
         try:
             return cls.model_validate(fields)
         except ValidationError as exc:
-            raise ConfigError(f"invalid connection settings from {source}: {validation_problems(exc)}") from None
+            raise ConfigError(
+                f"invalid connection settings from {source}: {validation_problems(exc, plain=True)}"
+            ) from None
 
     def for_database(self, dbname: str) -> ConnectionSpec:
         return self.model_copy(update={"dbname": dbname})
