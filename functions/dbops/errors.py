@@ -17,7 +17,7 @@ def _path_part(part: str | int) -> str:
 
 # pydantic's own words before a validator's message, and its "Input" for the value given
 _LIBRARY_PREFIX = re.compile(r"^(?:Value error|Assertion failed), ")
-_INPUT = re.compile(r"^Input should\b")
+_INPUT = re.compile(r"^(?:Input|String|Value|List|Dictionary) should\b")
 _PYDANTIC_PHRASES = {"Field required": "is missing", "Extra inputs are not permitted": "is not a setting dbops knows"}
 
 
