@@ -1,5 +1,7 @@
 """Domain errors: each says what failed, where, and what to do next — never a secret."""
 
+import re
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import ValidationError
@@ -13,13 +15,46 @@ def _path_part(part: str | int) -> str:
     return text if plain else repr(text)
 
 
-def validation_problems(exc: ValidationError) -> str:
-    """Every wrong field of a pydantic validation, by its path, without echoing the values given."""
-    return "; ".join(f"{'.'.join(_path_part(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
+# pydantic's own words before a validator's message, and its "Input" for the value given
+_LIBRARY_PREFIX = re.compile(r"^(?:Value error|Assertion failed), ")
+_INPUT = re.compile(r"^(?:Input|String|Value|List|Dictionary) should\b")
+_PYDANTIC_PHRASES = {"Field required": "is missing", "Extra inputs are not permitted": "is not a setting dbops knows"}
+
+
+def plain_message(message: str) -> str:
+    """A validator's message without pydantic's wording: `Value error, give ...` reads `give ...`, `Input should
+    be ...` reads `must be ...`."""
+    message = _INPUT.sub("must", _LIBRARY_PREFIX.sub("", message))
+    return _PYDANTIC_PHRASES.get(message, message)
+
+
+def validation_problems(exc: ValidationError, names: Mapping[str, str] | None = None, *, plain: bool = False) -> str:
+    """Every wrong field of a pydantic validation, by its path (or the name `names` gives that path, such as the
+    command-line flag that set it), without echoing the values given. `plain` (what a person reads on the command
+    line): without pydantic's wording, and a problem of the whole model as its message alone; a field's name inside
+    a message is replaced by its name in `names` too. Otherwise pydantic's messages as they are, `(root)` for the
+    whole model: what the state machines and their tests read."""
+    names = names or {}
+    problems = []
+    for error in exc.errors():
+        path = ".".join(_path_part(p) for p in error["loc"]) or ("" if plain else "(root)")
+        message = plain_message(error["msg"]) if plain else error["msg"]
+        for field, name in names.items():
+            if "_" in field:  # only a field name that cannot be an ordinary word
+                message = re.sub(rf"\b{re.escape(field)}\b", name, message)
+        where = names.get(path) or names.get(path.split(".")[0]) if path else None
+        problems.append(f"{where or path}: {message}" if path else message)
+    return "; ".join(problems)
 
 
 class DbopsError(Exception):
-    """Base for every error dbops raises on purpose."""
+    """Base for every error dbops raises on purpose. `could_not_run`: the work never started because something it
+    needs was out of reach (the database refused the connection, a client tool is missing or too old): the
+    command line exits 3 for it, not 1."""
+
+    def __init__(self, *args: object, could_not_run: bool = False) -> None:
+        super().__init__(*args)
+        self.could_not_run = could_not_run
 
 
 class ConfigError(DbopsError):

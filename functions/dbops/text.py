@@ -4,13 +4,23 @@ from __future__ import annotations
 
 
 def human_bytes(n: float | None) -> str:
+    """A size in decimal units (1 MB = 10^6 bytes), as S3 and the AWS console show it."""
     if n is None:
         return "?"
     for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
+        if abs(n) < 1000 or unit == "TB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
+        n /= 1000
     return f"{n:.1f} TB"
+
+
+# words whose plural is not the word and an s
+_PLURALS = {"index": "indexes", "entry": "entries", "process": "processes", "class": "classes", "match": "matches"}
+
+
+def plural(count: int, word: str) -> str:
+    """A count with its noun in the right number: `1 table`, `2 tables`, `0 indexes`."""
+    return f"{count} {word if count == 1 else _PLURALS.get(word, word + 's')}"
 
 
 def human_age(seconds: float | None) -> str:

@@ -93,6 +93,7 @@ def test_cli_backup_list_and_verify(sample_db: ConnectionSpec, bucket: str, loca
     )
     assert backup.returncode == 0, backup.stderr
     assert "backup " in backup.stdout and "(predeploy) of sr" in backup.stdout
+    assert "(database size), " in backup.stderr and " MB/s" in backup.stderr  # progress, plain lines into a pipe
 
     listed = _dbops("backups", "list", "--bucket", bucket, "--json")
     rows = json.loads(listed.stdout)
@@ -100,6 +101,7 @@ def test_cli_backup_list_and_verify(sample_db: ConnectionSpec, bucket: str, loca
 
     verified = _dbops("verify", "latest", "--bucket", bucket)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "  verify: " in verified.stderr and "/s" in verified.stderr
     table = _dbops("backups", "list", "--bucket", bucket)
     assert rows[0]["id"] in table.stdout and "yes" in table.stdout
 
@@ -112,7 +114,7 @@ def test_cli_backup_list_and_verify(sample_db: ConnectionSpec, bucket: str, loca
 
 def test_cli_reports_unknown_backup_and_missing_flags(bucket: str, local_aws: LocalAws) -> None:
     unknown = _dbops("verify", "nope", "--bucket", bucket)
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2  # refused: no such backup
     assert "backup 'nope' not found" in unknown.stderr
 
     missing = _dbops("backup", env_extra={"DBOPS_DATABASE_URL": "", "DBOPS_BUCKET": ""})  # empty counts as unset

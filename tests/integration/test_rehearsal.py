@@ -489,7 +489,7 @@ URL = "postgresql://nobody:secret@127.0.0.1:1/sprint_reports_v2"
         (["--max-lock", "5", "--", "true"], "'5' is not a duration: write it with its unit"),
         (["--max-duration", "0s", "--", "true"], "give a duration longer than zero"),
         (["--from-database", "--backup", "x", "--", "true"], "--from-database rehearses on a fresh dump"),
-        (["--url-env", "1BAD", "--", "true"], "invalid rehearsal request: url_env"),
+        (["--url-env", "1BAD", "--", "true"], "dbops: error: --url-env: must match pattern"),
         (["--max-lock", "30ms", "--", "true"], "the lock limit must be at least twice the sampling interval"),
         (["--", "no-such-program-here", "upgrade"], "no-such-program-here: no such program"),
         (["--", "true"], "cannot tell how to roll back `true`"),

@@ -92,3 +92,40 @@ def test_a_name_in_two_schemas_but_not_public_is_ambiguous() -> None:
     manifest = MANIFEST.model_copy(update={"tables": [_table(1, "a", "t"), _table(2, "b", "t")]})
     with pytest.raises(RestoreRefused, match=r"'t' is ambiguous .*: name the schema, one of a\.t, b\.t"):
         resolve_tables(["t"], manifest)
+
+
+SALES = MANIFEST.model_copy(
+    update={
+        "tables": [
+            _table(1, "Sales Ops", "Order Items"),
+            _table(2, "Sales Ops", "Returns Log"),
+            _table(3, "archive", "Order Items"),
+            _table(4, "public", "Order Items"),
+            _table(5, "audit", "Order Itemss"),
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("requested", "suggested"),
+    [
+        # the table part ranks first: a shared schema no longer brings "Returns Log" along
+        # the same table name in three schemas: the schema typed ranks them, and three at most are shown
+        ('"Sales Ops"."Order Itemz"', '"Sales Ops"."Order Items", archive."Order Items", public."Order Items"?'),
+        ("Order Itemz", 'public."Order Items", "Sales Ops"."Order Items", archive."Order Items"?'),  # public first
+        ("Returns Lg", '"Sales Ops"."Returns Log"?'),
+    ],
+)
+def test_did_you_mean_ranks_by_the_table_typed_then_the_schema_at_most_three(requested: str, suggested: str) -> None:
+    with pytest.raises(RestoreRefused) as refused:
+        resolve_tables([requested], SALES)
+    assert str(refused.value).endswith(f"; did you mean {suggested}")
+
+
+def test_a_name_like_no_table_says_how_many_there_are() -> None:
+    one = MANIFEST.model_copy(update={"tables": [_table(1, "public", "users")]})
+    with pytest.raises(
+        RestoreRefused, match=re.escape("'zzz' is not a table in backup 20261129T000000Z-abcdef (1 table in it)")
+    ):
+        resolve_tables(["zzz"], one)

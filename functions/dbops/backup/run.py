@@ -200,9 +200,10 @@ def failure(exc: BaseException, limit: Deadline, database: str) -> BaseException
         reason = describe_error(exc)
         if limit.expired():  # a lock wait or a statement cut short by the deadline
             return limit.error(database, reason)
+        unreached = isinstance(exc, DbopsError) and exc.could_not_run
         if isinstance(exc, ToolError):
-            return BackupError(reason)
-        return BackupError(f"backup of database {database} failed: {reason}")
+            return BackupError(reason, could_not_run=unreached)
+        return BackupError(f"backup of database {database} failed: {reason}", could_not_run=unreached)
     return exc
 
 

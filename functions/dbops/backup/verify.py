@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 
 from dbops.backup import catalog, stored
 from dbops.backup.catalog import CatalogEntry, DataObject, Verification
+from dbops.backup.run import Progress
 from dbops.errors import DbopsError, VerificationFailed
 from dbops.postgres.tools import StderrTail, find_tool
 
 
-def _check(entry: CatalogEntry, bucket: str, pg_bin_dir: str | None) -> None:
+def _check(entry: CatalogEntry, bucket: str, pg_bin_dir: str | None, progress: Progress | None = None) -> None:
     pg_restore = find_tool("pg_restore", pg_bin_dir)
     proc = subprocess.Popen(
         [str(pg_restore), "--file=/dev/null"],
@@ -30,8 +31,12 @@ def _check(entry: CatalogEntry, bucket: str, pg_bin_dir: str | None) -> None:
     stderr = StderrTail(proc.stderr)
     mismatch: str | None = None
     reading = True
+    read = 0
     try:
         for data in stored.read_back(bucket, entry.manifest.dump):
+            read += len(data)
+            if progress:
+                progress("verify", read)
             if reading:
                 try:
                     proc.stdin.write(data)
@@ -74,11 +79,13 @@ def verify_backup(
     return verify_entry(bucket, catalog.find_backup(bucket, ref, kind=kind, database=database), pg_bin_dir)
 
 
-def verify_entry(bucket: str, entry: catalog.CatalogEntry, pg_bin_dir: str | None = None) -> Verification:
-    """verify_backup for a backup already read from the catalog."""
+def verify_entry(
+    bucket: str, entry: catalog.CatalogEntry, pg_bin_dir: str | None = None, *, progress: Progress | None = None
+) -> Verification:
+    """verify_backup for a backup already read from the catalog; `progress(what, bytes read)` as it reads."""
     t0 = time.monotonic()
     try:
-        _check(entry, bucket, pg_bin_dir)
+        _check(entry, bucket, pg_bin_dir, progress)
         _check_data(entry, bucket)
         ok, detail = True, "size, sha256 and a full pg_restore read match the manifest"
         if entry.manifest.data:

@@ -4,8 +4,11 @@ Each command group lives in its own module with a `register(subparsers)` functio
 importing only the group that owns the command given (a backup does not load the health, maintenance and
 restore code: about 50 ms of every start), or every group for help and usage errors. run() is the program
 (`dbops`, `python -m dbops.cli`); main() is the same for callers inside a process.
-Exit codes: 0 success, 1 failure (with a one-line reason on stderr), 2 bad usage (argparse's usage error, or
-one line naming every flag value a model refused). Bad input never ends in a traceback.
+Exit codes (README, "Exit codes"): 0 done; 1 failed (the work ran and did not succeed); 2 refused or bad input
+(argparse's usage error, a flag value a model refused, a request that cannot be carried out as asked: nothing was
+changed); 3 could not run (AWS, the database or a PostgreSQL client tool out of reach). Every error is one line on
+stderr, in plain words, naming flags as typed; bad input never ends in a traceback. `dbops health` and `dbops
+status` keep the monitoring-plugin convention instead (0 ok, 1 warn, 2 critical, 3 unknown).
 """
 
 from __future__ import annotations
@@ -13,17 +16,39 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
-import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from pydantic import ValidationError
 
-from dbops.errors import DbopsError, validation_problems
+from dbops.errors import (
+    BackupNotFound,
+    ConfigError,
+    DbopsError,
+    PauseTooLong,
+    RefusedBeforeStart,
+    RehearsalRefused,
+    RestoreBusy,
+    RestoreRefused,
+    StorageError,
+    validation_problems,
+)
 
+EXIT_DONE = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_COULD_NOT_RUN = 3
+# refusals: the request as given cannot be carried out, and nothing was changed
+REFUSALS = (
+    ConfigError,
+    RestoreRefused,
+    RehearsalRefused,
+    RefusedBeforeStart,
+    BackupNotFound,
+    RestoreBusy,
+    PauseTooLong,
+)
 
 # each command and the module (dbops.cli.<group>) that registers it
 COMMANDS = {
@@ -57,15 +82,47 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def error_line(exc: Exception) -> str:
-    """What went wrong, on one line: a pydantic validation as `invalid <model>:` and every wrong field by its path
-    (never the values given: a URL holds a password); anything else as its message, line breaks inside it (a
-    tool's or a service's multi-line text, a newline in a name the operator typed) turned into spaces."""
-    if isinstance(exc, ValidationError):
-        what = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", exc.title).lower()
-        text = f"invalid {what}: {validation_problems(exc)}"
-    else:
-        text = str(exc) or type(exc).__name__
+def exit_code(exc: DbopsError) -> int:
+    """The exit code for an error that ended a command: 2 refused, 3 could not run, 1 failed."""
+    if isinstance(exc, REFUSALS):
+        return EXIT_USAGE
+    if isinstance(exc, StorageError) or exc.could_not_run:
+        return EXIT_COULD_NOT_RUN
+    return EXIT_FAILURE
+
+
+def flag_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each option's destination (and a repeatable one's plural, `tables` for `--table`) with its longest flag,
+    over the parser and its subcommands: a model built from the flags names its fields so."""
+    names: dict[str, str] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names = flag_names(sub) | names
+        elif action.option_strings and action.dest != "help":
+            flag = max(action.option_strings, key=len)
+            names[action.dest] = flag
+            if isinstance(action, argparse._AppendAction):
+                names[action.dest + "s"] = flag
+    return names
+
+
+def typed_names(args: argparse.Namespace) -> dict[str, str]:
+    """Each parsed option's field as its flag (`statement_timeout_ms` as `--statement-timeout-ms`): for a command
+    that builds a model from its flags itself and reports the model's refusal."""
+    return {dest: "--" + dest.replace("_", "-") for dest in vars(args)}
+
+
+def error_line(exc: Exception, names: dict[str, str] | None = None) -> str:
+    """What went wrong, on one line: a pydantic validation as every wrong value by the flag that gave it (`names`)
+    or its field's name, in plain words (never the values given: a URL holds a password); anything else as its
+    message, line breaks inside it (a tool's or a service's multi-line text, a newline in a name the operator
+    typed) turned into spaces."""
+    text = (
+        validation_problems(exc, names, plain=True)
+        if isinstance(exc, ValidationError)
+        else str(exc) or "unexpected error"
+    )
     return " ".join(text.split())
 
 
@@ -96,13 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(args_list[0] if args_list else None)
     args = parser.parse_args(args_list)
     try:
-        return int(args.run(args) or 0)
+        return int(args.run(args) or EXIT_DONE)
     except ValidationError as exc:  # a model built from the flags (e.g. a restore request) refused them
-        print(f"dbops: error: {error_line(exc)}", file=sys.stderr)
+        print(f"dbops: error: {error_line(exc, flag_names(parser))}", file=sys.stderr)
         return EXIT_USAGE
     except DbopsError as exc:
         print(f"dbops: error: {error_line(exc)}", file=sys.stderr)
-        return EXIT_FAILURE
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("dbops: interrupted", file=sys.stderr)
         return 130

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import uuid
 from typing import Any
 
@@ -29,17 +28,13 @@ from dbops.cli.common import (
     print_table,
     spec_from,
 )
+from dbops.cli.progress import ProgressPrinter
 from dbops.cli.sample_data import create_sample_data
 from dbops.config.backup import DEFAULT_MAX_STREAMS
 from dbops.contract import REFUSED_STATUS, REQUESTED_KINDS, RETAINED_KINDS
 from dbops.errors import VerificationFailed
 from dbops.postgres.connection import connect
-from dbops.text import human_age, human_bytes
-
-
-def _progress(what: str, raw: int) -> None:
-    print(f"  {what}: {human_bytes(raw)} read", file=sys.stderr, flush=True)
-
+from dbops.text import human_age, human_bytes, plural
 
 MAX_SCALE = 10_000.0  # about 1 TB
 
@@ -63,8 +58,8 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
             from psycopg import sql
 
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.dbname)))
-    counts = create_sample_data(spec, args.scale, progress=lambda t, n: print(f"  {t}: {n} rows", flush=True))
-    print(f"sample data in {spec.dbname}: {sum(counts.values())} rows in {len(counts)} tables")
+    counts = create_sample_data(spec, args.scale, progress=lambda t, n: print(f"  {t}: {plural(n, 'row')}", flush=True))
+    print(f"sample data in {spec.dbname}: {plural(sum(counts.values()), 'row')} in {plural(len(counts), 'table')}")
     return 0
 
 
@@ -73,13 +68,19 @@ def cmd_backup(args: argparse.Namespace) -> int:
     request = BackupRequest(
         database=args.database_name or spec.dbname, bucket=args.bucket, kind=args.kind, pg_bin_dir=args.pg_bin
     )
+    with connect(spec) as conn:  # the size known in advance: the dump is never larger than the database
+        size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+    progress = ProgressPrinter(size, of="database size")
     choice = choose_format(args.format, None, worker_count(args.max_streams))
-    manifest = run_in_format(spec, request, choice, progress=_progress)
+    try:
+        manifest = run_in_format(spec, request, choice, progress=progress)
+    finally:
+        progress.done()
     parallel = f", {len(manifest.data)} data objects by {manifest.workers} COPY streams" if manifest.data else ""
     print(
         f"backup {manifest.id} ({manifest.kind}) of {manifest.database}: {human_bytes(manifest.archive_bytes)} "
         f"from {human_bytes(manifest.raw_bytes)} in {manifest.duration_seconds:.1f}s, "
-        f"{len(manifest.tables)} tables{parallel}"
+        f"{plural(len(manifest.tables), 'table')}{parallel}"
     )
     return 0
 
@@ -210,7 +211,11 @@ def _keep(text: str) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     entry = catalog.find_backup(args.bucket, args.backup, kind=args.kind, database=args.database)
     try:
-        result = verify_entry(args.bucket, entry, args.pg_bin)
+        progress = ProgressPrinter(entry.manifest.dump.size)
+        try:
+            result = verify_entry(args.bucket, entry, args.pg_bin, progress=progress)
+        finally:
+            progress.done()
     except VerificationFailed as exc:
         print(f"FAILED: {exc}")
         return 1
@@ -218,7 +223,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.keep_verified is not None and entry.manifest.kind in RETAINED_KINDS:
         kept = release_for_expiry(args.bucket, entry.manifest.kind, entry.manifest.database, args.keep_verified)
         print(
-            f"retention ({kept.kind} of {kept.database}): {len(kept.protected)} backups kept whatever their age, "
+            f"retention ({kept.kind} of {kept.database}): "
+            f"{plural(len(kept.protected), 'backup')} kept whatever their age, "
             f"{len(kept.expirable)} expire at the bucket's age (newest {kept.keep} verified always kept)"
         )
     return 0

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from dbops.cli import error_line
+from dbops.cli import error_line, typed_names
 from dbops.cli.common import EnvDefault, add_database_url, print_json, spec_from
 from dbops.errors import ConfigError, DbopsError, validation_problems
 from dbops.health import HealthSettings, Thresholds, format_report, run_health
@@ -28,7 +28,7 @@ def _thresholds(text: str | None) -> Thresholds:
     try:
         return Thresholds.model_validate(json.loads(text))
     except (json.JSONDecodeError, ValidationError) as exc:
-        problems = validation_problems(exc) if isinstance(exc, ValidationError) else str(exc)
+        problems = validation_problems(exc, plain=True) if isinstance(exc, ValidationError) else str(exc)
         raise ConfigError(f"invalid --thresholds: {problems}") from None
 
 
@@ -44,7 +44,7 @@ def cmd_health(args: argparse.Namespace) -> int:
             statement_timeout_ms=args.statement_timeout_ms,
         )
     except (DbopsError, ValidationError) as exc:
-        print(f"dbops: error: {error_line(exc)}", file=sys.stderr)
+        print(f"dbops: error: {error_line(exc, typed_names(args))}", file=sys.stderr)
         return EXIT_CHECK_FAILED
     report = run_health(spec, settings)
     if args.json:

@@ -39,7 +39,7 @@ def load_config(path: str | None) -> MaintenanceConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read maintenance config {path}: {exc.strerror}") from None
     except ValidationError as exc:
-        problems = validation_problems(exc)
+        problems = validation_problems(exc, plain=True)
         raise ConfigError(f"invalid maintenance config {path}: {problems}") from None
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from dbops.cli import error_line
+from dbops.cli import error_line, typed_names
 from dbops.cli.common import EnvDefault, add_bucket, print_json, print_table
 from dbops.config.databases import DatabaseConfig
 from dbops.contract import ENV_DATABASES
-from dbops.errors import ConfigError, DbopsError
+from dbops.errors import ConfigError, DbopsError, validation_problems
 from dbops.health.model import Status
 from dbops.status import StatusReport, StatusTarget, check_status
 from dbops.status.model import ASPECTS
@@ -45,7 +45,10 @@ _CONFIGURED: TypeAdapter[list[DatabaseConfig]] = TypeAdapter(list[DatabaseConfig
 def _targets(args: argparse.Namespace) -> list[StatusTarget]:
     """The databases: DBOPS_DATABASES (--databases), narrowed to --database; else --database; else every database
     the catalog holds backups of."""
-    configured = _CONFIGURED.validate_json(args.databases) if args.databases else []
+    try:
+        configured = _CONFIGURED.validate_json(args.databases) if args.databases else []
+    except ValidationError as exc:
+        raise ConfigError(f"invalid --databases: {validation_problems(exc, plain=True)}") from None
     by_name = {db.name: db for db in configured}
     names = args.database or list(by_name)
     if not names:
@@ -87,7 +90,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         targets = _targets(args)
         now = _now(args.now)
     except (DbopsError, ValidationError, ValueError) as exc:
-        print(f"dbops: error: {error_line(exc)}", file=sys.stderr)
+        print(f"dbops: error: {error_line(exc, typed_names(args))}", file=sys.stderr)
         return EXIT_CHECK_FAILED
     report = check_status(args.bucket, targets, now=now)
     if args.json:

@@ -15,7 +15,7 @@ from dbops.maintenance.base import Planned, RunContext, Statement, StatementJob
 from dbops.maintenance.models import ObjectKind, PlannedObject
 from dbops.maintenance.runner import RETRYABLE, lock_reason
 from dbops.postgres.connection import describe_error
-from dbops.text import human_bytes
+from dbops.text import human_bytes, plural
 
 CONCURRENT_REINDEX_SINCE = 120000
 LEFTOVER = re.compile(r"_cc(new|old)[0-9]*$")
@@ -68,14 +68,14 @@ class ReindexJob(StatementJob):
             elif ix.bloat_ratio >= config.reindex_bloat_ratio and ix.bytes >= config.reindex_min_bytes:
                 reason = f"estimated bloat {ix.bloat_ratio:.0%} of {human_bytes(ix.bytes)}"
                 rebuilds.append(self._index(version, ix, "index", reason, exclusion))
-        notes = [f"{len(indexes)} indexes considered, mode {config.reindex_mode}"]
+        notes = [f"{plural(len(indexes), 'index')} considered, mode {config.reindex_mode}"]
         if config.reindex_mode == "bloat":
             notes.append(
                 f"bloat mode: B-tree indexes of at least {human_bytes(config.reindex_min_bytes)} estimated "
                 f"≥ {config.reindex_bloat_ratio:.0%} bloated"
             )
             if no_estimate:
-                notes.append(f"{no_estimate} indexes have no estimate (not B-tree, or never analyzed)")
+                notes.append(f"{plural(no_estimate, 'index')} without an estimate (not B-tree, or never analyzed)")
         return leftovers + rebuilds, notes
 
     def _index(

@@ -69,7 +69,9 @@ class ConnectionSpec(BaseModel):
         try:
             return cls.model_validate(fields)
         except ValidationError as exc:
-            raise ConfigError(f"invalid connection settings from {source}: {validation_problems(exc)}") from None
+            raise ConfigError(
+                f"invalid connection settings from {source}: {validation_problems(exc, plain=True)}"
+            ) from None
 
     def for_database(self, dbname: str) -> ConnectionSpec:
         return self.model_copy(update={"dbname": dbname})
@@ -139,7 +141,7 @@ def connect(
             options=f"-c statement_timeout={int(statement_timeout_ms)}",
         )
     except psycopg.Error as exc:
-        raise DatabaseError(f"cannot connect to {spec.describe()}: {describe_error(exc)}") from None
+        raise DatabaseError(f"cannot connect to {spec.describe()}: {describe_error(exc)}", could_not_run=True) from None
     try:
         yield conn
     except psycopg.OperationalError as exc:

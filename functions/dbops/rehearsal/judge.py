@@ -8,10 +8,11 @@ and after it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from statistics import mean
 
 from dbops.backup.catalog import CatalogEntry
-from dbops.rehearsal import analysis, report, rewrites
+from dbops.rehearsal import advice, analysis, report, rewrites
 from dbops.rehearsal.models import CommandRun, RehearsalRequest, RehearsalResult, Sampling, SchemaCheck, Timings
 from dbops.rehearsal.rewrites import Relations
 from dbops.rehearsal.watcher import Observations
@@ -50,7 +51,8 @@ def sampling(obs: Observations, interval: float) -> Sampling:
     )
 
 
-def _analyse(watched: WatchedRun, request: RehearsalRequest, major: int) -> analysis.Analysis:
+def _analyse(watched: WatchedRun, request: RehearsalRequest, major: int, *, upgrade: bool = True) -> analysis.Analysis:
+    """The run's findings; the Alembic advice on transactions only for an upgrade whose env.py needs it."""
     return analysis.analyse(
         watched.observations,
         watched.before,
@@ -58,6 +60,7 @@ def _analyse(watched: WatchedRun, request: RehearsalRequest, major: int) -> anal
         rewrites.rewritten(watched.before, watched.after),
         max_lock_s=request.max_lock_s,
         server_major=major,
+        alembic_one_transaction=upgrade and advice.alembic_one_transaction(request.command, Path.cwd()),
     )
 
 
@@ -76,7 +79,7 @@ def judge(
     """The result, with every reason the rehearsal fails: the upgrade's locks and the downgrade's (a rollback
     in production holds them too) count against the same --max-lock."""
     found = _analyse(upgrade, request, scene.server_major)
-    back = _analyse(downgrade, request, scene.server_major) if downgrade is not None else None
+    back = _analyse(downgrade, request, scene.server_major, upgrade=False) if downgrade is not None else None
     findings = list(found.findings)
     if back is not None:
         for finding in back.findings:

@@ -15,6 +15,7 @@ from dbops.restore.backup_choice import chosen_manifest
 from dbops.restore.connections import work_spec
 from dbops.restore.models import RestoreState, TablePlan
 from dbops.settings import FunctionSettings
+from dbops.text import plural
 
 SHAPE_OF_TABLE = sql.SQL(
     "SELECT {shape} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -49,10 +50,10 @@ def check(state: RestoreState, settings: FunctionSettings) -> RestoreState:
                 continue
             rows = _count(conn, plan, backup.format_version)
             if rows != expected.rows:
-                problems.append(f"{plan.qualified} has {rows} rows, the backup {expected.rows}")
+                problems.append(f"{plan.qualified} has {plural(rows, 'row')}, the backup {expected.rows}")
             if (int(row[0]), int(row[1])) != (expected.indexes, expected.constraints):
                 problems.append(
-                    f"{plan.qualified} has {row[0]} indexes and {row[1]} constraints, "
+                    f"{plan.qualified} has {plural(row[0], 'index')} and {plural(row[1], 'constraint')}, "
                     f"the backup {expected.indexes} and {expected.constraints}"
                 )
             checked.append(plan.qualified)

@@ -11,6 +11,7 @@ from dbops.restore import databases, expired_copies, records
 from dbops.restore.connections import server_spec
 from dbops.restore.models import RestoreState
 from dbops.settings import FunctionSettings
+from dbops.text import plural
 
 
 def elapsed(state: RestoreState) -> float:
@@ -45,7 +46,7 @@ def _record(state: RestoreState, settings: FunctionSettings, ok: bool, detail: s
 
 def describe(state: RestoreState) -> str:
     what = (
-        f"{len(state.tables)} tables ({', '.join(t.qualified for t in state.tables)})"
+        f"{plural(len(state.tables), 'table')} ({', '.join(t.qualified for t in state.tables)})"
         if state.selective
         else "the whole database"
     )

@@ -8,7 +8,8 @@ from dbops.backup.catalog import IDENTITY_FORMAT, BackupManifest, TableStat
 from dbops.errors import RestoreRefused
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore.models import TablePlan
-from dbops.restore.names import display, parse_table_name
+from dbops.restore.names import TableName, display, parse_table_name
+from dbops.text import plural
 
 KIND_OF_TABLE = (
     "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -46,10 +47,29 @@ def _find_table(text: str, tables: list[TableStat], where: str) -> TableStat:
                 f"{text!r} is ambiguous in {where}: name the schema, one of "
                 + ", ".join(display(t.schema_name, t.name) for t in found)
             )
-    names = [display(t.schema_name, t.name) for t in tables]
-    close = difflib.get_close_matches(text, names, n=5, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f" ({len(names)} tables in it)"
+    close = close_tables(wanted, tables)
+    hint = f"; did you mean {', '.join(close)}?" if close else f" ({plural(len(tables), 'table')} in it)"
     raise RestoreRefused(f"{text!r} is not a table in {where}{hint}")
+
+
+SUGGESTIONS, NAME_CUTOFF = 3, 0.6
+
+
+def _likeness(typed: str, stored: str) -> float:
+    return difflib.SequenceMatcher(None, typed.casefold(), stored.casefold()).ratio()
+
+
+def close_tables(wanted: TableName, tables: list[TableStat]) -> list[str]:
+    """At most 3 tables a mistyped name may have meant, ranked by the table part typed and then by the schema (a
+    shared schema does not make an unrelated table look close): public's first when no schema was typed."""
+    ranked = []
+    for t in tables:
+        name_score = _likeness(wanted.name, t.name)
+        if name_score < NAME_CUTOFF:
+            continue
+        schema_score = _likeness(wanted.schema, t.schema_name) if wanted.schema else float(t.schema_name == "public")
+        ranked.append((-name_score, -schema_score, display(t.schema_name, t.name)))
+    return [shown for *_, shown in sorted(ranked)[:SUGGESTIONS]]
 
 
 def resolve_tables(names: list[str], manifest: BackupManifest) -> list[TablePlan]:

@@ -15,7 +15,7 @@ from dbops.health.context import ProbeContext
 from dbops.health.model import Finding, Status
 from dbops.health.probes.relations import LOCKED, USER_TABLES
 from dbops.health.thresholds import grade
-from dbops.text import human_age, human_bytes
+from dbops.text import human_age, human_bytes, plural
 
 DEAD_TUPLES = sql.SQL(
     """WITH {locked}, {user_tables},
@@ -136,7 +136,7 @@ def probe_vacuum_age(ctx: ProbeContext) -> Finding:
             message += f"; {len(never)} table{'s' if len(never) > 1 else ''} due and never vacuumed or analyzed"
     else:
         message = (
-            f"{len(vacuum_ages)} table(s) due for vacuum, oldest last vacuumed {human_age(oldest_vacuum)} ago; "
+            f"{plural(len(vacuum_ages), 'table')} due for vacuum, oldest last vacuumed {human_age(oldest_vacuum)} ago; "
             f"{len(analyze_ages)} due for analyze, oldest {human_age(oldest_analyze)} ago "
             f"(warn at {human_age(t.vacuum_age_warn_seconds)} / {human_age(t.analyze_age_warn_seconds)})"
         )
