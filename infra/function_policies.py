@@ -13,7 +13,14 @@ from aws_cdk import aws_s3 as s3
 from infra.database_settings import DatabaseSettings
 from infra.function_specs import BucketAccess, FunctionSpec
 
-S3_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
+# writing a backup with its Object Lock retention (and lengthening it) needs the retention actions too
+S3_WRITE_ACTIONS = (
+    "s3:PutObject",
+    "s3:AbortMultipartUpload",
+    "s3:DeleteObject",
+    "s3:PutObjectRetention",
+    "s3:GetObjectRetention",
+)
 S3_READ_ACTIONS = ("s3:GetObject",)
 S3_TAG_ACTIONS = ("s3:GetObjectTagging", "s3:PutObjectTagging")  # dbops.backup.retention: which backups may expire
 VPC_ENI_ACTIONS = (

@@ -55,6 +55,7 @@ def back_up_database(
             kind=kind,
             pg_bin_dir=settings.pg_bin_dir,
             compression_level=settings.compression_level,
+            lock=settings.backup_lock,
         )
         manifest = run_backup(database_spec(settings.database(name)), request, deadline=deadline, progress=progress)
         if _time_to_verify(manifest, deadline):
@@ -66,7 +67,9 @@ def back_up_database(
         database=name, kind=kind, manifest=manifest, verified=verified, seconds=manifest.duration_seconds
     )
     try:
-        outcome.retention = release_for_expiry(settings.bucket, kind, name, settings.retention_keep)
+        outcome.retention = release_for_expiry(
+            settings.bucket, kind, name, settings.retention_keep, classes=settings.retention_classes()
+        )
     except DbopsError as exc:
         outcome.retention_error = str(exc)
     return outcome
