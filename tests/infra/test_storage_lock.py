@@ -34,7 +34,7 @@ def test_object_lock_is_off_unless_configured() -> None:
     from infra.retention_settings import RetentionDays
     from infra.storage import BackupStorage
 
-    stack = Stack(App())
+    stack = Stack(App(context={"@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True}))
     storage = BackupStorage(stack, "Storage", retention=RetentionDays())
     bucket = Template.from_stack(stack).to_json()["Resources"][stack.get_logical_id(storage.bucket.node.default_child)]  # type: ignore[arg-type]
     assert "ObjectLockEnabled" not in bucket["Properties"]

@@ -25,9 +25,12 @@ from dbops.backup.retention import release_for_expiry
 from dbops.backup.run import BackupRequest, _discard, run_backup
 from dbops.backup.verify import verify_backup
 from dbops.config.backup import BackupLock, RetentionClasses
+from dbops.errors import BackupError
 from dbops.postgres.connection import ConnectionSpec, connect
+from infra.retention_settings import RetentionDays
 from local_stack.aws import LocalAws
 from local_stack.postgres import LocalPostgres
+from tests.integration.lifecycle_helpers import SimulatedLifecycle, configure_like_the_stack
 
 DATABASE = "app"
 COMPLIANCE = BackupLock(mode="compliance", days=30, kind_days={"predeploy": 90})
@@ -199,3 +202,42 @@ def test_retention_tags_locked_backups_and_lengthens_a_monthly_ones_lock(
     # a second pass changes nothing
     again = release_for_expiry(locked_bucket, "nightly", DATABASE, 1, classes=RetentionClasses(weekly=90, monthly=365))
     assert again.retagged == [] and again.locks_extended == []
+
+
+def test_forty_nights_the_last_35_failing_under_a_compliance_lock_end_as_without_it(
+    app_db: ConnectionSpec, pg18: LocalPostgres, locked_bucket: str
+) -> None:
+    """tests/integration/test_retention.py's simulation with every backup locked 30 days: the lifecycle's expiry
+    (a delete marker on a versioned bucket) still takes backups 1 and 2 at 30 days and leaves exactly the newest 3
+    verified listed; the expired backups' versions stay under their lock, which the lifecycle's removal of
+    noncurrent versions cannot delete until it ends."""
+    configure_like_the_stack(locked_bucket, RetentionDays())
+    lifecycle = SimulatedLifecycle(locked_bucket)
+    wrong_password = ConnectionSpec.from_url(pg18.url(app_db.dbname, password="not-the-password"))
+    backups: dict[int, BackupManifest] = {}
+    expired_on: dict[int, set[str]] = {}
+    for day in range(1, 41):
+        expired_on[day] = set(lifecycle.expire(day))
+        if day <= 5:
+            backups[day] = _backup(app_db, locked_bucket, COMPLIANCE)
+            assert verify_backup(locked_bucket, backups[day].id).ok
+        else:
+            with pytest.raises(BackupError, match="password authentication failed"):
+                run_backup(wrong_password, BackupRequest(database=DATABASE, bucket=locked_bucket, lock=COMPLIANCE))
+        release_for_expiry(locked_bucket, "nightly", DATABASE, 3)
+        lifecycle.observe(day)
+
+    def whole(manifest: BackupManifest) -> set[str]:
+        return {manifest.dump.key, manifest.prefix + catalog.MANIFEST, manifest.prefix + catalog.VERIFICATION}
+
+    assert {day: keys for day, keys in expired_on.items() if keys} == {32: whole(backups[1]), 33: whole(backups[2])}
+    assert [e.manifest.id for e in catalog.list_backups(locked_bucket, database=DATABASE)] == [
+        backups[d].id for d in (5, 4, 3)
+    ]
+    s3 = aws.client("s3")
+    for day in (1, 2):  # expired, and still whole underneath: the locked versions cannot be removed yet
+        for key in (backups[day].dump.key, backups[day].prefix + catalog.MANIFEST):
+            (version,) = [v for v in s3.list_object_versions(Bucket=locked_bucket, Prefix=key)["Versions"]]
+            assert _refused(s3.delete_object, Bucket=locked_bucket, Key=key, VersionId=version["VersionId"]) == (
+                "AccessDenied"
+            )
