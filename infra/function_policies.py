@@ -10,10 +10,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
+from dbops.contract import BACKUPS_PREFIX
 from infra.database_settings import DatabaseSettings
 from infra.function_specs import BucketAccess, FunctionSpec
 
 S3_WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject")
+# writing a backup with its Object Lock retention, and lengthening it (never s3:BypassGovernanceRetention)
+S3_LOCK_ACTIONS = ("s3:PutObjectRetention", "s3:GetObjectRetention")
 S3_READ_ACTIONS = ("s3:GetObject",)
 S3_TAG_ACTIONS = ("s3:GetObjectTagging", "s3:PutObjectTagging")  # dbops.backup.retention: which backups may expire
 VPC_ENI_ACTIONS = (
@@ -41,6 +44,7 @@ def bucket_statements(bucket: s3.IBucket, key: kms.IKey, access: BucketAccess) -
         ("ReadBackups", S3_READ_ACTIONS, access.read),
         ("WriteBackups", S3_WRITE_ACTIONS, access.write),
         ("TagBackups", S3_TAG_ACTIONS, access.tag),
+        ("LockBackups", S3_LOCK_ACTIONS, [p for p in access.write if p.startswith(BACKUPS_PREFIX)]),
     ):
         if patterns:
             statements.append(

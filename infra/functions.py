@@ -202,6 +202,7 @@ class Functions(Construct):
             contract.ENV_DATABASES: self.settings.functions_databases_json(),
             contract.ENV_PG_BIN: PG_BIN_DIR,
             contract.ENV_RETENTION_KEEP: str(self.settings.retention_days.keep_newest_verified),
+            **self.settings.retention_days.function_environment(self.settings.backup_lock),
             **self.settings.restore.environment(),
             contract.ENV_POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
             contract.ENV_POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,

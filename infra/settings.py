@@ -18,7 +18,7 @@ from infra.constants import CONTEXT_KEY
 from infra.database_settings import DatabaseSettings, VpcPlacement
 from infra.rehearsal_settings import rehearsal_secret_name
 from infra.restore_settings import RestoreSettings
-from infra.retention_settings import RetentionDays
+from infra.retention_settings import BackupLockSettings, RetentionDays
 from infra.schedule_settings import BackupSchedule, Schedules, rate_hours
 from infra.settings_model import SettingsModel
 
@@ -62,6 +62,9 @@ class StackSettings(SettingsModel):
     certs_dir: str = Field(default="certs", description="folder of CA bundles, relative to cdk.json")
     schedules: Schedules = Schedules()
     retention_days: RetentionDays = RetentionDays()
+    backup_lock: BackupLockSettings | None = Field(
+        default=None, description="S3 Object Lock on the backups (infra/storage.py); absent: none"
+    )
     alarms: AlarmSettings = AlarmSettings()
     backup: BackupSettings = BackupSettings()
     functions: FunctionsSettings = FunctionsSettings()

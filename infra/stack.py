@@ -69,7 +69,7 @@ class DbopsStack(Stack):
         kwargs.setdefault("description", "dbops: PostgreSQL backups, restores, health and maintenance")
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
-        self.storage = BackupStorage(self, "Storage", retention=settings.retention_days)
+        self.storage = BackupStorage(self, "Storage", retention=settings.retention_days, lock=settings.backup_lock)
         self.logs_key = logs_key(self, "LogsKey")
         self.dead_letter_queue = dead_letter_queue(self, "ScheduledInvokeDlq")
         self.layers = Layers(

@@ -1,5 +1,11 @@
 """The backup bucket and its key: encrypted, TLS-only, versioned, logged, and expiring by backup kind (nightly and
-predeploy backups never below the newest verified ones: see dbops.backup.retention)."""
+predeploy backups never below the newest verified ones: see dbops.backup.retention; nightly ones by class too).
+
+With `backup_lock` the bucket is created with S3 Object Lock enabled and no default retention: dbops writes each
+backup object with its own retention (a nightly backup for the lock's days, a predeploy one for its kind's age, a
+weekly or monthly one lengthened to its class's age), and whatever must change (verification records, health
+counters, restore, drill and rehearsal records) is written unlocked. A default retention would lock all of that
+too, every version of the health counters included, and one age for every kind."""
 
 from __future__ import annotations
 
@@ -9,14 +15,22 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.retention_settings import RetentionDays
+from dbops.contract import HEALTH_PREFIX
+from infra.retention_settings import BackupLockSettings, RetentionDays
 from infra.scanners import acknowledge_checkov
 
 
 class BackupStorage(Construct):
     """`key` (KMS, rotated yearly), `bucket` (the backups) and `access_logs` (the bucket's server access logs)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, retention: RetentionDays) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        retention: RetentionDays,
+        lock: BackupLockSettings | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
             self,
@@ -70,6 +84,7 @@ class BackupStorage(Construct):
             enforce_ssl=True,
             minimum_tls_version=1.2,
             versioned=True,
+            object_lock_enabled=True if lock is not None else None,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="backups-bucket/",
             lifecycle_rules=lifecycle_rules(retention),
@@ -86,12 +101,19 @@ def lifecycle_rules(retention: RetentionDays) -> list[s3.LifecycleRule]:
             abort_incomplete_multipart_upload_after=Duration.days(1),
             noncurrent_version_expiration=Duration.days(retention.noncurrent_versions),
             expired_object_delete_marker=True,
-        )
+        ),
+        # the health function rewrites its counters and last report every run (~288 versions a day each): the
+        # replaced versions go after a day instead of the bucket's noncurrent_versions days
+        s3.LifecycleRule(
+            id="health-expire-noncurrent",
+            prefix=HEALTH_PREFIX,
+            noncurrent_version_expiration=Duration.days(1),
+        ),
     ]
     for expiry in retention.backup_expiries():
         rules.append(
             s3.LifecycleRule(
-                id=f"expire-{expiry.kind}",
+                id=expiry.rule_id,
                 prefix=expiry.prefix,
                 tag_filters=dict(expiry.tags) or None,
                 expiration=Duration.days(expiry.days),

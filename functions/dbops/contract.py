@@ -24,6 +24,11 @@ ENV_RESTORE_JOBS = "DBOPS_RESTORE_JOBS"
 ENV_PRE_RESTORE_KEEP_DAYS = "DBOPS_PRE_RESTORE_KEEP_DAYS"
 ENV_FARGATE_THRESHOLD_BYTES = "DBOPS_FARGATE_THRESHOLD_BYTES"
 ENV_RETENTION_KEEP = "DBOPS_RETENTION_KEEP"
+# grandfather-father-son: the first verified nightly backup of each ISO week / month is kept this many days (unset: no
+# such class), and S3 Object Lock on the backups written (JSON: dbops.config.backup.BackupLock; unset: none)
+ENV_RETENTION_WEEKLY_DAYS = "DBOPS_RETENTION_WEEKLY_DAYS"
+ENV_RETENTION_MONTHLY_DAYS = "DBOPS_RETENTION_MONTHLY_DAYS"
+ENV_BACKUP_LOCK = "DBOPS_BACKUP_LOCK"
 ENV_POINT_IN_TIME_WAIT_MINUTES = "DBOPS_POINT_IN_TIME_WAIT_MINUTES"
 # a selective restore's swap into the live database (dbops.restore.selective_swap.locks): seconds each attempt may
 # wait for all its locks together, seconds all attempts may take, and the longest it may hold the application's writes
@@ -81,6 +86,11 @@ REHEARSALS_PREFIX = "rehearsals/"  # rehearsals/<database>/<id>/: a deployed reh
 # ---- tags --------------------------------------------------------------------------------------------------
 # the tag the lifecycle rules of RETAINED_KINDS test: they expire only objects tagged "true" (dbops.backup.retention)
 EXPIRABLE_TAG = "dbops-expirable"
+# a nightly backup's retention class (grandfather-father-son): the lifecycle rules expire each class at its own age
+CLASS_TAG = "dbops-class"
+BackupClass = Literal["nightly", "weekly", "monthly"]
+BACKUP_CLASSES: tuple[BackupClass, ...] = ("nightly", "weekly", "monthly")
+CLASSED_KIND: BackupKind = "nightly"  # the one kind with classes
 # a point-in-time restore's temporary RDS copy: named and tagged so that the stack's roles may touch only those
 PIT_INSTANCE_PREFIX = "dbops-pit-"
 PIT_PURPOSE_TAG = "dbops:purpose"

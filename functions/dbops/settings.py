@@ -12,7 +12,14 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dbops import contract
-from dbops.config.backup import DEFAULT_KEEP, DEFAULT_MAX_RAW_BYTES, DEFAULT_MAX_SHARE, DEFAULT_MAX_STREAMS
+from dbops.config.backup import (
+    DEFAULT_KEEP,
+    DEFAULT_MAX_RAW_BYTES,
+    DEFAULT_MAX_SHARE,
+    DEFAULT_MAX_STREAMS,
+    BackupLock,
+    RetentionClasses,
+)
 from dbops.config.databases import DatabaseConfig, find_database
 from dbops.config.maintenance import MaintenanceConfig
 from dbops.config.thresholds import Thresholds
@@ -55,6 +62,11 @@ class FunctionSettings(_Settings):
     lambda_memory_mb: int | None = Field(default=None, validation_alias=contract.ENV_LAMBDA_MEMORY_SIZE)
     # DBOPS_RETENTION_KEEP: a nightly or predeploy backup may expire only once this many newer ones verified
     retention_keep: int = Field(default=DEFAULT_KEEP, ge=1)
+    # DBOPS_RETENTION_WEEKLY_DAYS / _MONTHLY_DAYS: grandfather-father-son classes of nightly backups (unset: none)
+    retention_weekly_days: int | None = Field(default=None, ge=1)
+    retention_monthly_days: int | None = Field(default=None, ge=1)
+    # DBOPS_BACKUP_LOCK (JSON): S3 Object Lock on the backup objects written (unset: written unlocked)
+    backup_lock: BackupLock | None = None
     # a point-in-time restore fails when its temporary instance is not available after this long
     point_in_time_wait_minutes: float = Field(default=120, gt=0)
     # a selective restore's swap (dbops.restore.selective_swap.locks): all its locks within this (under the server's 1 s
@@ -63,6 +75,9 @@ class FunctionSettings(_Settings):
     restore_lock_timeout_s: float = Field(default=0.2, gt=0, lt=1)
     restore_lock_wait_budget_s: float = Field(default=60.0, ge=0, le=600)
     restore_max_pause_s: float = Field(default=5.0, gt=0, le=3600)
+
+    def retention_classes(self) -> RetentionClasses:
+        return RetentionClasses(weekly=self.retention_weekly_days, monthly=self.retention_monthly_days)
 
 
 class MaintenanceSettings(_Settings):

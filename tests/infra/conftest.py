@@ -58,7 +58,8 @@ BILLING_RULE = {
 
 
 def settings_dict() -> dict[str, Any]:
-    """Two databases in one VPC, verify-full with a CA bundle, overridden schedules and retention, email alarms,
+    """Two databases in one VPC, verify-full with a CA bundle, overridden schedules and retention (weekly and monthly
+    classes, a compliance Object Lock), email alarms,
     three backups at once; each database with its own maintenance rules, billing with its own health and alarm
     thresholds and backup runner."""
     return {
@@ -106,7 +107,10 @@ def settings_dict() -> dict[str, Any]:
             "keep_newest_verified": 5,
             "noncurrent_versions": 10,
             "logs": 30,
+            "weekly": 90,
+            "monthly": 365,
         },
+        "backup_lock": {"mode": "compliance", "days": 30},
         "alarms": {"email": "dba@example.com"},
         "backup": {"max_concurrency": 3},
         "restore": {"lock_timeout": "150ms", "lock_wait_budget": "30s", "max_pause": "2s"},

@@ -138,6 +138,12 @@ def test_backup_role_writes_reads_and_tags_backups_reads_its_secrets_and_nothing
             "Action": ["s3:GetObjectTagging", "s3:PutObjectTagging"],
             "Resource": _objects(bucket_id),
         },
+        "LockBackups": {  # backups written with their Object Lock retention, weekly and monthly ones lengthened
+            "Sid": "LockBackups",
+            "Effect": "Allow",
+            "Action": ["s3:PutObjectRetention", "s3:GetObjectRetention"],
+            "Resource": _objects(bucket_id),
+        },
         "BackupKey": {
             "Sid": "BackupKey",
             "Effect": "Allow",

@@ -22,9 +22,13 @@ def _policy_of(synthesized: Synth, bucket: Any) -> list[dict[str, Any]]:
 RELEASED = [{"Key": "dbops-expirable", "Value": "true"}]
 
 
+def _class(name: str) -> list[dict[str, str]]:
+    return [*RELEASED, {"Key": "dbops-class", "Value": name}]
+
+
 def _expiries(rules: list[dict[str, Any]]) -> dict[str, tuple[int, list[dict[str, str]] | None]]:
-    """Each expiring prefix: its age in days and the tags an object must carry (None: any object)."""
-    return {r["Prefix"]: (r["ExpirationInDays"], r.get("TagFilters")) for r in rules if "Prefix" in r}
+    """Each backup expiry rule: its age in days and the tags an object must carry (None: any object)."""
+    return {r["Id"]: (r["ExpirationInDays"], r.get("TagFilters")) for r in rules if "ExpirationInDays" in r}
 
 
 def test_lifecycle_expires_each_backup_kind_at_its_configured_age(synthesized: Synth) -> None:
@@ -32,19 +36,19 @@ def test_lifecycle_expires_each_backup_kind_at_its_configured_age(synthesized: S
     # nightly: the guide's 30 days (default); the others as configured in the test settings. Nightly and
     # predeploy objects expire only once dbops.backup.retention tagged them (never the newest verified backups);
     # prerestore and manual backups by age alone
+    # prerestore and manual backups by age alone. With weekly and monthly classes (the test settings), nightly
+    # objects expire by their class tag too: one rule per class, at the class's age
     assert _expiries(rules) == {
-        "backups/nightly/": (30, RELEASED),
-        "backups/predeploy/": (120, RELEASED),
-        "backups/prerestore/": (21, None),
-        "backups/manual/": (400, None),
-        "backups/pointintime/": (30, None),  # the dumps point-in-time restores took (default 30 days)
+        "expire-nightly": (30, _class("nightly")),
+        "expire-nightly-weekly": (90, _class("weekly")),
+        "expire-nightly-monthly": (365, _class("monthly")),
+        "expire-predeploy": (120, RELEASED),
+        "expire-prerestore": (21, None),
+        "expire-manual": (400, None),
+        "expire-pointintime": (30, None),  # the dumps point-in-time restores took (default 30 days)
     }
-    assert {r["Id"] for r in rules if "Prefix" in r} == {
-        "expire-nightly",
-        "expire-predeploy",
-        "expire-prerestore",
-        "expire-pointintime",
-        "expire-manual",
+    assert {r["Prefix"] for r in rules if "ExpirationInDays" in r} == {
+        f"backups/{kind}/" for kind in ("nightly", "predeploy", "prerestore", "manual", "pointintime")
     }
     assert all(r["Status"] == "Enabled" for r in rules)
 
@@ -55,7 +59,7 @@ def test_lifecycle_tag_is_the_one_retention_sets(synthesized: Synth) -> None:
 
     rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
     assert RELEASED == [{"Key": EXPIRABLE_TAG, "Value": "true"}]
-    gated = {r["Prefix"] for r in rules if r.get("TagFilters") == RELEASED}
+    gated = {r["Prefix"] for r in rules if RELEASED[0] in r.get("TagFilters", [])}
     assert gated == {f"backups/{kind}/" for kind in RETAINED_KINDS}
 
 
@@ -80,11 +84,12 @@ def test_manual_backups_never_expire_by_default(tmp_path: Any) -> None:
     s3.Bucket(stack, "B", lifecycle_rules=lifecycle_rules(RetentionDays()))
     rules = Template.from_stack(stack).to_json()["Resources"]
     (bucket,) = rules.values()
+    # and without weekly or monthly classes, one nightly rule on the release tag alone (as before the classes)
     assert _expiries(bucket["Properties"]["LifecycleConfiguration"]["Rules"]) == {
-        "backups/nightly/": (30, RELEASED),
-        "backups/predeploy/": (90, RELEASED),
-        "backups/prerestore/": (30, None),
-        "backups/pointintime/": (30, None),
+        "expire-nightly": (30, RELEASED),
+        "expire-predeploy": (90, RELEASED),
+        "expire-prerestore": (30, None),
+        "expire-pointintime": (30, None),
     }
 
 

@@ -27,7 +27,7 @@ def configure_like_the_stack(bucket: str, retention: RetentionDays) -> None:
         rule_filter = {"And": {"Prefix": expiry.prefix, "Tags": tags}} if tags else {"Prefix": expiry.prefix}
         rules.append(
             {
-                "ID": f"expire-{expiry.kind}",
+                "ID": expiry.rule_id,
                 "Status": "Enabled",
                 "Filter": rule_filter,
                 "Expiration": {"Days": expiry.days},

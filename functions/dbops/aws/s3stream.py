@@ -6,6 +6,11 @@ also creates the upload (and the S3 client), so the producer starts at once. Eve
 S3 checks on arrival, and the completed object keeps the composite of those CRC32s: S3 itself refuses a part
 damaged on the way. On any failure the upload is aborted: S3 never holds a completed object that was not
 finished on purpose.
+
+An ObjectLock given to an upload or a put is written with the object (S3 Object Lock: the version cannot be
+deleted or overwritten until it ends; compliance mode not even by the account's root). A multipart upload also
+sets it on the completed version: moto 5.2 ignores the lock headers of CreateMultipartUpload, and S3 accepts the
+same retention again (only shortening is refused).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -30,6 +36,20 @@ _STOP = object()
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class ObjectLock:
+    """An object version's S3 Object Lock retention: `mode` GOVERNANCE or COMPLIANCE, until `until`."""
+
+    mode: str
+    until: datetime
+
+    def put_args(self) -> dict[str, Any]:
+        return {"ObjectLockMode": self.mode.upper(), "ObjectLockRetainUntilDate": self.until}
+
+    def retention(self) -> dict[str, Any]:
+        return {"Mode": self.mode.upper(), "RetainUntilDate": self.until}
+
+
 class MultipartUpload:
     def __init__(
         self,
@@ -37,10 +57,12 @@ class MultipartUpload:
         key: str,
         *,
         part_size: int = PART_SIZE,
+        lock: ObjectLock | None = None,
     ) -> None:
         self.bucket = bucket
         self.key = key
         self.part_size = part_size
+        self.lock = lock
         self.sha256 = hashlib.sha256()
         self.size = 0
         # three part-sized buffers, reused: one filling, one queued, one uploading (a fresh 8 MB allocation per
@@ -100,8 +122,9 @@ class MultipartUpload:
 
     def _start(self) -> None:
         try:
+            lock_args = self.lock.put_args() if self.lock else {}
             resp = aws.client("s3").create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=CHECKSUM
+                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm=CHECKSUM, **lock_args
             )
             self._upload_id = resp["UploadId"]
         except Exception as exc:
@@ -148,12 +171,16 @@ class MultipartUpload:
         self._finish_worker()
         self._raise_if_failed()
         try:
-            aws.client("s3").complete_multipart_upload(
+            done = aws.client("s3").complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._parts},  # in order: one thread uploads them one by one
             )
+            if self.lock:
+                aws.client("s3").put_object_retention(
+                    Bucket=self.bucket, Key=self.key, VersionId=done["VersionId"], Retention=self.lock.retention()
+                )
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot complete upload of s3://{self.bucket}/{self.key}: {exc}") from None
         self._completed = True
@@ -194,13 +221,20 @@ def iter_object(bucket: str, key: str, chunk_size: int = 1024 * 1024) -> Iterato
         body.close()
 
 
-def put_json(bucket: str, key: str, body: str) -> None:
-    put_text(bucket, key, body, "application/json")
+def put_json(bucket: str, key: str, body: str, lock: ObjectLock | None = None) -> None:
+    put_text(bucket, key, body, "application/json", lock)
 
 
-def put_text(bucket: str, key: str, body: str, content_type: str = "text/plain; charset=utf-8") -> None:
+def put_text(
+    bucket: str,
+    key: str,
+    body: str,
+    content_type: str = "text/plain; charset=utf-8",
+    lock: ObjectLock | None = None,
+) -> None:
+    lock_args = lock.put_args() if lock else {}
     try:
-        aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType=content_type)
+        aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType=content_type, **lock_args)
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(f"cannot write s3://{bucket}/{key}: {exc}") from None
 
@@ -297,3 +331,38 @@ def put_tags(bucket: str, key: str, tags: dict[str, str]) -> bool:
         lambda: aws.client("s3").put_object_tagging(Bucket=bucket, Key=key, Tagging=tagging), "tag", bucket, key
     )
     return put is not None
+
+
+def get_lock(bucket: str, key: str) -> ObjectLock | None:
+    """The current version's Object Lock retention (HeadObject: moto has no GetObjectRetention), None when it has
+    none or the object does not exist."""
+    head = _unless_missing(lambda: aws.client("s3").head_object(Bucket=bucket, Key=key), "read", bucket, key)
+    if not head or not head.get("ObjectLockMode"):
+        return None
+    return ObjectLock(mode=str(head["ObjectLockMode"]), until=head["ObjectLockRetainUntilDate"])
+
+
+def extend_lock(bucket: str, key: str, until: datetime) -> bool:
+    """Lengthen the current version's retention to `until`, in its own mode (S3 lets a retention grow, never
+    shrink); False when it is unlocked, gone, or already locked that long."""
+    lock = get_lock(bucket, key)
+    if lock is None or lock.until >= until:
+        return False
+    retention = ObjectLock(mode=lock.mode, until=until).retention()
+    return (
+        _unless_missing(
+            lambda: aws.client("s3").put_object_retention(Bucket=bucket, Key=key, Retention=retention),
+            "extend the lock of",
+            bucket,
+            key,
+        )
+        is not None
+    )
+
+
+def lifecycle_rules(bucket: str) -> list[dict[str, Any]] | None:
+    """The bucket's lifecycle rules as S3 returns them; None when it has none or they cannot be read."""
+    try:
+        return list(aws.client("s3").get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"])
+    except (BotoCoreError, ClientError):
+        return None

@@ -146,11 +146,13 @@ def backup_prefix(kind: str, database: str, backup_id: str) -> str:
     return f"{ROOT}{kind}/{database}/{backup_id}/"
 
 
-def write_manifest(bucket: str, manifest: BackupManifest) -> None:
-    s3stream.put_json(bucket, manifest.prefix + MANIFEST, manifest.model_dump_json(indent=2))
+def write_manifest(bucket: str, manifest: BackupManifest, lock: s3stream.ObjectLock | None = None) -> None:
+    s3stream.put_json(bucket, manifest.prefix + MANIFEST, manifest.model_dump_json(indent=2), lock)
 
 
 def record_verification(bucket: str, manifest: BackupManifest, result: Verification) -> None:
+    """Written unlocked, whatever the backup's lock: each verification writes it again (a locked record would keep
+    every version), and losing it only keeps more backups (an unverified backup counts for nothing)."""
     s3stream.put_json(bucket, manifest.prefix + VERIFICATION, result.model_dump_json(indent=2))
 
 

@@ -71,6 +71,7 @@ def back_up_database(
             kind=kind,
             pg_bin_dir=settings.pg_bin_dir,
             compression_level=settings.compression_level,
+            lock=settings.backup_lock,
         )
         spec = database_spec(settings.database(name))
         manifest = run_in_format(spec, request, choice, deadline=deadline, progress=progress)
@@ -88,7 +89,9 @@ def back_up_database(
         format_reason=f"{choice.format} ({choice.workers} COPY streams at most): {choice.reason}",
     )
     try:
-        outcome.retention = release_for_expiry(settings.bucket, kind, name, settings.retention_keep)
+        outcome.retention = release_for_expiry(
+            settings.bucket, kind, name, settings.retention_keep, classes=settings.retention_classes()
+        )
     except DbopsError as exc:
         outcome.retention_error = str(exc)
     return outcome

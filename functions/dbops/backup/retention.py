@@ -9,6 +9,11 @@ that stopped half-way, or an object written again since (a verification record),
 The lifecycle removes a backup's objects one by one, in no set order: the catalog never lists a backup one
 of whose archives is gone.
 
+Grandfather-father-son: every object of a nightly backup also carries `dbops-class` (nightly, weekly or monthly,
+dbops.backup.classes), and with classes configured the nightly lifecycle rules are one per class, each expiring
+released objects at its class's age. A backup that becomes a weekly or monthly one has its Object Lock (where it
+has one) extended to its class's age before its tag changes: S3 lets a retention grow, never shrink.
+
 `prerestore` and `manual` backups keep their age-only rules: they are copies of one moment, not the database's
 line of recovery, and are not tagged.
 """
@@ -22,8 +27,9 @@ from pydantic import BaseModel, Field
 
 from dbops.aws import s3stream
 from dbops.backup import catalog
-from dbops.config.backup import DEFAULT_KEEP
-from dbops.contract import EXPIRABLE_TAG, RETAINED_KINDS
+from dbops.backup.classes import classify
+from dbops.config.backup import DEFAULT_KEEP, RetentionClasses
+from dbops.contract import CLASS_TAG, CLASSED_KIND, EXPIRABLE_TAG, RETAINED_KINDS
 from dbops.errors import ConfigError
 
 # objects under a database's prefix that belong to no committed backup (a failed backup's leftovers, the rest
@@ -41,6 +47,8 @@ class RetentionResult(BaseModel):
     expirable: list[str] = Field(default_factory=list, description="backups the lifecycle expires once old enough")
     retagged: list[str] = Field(default_factory=list, description="backups whose objects this pass tagged")
     leftovers: list[str] = Field(default_factory=list, description="keys outside any backup, released this pass")
+    classes: dict[str, str] = Field(default_factory=dict, description="nightly backups: id -> class")
+    locks_extended: list[str] = Field(default_factory=list, description="keys whose Object Lock this pass lengthened")
 
     def log_fields(self) -> dict[str, object]:
         return {
@@ -51,16 +59,27 @@ class RetentionResult(BaseModel):
             "expirable": len(self.expirable),
             "retagged": self.retagged,
             "leftovers": len(self.leftovers),
+            "weekly": sum(c == "weekly" for c in self.classes.values()),
+            "monthly": sum(c == "monthly" for c in self.classes.values()),
+            "locks_extended": len(self.locks_extended),
         }
 
 
 def release_for_expiry(
-    bucket: str, kind: str, database: str, keep: int = DEFAULT_KEEP, *, now: datetime | None = None
+    bucket: str,
+    kind: str,
+    database: str,
+    keep: int = DEFAULT_KEEP,
+    *,
+    now: datetime | None = None,
+    classes: RetentionClasses | None = None,
 ) -> RetentionResult:
-    """Tag the backups of `kind` of `database`: expirable once `keep` newer ones verified, else not.
+    """Tag the backups of `kind` of `database`: expirable once `keep` newer ones verified, else not; nightly
+    backups also by class (`classes`: the weekly and monthly ages; None or empty: every one is nightly).
 
-    Idempotent, and safe at any moment: it only ever tags, never deletes. Run it after a backup verified
-    (that is when another backup may become expirable). A kind outside RETAINED_KINDS is left as it is."""
+    Idempotent, and safe at any moment: it only ever tags (and lengthens locks), never deletes. Run it after a
+    backup verified (that is when another backup may become expirable). A kind outside RETAINED_KINDS is left
+    as it is."""
     if keep < 1:
         raise ConfigError(f"retention must keep at least 1 verified backup, not {keep}")
     result = RetentionResult(kind=kind, database=database, keep=keep)
@@ -72,47 +91,68 @@ def release_for_expiry(
     written: dict[str, dict[str, datetime]] = {}  # prefix -> key -> LastModified
     for key, modified in s3stream.list_objects(bucket, f"{catalog.ROOT}{kind}/{database}/"):
         written.setdefault(key.rsplit("/", 1)[0] + "/", {})[key] = modified
-    plan: list[tuple[catalog.BackupManifest, bool]] = []  # each backup, and whether it may expire
+    classes = classes or RetentionClasses()
+    by_class = classify(entries, classes) if kind == CLASSED_KIND else {}
+    result.classes = by_class
+    plan: list[_Tagging] = []  # each backup's tags
     verified_newer = 0
     for entry in entries:
-        plan.append((entry.manifest, verified_newer >= keep))
+        backup_class = by_class.get(entry.manifest.id)
+        tags = {EXPIRABLE_TAG: "true" if verified_newer >= keep else "false"}
+        plan.append(_Tagging(entry.manifest.prefix, tags | ({CLASS_TAG: backup_class} if backup_class else {})))
+        plan[-1].lock_days = classes.days(backup_class or "")
         verified_newer += bool(entry.verified)
-    backups = {manifest.prefix for manifest, _ in plan}
+    backups = {item.prefix for item in plan}
+    leftover_tags = {EXPIRABLE_TAG: "true"} | ({CLASS_TAG: "nightly"} if kind == CLASSED_KIND else {})
     with ThreadPoolExecutor(max_workers=catalog.READERS) as pool:
-        changed = list(pool.map(lambda item: _tag_backup(bucket, item[0].prefix, written, item[1]), plan))
+        list(pool.map(lambda item: item.apply(bucket, written), plan))
         leftovers = pool.map(
-            lambda objects: _release_leftovers(bucket, objects, now),
+            lambda objects: _release_leftovers(bucket, objects, now, leftover_tags),
             [objects for prefix, objects in written.items() if prefix not in backups],
         )
         result.leftovers = sorted(key for keys in leftovers for key in keys)
-    for (manifest, expirable), retagged in zip(plan, changed, strict=True):
-        (result.expirable if expirable else result.protected).append(manifest.id)
-        if retagged:
-            result.retagged.append(manifest.id)
+    for entry, item in zip(entries, plan, strict=True):
+        (result.expirable if item.tags[EXPIRABLE_TAG] == "true" else result.protected).append(entry.manifest.id)
+        if item.retagged:
+            result.retagged.append(entry.manifest.id)
+        result.locks_extended.extend(item.extended)
     return result
 
 
-def _tag_backup(bucket: str, prefix: str, written: dict[str, dict[str, datetime]], expirable: bool) -> bool:
-    """Give every object of the backup our tag; returns whether any object changed."""
-    value = "true" if expirable else "false"
-    changed = False
-    for key in sorted(written.get(prefix, {})):
-        changed |= _set_tag(bucket, key, value)
-    return changed
+class _Tagging:
+    """The tags every object of one backup must carry, and (a weekly or monthly one) how long it must stay locked
+    from when each object was written."""
+
+    def __init__(self, prefix: str, tags: dict[str, str]) -> None:
+        self.prefix = prefix
+        self.tags = tags
+        self.lock_days: int | None = None
+        self.retagged = False
+        self.extended: list[str] = []
+
+    def apply(self, bucket: str, written: dict[str, dict[str, datetime]]) -> None:
+        for key, modified in sorted(written.get(self.prefix, {}).items()):
+            current = s3stream.get_tags(bucket, key)
+            if current is None or all(current.get(k) == v for k, v in self.tags.items()):
+                continue
+            # the lock first: a pass stopped in between leaves the old class, so the next pass does both again
+            if self.lock_days and s3stream.extend_lock(bucket, key, modified + timedelta(days=self.lock_days)):
+                self.extended.append(key)
+            self.retagged |= s3stream.put_tags(bucket, key, {**current, **self.tags})
 
 
-def _set_tag(bucket: str, key: str, value: str) -> bool:
-    """Our tag on one object, keeping any other tags (a tag set is replaced whole); False when unchanged or gone."""
-    tags = s3stream.get_tags(bucket, key)
-    if tags is None or tags.get(EXPIRABLE_TAG) == value:
+def _set_tags(bucket: str, key: str, tags: dict[str, str]) -> bool:
+    """Our tags on one object, keeping any other tags (a tag set is replaced whole); False when unchanged or gone."""
+    current = s3stream.get_tags(bucket, key)
+    if current is None or all(current.get(k) == v for k, v in tags.items()):
         return False
-    return s3stream.put_tags(bucket, key, {**tags, EXPIRABLE_TAG: value})
+    return s3stream.put_tags(bucket, key, {**current, **tags})
 
 
-def _release_leftovers(bucket: str, objects: dict[str, datetime], now: datetime) -> list[str]:
+def _release_leftovers(bucket: str, objects: dict[str, datetime], now: datetime, tags: dict[str, str]) -> list[str]:
     """Objects outside any backup, once old enough that no backup still being written can own them."""
     return [
         key
         for key, modified in sorted(objects.items())
-        if now - modified >= LEFTOVER_AGE and _set_tag(bucket, key, "true")
+        if now - modified >= LEFTOVER_AGE and _set_tags(bucket, key, tags)
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -21,6 +22,7 @@ from dbops.backup.catalog import BackupKind, BackupManifest, StoredObject
 from dbops.backup.deadline import Deadline
 from dbops.backup.snapshot import SnapshotHolder
 from dbops.backup.source import open_source
+from dbops.config.backup import BackupLock
 from dbops.config.databases import CATALOG_NAME
 from dbops.errors import BackupError, DbopsError, ToolError
 from dbops.postgres import pipes
@@ -42,6 +44,13 @@ class BackupRequest(BaseModel):
     pg_bin_dir: str | None = None
     lock_wait_timeout_s: int = 120
     labels: dict[str, str] = Field(default_factory=dict)
+    lock: BackupLock | None = Field(default=None, description="S3 Object Lock on every object written")
+
+    def object_lock(self) -> s3stream.ObjectLock | None:
+        """The lock of an object written now: a nightly backup's for the lock's days, another kind's for its age."""
+        if self.lock is None:
+            return None
+        return s3stream.ObjectLock(mode=self.lock.mode, until=self.lock.until(self.kind, datetime.now(UTC)))
 
 
 def _stream_dump(
@@ -104,7 +113,8 @@ def upload_dump(
     pipes.widen(proc.stdout)
     try:
         part_size = s3stream.part_size_for(expected_bytes)
-        with s3stream.MultipartUpload(request.bucket, key, part_size=part_size) as upload:
+        lock = request.object_lock()
+        with s3stream.MultipartUpload(request.bucket, key, part_size=part_size, lock=lock) as upload:
             raw = _stream_dump(proc, upload, request, deadline, progress, what)
             digest = upload.complete()
     except BaseException:
@@ -184,7 +194,8 @@ def run_backup(
                 labels=request.labels,
             )
             limit.check(request.database)
-            catalog.write_manifest(request.bucket, manifest)  # committed, and only then the lock released
+            # committed, and only then the (advisory) lock released
+            catalog.write_manifest(request.bucket, manifest, request.object_lock())
         return manifest
     except BaseException as exc:
         discard(request.bucket, written)

@@ -140,6 +140,7 @@ def write_dump(state: RestoreState, settings: FunctionSettings) -> str:
             kind="pointintime",
             pg_bin_dir=settings.pg_bin_dir,
             compression_level=settings.compression_level,
+            lock=settings.backup_lock,
             labels={
                 "restore_id": state.restore_id,
                 "as_of": state.request.as_of.astimezone(UTC).isoformat(),

@@ -24,6 +24,7 @@ def safety_backup(state: RestoreState, settings: FunctionSettings) -> RestoreSta
             kind="prerestore",
             pg_bin_dir=settings.pg_bin_dir,
             labels={"restore_id": state.restore_id},
+            lock=settings.backup_lock,
         ),
     )
     return state.model_copy(update={"safety_backup_id": manifest.id})

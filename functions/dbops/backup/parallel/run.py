@@ -112,6 +112,7 @@ def run_parallel_backup(
                     request.bucket,
                     prefix,
                     request.compression_level,
+                    request.object_lock(),
                 )
                 running = Running()
                 argv = [
@@ -146,7 +147,7 @@ def run_parallel_backup(
                 labels=request.labels,
             )
             limit.check(request.database)
-            catalog.write_manifest(request.bucket, manifest)
+            catalog.write_manifest(request.bucket, manifest, request.object_lock())
         return manifest
     except BaseException as exc:
         _clean_up(request.bucket, prefix)

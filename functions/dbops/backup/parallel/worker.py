@@ -42,6 +42,7 @@ class CopySession:
     bucket: str
     prefix: str
     compression_level: int
+    lock: s3stream.ObjectLock | None = None  # S3 Object Lock on each object written (backup_lock)
 
 
 class Running:
@@ -155,7 +156,8 @@ def copy_job(session: CopySession, job: Job, running: Running, deadline: Deadlin
         with contextlib.suppress(BrokenPipeError):  # psql gone at once: its exit code and stderr say why
             proc.stdin.write(_script(session, job, timeout_s))
             proc.stdin.close()
-        with s3stream.MultipartUpload(session.bucket, key, part_size=s3stream.part_size_for(job.bytes)) as upload:
+        part_size = s3stream.part_size_for(job.bytes)
+        with s3stream.MultipartUpload(session.bucket, key, part_size=part_size, lock=session.lock) as upload:
             raw, rows = _pump(proc, upload, session.compression_level)
             returncode = proc.wait()
             if returncode != 0:
