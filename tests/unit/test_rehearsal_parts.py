@@ -135,18 +135,26 @@ def test_two_dumps_of_one_schema_are_identical_whatever_pg_dump_varies() -> None
     assert normalize(first)[0] == "SET statement_timeout = 0;"  # SET lines stay: they are the same every run
 
 
-def test_each_changed_line_is_named_with_the_statement_it_is_in() -> None:
-    before = DUMP.format(key="a", extra="", index="CREATE INDEX sprints_id_idx ON public.sprints USING btree (id);")
+INDEX = """
+--
+-- Name: sprints_id_idx; Type: INDEX; Schema: public; Owner: postgres
+--
+
+CREATE INDEX sprints_id_idx ON public.sprints USING btree (id);
+"""
+
+
+def test_each_changed_object_is_named_once_with_its_changed_lines() -> None:
+    before = DUMP.format(key="a", extra="", index=INDEX)
     after = DUMP.format(key="b", extra=",\n    archived_reason text", index="")
 
     check = compare(before, after)
 
     assert check.identical is False
-    assert check.changes == [
-        "- name text NOT NULL (in CREATE TABLE public.sprints)",
-        "+ name text NOT NULL (in CREATE TABLE public.sprints)",
-        "+ archived_reason text (in CREATE TABLE public.sprints)",
-        "- CREATE INDEX sprints_id_idx ON public.sprints USING btree (id)",
+    assert check.changes == ["changed TABLE public.sprints", "removed INDEX public.sprints_id_idx"]
+    assert [o.lines for o in check.objects] == [
+        ["+ archived_reason text"],  # `name text NOT NULL` only gained a comma
+        ["- CREATE INDEX sprints_id_idx ON public.sprints USING btree (id)"],
     ]
     assert "+    archived_reason text" in check.diff
 

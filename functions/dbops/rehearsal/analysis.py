@@ -20,7 +20,7 @@ from typing import Literal
 from dbops.config.durations import format_duration
 from dbops.rehearsal import advice
 from dbops.rehearsal.models import Finding, LockHold, LockWait, RelationRef, RewrittenTable, StatementResult
-from dbops.rehearsal.rewrites import Relations, name_parts, table_of
+from dbops.rehearsal.rewrites import Relation, Relations, name_parts, storage_of, table_of
 from dbops.rehearsal.watcher import HoldSeen, Observations, StatementKey, StatementSeen, WaitSeen
 from dbops.text import human_bytes
 
@@ -30,17 +30,48 @@ def relation_ref(oid: int, before: Relations, after: Relations) -> RelationRef:
     for relations, existed in ((before, True), (after, False)):
         rel = relations.get(oid)
         if rel is not None:
-            table = table_of(rel, relations)
-            return RelationRef(
-                oid=oid,
-                name=rel.qualified,
-                kind=rel.kind,
-                table=table.qualified,
-                bytes=table.bytes,
-                existed_before=existed,
-            )
+            return _ref(oid, rel, table_of(rel, relations), existed)
+    for relations in (before, after):  # the table's TOAST storage, as it was; then the new storage of a rewrite
+        found = storage_of(oid, relations)
+        if found is not None:
+            table, note = found
+            if relations is after and note == "its TOAST storage":
+                note = "its new TOAST storage"
+            table = before.get(table.oid, table)
+            return _ref(oid, table, table, table.oid in before, note)
     name = f"relation {oid}"
     return RelationRef(oid=oid, name=name, kind="relation", table=name, bytes=None, existed_before=False)
+
+
+def _ref(oid: int, rel: Relation, table: Relation, existed: bool, storage: str | None = None) -> RelationRef:
+    return RelationRef(
+        oid=oid,
+        name=rel.qualified,
+        kind=rel.kind,
+        table=table.qualified,
+        bytes=table.bytes,
+        existed_before=existed,
+        storage=storage,
+    )
+
+
+def _attribute_unnamed(locks: list[LockHold], rewritten: set[str]) -> None:
+    """A relation no snapshot names, locked by a statement holding ACCESS EXCLUSIVE on one rewritten table: that
+    table's new storage (a table rewritten twice: its first transient table; a rewrite's new indexes)."""
+    tables = {
+        h.relation.table: h.relation
+        for h in locks
+        if h.mode == "AccessExclusiveLock" and h.relation.table in rewritten and h.relation.storage is None
+    }
+    if len(tables) != 1:
+        return
+    [table] = tables.values()
+    for hold in locks:
+        if hold.relation.kind == "relation" and hold.relation.name == f"relation {hold.relation.oid}":
+            hold.relation = table.model_copy(
+                update={"oid": hold.relation.oid, "storage": "its new storage (seen while the statement rewrote it)"}
+            )
+            hold.blocking = False  # the statement's lock on the table itself is the one that counts
 
 
 def _seconds(at: datetime, origin: datetime | None) -> float:
@@ -67,7 +98,8 @@ def _hold(hold: HoldSeen, ref: RelationRef, origin: datetime | None, query: str)
         first_seen_s=_seconds(hold.span.first, origin),
         taken_by_statement=taken,
         blocks=advice.blocks(hold.mode),
-        blocking=ref.existed_before and advice.blocks_application(hold.mode),
+        # a lock on the table's storage goes with one on the table itself, which is what the application meets
+        blocking=ref.existed_before and ref.storage is None and advice.blocks_application(hold.mode),
     )
 
 
@@ -127,6 +159,7 @@ def analyse(
     for seen in obs.statements:
         duration, exact = seen.duration()
         locks = [_hold(h, relation_ref(h.relation, before, after), origin, seen.query) for h in holds[seen.key]]
+        _attribute_unnamed(locks, {r.table for r in rewrites})
         locks.sort(key=lambda h: (-h.held_s, -advice.strength(h.mode)))
         blocking = [h for h in locks if h.blocking]
         result = StatementResult(

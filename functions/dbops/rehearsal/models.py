@@ -98,11 +98,20 @@ class RelationRef(BaseModel):
     """A relation a lock was on, as it was before the command ran."""
 
     oid: int
-    name: str = Field(description="schema.name, or `relation <oid>` for one created and dropped unseen")
+    name: str = Field(
+        description="schema.name; a table's storage by the table's name (see storage); `relation <oid>` for one "
+        "created and dropped unseen"
+    )
     kind: str = Field(description="table, index, sequence, materialized view, ...")
     table: str = Field(description="the table it belongs to (itself for a table)")
     bytes: int | None = Field(default=None, description="the table's total size before the command")
     existed_before: bool = Field(description="false: created by the command, so no application was using it")
+    storage: str | None = Field(
+        default=None,
+        description="the lock was on storage of the table rather than the table itself: its TOAST storage, or the "
+        "new storage a rewrite built (a transient table or index pg_class names only inside the rewrite's "
+        "transaction); name, kind and existed_before are then the table's",
+    )
 
 
 class LockHold(BaseModel):
@@ -117,7 +126,10 @@ class LockHold(BaseModel):
         description="false: an earlier statement of the same transaction, shorter than the interval, may have taken it"
     )
     blocks: str = Field(description="what it keeps the application from doing")
-    blocking: bool = Field(description="it blocks the application's reads or writes on a table that existed")
+    blocking: bool = Field(
+        description="it blocks the application's reads or writes on a table that existed (a lock on the table's "
+        "storage never counts: the one on the table itself does)"
+    )
 
 
 class LockWait(BaseModel):
@@ -171,10 +183,23 @@ class Finding(BaseModel):
     advice: str
 
 
+class SchemaObjectChange(BaseModel):
+    """One object of pg_dump's (a `-- Name: ...; Type: ...` section) the downgrade left different."""
+
+    change: Literal["added", "removed", "changed"] = Field(
+        description="added: there after the downgrade, not before the upgrade; removed: the other way round"
+    )
+    object: str = Field(description="pg_dump's type and the qualified name, quoted as PostgreSQL quotes it")
+    lines: list[str] = Field(description="its definition's lines that differ: `- before`, `+ after`")
+
+
 class SchemaCheck(BaseModel):
     compared: bool = Field(description="false: the downgrade did not run, or failed")
     identical: bool | None = None
-    changes: list[str] = Field(default_factory=list, description="each changed line with the statement it is in")
+    changes: list[str] = Field(
+        default_factory=list, description="each object added, removed or changed, once: `added TABLE public.t`"
+    )
+    objects: list[SchemaObjectChange] = Field(default_factory=list, description="the same, with their lines")
     diff: list[str] = Field(default_factory=list, description="unified diff, before the upgrade vs after the downgrade")
 
 

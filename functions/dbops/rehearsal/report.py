@@ -24,6 +24,7 @@ from dbops.text import human_bytes, table_lines
 WIDTH = 118
 SHOWN_STATEMENTS = 15
 SHOWN_CHANGES = 12
+SHOWN_LINES = 8  # of each object's definition
 OUTPUT_LINES = 20
 
 
@@ -106,7 +107,11 @@ def _tables_text(s: StatementResult, rewritten: set[str]) -> tuple[str, str]:
     for h in existing:
         if h.mode == strongest.mode and h.relation.table not in tables:
             mark = "*" if h.relation.table in rewritten else ""
-            tables[h.relation.table] = f"{h.relation.table}{mark} ({human_bytes(h.relation.bytes)})"
+            tables[h.relation.table] = f"{h.relation.table}{mark} ({human_bytes(h.relation.bytes)}"
+    for table in tables:
+        notes = {h.relation.storage for h in existing if h.relation.table == table and h.relation.storage}
+        new = any(note.startswith("its new") for note in notes)
+        tables[table] += ", and its new storage)" if new else ", and its TOAST)" if notes else ")"
     return sql_name(strongest.mode), ", ".join(tables.values())
 
 
@@ -209,9 +214,16 @@ def format_report(r: RehearsalResult) -> str:
 
     if r.schema_check.compared and not r.schema_check.identical:
         lines += ["", "Schema after the downgrade vs before the upgrade:"]
-        lines += ["  " + c for c in r.schema_check.changes[:SHOWN_CHANGES]]
-        if len(r.schema_check.changes) > SHOWN_CHANGES:
-            lines.append(f"  and {len(r.schema_check.changes) - SHOWN_CHANGES} more (the diff is in --json)")
+        objects = r.schema_check.objects
+        for o in objects[:SHOWN_CHANGES]:
+            lines += _wrap(f"{o.change} {o.object}", "  ", "    ")
+            lines += ["      " + line[: WIDTH - 6] for line in o.lines[:SHOWN_LINES]]
+            if len(o.lines) > SHOWN_LINES:
+                lines.append(f"      and {len(o.lines) - SHOWN_LINES} more lines")
+        if not objects:
+            lines += ["  " + c for c in r.schema_check.changes[:SHOWN_CHANGES]]
+        if len(objects) > SHOWN_CHANGES:
+            lines.append(f"  and {len(objects) - SHOWN_CHANGES} more objects (the diff is in --json)")
 
     for run, what in ((r.upgrade, "upgrade"), (r.downgrade, "downgrade")):
         if run is not None and not run.ok and run.output_tail:

@@ -32,7 +32,10 @@ KINDS = {
 RELATIONS = """
 SELECT c.oid::int8, n.nspname, c.relname, c.relkind::text, c.relfilenode::int8,
        CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_total_relation_size(c.oid) ELSE pg_relation_size(c.oid) END,
-       i.indrelid::int8, format('%I.%I', n.nspname, c.relname)
+       i.indrelid::int8, format('%I.%I', n.nspname, c.relname),
+       array_remove(ARRAY[c.reltoastrelid::int8, (SELECT x.indexrelid::int8 FROM pg_index x
+                                                  WHERE c.reltoastrelid <> 0 AND x.indrelid = c.reltoastrelid
+                                                  LIMIT 1)], NULL)
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_index i ON i.indexrelid = c.oid
@@ -52,6 +55,7 @@ class Relation:
     bytes: int
     table_oid: int | None  # an index's table
     qualified: str  # schema.name, each part quoted when it needs it, as PostgreSQL quotes it (quote_ident)
+    toast: tuple[int, ...] = ()  # its TOAST table's and TOAST index's OIDs (pg_toast: not relations of their own here)
 
     @property
     def kind(self) -> str:
@@ -67,7 +71,15 @@ def snapshot(spec: ConnectionSpec) -> Relations:
         rows = conn.execute(RELATIONS).fetchall()
     return {
         int(r[0]): Relation(
-            int(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5] or 0), int(r[6]) if r[6] else None, str(r[7])
+            int(r[0]),
+            r[1],
+            r[2],
+            r[3],
+            int(r[4]),
+            int(r[5] or 0),
+            int(r[6]) if r[6] else None,
+            str(r[7]),
+            tuple(int(o) for o in r[8] if o),
         )
         for r in rows
     }
@@ -95,6 +107,20 @@ def name_parts(qualified: str) -> list[str]:
         i += 1
     parts.append("".join(current))
     return parts
+
+
+def storage_of(oid: int, relations: Relations) -> tuple[Relation, str] | None:
+    """The table whose storage a relation of no name here is, and what it is to it: its TOAST table or index, or
+    the new heap a rewrite built (ALTER TABLE ... TYPE, VACUUM FULL, CLUSTER make a transient table, named
+    `pg_temp_<table oid>` in pg_class, but visible to no other session before it commits and dropped before then;
+    its storage is swapped into the table, whose relfilenode is then the transient table's OID)."""
+    for rel in relations.values():
+        if oid in rel.toast:
+            return rel, "its TOAST storage"
+    for rel in relations.values():
+        if rel.filenode == oid and rel.oid != oid and rel.relkind in ("r", "m"):
+            return rel, "its new storage (a rewrite's transient table)"
+    return None
 
 
 def table_of(relation: Relation, relations: Relations) -> Relation:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import difflib
 import re
 import subprocess
+from typing import Literal
 
 from dbops.errors import ToolError
 from dbops.postgres.connection import ConnectionSpec, connect, server_version_num
 from dbops.postgres.tools import find_tool, require_compatible, tool_version
-from dbops.rehearsal.models import SchemaCheck
+from dbops.rehearsal.models import SchemaCheck, SchemaObjectChange
 
 MAX_DIFF_LINES = 400
 
@@ -103,49 +104,111 @@ def normalize(text: str) -> list[str]:
     return lines
 
 
-def _starts_statement(line: str) -> bool:
-    return bool(line) and not line[0].isspace() and not line.startswith(")")
+# pg_dump's header of each object it writes (the name is the object's tag, unquoted)
+_HEADER = re.compile(r"^-- Name: (.*); Type: ([^;]*); Schema: ([^;]*)(?:; Owner: [^;]*)?(?:; Tablespace: [^;]*)?$")
+_IDENT = r'(?:"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*)'
+_QUALIFIED = re.compile(rf"(?<![\w$\"]){_IDENT}\.{_IDENT}(?![\w$])")
+PREAMBLE = "SETTINGS"  # what pg_dump writes before its first object (SET lines)
 
 
-def _header(line: str) -> str:
-    return line.removesuffix(" (").rstrip(";")
+def _objects(text: str) -> dict[tuple[str, str, str], list[str]]:
+    """The dump's objects by (type, schema, tag) in the dump's order, each with its normalized definition; the
+    `-- Name: ...; Type: ...` headers outside quoted text delimit them."""
+    raw = text.splitlines()
+    chunks: dict[tuple[str, str, str], list[str]] = {(PREAMBLE, "-", ""): []}
+    current = chunks[(PREAMBLE, "-", "")]
+    for line, quoted in zip(raw, _in_quotes(raw), strict=True):
+        header = None if quoted else _HEADER.match(line)
+        if header is None:
+            current.append(line)
+            continue
+        name, kind, schema = header.groups()
+        key, n = (kind, schema, name), 1
+        while key in chunks:  # the same header twice: keep both
+            n += 1
+            key = (kind, schema, f"{name} #{n}")
+        current = chunks[key] = []
+    return {key: normalize("\n".join(lines)) for key, lines in chunks.items()}
 
 
-def _starts(lines: list[str]) -> list[bool]:
-    """For each line, whether it starts a statement (at the start of the line, outside quoted text)."""
-    return [not quoted and _starts_statement(line) for line, quoted in zip(lines, _in_quotes(lines), strict=True)]
+def _unquote(ident: str) -> str:
+    return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident
 
 
-def _owners(lines: list[str], starts: list[bool]) -> list[str]:
-    """For each line, the statement it belongs to: the last line before it (or itself) that starts one."""
-    owners, current = [], ""
-    for line, start in zip(lines, starts, strict=True):
-        if start:
-            current = _header(line)
-        owners.append(current)
-    return owners
+def _quote(part: str) -> str:
+    plain = re.fullmatch(r"[a-z_][a-z0-9_$]*", part) is not None
+    return part if plain else '"' + part.replace('"', '""') + '"'
 
 
-def _change(sign: str, line: str, owner: str, start: bool) -> str:
-    if start:
-        return f"{sign} {_header(line)}"
-    return f"{sign} {line.strip().rstrip(',;')} (in {owner})"
+def _label(key: tuple[str, str, str], definition: list[str]) -> str:
+    """`TYPE schema.name`, the name quoted as PostgreSQL quotes it: as the definition writes it (pg_dump quotes
+    as quote_ident does, keywords too), else each part quoted unless plain lower case."""
+    kind, schema, name = key
+    if kind == PREAMBLE:
+        return "the dump's settings (SET lines)"
+    if schema == "-":
+        return f"{kind} {name}"
+    for line in definition:
+        for match in _QUALIFIED.finditer(line):
+            written = match.group(0)
+            found_schema, found = _parts(written)
+            if found_schema != schema:
+                continue
+            if found == name:
+                return f"{kind} {written}"
+            if name.startswith(f"{found}("):  # a function's signature
+                return f"{kind} {written}{name[len(found) :]}"
+            if name.startswith(f"{found} "):  # `table constraint`, `table trigger`, `table column` (DEFAULT)
+                return f"{kind} {_quote(name[len(found) + 1 :])} ON {written}"
+    if " " in name or "(" in name:  # a tag of several words (`table constraint`) or a signature: as pg_dump wrote it
+        return f"{kind} {_quote(schema)}.{name}"
+    return f"{kind} {_quote(schema)}.{_quote(name)}"
 
 
-def compare(before: str, after: str) -> SchemaCheck:
-    """Whether two dumps hold the same schema; if not, each changed line with the statement it is in, and the diff."""
-    old, new = normalize(before), normalize(after)
-    if old == new:
-        return SchemaCheck(compared=True, identical=True)
-    old_starts, new_starts = _starts(old), _starts(new)
-    old_owner, new_owner = _owners(old, old_starts), _owners(new, new_starts)
-    changes = []
+def _parts(qualified: str) -> list[str]:
+    return [_unquote(m.group(0)) for m in re.finditer(_IDENT, qualified)]
+
+
+def _trim(line: str) -> str:
+    return line.strip().rstrip(",;")
+
+
+def _lines_changed(old: list[str], new: list[str]) -> list[str]:
+    """An object's definition's changed lines, `- old` and `+ new`; a line that only gained or lost its trailing
+    comma (the line before an added column) is no change."""
+    lines = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
         if tag == "equal":
             continue
-        changes += [_change("-", old[i], old_owner[i], old_starts[i]) for i in range(i1, i2) if old[i]]
-        changes += [_change("+", new[j], new_owner[j], new_starts[j]) for j in range(j1, j2) if new[j]]
+        gone = [_trim(line) for line in old[i1:i2] if line.strip()]
+        came = [_trim(line) for line in new[j1:j2] if line.strip()]
+        lines += [f"- {line}" for line in gone if line not in came]
+        lines += [f"+ {line}" for line in came if line not in gone]
+    return lines
+
+
+def compare(before: str, after: str) -> SchemaCheck:
+    """Whether two dumps hold the same schema; if not, each object added, removed or changed, once, with its
+    definition's lines that differ, and the diff."""
+    old, new = normalize(before), normalize(after)
+    if old == new:
+        return SchemaCheck(compared=True, identical=True)
+    old_objects, new_objects = _objects(before), _objects(after)
+    objects = []
+    for key in [*old_objects, *(k for k in new_objects if k not in old_objects)]:
+        was, now = old_objects.get(key), new_objects.get(key)
+        if was == now:
+            continue
+        change: Literal["added", "removed", "changed"] = (
+            "added" if was is None else "removed" if now is None else "changed"
+        )
+        lines = _lines_changed(was or [], now or [])
+        if not lines:
+            continue  # only blank lines moved
+        label = _label(key, now or was or [])
+        objects.append(SchemaObjectChange(change=change, object=label, lines=lines))
     diff = list(difflib.unified_diff(old, new, "before the upgrade", "after the downgrade", lineterm=""))
     if len(diff) > MAX_DIFF_LINES:
         diff = [*diff[:MAX_DIFF_LINES], f"... {len(diff) - MAX_DIFF_LINES} more lines"]
-    return SchemaCheck(compared=True, identical=False, changes=changes, diff=diff)
+    changes = [f"{o.change} {o.object}" for o in objects] or ["the dumps differ in their layout only"]
+    return SchemaCheck(compared=True, identical=False, changes=changes, objects=objects, diff=diff)
