@@ -66,6 +66,6 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
             if req.mode == "restore" and not req.tables and target_existed
             else None,
             "tables": plans,
-            "use_fargate": manifest.dump.raw_size > settings.fargate_threshold_bytes,
+            "use_fargate": manifest.raw_bytes > settings.fargate_threshold_bytes,
         }
     )
