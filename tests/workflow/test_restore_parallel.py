@@ -11,7 +11,7 @@ from dbops import aws
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest
 from dbops.backup.parallel.run import run_parallel_backup
-from dbops.backup.run import BackupRequest
+from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_entry
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.rehearsal import source
@@ -89,3 +89,36 @@ def test_a_rehearsal_restores_a_parallel_backup_whole(
     source.restore_backup(bucket, catalog.find_backup(bucket, backup.id), scratch)
 
     assert table_checksums(scratch) == good
+
+
+def _oids(spec: ConnectionSpec, tables: list[str]) -> set[int]:
+    with connect(spec) as conn:
+        return {int(conn.execute("SELECT %s::regclass::oid", [t]).fetchone()[0]) for t in tables}  # type: ignore[index]
+
+
+def test_a_selective_restores_safety_backup_holds_its_tables_alone_and_puts_them_back(
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
+) -> None:
+    configure(sample_db)
+    run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))  # the single format
+    _incident(sample_db)
+    damaged = table_checksums(sample_db)
+
+    restored = run_restore(tables=["users", "sprints"])
+
+    assert restored["status"] == "SUCCEEDED", restored.get("cause")
+    safety = catalog.find_backup(bucket, json.loads(restored["output"])["safety_backup_id"]).manifest
+    assert (safety.kind, safety.format, safety.tables_only) == ("prerestore", "parallel", True)
+    assert {o.table_oid for o in safety.data} == _oids(sample_db, ["users", "sprints"])
+    assert sorted(t.qualified for t in safety.tables) == ["public.sprints", "public.users"]
+    assert table_checksums(sample_db)["public.users"] != damaged["public.users"]
+
+    whole = run_restore(backup=safety.id)
+
+    assert whole["status"] == "FAILED" and "holds the rows of some tables only" in whole["cause"]
+    assert whole["states"][:4] == ["Request", "RestoreOrRehearse", "Validate", "Rollback"]
+
+    back = run_restore(backup=safety.id, tables=["users", "sprints"])
+
+    assert back["status"] == "SUCCEEDED", back.get("cause")
+    assert table_checksums(sample_db) == damaged

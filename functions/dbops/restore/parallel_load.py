@@ -91,6 +91,11 @@ def load_rows(
             raise failed.exception()  # type: ignore[misc]
 
 
+def whole_refused(manifest: BackupManifest) -> str:
+    names = ", ".join(t.qualified for t in manifest.tables)
+    return f"backup {manifest.id} holds the rows of some tables only ({names}): restore those tables from it"
+
+
 def restore_parallel(
     bucket: str,
     manifest: BackupManifest,
@@ -106,6 +111,8 @@ def restore_parallel(
     `archive.selective_list` filters a single archive's), and only their data objects read from S3."""
     if manifest.format != "parallel":
         raise RestoreError(f"backup {manifest.id} is a single-archive backup: restore it with pg_restore")
+    if manifest.tables_only and chosen is None:
+        raise RestoreError(whole_refused(manifest))
     psql = find_tool("psql", pg_bin_dir)
     folder = Path(tempfile.mkdtemp(prefix="dbops-parallel-", dir=work_dir))
     try:

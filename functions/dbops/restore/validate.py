@@ -11,7 +11,7 @@ from dbops.postgres.connection import ConnectionSpec, database_spec
 from dbops.restore import databases
 from dbops.restore.backup_choice import choose_backup
 from dbops.restore.models import RestoreRequest, RestoreState
-from dbops.restore.table_choice import plan_of, resolve_tables, unrestorable_in
+from dbops.restore.table_choice import resolve_tables, unrestorable_in, whole_plan
 from dbops.restore.versions import check_versions
 from dbops.settings import FunctionSettings
 
@@ -43,7 +43,7 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
         )
     if entry.verified is None:
         verify_entry(settings.bucket, entry, settings.pg_bin_dir)
-    plans = resolve_tables(req.tables, manifest) if req.tables else [plan_of(t) for t in manifest.tables]
+    plans = resolve_tables(req.tables, manifest) if req.tables else whole_plan(manifest)
     check_versions(manifest, spec, settings.pg_bin_dir)
     target, target_existed = target_of(req, spec)
     if req.tables and req.mode == "restore":
