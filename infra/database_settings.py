@@ -45,6 +45,7 @@ class VpcPlacement(SettingsModel):
 
 
 BackupRunner = Literal["auto", "lambda", "fargate"]
+BackupFormat = Literal["single", "parallel", "auto"]
 
 
 class DatabaseBackup(SettingsModel):
@@ -57,6 +58,14 @@ class DatabaseBackup(SettingsModel):
     )
     runner: BackupRunner = Field(
         default="auto", description="lambda, fargate, or auto (decided from its last committed backup)"
+    )
+    format: BackupFormat = Field(
+        default="single",
+        description="single (one pg_dump archive), parallel (tables in page ranges, COPYed N at a time), or auto "
+        "(parallel once its last backup wrote 1 GiB)",
+    )
+    max_streams: int | None = Field(
+        default=None, ge=1, le=32, description="a parallel backup's COPY streams at most; absent: 4"
     )
 
     @field_validator("schedule")
@@ -156,6 +165,8 @@ class DatabaseSettings(SettingsModel):
             secret_id=self.secret_arn,
             sslrootcert=self.sslrootcert,
             backup_runner=self.backup.runner,
+            backup_format=self.backup.format,
+            backup_max_streams=self.backup.max_streams,
         )
         return config.model_dump(exclude_defaults=True)
 

@@ -96,7 +96,7 @@ def settings_dict() -> dict[str, Any]:
                 "maintenance": {"rules": [dict(BILLING_RULE)], "lock_timeout_s": 2},
                 "health_thresholds": {"connections_warn_percent": 70, "connections_critical_percent": 85},
                 "alarms": {"thresholds": {"connections_used_percent": 80, "backup_age_hours": 30}},
-                "backup": {"runner": "fargate"},
+                "backup": {"runner": "fargate", "format": "parallel", "max_streams": 6},
             },
         ],
         "schedules": {"vacuum": "cron(15 1 * * ? *)", "archive": "off"},

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
 
+from dbops.backup.database_backup import format_for
 from dbops.settings import FunctionSettings
 from tests.infra.conftest import GROUPS, SECRET_KEY, SUBNETS, Synth, secret_arn
 
@@ -283,6 +285,8 @@ def test_function_environment_is_what_the_functions_settings_model_reads(
             "sslmode": "verify-full",
             "sslrootcert": "/opt/certs/test-ca.pem",
             "backup_runner": "fargate",
+            "backup_format": "parallel",
+            "backup_max_streams": 6,
             "rds_cluster_id": "billing-aurora",
         },
     ]
@@ -295,6 +299,10 @@ def test_function_environment_is_what_the_functions_settings_model_reads(
     assert settings.retention_keep == 5
     assert [db.name for db in settings.databases] == ["sprint_reports_v2", "billing"]
     assert settings.database("billing").secret_id == secret_arn("billing")
+    billing = settings.database("billing")  # cdk.json backup.format and backup.max_streams reach the functions
+    assert (billing.backup_format, billing.backup_max_streams) == ("parallel", 6)
+    assert format_for(settings, "billing").workers == min(6, os.cpu_count() or 1)
+    assert settings.database("sprint_reports_v2").backup_format == "single"
 
 
 def test_functions_asset_is_the_functions_folder_without_the_local_stack(synthesized: Synth) -> None:

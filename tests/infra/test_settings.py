@@ -98,6 +98,14 @@ def test_minimal_settings_get_verify_full_defaults_and_need_a_ca_bundle(tmp_path
             r"dbops\.databases\.1\.backup\.schedule: .*6 fields",
         ),
         (
+            lambda s: s["databases"][1]["backup"].update(format="fast"),
+            r"dbops\.databases\.1\.backup\.format: Input should be 'single', 'parallel' or 'auto'",
+        ),
+        (
+            lambda s: s["databases"][1]["backup"].update(max_streams=0),
+            r"dbops\.databases\.1\.backup\.max_streams: Input should be greater than or equal to 1",
+        ),
+        (
             lambda s: s["databases"][1]["backup"].update(runner="ec2"),
             r"dbops\.databases\.1\.backup\.runner: Input should be 'auto', 'lambda' or 'fargate'",
         ),

@@ -41,15 +41,19 @@ def test_cli_selective_restore_follows_the_execution_state_by_state(
     assert executions[0]["status"] == "SUCCEEDED"
 
 
-def test_cli_refuses_a_misspelled_table_before_starting_an_execution(
-    sample_db: ConnectionSpec,
-    bucket: str,
-    configure: Callable[..., None],
-    restore_machine: str,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+@pytest.fixture
+def backed_up(
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], restore_machine: str
+) -> ConnectionSpec:
+    """The sample database configured for the CLI, with a backup to restore from."""
     configure(sample_db)
     run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))
+    return sample_db
+
+
+def test_cli_refuses_a_misspelled_table_before_starting_an_execution(
+    backed_up: ConnectionSpec, capsys: pytest.CaptureFixture[str]
+) -> None:
     executions = len(main_executions(capsys))
 
     code = main(["restore", "--table", "no_such_table", "--dry-run"])
@@ -63,15 +67,8 @@ def test_cli_refuses_a_misspelled_table_before_starting_an_execution(
 
 
 def test_cli_exits_2_with_the_reason_when_the_execution_refuses(
-    sample_db: ConnectionSpec,
-    bucket: str,
-    configure: Callable[..., None],
-    restore_machine: str,
-    capsys: pytest.CaptureFixture[str],
+    backed_up: ConnectionSpec, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    configure(sample_db)
-    run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))
-
     code = main(["restore", "--table", "users", "--target", "no_such_db"])  # the target is Validate's to check
 
     out = capsys.readouterr().out

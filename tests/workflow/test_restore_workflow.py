@@ -105,28 +105,36 @@ def test_kept_copies_are_dropped_once_their_time_is_up(
     assert copy not in _databases(sample_db)  # ...and dropped by the cleanup of expired copies
 
 
-def test_selective_restore_of_two_tables_keeps_indexes_foreign_keys_and_other_tables(
-    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
-) -> None:
-    configure(sample_db)
-    good = table_checksums(sample_db)
-    structure = _structure(sample_db, ["users", "sprints"])
-    run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))
-    _incident(sample_db)
-    with connect(sample_db) as conn:  # a change to a table that is not restored must survive
+def restore_users_and_sprints(spec: ConnectionSpec, back_up: Callable[[], object], run_restore: Run) -> dict[str, Any]:
+    """Back up, lose rows of users and sprints and change teams, restore users and sprints selectively: they are as
+    backed up (with their indexes and constraints), teams keeps its change, the scratch copy is gone."""
+    good = table_checksums(spec)
+    structure = _structure(spec, ["users", "sprints"])
+    back_up()
+    _incident(spec)
+    with connect(spec) as conn:  # a change to a table that is not restored must survive
         conn.execute("UPDATE teams SET name = name || ' (renamed)' WHERE id = 1")
-    databases_before = _databases(sample_db)
+    databases_before = _databases(spec)
 
     result = run_restore(tables=["users", "sprints"])
 
     assert result["status"] == "SUCCEEDED", result.get("cause")
-    after = table_checksums(sample_db)
+    after = table_checksums(spec)
     assert after["public.users"] == good["public.users"]
     assert after["public.sprints"] == good["public.sprints"]
     assert after["public.issues"] == good["public.issues"]
     assert after["public.teams"] != good["public.teams"]  # untouched by the restore
-    assert _structure(sample_db, ["users", "sprints"]) == structure
-    assert _databases(sample_db) == databases_before  # the scratch copy is gone
+    assert _structure(spec, ["users", "sprints"]) == structure
+    assert _databases(spec) == databases_before  # the scratch copy is gone
+    return result
+
+
+def test_selective_restore_of_two_tables_keeps_indexes_foreign_keys_and_other_tables(
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
+) -> None:
+    configure(sample_db)
+    request = BackupRequest(database="sprint_reports_v2", bucket=bucket)
+    restore_users_and_sprints(sample_db, lambda: run_backup(sample_db, request), run_restore)
 
 
 def test_drill_restores_the_latest_backup_checks_it_records_it_and_drops_it(

@@ -92,6 +92,11 @@ class BackupManifest(BaseModel):
     data: list[DataObject] = Field(default_factory=list, description="parallel: the copied tables' rows")
     workers: int | None = Field(default=None, description="parallel: the COPY streams used")
     encoding: str | None = Field(default=None, description="parallel: the server encoding the rows are in")
+    tables_only: bool = Field(
+        default=False,
+        description="parallel: the rows of `tables` only (a selective restore's safety backup); other tables' "
+        "definitions are in `dump`, their rows nowhere: it restores selectively, never whole",
+    )
     schema_sql: StoredObject | None = None
     pg_dump_version: str
     server_version: str

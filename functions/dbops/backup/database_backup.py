@@ -40,8 +40,9 @@ def _time_to_verify(manifest: BackupManifest, deadline: float | None) -> bool:
 
 def format_for(settings: FunctionSettings, name: str) -> FormatChoice:
     """The database's configured format (auto: from its last committed backup) and the COPY streams it may use."""
-    configured = settings.database(name).backup_format
-    workers = worker_count(settings.max_streams, settings.lambda_memory_mb)
+    db = settings.database(name)
+    configured = db.backup_format
+    workers = worker_count(db.backup_max_streams or settings.max_streams, settings.lambda_memory_mb)
     last = None
     if configured == "auto":
         entries = catalog.list_backups(settings.bucket, database=name)

@@ -44,6 +44,11 @@ class BackupRequest(BaseModel):
     pg_bin_dir: str | None = None
     lock_wait_timeout_s: int = 120
     labels: dict[str, str] = Field(default_factory=dict)
+    tables: list[tuple[str, str]] | None = Field(
+        default=None,
+        description="parallel format only: (schema, name) of the tables whose rows to back up, with their partitions "
+        "and inheritance children (a selective restore's safety backup); None: every table",
+    )
     lock: BackupLock | None = Field(default=None, description="S3 Object Lock on every object written")
 
     def object_lock(self) -> s3stream.ObjectLock | None:
@@ -166,6 +171,8 @@ def run_backup(
     progress: Progress | None = None,
 ) -> BackupManifest:
     """Dump one database into the bucket; returns the committed manifest or raises BackupError."""
+    if request.tables is not None:
+        raise BackupError(f"backup of {request.database}: only the parallel format backs up some tables alone")
     limit = Deadline(deadline)
     backup_id = catalog.new_backup_id()
     prefix = catalog.backup_prefix(request.kind, request.database, backup_id)

@@ -87,6 +87,13 @@ class DatabaseConfig(BaseModel):
         description="single: one pg_dump archive; parallel: tables in ranges, COPYed N at a time into objects of "
         "their own (dbops.backup.parallel); auto: parallel once the database is large (dbops.backup.formats)",
     )
+    backup_max_streams: int | None = Field(
+        default=None,
+        ge=1,
+        le=32,
+        description="a parallel backup's COPY streams at most (never more than the machine's CPUs); None: the "
+        "functions' DBOPS_MAX_STREAMS (default 4)",
+    )
     rds_instance_id: str | None = Field(
         default=None,
         pattern=RDS_INSTANCE_ID,

@@ -25,7 +25,7 @@ from dbops.errors import DbopsError, RestoreError, VerificationFailed
 from dbops.postgres.connection import ConnectionSpec
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.postgres.tools import StderrTail, find_tool
-from dbops.restore.archive import download
+from dbops.restore.archive import download, selective_list
 
 COPY_TIMEOUT_S = 6 * 3600  # one object's COPY: a statement timeout that only a stuck server reaches
 LOCK_TIMEOUT_S = 60
@@ -76,10 +76,11 @@ def load_object(bucket: str, obj: DataObject, target: ConnectionSpec, encoding: 
         raise RestoreError(f"loading {_what(obj)} failed (psql exit code {returncode}): {stderr.text()}")
 
 
-def load_rows(bucket: str, manifest: BackupManifest, target: ConnectionSpec, jobs: int, psql: Path) -> None:
-    """Every data object, `jobs` at a time, largest first; the first failure is raised once the others ended."""
-    encoding = manifest.encoding or "UTF8"
-    objects = sorted(manifest.data, key=lambda o: -o.raw_size)
+def load_rows(
+    bucket: str, objects: list[DataObject], encoding: str, target: ConnectionSpec, jobs: int, psql: Path
+) -> None:
+    """The data objects, `jobs` at a time, largest first; the first failure is raised once the others ended."""
+    objects = sorted(objects, key=lambda o: -o.raw_size)
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dbops-load") as pool:
         futures = [pool.submit(load_object, bucket, obj, target, encoding, psql) for obj in objects]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
@@ -90,6 +91,11 @@ def load_rows(bucket: str, manifest: BackupManifest, target: ConnectionSpec, job
             raise failed.exception()  # type: ignore[misc]
 
 
+def whole_refused(manifest: BackupManifest) -> str:
+    names = ", ".join(t.qualified for t in manifest.tables)
+    return f"backup {manifest.id} holds the rows of some tables only ({names}): restore those tables from it"
+
+
 def restore_parallel(
     bucket: str,
     manifest: BackupManifest,
@@ -98,18 +104,30 @@ def restore_parallel(
     jobs: int = 2,
     pg_bin_dir: str | None = None,
     work_dir: str | None = None,
+    chosen: set[int] | None = None,
 ) -> None:
-    """Restore a parallel backup into `target`, an empty database that exists."""
+    """Restore a parallel backup into `target`, an empty database that exists. `chosen` (pg_class OIDs): only
+    those tables, as a selective restore stages them (the schema archive's TOC filtered to them, as
+    `archive.selective_list` filters a single archive's), and only their data objects read from S3."""
     if manifest.format != "parallel":
         raise RestoreError(f"backup {manifest.id} is a single-archive backup: restore it with pg_restore")
+    if manifest.tables_only and chosen is None:
+        raise RestoreError(whole_refused(manifest))
     psql = find_tool("psql", pg_bin_dir)
     folder = Path(tempfile.mkdtemp(prefix="dbops-parallel-", dir=work_dir))
     try:
         archive = download(bucket, manifest.dump, folder / "schema.dump")
-        run_pg_restore(target, ["--section=pre-data"], archive=archive, pg_bin_dir=pg_bin_dir)
-        load_rows(bucket, manifest, target, jobs, psql)
-        run_pg_restore(target, ["--section=data"], archive=archive, pg_bin_dir=pg_bin_dir)
-        run_pg_restore(target, ["--section=post-data", f"--jobs={jobs}"], archive=archive, pg_bin_dir=pg_bin_dir)
+        only: list[str] = []
+        objects = manifest.data
+        if chosen is not None:
+            listing = selective_list(archive, manifest.tables, chosen, folder, pg_bin_dir)
+            only = [f"--use-list={listing}"]
+            objects = [o for o in manifest.data if o.table_oid in chosen]
+        run_pg_restore(target, ["--section=pre-data", *only], archive=archive, pg_bin_dir=pg_bin_dir)
+        load_rows(bucket, objects, manifest.encoding or "UTF8", target, jobs, psql)
+        run_pg_restore(target, ["--section=data", *only], archive=archive, pg_bin_dir=pg_bin_dir)
+        post = ["--section=post-data", f"--jobs={jobs}", *only]
+        run_pg_restore(target, post, archive=archive, pg_bin_dir=pg_bin_dir)
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(folder)

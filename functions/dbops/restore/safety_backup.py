@@ -1,8 +1,18 @@
-"""The SafetyBackup step: a backup of the target as it is now (kind prerestore) before a restore replaces it."""
+"""The SafetyBackup step: a backup of the target as it is now (kind prerestore) before a restore replaces it.
+
+A full restore replaces the whole database: its safety backup is whole. A selective restore's swap changes the rows
+of the chosen tables only (its foreign-key checks refuse any change that would reach another table's rows, and it
+quiets the tables' own triggers and rules), so its safety backup holds those tables' rows alone: a parallel-format
+backup limited to them (with their partitions and children as the target has them now), which a selective
+restore of those tables puts back like any other backup.
+"""
 
 from __future__ import annotations
 
 from dbops.backup import catalog
+from dbops.backup.catalog import BackupManifest
+from dbops.backup.parallel.plan import worker_count
+from dbops.backup.parallel.run import run_parallel_backup
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.restore.connections import target_spec
 from dbops.restore.models import RestoreState
@@ -16,15 +26,19 @@ def safety_backup(state: RestoreState, settings: FunctionSettings) -> RestoreSta
     for entry in catalog.list_backups(settings.bucket, kind="prerestore", database=state.database):
         if entry.manifest.labels.get("restore_id") == state.restore_id:  # a retried step: reuse it
             return state.model_copy(update={"safety_backup_id": entry.manifest.id})
-    manifest = run_backup(
-        target_spec(state, settings),
-        BackupRequest(
-            database=str(state.database),
-            bucket=settings.bucket,
-            kind="prerestore",
-            pg_bin_dir=settings.pg_bin_dir,
-            labels={"restore_id": state.restore_id},
-            lock=settings.backup_lock,
-        ),
+    request = BackupRequest(
+        database=str(state.database),
+        bucket=settings.bucket,
+        kind="prerestore",
+        pg_bin_dir=settings.pg_bin_dir,
+        labels={"restore_id": state.restore_id},
+        tables=[(t.schema_name, t.name) for t in state.tables] if state.selective else None,
+        lock=settings.backup_lock,
     )
+    manifest: BackupManifest
+    if state.selective:
+        workers = worker_count(settings.max_streams, settings.lambda_memory_mb)
+        manifest = run_parallel_backup(target_spec(state, settings), request, workers=workers)
+    else:
+        manifest = run_backup(target_spec(state, settings), request)
     return state.model_copy(update={"safety_backup_id": manifest.id})

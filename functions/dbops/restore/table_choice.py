@@ -9,6 +9,7 @@ from dbops.errors import RestoreRefused
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore.models import TablePlan
 from dbops.restore.names import TableName, display, parse_table_name
+from dbops.restore.parallel_load import whole_refused
 from dbops.text import plural
 
 KIND_OF_TABLE = (
@@ -82,6 +83,13 @@ def resolve_tables(names: list[str], manifest: BackupManifest) -> list[TablePlan
             "(--target NAME) and copy the tables from there, or take a new backup"
         )
     return [plan_of(t) for t in resolve_names(names, manifest.tables, f"backup {manifest.id}")]
+
+
+def whole_plan(manifest: BackupManifest) -> list[TablePlan]:
+    """Every table of a backup that restores whole; a backup of some tables' rows only is refused."""
+    if manifest.tables_only:
+        raise RestoreRefused(whole_refused(manifest))
+    return [plan_of(t) for t in manifest.tables]
 
 
 def resolve_names(names: list[str], tables: list[TableStat], where: str) -> list[TableStat]:

@@ -12,7 +12,7 @@ from dbops.postgres.connection import ConnectionSpec, database_spec
 from dbops.restore import databases
 from dbops.restore.backup_choice import choose_backup
 from dbops.restore.models import RestoreRequest, RestoreState
-from dbops.restore.table_choice import plan_of, resolve_tables, unrestorable_in
+from dbops.restore.table_choice import resolve_tables, unrestorable_in, whole_plan
 from dbops.restore.versions import check_versions
 from dbops.settings import FunctionSettings
 
@@ -53,7 +53,7 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
         )
     if entry.verified is None:
         verify_entry(settings.bucket, entry, settings.pg_bin_dir)
-    plans = resolve_tables(req.tables, manifest) if req.tables else [plan_of(t) for t in manifest.tables]
+    plans = resolve_tables(req.tables, manifest) if req.tables else whole_plan(manifest)
     check_versions(manifest, spec, settings.pg_bin_dir)
     target, target_existed = target_of(req, spec)
     if req.tables and req.mode == "restore":
@@ -76,6 +76,6 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
             if req.mode == "restore" and not req.tables and target_existed
             else None,
             "tables": plans,
-            "use_fargate": manifest.dump.raw_size > settings.fargate_threshold_bytes,
+            "use_fargate": manifest.raw_bytes > settings.fargate_threshold_bytes,
         }
     )

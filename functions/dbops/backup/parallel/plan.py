@@ -32,6 +32,18 @@ COPIED_TABLES = sql.SQL("""
 """)
 
 
+# the tables named, with their partitions and inheritance children at any depth
+NAMED_AND_DESCENDANTS = """
+    WITH RECURSIVE chosen(oid) AS (
+        SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest(%(schemas)s::text[], %(names)s::text[]))
+      UNION
+        SELECT i.inhrelid FROM pg_inherits i JOIN chosen ON i.inhparent = chosen.oid
+    )
+    SELECT oid FROM chosen
+"""
+
+
 @dataclass(frozen=True)
 class SourceTable:
     oid: int
@@ -75,6 +87,13 @@ def copied_tables(conn: psycopg.Connection[Any], server_version_num: int) -> lis
         )
         for r in conn.execute(query).fetchall()
     ]
+
+
+def named_tables(conn: psycopg.Connection[Any], names: list[tuple[str, str]]) -> set[int]:
+    """The OIDs of the tables named (schema, name), with their partitions and children: what a limited backup
+    holds the rows of."""
+    params = {"schemas": [s for s, _ in names], "names": [n for _, n in names]}
+    return {int(r[0]) for r in conn.execute(NAMED_AND_DESCENDANTS, params).fetchall()}
 
 
 def range_bytes_for(tables: list[SourceTable], workers: int, most: int = RANGE_BYTES) -> int:

@@ -23,7 +23,7 @@ from dbops.aws import s3stream
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest, DataObject, StoredObject, TableStat
 from dbops.backup.deadline import Deadline
-from dbops.backup.parallel.plan import Job, SourceTable, copied_tables, plan_jobs, range_bytes_for
+from dbops.backup.parallel.plan import Job, SourceTable, copied_tables, named_tables, plan_jobs, range_bytes_for
 from dbops.backup.parallel.worker import CopySession, Running, copy_job
 from dbops.backup.run import BackupRequest, Progress, discard, failure, upload_dump
 from dbops.backup.snapshot import SnapshotHolder
@@ -100,9 +100,13 @@ def run_parallel_backup(
             with SnapshotHolder(conn, lock_wait_s) as holder:
                 snapshot = holder.export()
                 tables = copied_tables(conn, source.server_num)
-                _lock(conn, tables)
-                holder.start_counting(skip=[t.oid for t in tables])
-                jobs = plan_jobs(tables, range_bytes or range_bytes_for(tables, workers))
+                keep = None if request.tables is None else named_tables(conn, request.tables)
+                copied = tables if keep is None else [t for t in tables if t.oid in keep]
+                _lock(conn, copied)
+                # a limited backup reads no other table's rows, not even to count them
+                outside = [] if keep is None else [t.oid for t in holder.tables if t.oid not in keep]
+                holder.start_counting(skip=[*(t.oid for t in tables), *(o for o in outside if o is not None)])
+                jobs = plan_jobs(copied, range_bytes or range_bytes_for(copied, workers))
                 session = CopySession(
                     psql,
                     spec.libpq_env(),
@@ -119,6 +123,7 @@ def run_parallel_backup(
                     str(source.pg_dump.path), "--no-password", f"--snapshot={snapshot}",
                     f"--lock-wait-timeout={lock_wait_s}s", "--format=custom", "--compress=0",
                     *(f"--exclude-table-data={_pattern(t)}" for t in tables),
+                    *([] if keep is None else ["-B"]),  # no large objects: they belong to no table
                 ]  # fmt: skip
 
                 def schema_dump() -> StoredObject:
@@ -134,6 +139,8 @@ def run_parallel_backup(
 
                 dump, objects = _run_all(jobs, work, running, workers, schema_dump)
                 stats = _with_rows(holder.stats(request.database), objects)
+                if keep is not None:
+                    stats = [t for t in stats if t.oid in keep]
             manifest = source.manifest(
                 id=backup_id,
                 database=request.database,
@@ -144,6 +151,7 @@ def run_parallel_backup(
                 workers=workers,
                 encoding=encoding,
                 tables=stats,
+                tables_only=keep is not None,
                 labels=request.labels,
             )
             limit.check(request.database)

@@ -1,0 +1,112 @@
+"""Parallel-format backups restored through the synthesized state machine: in full (the rows streamed from S3 into
+the staged copy), selectively (only the chosen tables' objects read), and a selective restore's own safety backup."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.catalog import BackupManifest
+from dbops.backup.parallel.run import run_parallel_backup
+from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.verify import verify_entry
+from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.rehearsal import source
+from tests.support import table_checksums
+from tests.workflow.test_restore_workflow import _incident, _structure, restore_users_and_sprints
+
+Run = Callable[..., dict[str, Any]]
+RANGE_BYTES = 64 * 1024  # small ranges: the larger sample tables come in several objects
+
+
+def _parallel_backup(spec: ConnectionSpec, bucket: str) -> BackupManifest:
+    request = BackupRequest(database="sprint_reports_v2", bucket=bucket)
+    manifest = run_parallel_backup(spec, request, workers=2, range_bytes=RANGE_BYTES)
+    verify_entry(bucket, catalog.find_backup(bucket, manifest.id))  # Validate will not read it again
+    return manifest
+
+
+def test_full_restore_of_a_parallel_backup_stages_every_row_and_swaps(
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
+) -> None:
+    configure(sample_db)
+    good = table_checksums(sample_db)
+    structure = _structure(sample_db, ["users", "sprints", "issues"])
+    backup = _parallel_backup(sample_db, bucket)
+    assert backup.format == "parallel" and len(backup.data) > len({o.table_oid for o in backup.data})
+    _incident(sample_db)
+
+    result = run_restore()
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert "Check" in result["states"] and "Swap" in result["states"] and "Rollback" not in result["states"]
+    assert json.loads(result["output"])["backup_id"] == backup.id
+    assert table_checksums(sample_db) == good
+    assert _structure(sample_db, ["users", "sprints", "issues"]) == structure
+
+
+def test_selective_restore_of_a_parallel_backup_reads_only_its_tables_objects(
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
+) -> None:
+    configure(sample_db)
+
+    def back_up_and_spoil_the_other_tables() -> None:
+        backup = _parallel_backup(sample_db, bucket)
+        chosen = {t.oid for t in backup.tables if t.name in ("users", "sprints")}
+        others = [o for o in backup.data if o.table_oid not in chosen]
+        assert others and len(others) < len(backup.data)
+        # every other table's rows unreadable (not zstd, not their checksum): reading any of them fails the restore
+        for obj in others:
+            aws.client("s3").put_object(Bucket=bucket, Key=obj.key, Body=b"not this table's rows")
+
+    result = restore_users_and_sprints(sample_db, back_up_and_spoil_the_other_tables, run_restore)
+
+    assert "Check" in result["states"] and "Swap" in result["states"]
+
+
+def test_a_rehearsal_restores_a_parallel_backup_whole(
+    sample_db: ConnectionSpec, bucket: str, make_database: Callable[..., ConnectionSpec]
+) -> None:
+    good = table_checksums(sample_db)
+    backup = _parallel_backup(sample_db, bucket)
+    scratch = make_database(empty=True)
+
+    source.restore_backup(bucket, catalog.find_backup(bucket, backup.id), scratch)
+
+    assert table_checksums(scratch) == good
+
+
+def _oids(spec: ConnectionSpec, tables: list[str]) -> set[int]:
+    with connect(spec) as conn:
+        return {int(conn.execute("SELECT %s::regclass::oid", [t]).fetchone()[0]) for t in tables}  # type: ignore[index]
+
+
+def test_a_selective_restores_safety_backup_holds_its_tables_alone_and_puts_them_back(
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
+) -> None:
+    configure(sample_db)
+    run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))  # the single format
+    _incident(sample_db)
+    damaged = table_checksums(sample_db)
+
+    restored = run_restore(tables=["users", "sprints"])
+
+    assert restored["status"] == "SUCCEEDED", restored.get("cause")
+    safety = catalog.find_backup(bucket, json.loads(restored["output"])["safety_backup_id"]).manifest
+    assert (safety.kind, safety.format, safety.tables_only) == ("prerestore", "parallel", True)
+    assert {o.table_oid for o in safety.data} == _oids(sample_db, ["users", "sprints"])
+    assert sorted(t.qualified for t in safety.tables) == ["public.sprints", "public.users"]
+    assert table_checksums(sample_db)["public.users"] != damaged["public.users"]
+
+    whole = run_restore(backup=safety.id)
+
+    assert whole["status"] == "FAILED" and "holds the rows of some tables only" in whole["cause"]
+    assert whole["states"][:4] == ["Request", "RestoreOrRehearse", "Validate", "Rollback"]
+
+    back = run_restore(backup=safety.id, tables=["users", "sprints"])
+
+    assert back["status"] == "SUCCEEDED", back.get("cause")
+    assert table_checksums(sample_db) == damaged
