@@ -71,10 +71,21 @@ def bucket_id(synthesized: Synth) -> str:
     return synthesized.logical_id(synthesized.stack.storage.bucket)
 
 
+_TEMPLATES: dict[int, dict[str, Any]] = {}
+
+
+def template_of(synthesized: Synth) -> dict[str, Any]:
+    """The template as JSON, made once (Template.to_json is slow)."""
+    if id(synthesized) not in _TEMPLATES:
+        _TEMPLATES[id(synthesized)] = synthesized.json
+    return _TEMPLATES[id(synthesized)]
+
+
 def role_documents(synthesized: Synth) -> dict[str, list[dict[str, Any]]]:
     """Every role's identity policy statements (inline AWS::IAM::Policy attached to it, its Policies, managed
     policies of the stack), resolved, by the role's logical id."""
-    resources = synthesized.json["Resources"]
+    template = template_of(synthesized)
+    resources = template["Resources"]
     found: dict[str, list[dict[str, Any]]] = {
         role_id: [s for p in role["Properties"].get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
         for role_id, role in resources.items()
@@ -85,7 +96,7 @@ def role_documents(synthesized: Synth) -> dict[str, list[dict[str, Any]]]:
             for role in resource["Properties"].get("Roles", []):
                 found[role["Ref"]] += resource["Properties"]["PolicyDocument"]["Statement"]
     bucket = bucket_id(synthesized)
-    return {role: resolve(statements, synthesized.json, bucket) for role, statements in found.items()}
+    return {role: resolve(statements, template, bucket) for role, statements in found.items()}
 
 
 def as_list(value: Any) -> list[Any]:
@@ -330,7 +341,7 @@ def all_statements(synthesized: Synth) -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[str, dict[str, Any]]] = []
     for role, statements in role_documents(synthesized).items():
         found += [(role, s) for s in statements]
-    for logical_id, resource in synthesized.json["Resources"].items():
+    for logical_id, resource in template_of(synthesized)["Resources"].items():
         properties = resource.get("Properties", {})
         for name in ("PolicyDocument", "KeyPolicy"):
             if name in properties and resource["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
@@ -379,15 +390,15 @@ def test_listing_is_conditioned_on_the_granted_prefixes_on_the_template(synthesi
     """moto supplies no s3:prefix to conditions (and turns an unmet condition into a deny), so listing is proven
     here: every s3:ListBucket grant is on the bucket's ARN alone and carries an s3:prefix condition naming only
     prefixes the role also reads."""
-    for where, statement in all_statements(synthesized):
+    statements = all_statements(synthesized)
+    for where, statement in statements:
         if grants(statement, "s3:ListBucket") and "s3:ListBucket" in as_list(statement.get("Action", [])):
             assert statement["Resource"] == f"arn:aws:s3:::{BUCKET}", where
             prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
             reads = [
                 r.removeprefix(f"arn:aws:s3:::{BUCKET}/")
-                for _, s in all_statements(synthesized)
-                if _ is where or _ == where
-                if grants(s, "s3:GetObject")
+                for other, s in statements
+                if other == where and grants(s, "s3:GetObject")
                 for r in as_list(s["Resource"])
             ]
             assert set(prefixes) <= set(reads), (where, prefixes, reads)
