@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
@@ -10,7 +10,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
-from dbops.contract import BACKUPS_PREFIX
 from infra.database_settings import DatabaseSettings
 from infra.function_specs import BucketAccess, FunctionSpec
 
@@ -28,8 +27,12 @@ VPC_ENI_ACTIONS = (
 )
 
 
-def bucket_statements(bucket: s3.IBucket, key: kms.IKey, access: BucketAccess) -> list[iam.PolicyStatement]:
-    """Listing, reading, writing and tagging exactly the granted prefixes, and the backup key's actions for them."""
+def bucket_statements(
+    bucket: s3.IBucket, key: kms.IKey, access: BucketAccess, sids: Mapping[str, str] | None = None
+) -> list[iam.PolicyStatement]:
+    """Listing, reading, writing, tagging and locking exactly the granted prefixes, and the backup key's actions for
+    them (`sids`: other statement ids, for a principal that has these already for other prefixes)."""
+    sids = sids or {}
     statements = []
     if access.list_prefixes:
         statements.append(
@@ -44,12 +47,14 @@ def bucket_statements(bucket: s3.IBucket, key: kms.IKey, access: BucketAccess) -
         ("ReadBackups", S3_READ_ACTIONS, access.read),
         ("WriteBackups", S3_WRITE_ACTIONS, access.write),
         ("TagBackups", S3_TAG_ACTIONS, access.tag),
-        ("LockBackups", S3_LOCK_ACTIONS, [p for p in access.write if p.startswith(BACKUPS_PREFIX)]),
+        ("LockBackups", S3_LOCK_ACTIONS, access.lock),
     ):
         if patterns:
             statements.append(
                 iam.PolicyStatement(
-                    sid=sid, actions=list(actions), resources=[bucket.arn_for_objects(p) for p in patterns]
+                    sid=sids.get(sid, sid),
+                    actions=list(actions),
+                    resources=[bucket.arn_for_objects(p) for p in patterns],
                 )
             )
     if access.kms_actions:
@@ -150,5 +155,5 @@ def bucket_prefix_reasons(bucket: s3.IBucket, access: BucketAccess) -> dict[str,
             f"Objects under {pattern} are keyed <kind>/<database>/<id>... with ids made at run time: the grant "
             "is that prefix of the one bucket, nothing else in it."
         )
-        for pattern in sorted({*access.read, *access.write, *access.tag})
+        for pattern in sorted({*access.read, *access.write, *access.tag, *access.lock})
     }

@@ -18,15 +18,25 @@ from infra.constants import (
 )
 
 RESTORE_PREFIXES = (BACKUPS_PREFIX, RESTORES_PREFIX, DRILLS_PREFIX)
+# the backups a restore writes: its safety backup and a point-in-time one (both locked), and the verification record
+# of the backup it restores (unlocked, dbops.backup.catalog.record_verification); never another backup's objects
+RESTORE_BACKUP_WRITES = (
+    f"{BACKUPS_PREFIX}prerestore/*",
+    f"{BACKUPS_PREFIX}pointintime/*",
+    f"{BACKUPS_PREFIX}*/{contract.VERIFICATION_RECORD}",
+)
+RESTORE_BACKUP_LOCKS = RESTORE_BACKUP_WRITES[:2]
 
 
 @dataclass(frozen=True)
 class BucketAccess:
-    """Which keys of the backup bucket a function reads, writes, tags and lists (S3 key patterns, prefixes)."""
+    """Which keys of the backup bucket a function reads, writes, tags, locks and lists (S3 key patterns, prefixes).
+    `lock`: the backups it writes with their Object Lock retention (and may lengthen it on): PutObjectRetention."""
 
     read: tuple[str, ...] = ()
     write: tuple[str, ...] = ()
     tag: tuple[str, ...] = ()
+    lock: tuple[str, ...] = ()
     list_prefixes: tuple[str, ...] = ()
 
     @property
@@ -68,6 +78,7 @@ BACKUP = FunctionSpec(
         read=(f"{BACKUPS_PREFIX}*",),
         write=(f"{BACKUPS_PREFIX}*",),
         tag=(f"{BACKUPS_PREFIX}*",),
+        lock=(f"{BACKUPS_PREFIX}*",),
         list_prefixes=(BACKUPS_PREFIX,),
     ),
     retry_attempts=1,
@@ -100,8 +111,8 @@ MAINTENANCE = FunctionSpec(
 def restore_step_spec(
     step: str, environment: Mapping[str, str] | None = None, description: str | None = None, scheduled: bool = False
 ) -> FunctionSpec:
-    """A restore step's function (`handlers.restore.<step>`): reads backups, writes safety backups and the
-    restore and drill records."""
+    """A restore step's function (`handlers.restore.<step>`): reads backups, writes safety (and point-in-time)
+    backups, verification records and the restore and drill records; no other object under backups/."""
     name = "".join(part.capitalize() for part in step.split("_"))
     prefixes = RESTORE_PREFIXES
     return FunctionSpec(
@@ -110,7 +121,10 @@ def restore_step_spec(
         description=description or f"dbops: restore workflow step {step}",
         sizing=RESTORE_STEP_SIZING,
         bucket=BucketAccess(
-            read=tuple(f"{p}*" for p in prefixes), write=tuple(f"{p}*" for p in prefixes), list_prefixes=prefixes
+            read=tuple(f"{p}*" for p in prefixes),
+            write=(*RESTORE_BACKUP_WRITES, *(f"{p}*" for p in prefixes if p != BACKUPS_PREFIX)),
+            lock=RESTORE_BACKUP_LOCKS,
+            list_prefixes=prefixes,
         ),
         ephemeral_storage_mb=RESTORE_STEP_EPHEMERAL_MB,
         environment=dict(environment or {}),

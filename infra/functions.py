@@ -109,11 +109,15 @@ class Functions(Construct):
         acknowledge_nag(principal, bucket_prefix_reasons(self.bucket, spec.bucket))  # type: ignore[arg-type]
 
     def grant_backup_access(self, principal: iam.IGrantable) -> None:
-        """What a backup in the Fargate task may do besides a restore step's: tag its database's backups for
-        retention, as the Backup function does, and put its metrics (a task's awslogs output is not read as EMF) by
-        PutMetricData, in dbops' namespace only."""
-        for statement in bucket_statements(self.bucket, self.key, BucketAccess(tag=(f"{BACKUPS_PREFIX}*",))):
-            principal.grant_principal.add_to_principal_policy(statement)
+        """What a backup in the Fargate task may do besides a restore step's: write (and lock) backups of every
+        kind and tag its database's backups for retention, as the Backup function does, and put its metrics (a task's
+        awslogs output is not read as EMF) by PutMetricData, in dbops' namespace only."""
+        every_kind = (f"{BACKUPS_PREFIX}*",)
+        access = BucketAccess(write=every_kind, tag=every_kind, lock=every_kind)
+        sids = {"WriteBackups": "WriteBackupsOfEveryKind", "LockBackups": "LockBackupsOfEveryKind"}
+        for statement in bucket_statements(self.bucket, self.key, access, sids):
+            if statement.sid != "BackupKey":  # the restore step's grant has the key's actions already
+                principal.grant_principal.add_to_principal_policy(statement)
         principal.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="PutDbopsMetrics",

@@ -82,6 +82,8 @@ RESTORES_PREFIX = "restores/"  # restores/<database>/<id>.json: each restore's o
 DRILLS_PREFIX = "drills/"  # drills/<database>/<id>.json: each drill's outcome
 HEALTH_PREFIX = "health/"  # the health function's counters between runs (dbops.health.counters)
 REHEARSALS_PREFIX = "rehearsals/"  # rehearsals/<database>/<id>/: a deployed rehearsal's records and report
+# a backup's verification record, backups/<kind>/<database>/<id>/verification.json: restores write it too
+VERIFICATION_RECORD = "verification.json"
 
 # ---- tags --------------------------------------------------------------------------------------------------
 # the tag the lifecycle rules of RETAINED_KINDS test: they expire only objects tagged "true" (dbops.backup.retention)

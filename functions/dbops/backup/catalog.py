@@ -19,12 +19,13 @@ from pydantic import BaseModel, Field
 
 from dbops.aws import s3stream
 from dbops.contract import BACKUP_KINDS as BACKUP_KINDS
+from dbops.contract import VERIFICATION_RECORD
 from dbops.contract import BackupKind as BackupKind
 from dbops.errors import BackupNotFound
 
 ROOT = "backups/"
 MANIFEST = "manifest.json"
-VERIFICATION = "verification.json"
+VERIFICATION = VERIFICATION_RECORD
 READERS = 8  # catalog objects read at once
 
 
