@@ -140,7 +140,13 @@ def test_restore_step_role_reaches_only_its_prefixes(synthesized: Synth) -> None
         {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{p}*"]]} for p in ("backups/", "restores/", "drills/")
     ]
     assert by_sid["ReadBackups"]["Resource"] == objects
-    assert by_sid["WriteBackups"]["Resource"] == objects
+    # under backups/ only its safety backup, a point-in-time dump and the verification records (never another
+    # backup's archive or manifest); its restore and drill records
+    writes = ("backups/prerestore/", "backups/pointintime/", "backups/*/verification.json", "restores/", "drills/")
+    assert by_sid["WriteBackups"]["Resource"] == [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{p}" + ("" if p.endswith(".json") else "*")]]}
+        for p in writes
+    ]
     assert by_sid["PublishAlarms"]["Action"] == "sns:Publish"
 
 
