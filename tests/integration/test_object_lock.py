@@ -22,7 +22,7 @@ from dbops.aws import s3stream
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest
 from dbops.backup.retention import release_for_expiry
-from dbops.backup.run import BackupRequest, _discard, run_backup
+from dbops.backup.run import BackupRequest, discard, run_backup
 from dbops.backup.verify import verify_backup
 from dbops.config.backup import BackupLock, RetentionClasses
 from dbops.errors import BackupError
@@ -121,7 +121,7 @@ def test_a_compliance_locked_backup_cannot_be_deleted_overwritten_or_bypassed(
     # an overwrite is a new version on top: the locked one is still there, byte for byte
     s3.put_object(Bucket=locked_bucket, Key=archive, Body=b"ransomware was here")
     # dbops' own delete path (a failed backup's leftovers) only hides the object behind a delete marker
-    _discard(locked_bucket, [archive])
+    discard(locked_bucket, [archive])
     assert not s3stream.exists(locked_bucket, archive)
     versions = s3.list_object_versions(Bucket=locked_bucket, Prefix=archive)["Versions"]
     assert version in {v["VersionId"] for v in versions}

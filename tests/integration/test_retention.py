@@ -249,7 +249,7 @@ def test_dbops_verify_applies_retention_only_when_given_how_many_to_keep(
     assert _tag(bucket, older.dump.key) is None  # no N given: nothing tagged (the stack's N may differ)
 
     assert main(["verify", "latest", "--bucket", bucket, "--keep-verified", "1"]) == 0
-    assert "retention (nightly of app): 1 backups kept whatever their age, 1 expire" in capsys.readouterr().out
+    assert "retention (nightly of app): 1 backup kept whatever their age, 1 expire" in capsys.readouterr().out
     assert (_tag(bucket, older.dump.key), _tag(bucket, newer.dump.key)) == ("true", "false")
 
     with pytest.raises(SystemExit) as refused:
