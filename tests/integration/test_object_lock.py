@@ -9,6 +9,7 @@ behind a delete marker), not an administrator with the governance bypass; a gove
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from dbops.backup.catalog import BackupManifest
 from dbops.backup.retention import release_for_expiry
 from dbops.backup.run import BackupRequest, discard, run_backup
 from dbops.backup.verify import verify_backup
+from dbops.cli import main
 from dbops.config.backup import BackupLock, RetentionClasses
 from dbops.errors import BackupError
 from dbops.postgres.connection import ConnectionSpec, connect
@@ -241,3 +243,37 @@ def test_forty_nights_the_last_35_failing_under_a_compliance_lock_end_as_without
             assert _refused(s3.delete_object, Bucket=locked_bucket, Key=key, VersionId=version["VersionId"]) == (
                 "AccessDenied"
             )
+
+
+def test_backups_list_shows_each_backups_class_when_it_expires_and_its_lock(
+    app_db: ConnectionSpec, locked_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dbops backups list`: the month's first verified nightly backup is a monthly one, expiring at the monthly
+    age of the bucket's lifecycle rule and locked as long; the newest is kept by retention, locked 30 days."""
+    configure_like_the_stack(locked_bucket, RetentionDays(weekly=90, monthly=365))
+    first, second = _backup(app_db, locked_bucket, COMPLIANCE), _backup(app_db, locked_bucket, COMPLIANCE)
+    for manifest in (first, second):
+        assert verify_backup(locked_bucket, manifest.id).ok
+    release_for_expiry(locked_bucket, "nightly", DATABASE, 1, classes=RetentionClasses(weekly=90, monthly=365))
+    capsys.readouterr()
+
+    assert main(["backups", "list", "--bucket", locked_bucket, "--json"]) == 0
+    rows = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
+    midnight = datetime.combine(first.finished_at.date(), datetime.min.time(), UTC)
+    assert rows[first.id]["class"] == "monthly" and not rows[first.id]["kept_by_retention"]
+    assert datetime.fromisoformat(rows[first.id]["expires_at"]) == midnight + timedelta(days=366)
+    assert rows[first.id]["lock_mode"] == "COMPLIANCE"
+    locked = datetime.fromisoformat(rows[first.id]["locked_until"]) - datetime.now(UTC)
+    assert locked / timedelta(days=1) == pytest.approx(365, abs=0.01)
+    assert rows[second.id]["class"] == "nightly" and rows[second.id]["kept_by_retention"]
+    assert rows[second.id]["expires_at"] is None
+    locked = datetime.fromisoformat(rows[second.id]["locked_until"]) - datetime.now(UTC)
+    assert locked / timedelta(days=1) == pytest.approx(30, abs=0.01)
+
+    assert main(["backups", "list", "--bucket", locked_bucket, "--keep-verified", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "CLASS" in lines[0] and "EXPIRES" in lines[0]
+    (newest,) = [line for line in lines if second.id in line]
+    assert "nightly" in newest and "kept: newest 1 verified; locked (compliance) until" in newest
+    (monthly,) = [line for line in lines if first.id in line]
+    assert f"monthly  {(midnight + timedelta(days=366)):%Y-%m-%d}; locked (compliance) until" in monthly

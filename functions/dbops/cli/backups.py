@@ -13,7 +13,7 @@ from dbops.backup import catalog
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.backup.formats import choose_format, run_in_format
 from dbops.backup.parallel.plan import worker_count
-from dbops.backup.retention import release_for_expiry
+from dbops.backup.retention import BackupExpiry, expiries, release_for_expiry
 from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry
 from dbops.cli.common import (
@@ -30,7 +30,7 @@ from dbops.cli.common import (
 )
 from dbops.cli.progress import ProgressPrinter
 from dbops.cli.sample_data import create_sample_data
-from dbops.config.backup import DEFAULT_MAX_STREAMS
+from dbops.config.backup import DEFAULT_KEEP, DEFAULT_MAX_STREAMS
 from dbops.contract import REFUSED_STATUS, REQUESTED_KINDS, RETAINED_KINDS
 from dbops.errors import VerificationFailed
 from dbops.postgres.connection import connect
@@ -156,9 +156,27 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _entry_row(entry: catalog.CatalogEntry) -> dict[str, Any]:
+def _expiry_text(expiry: BackupExpiry, keep: int) -> str:
+    """`backups list`'s EXPIRES: the lifecycle's date, or what keeps the backup; and its lock."""
+    if expiry.kept:
+        text = f"kept: newest {keep} verified"
+    elif expiry.expires_at is not None:
+        text = expiry.expires_at.strftime("%Y-%m-%d")
+    else:
+        text = "never (no lifecycle rule)"
+    if expiry.locked_until is not None:
+        text += f"; locked ({(expiry.lock_mode or '').lower()}) until {expiry.locked_until:%Y-%m-%d %H:%M}"
+    return text
+
+
+def _entry_row(entry: catalog.CatalogEntry, expiry: BackupExpiry) -> dict[str, Any]:
     m = entry.manifest
     return {
+        "class": expiry.backup_class,
+        "expires_at": expiry.expires_at.isoformat() if expiry.expires_at else None,
+        "kept_by_retention": expiry.kept,
+        "lock_mode": expiry.lock_mode,
+        "locked_until": expiry.locked_until.isoformat() if expiry.locked_until else None,
         "id": m.id,
         "kind": m.kind,
         "database": m.database,
@@ -170,10 +188,13 @@ def _entry_row(entry: catalog.CatalogEntry) -> dict[str, Any]:
     }
 
 
-def print_catalog(entries: list[catalog.CatalogEntry]) -> None:
+def print_catalog(
+    entries: list[catalog.CatalogEntry], expiry: dict[str, BackupExpiry] | None = None, keep: int = DEFAULT_KEEP
+) -> None:
     verified = {True: "yes", False: "FAILED", None: "-"}
+    extra = ["CLASS", "EXPIRES"] if expiry is not None else []
     print_table(
-        ["ID", "KIND", "DATABASE", "AGE", "SIZE", "VERIFIED"],
+        ["ID", "KIND", "DATABASE", "AGE", "SIZE", "VERIFIED", *extra],
         [
             [
                 e.manifest.id,
@@ -182,6 +203,11 @@ def print_catalog(entries: list[catalog.CatalogEntry]) -> None:
                 human_age(e.age_seconds()),
                 human_bytes(e.manifest.archive_bytes),
                 verified[e.verified],
+                *(
+                    [expiry[e.manifest.id].backup_class, _expiry_text(expiry[e.manifest.id], keep)]
+                    if expiry is not None
+                    else []
+                ),
             ]
             for e in entries
         ],
@@ -190,10 +216,11 @@ def print_catalog(entries: list[catalog.CatalogEntry]) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     entries = catalog.list_backups(args.bucket, kind=args.kind, database=args.database)
+    expiry = expiries(args.bucket, entries)
     if args.json:
-        print_json([_entry_row(e) for e in entries])
+        print_json([_entry_row(e, expiry[e.manifest.id]) for e in entries])
         return 0
-    print_catalog(entries)
+    print_catalog(entries, expiry, args.keep_verified or DEFAULT_KEEP)
     return 0
 
 
@@ -264,6 +291,15 @@ def register(sub: Any) -> None:
     lp.add_argument("--kind", choices=BACKUP_KINDS)
     lp.add_argument("--database")
     lp.add_argument("--json", action="store_true")
+    lp.add_argument(
+        "--keep-verified",
+        action=EnvDefault,
+        envvar="DBOPS_RETENTION_KEEP",
+        required=False,
+        type=_keep,
+        metavar="N",
+        help="the N in 'kept: newest N verified' (the stack's retention_days.keep_newest_verified)",
+    )
     lp.set_defaults(run=cmd_list)
     sp = backups_sub.add_parser(
         "start", help="back up through the backup state machine (on demand, before a deployment), following it"
