@@ -10,10 +10,12 @@ midnight UTC: written on day d, it goes at the start of day d + days + 1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import FakeBucket, FakeDeleteMarker, S3Backend, s3_backends
@@ -21,6 +23,9 @@ from moto.s3.models import FakeBucket, FakeDeleteMarker, S3Backend, s3_backends
 from dbops import aws
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest, StoredObject, TableStat, Verification
+from dbops.backup.retention import release_for_expiry
+from dbops.backup.verify import verify_backup
+from dbops.errors import BackupError
 from infra.retention_settings import RetentionDays
 
 
@@ -152,3 +157,33 @@ class SimulatedLifecycle:
             for marker in [m for m in listed.get("DeleteMarkers", []) if m["Key"] == key]:
                 s3.delete_object(Bucket=self.bucket, Key=key, VersionId=marker["VersionId"])
             del self.hidden[key]
+
+
+def whole(manifest: BackupManifest) -> set[str]:
+    """Every object of a single-stream backup: its archive, manifest and verification record."""
+    return {manifest.dump.key, manifest.prefix + catalog.MANIFEST, manifest.prefix + catalog.VERIFICATION}
+
+
+def five_good_nights_then_35_failing(
+    lifecycle: SimulatedLifecycle,
+    database: str,
+    good_night: Callable[[int], BackupManifest],
+    failed_night: Callable[[], object],
+    keep: int = 3,
+) -> tuple[dict[int, BackupManifest], dict[int, set[str]]]:
+    """Forty nights: a verified backup on each of the first 5, then 35 whose backup fails (wrong password), the
+    retention pass every night and the lifecycle each midnight: (the backups by night, the keys expired by night)."""
+    backups: dict[int, BackupManifest] = {}
+    expired_on: dict[int, set[str]] = {}
+    for day in range(1, 41):
+        expired_on[day] = set(lifecycle.expire(day))
+        if day <= 5:
+            backups[day] = good_night(day)
+            assert verify_backup(lifecycle.bucket, backups[day].id).ok
+        else:
+            with pytest.raises(BackupError, match="password authentication failed"):
+                failed_night()
+        # every night, after a failure too: it only ever tags, so running it more often changes nothing
+        release_for_expiry(lifecycle.bucket, "nightly", database, keep)
+        lifecycle.observe(day)
+    return backups, expired_on

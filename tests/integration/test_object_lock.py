@@ -27,12 +27,16 @@ from dbops.backup.run import BackupRequest, discard, run_backup
 from dbops.backup.verify import verify_backup
 from dbops.cli import main
 from dbops.config.backup import BackupLock, RetentionClasses
-from dbops.errors import BackupError
 from dbops.postgres.connection import ConnectionSpec, connect
 from infra.retention_settings import RetentionDays
 from local_stack.aws import LocalAws
 from local_stack.postgres import LocalPostgres
-from tests.integration.lifecycle_helpers import SimulatedLifecycle, configure_like_the_stack
+from tests.integration.lifecycle_helpers import (
+    SimulatedLifecycle,
+    configure_like_the_stack,
+    five_good_nights_then_35_failing,
+    whole,
+)
 
 DATABASE = "app"
 COMPLIANCE = BackupLock(mode="compliance", days=30, kind_days={"predeploy": 90})
@@ -216,21 +220,12 @@ def test_forty_nights_the_last_35_failing_under_a_compliance_lock_end_as_without
     configure_like_the_stack(locked_bucket, RetentionDays())
     lifecycle = SimulatedLifecycle(locked_bucket)
     wrong_password = ConnectionSpec.from_url(pg18.url(app_db.dbname, password="not-the-password"))
-    backups: dict[int, BackupManifest] = {}
-    expired_on: dict[int, set[str]] = {}
-    for day in range(1, 41):
-        expired_on[day] = set(lifecycle.expire(day))
-        if day <= 5:
-            backups[day] = _backup(app_db, locked_bucket, COMPLIANCE)
-            assert verify_backup(locked_bucket, backups[day].id).ok
-        else:
-            with pytest.raises(BackupError, match="password authentication failed"):
-                run_backup(wrong_password, BackupRequest(database=DATABASE, bucket=locked_bucket, lock=COMPLIANCE))
-        release_for_expiry(locked_bucket, "nightly", DATABASE, 3)
-        lifecycle.observe(day)
-
-    def whole(manifest: BackupManifest) -> set[str]:
-        return {manifest.dump.key, manifest.prefix + catalog.MANIFEST, manifest.prefix + catalog.VERIFICATION}
+    backups, expired_on = five_good_nights_then_35_failing(
+        lifecycle,
+        DATABASE,
+        lambda day: _backup(app_db, locked_bucket, COMPLIANCE),
+        lambda: run_backup(wrong_password, BackupRequest(database=DATABASE, bucket=locked_bucket, lock=COMPLIANCE)),
+    )
 
     assert {day: keys for day, keys in expired_on.items() if keys} == {32: whole(backups[1]), 33: whole(backups[2])}
     assert [e.manifest.id for e in catalog.list_backups(locked_bucket, database=DATABASE)] == [

@@ -257,6 +257,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_keep_verified(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--keep-verified",
+        action=EnvDefault,
+        envvar="DBOPS_RETENTION_KEEP",
+        required=False,
+        type=_keep,
+        metavar="N",
+        help=help_text,
+    )
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("sample-data", help="create the Sprint Reports v2 sample schema and data")
     add_database_url(p)
@@ -291,15 +303,7 @@ def register(sub: Any) -> None:
     lp.add_argument("--kind", choices=BACKUP_KINDS)
     lp.add_argument("--database")
     lp.add_argument("--json", action="store_true")
-    lp.add_argument(
-        "--keep-verified",
-        action=EnvDefault,
-        envvar="DBOPS_RETENTION_KEEP",
-        required=False,
-        type=_keep,
-        metavar="N",
-        help="the N in 'kept: newest N verified' (the stack's retention_days.keep_newest_verified)",
-    )
+    _add_keep_verified(lp, "the N in 'kept: newest N verified' (the stack's retention_days.keep_newest_verified)")
     lp.set_defaults(run=cmd_list)
     sp = backups_sub.add_parser(
         "start", help="back up through the backup state machine (on demand, before a deployment), following it"
@@ -313,14 +317,9 @@ def register(sub: Any) -> None:
     add_backup_choice(p)
     add_bucket(p)
     add_pg_bin(p)
-    p.add_argument(
-        "--keep-verified",
-        action=EnvDefault,
-        envvar="DBOPS_RETENTION_KEEP",
-        required=False,
-        type=_keep,
-        metavar="N",
-        help="then tag the kind's older backups for expiry, never the newest N verified (the stack's "
+    _add_keep_verified(
+        p,
+        "then tag the kind's older backups for expiry, never the newest N verified (the stack's "
         "retention_days.keep_newest_verified: give the same N)",
     )
     p.set_defaults(run=cmd_verify)
