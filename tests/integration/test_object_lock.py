@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -272,3 +275,33 @@ def test_backups_list_shows_each_backups_class_when_it_expires_and_its_lock(
     assert "nightly" in newest and "kept: newest 1 verified; locked (compliance) until" in newest
     (monthly,) = [line for line in lines if first.id in line]
     assert f"monthly  {(midnight + timedelta(days=366)):%Y-%m-%d}; locked (compliance) until" in monthly
+
+
+def test_the_dbops_backup_cli_locks_what_it_writes_from_its_flags_or_dbops_backup_lock(
+    app_db: ConnectionSpec, locked_bucket: str, local_aws: LocalAws
+) -> None:
+    """Run outside the stack, `dbops backup` takes the lock from --lock-mode/--lock-days, else DBOPS_BACKUP_LOCK
+    (the functions' JSON); a half-given pair is refused (exit 2) before anything is written."""
+    assert app_db.password is not None
+    url = f"postgresql://{app_db.user}:{app_db.password.get_secret_value()}@{app_db.host}:{app_db.port}/{app_db.dbname}"
+
+    def dbops(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "dbops.cli", "backup", "--bucket", locked_bucket, "--database-name", DATABASE]
+        inherited = {k: v for k, v in os.environ.items() if k != "DBOPS_BACKUP_LOCK"}
+        environment = {**inherited, "DBOPS_DATABASE_URL": url, **env}
+        return subprocess.run([*command, *args], capture_output=True, text=True, env=environment, timeout=300)
+
+    flagged = dbops("--lock-mode", "governance", "--lock-days", "3")
+    assert flagged.returncode == 0, flagged.stderr
+    from_env = dbops(DBOPS_BACKUP_LOCK='{"mode": "compliance", "days": 5}')
+    assert from_env.returncode == 0, from_env.stderr
+    refused = dbops("--lock-mode", "compliance")
+    assert refused.returncode == 2 and "--lock-days" in refused.stdout + refused.stderr
+
+    newest_first = catalog.list_backups(locked_bucket, database=DATABASE)
+    assert len(newest_first) == 2
+    for entry, (mode, days) in zip(newest_first, [("COMPLIANCE", 5), ("GOVERNANCE", 3)], strict=True):
+        for key in (entry.manifest.dump.key, entry.manifest.prefix + catalog.MANIFEST):
+            lock = s3stream.get_lock(locked_bucket, key)
+            assert lock is not None and lock.mode == mode, key
+            assert _days_from_now(lock) == pytest.approx(days, abs=0.01), key

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BACKUP_KINDS
@@ -30,10 +31,11 @@ from dbops.cli.common import (
 )
 from dbops.cli.progress import ProgressPrinter
 from dbops.cli.sample_data import create_sample_data
-from dbops.config.backup import DEFAULT_KEEP, DEFAULT_MAX_STREAMS
+from dbops.config.backup import DEFAULT_KEEP, DEFAULT_MAX_STREAMS, BackupLock
 from dbops.contract import REFUSED_STATUS, REQUESTED_KINDS, RETAINED_KINDS
-from dbops.errors import VerificationFailed
+from dbops.errors import ConfigError, VerificationFailed
 from dbops.postgres.connection import connect
+from dbops.settings import BackupLockEnvironment
 from dbops.text import human_age, human_bytes, plural
 
 MAX_SCALE = 10_000.0  # about 1 TB
@@ -63,10 +65,26 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup_lock(args: argparse.Namespace) -> BackupLock | None:
+    """--lock-mode with --lock-days, else DBOPS_BACKUP_LOCK (through dbops.settings), else none."""
+    if (args.lock_mode is None) != (args.lock_days is None):
+        raise ConfigError("give --lock-mode and --lock-days together (or neither: DBOPS_BACKUP_LOCK, if set)")
+    if args.lock_mode is not None:
+        return BackupLock(mode=args.lock_mode, days=args.lock_days)
+    try:
+        return BackupLockEnvironment().backup_lock
+    except ValidationError as exc:
+        raise ConfigError(f"DBOPS_BACKUP_LOCK is not a valid lock: {exc.errors()[0]['msg']}") from None
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     spec = spec_from(args)
     request = BackupRequest(
-        database=args.database_name or spec.dbname, bucket=args.bucket, kind=args.kind, pg_bin_dir=args.pg_bin
+        database=args.database_name or spec.dbname,
+        bucket=args.bucket,
+        kind=args.kind,
+        pg_bin_dir=args.pg_bin,
+        lock=_backup_lock(args),
     )
     with connect(spec) as conn:  # the size known in advance: the dump is never larger than the database
         size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
@@ -235,6 +253,17 @@ def _keep(text: str) -> int:
     return value
 
 
+def _days(text: str) -> int:
+    """--lock-days: a whole number of days, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: lock for at least 1 day")
+    return value
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     entry = catalog.find_backup(args.bucket, args.backup, kind=args.kind, database=args.database)
     try:
@@ -294,6 +323,12 @@ def register(sub: Any) -> None:
         help="single: one pg_dump archive; parallel: tables in ranges, COPYed by several streams at once",
     )
     p.add_argument("--max-streams", type=int, default=DEFAULT_MAX_STREAMS, help="parallel: COPY streams at most")
+    p.add_argument(
+        "--lock-mode",
+        choices=["governance", "compliance"],
+        help="S3 Object Lock on every object written (the bucket must have Object Lock; default: DBOPS_BACKUP_LOCK)",
+    )
+    p.add_argument("--lock-days", type=_days, metavar="DAYS", help="with --lock-mode: how long the lock holds")
     p.set_defaults(run=cmd_backup)
 
     p = sub.add_parser("backups", help="the backup catalog")
