@@ -80,6 +80,15 @@ class FunctionSettings(_Settings):
         return RetentionClasses(weekly=self.retention_weekly_days, monthly=self.retention_monthly_days)
 
 
+class BackupLockEnvironment(BaseSettings):
+    """`dbops backup` run outside the stack: DBOPS_BACKUP_LOCK (JSON, as the functions read it) locks the objects it
+    writes; unset, they are written unlocked."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    backup_lock: BackupLock | None = None
+
+
 class MaintenanceSettings(_Settings):
     """The maintenance function's environment: DBOPS_DATABASES, DBOPS_MAINTENANCE_BY_DATABASE (JSON: each
     database's own MaintenanceConfig, rules included) and DBOPS_MAINTENANCE (JSON: for a database not named in

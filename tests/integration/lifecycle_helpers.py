@@ -10,11 +10,51 @@ midnight UTC: written on day d, it goes at the start of day d + days + 1).
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import FakeBucket, FakeDeleteMarker, S3Backend, s3_backends
+
 from dbops import aws
+from dbops.backup import catalog
+from dbops.backup.catalog import BackupManifest, StoredObject, TableStat, Verification
+from dbops.backup.retention import release_for_expiry
+from dbops.backup.verify import verify_backup
+from dbops.errors import BackupError
 from infra.retention_settings import RetentionDays
+
+
+def write_catalog_backup(
+    bucket: str, database: str, finished: datetime, verified: bool | None, kind: str = "nightly"
+) -> BackupManifest:
+    """A committed backup as the catalog knows it, without a pg_dump: the object its manifest names, the manifest
+    and (verified not None) its verification record."""
+    backup_id = catalog.new_backup_id(finished)
+    prefix = catalog.backup_prefix(kind, database, backup_id)
+    manifest = BackupManifest(
+        id=backup_id,
+        database=database,
+        kind=kind,
+        dump=StoredObject(key=prefix + "database.dump.zst", size=1000, sha256="0" * 64, raw_size=5000),
+        pg_dump_version="18.1",
+        server_version="18.1",
+        server_version_num=180001,
+        started_at=finished - timedelta(minutes=2),
+        finished_at=finished,
+        duration_seconds=120.0,
+        tables=[TableStat(schema_name="public", name="teams", rows=10, bytes=8192)],
+    )
+    aws.client("s3").put_object(Bucket=bucket, Key=manifest.dump.key, Body=b"archive")
+    catalog.write_manifest(bucket, manifest)
+    if verified is not None:
+        result = Verification(backup_id=backup_id, ok=verified, checked_at=finished, seconds=3.0, detail="test")
+        catalog.record_verification(bucket, manifest, result)
+    return manifest
 
 
 def configure_like_the_stack(bucket: str, retention: RetentionDays) -> None:
@@ -43,32 +83,107 @@ def _matches(rule_filter: dict[str, Any], key: str, tags: dict[str, str]) -> boo
 
 
 class SimulatedLifecycle:
-    """`observe(day)` after the day's writes; `expire(day)` at the day's first midnight."""
+    """`observe(day)` after the day's writes; `expire(day)` at the day's first midnight.
 
-    def __init__(self, bucket: str) -> None:
+    With `noncurrent_days`, an expired object's versions are also removed that many days after it expired (the
+    bucket's noncurrent-version expiry, and its removal of the delete marker left alone), so a long simulation
+    does not list a growing pile of versions; a version S3 may not delete yet (locked) is left, as S3 leaves it."""
+
+    def __init__(self, bucket: str, noncurrent_days: int | None = None) -> None:
         self.bucket = bucket
         self.rules = aws.client("s3").get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         self.written: dict[tuple[str, datetime], int] = {}  # (key, LastModified): the day it was written
+        self.noncurrent_days = noncurrent_days
+        self.hidden: dict[str, int] = {}  # key -> the day it expired (its versions noncurrent since)
+
+    def _store(self) -> tuple[S3Backend, FakeBucket]:
+        """The moto server's own S3 (it runs in this process): the lifecycle runs inside S3, reading its objects and
+        tags where they are kept, not through the API (a year of nights would be tens of thousands of requests)."""
+        backend: S3Backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+        return backend, backend.get_bucket(self.bucket)
 
     def _objects(self) -> list[tuple[str, datetime]]:
-        pages = aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
-        return [(o["Key"], o["LastModified"]) for page in pages for o in page.get("Contents", [])]
+        """The bucket's current objects (key, last modified), as a listing shows them."""
+        _, bucket = self._store()
+        current = list(bucket.keys.items())
+        return [(key, obj.last_modified) for key, obj in current if not isinstance(obj, FakeDeleteMarker)]
+
+    def _tags(self, key: str) -> dict[str, str]:
+        backend, bucket = self._store()
+        tag_set = backend.get_object_tagging(bucket.keys[key])["Tags"]
+        return {t["Key"]: t["Value"] for t in tag_set}
 
     def observe(self, day: int) -> None:
         for obj in self._objects():
             self.written.setdefault(obj, day)
 
+    def _due(self, day: int, key: str, modified: datetime) -> list[dict[str, Any]]:
+        """The enabled rules the object is old enough for and whose prefix it is under (tags checked later)."""
+        age = day - self.written[(key, modified)]
+        return [
+            r
+            for r in self.rules
+            if r["Status"] == "Enabled"
+            and age > r.get("Expiration", {}).get("Days", age)
+            and key.startswith(r["Filter"].get("And", r["Filter"]).get("Prefix", ""))
+        ]
+
     def expire(self, day: int) -> list[str]:
-        s3 = aws.client("s3")
-        gone = []
-        for key, modified in self._objects():
-            age = day - self.written[(key, modified)]
-            due = [r for r in self.rules if r["Status"] == "Enabled" and age > r.get("Expiration", {}).get("Days", age)]
-            if not due:
-                continue  # too young for any rule, whatever its tags
-            tag_set = s3.get_object_tagging(Bucket=self.bucket, Key=key)["TagSet"]
-            tags = {t["Key"]: t["Value"] for t in tag_set}
-            if any(_matches(rule["Filter"], key, tags) for rule in due):
-                s3.delete_object(Bucket=self.bucket, Key=key)  # versioned: a delete marker, as expiry makes
-                gone.append(key)
+        self._remove_noncurrent(day)
+        gone = [
+            key
+            for key, modified in self._objects()
+            if (due := self._due(day, key, modified)) and any(_matches(r["Filter"], key, self._tags(key)) for r in due)
+        ]
+        with ThreadPoolExecutor(max_workers=8) as pool:  # versioned: a delete marker each, as expiry makes
+            list(pool.map(lambda key: aws.client("s3").delete_object(Bucket=self.bucket, Key=key), gone))
+        self.hidden.update(dict.fromkeys(gone, day))
         return gone
+
+    def _remove_noncurrent(self, day: int) -> None:
+        if self.noncurrent_days is None:
+            return
+        s3 = aws.client("s3")
+        for key in [k for k, hidden_on in self.hidden.items() if day - hidden_on > self.noncurrent_days]:
+            listed = s3.list_object_versions(Bucket=self.bucket, Prefix=key)
+            left = False
+            for version in [v for v in listed.get("Versions", []) if v["Key"] == key]:
+                try:
+                    s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version["VersionId"])
+                except ClientError:
+                    left = True  # locked: S3's lifecycle cannot remove it either until its lock ends
+            if left:
+                continue  # the delete marker stays while a version is under it (tried again the next day)
+            for marker in [m for m in listed.get("DeleteMarkers", []) if m["Key"] == key]:
+                s3.delete_object(Bucket=self.bucket, Key=key, VersionId=marker["VersionId"])
+            del self.hidden[key]
+
+
+def whole(manifest: BackupManifest) -> set[str]:
+    """Every object of a single-stream backup: its archive, manifest and verification record."""
+    return {manifest.dump.key, manifest.prefix + catalog.MANIFEST, manifest.prefix + catalog.VERIFICATION}
+
+
+def five_good_nights_then_35_failing(
+    lifecycle: SimulatedLifecycle,
+    database: str,
+    good_night: Callable[[int], BackupManifest],
+    failed_night: Callable[[], object],
+    keep: int = 3,
+) -> tuple[dict[int, BackupManifest], dict[int, set[str]]]:
+    """Forty nights: a verified backup on each of the first 5, then 35 whose backup fails (wrong password), the
+    retention pass every night and the lifecycle each midnight: (the backups by night, the keys expired by night)."""
+    backups: dict[int, BackupManifest] = {}
+    expired_on: dict[int, set[str]] = {}
+    for day in range(1, 41):
+        expired_on[day] = set(lifecycle.expire(day))
+        if day <= 5:
+            backups[day] = good_night(day)
+            assert verify_backup(lifecycle.bucket, backups[day].id).ok
+        else:
+            with pytest.raises(BackupError, match="password authentication failed"):
+                failed_night()
+        # every night, after a failure too: it only ever tags, so running it more often changes nothing
+        release_for_expiry(lifecycle.bucket, "nightly", database, keep)
+        lifecycle.observe(day)
+    return backups, expired_on

@@ -7,43 +7,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dbops import aws
-from dbops.backup import catalog
-from dbops.backup.catalog import BackupManifest, StoredObject, TableStat, Verification
+from dbops.backup.catalog import BackupManifest
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli import main
 from dbops.health import ProbeResult, Status
 from dbops.postgres.connection import ConnectionSpec, connect
 from local_stack.postgres import LocalPostgres
 from tests.integration.health_helpers import check
+from tests.integration.lifecycle_helpers import write_catalog_backup
 
 DATABASE = "sprint_reports_v2"
 
 
 def write_backup(bucket: str, *, hours_ago: float, verified: bool | None) -> BackupManifest:
-    """A committed backup as the catalog knows it: a manifest (and verification) and the object it names."""
-    finished = datetime.now(UTC) - timedelta(hours=hours_ago)
-    backup_id = catalog.new_backup_id(finished)
-    prefix = catalog.backup_prefix("nightly", DATABASE, backup_id)
-    manifest = BackupManifest(
-        id=backup_id,
-        database=DATABASE,
-        kind="nightly",
-        dump=StoredObject(key=prefix + "database.dump.zst", size=1000, sha256="0" * 64, raw_size=5000),
-        pg_dump_version="18.1",
-        server_version="18.1",
-        server_version_num=180001,
-        started_at=finished - timedelta(minutes=2),
-        finished_at=finished,
-        duration_seconds=120.0,
-        tables=[TableStat(schema_name="public", name="teams", rows=10, bytes=8192)],
-    )
-    aws.client("s3").put_object(Bucket=bucket, Key=manifest.dump.key, Body=b"archive")
-    catalog.write_manifest(bucket, manifest)
-    if verified is not None:
-        result = Verification(backup_id=backup_id, ok=verified, checked_at=finished, seconds=3.0, detail="test")
-        catalog.record_verification(bucket, manifest, result)
-    return manifest
+    """A committed backup as the catalog knows it, finished `hours_ago`."""
+    return write_catalog_backup(bucket, DATABASE, datetime.now(UTC) - timedelta(hours=hours_ago), verified)
 
 
 def freshness(spec: ConnectionSpec, bucket: str | None) -> ProbeResult:

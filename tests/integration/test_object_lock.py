@@ -9,6 +9,10 @@ behind a delete marker), not an administrator with the governance bypass; a gove
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,13 +28,18 @@ from dbops.backup.catalog import BackupManifest
 from dbops.backup.retention import release_for_expiry
 from dbops.backup.run import BackupRequest, discard, run_backup
 from dbops.backup.verify import verify_backup
+from dbops.cli import main
 from dbops.config.backup import BackupLock, RetentionClasses
-from dbops.errors import BackupError
 from dbops.postgres.connection import ConnectionSpec, connect
 from infra.retention_settings import RetentionDays
 from local_stack.aws import LocalAws
 from local_stack.postgres import LocalPostgres
-from tests.integration.lifecycle_helpers import SimulatedLifecycle, configure_like_the_stack
+from tests.integration.lifecycle_helpers import (
+    SimulatedLifecycle,
+    configure_like_the_stack,
+    five_good_nights_then_35_failing,
+    whole,
+)
 
 DATABASE = "app"
 COMPLIANCE = BackupLock(mode="compliance", days=30, kind_days={"predeploy": 90})
@@ -214,21 +223,12 @@ def test_forty_nights_the_last_35_failing_under_a_compliance_lock_end_as_without
     configure_like_the_stack(locked_bucket, RetentionDays())
     lifecycle = SimulatedLifecycle(locked_bucket)
     wrong_password = ConnectionSpec.from_url(pg18.url(app_db.dbname, password="not-the-password"))
-    backups: dict[int, BackupManifest] = {}
-    expired_on: dict[int, set[str]] = {}
-    for day in range(1, 41):
-        expired_on[day] = set(lifecycle.expire(day))
-        if day <= 5:
-            backups[day] = _backup(app_db, locked_bucket, COMPLIANCE)
-            assert verify_backup(locked_bucket, backups[day].id).ok
-        else:
-            with pytest.raises(BackupError, match="password authentication failed"):
-                run_backup(wrong_password, BackupRequest(database=DATABASE, bucket=locked_bucket, lock=COMPLIANCE))
-        release_for_expiry(locked_bucket, "nightly", DATABASE, 3)
-        lifecycle.observe(day)
-
-    def whole(manifest: BackupManifest) -> set[str]:
-        return {manifest.dump.key, manifest.prefix + catalog.MANIFEST, manifest.prefix + catalog.VERIFICATION}
+    backups, expired_on = five_good_nights_then_35_failing(
+        lifecycle,
+        DATABASE,
+        lambda day: _backup(app_db, locked_bucket, COMPLIANCE),
+        lambda: run_backup(wrong_password, BackupRequest(database=DATABASE, bucket=locked_bucket, lock=COMPLIANCE)),
+    )
 
     assert {day: keys for day, keys in expired_on.items() if keys} == {32: whole(backups[1]), 33: whole(backups[2])}
     assert [e.manifest.id for e in catalog.list_backups(locked_bucket, database=DATABASE)] == [
@@ -241,3 +241,67 @@ def test_forty_nights_the_last_35_failing_under_a_compliance_lock_end_as_without
             assert _refused(s3.delete_object, Bucket=locked_bucket, Key=key, VersionId=version["VersionId"]) == (
                 "AccessDenied"
             )
+
+
+def test_backups_list_shows_each_backups_class_when_it_expires_and_its_lock(
+    app_db: ConnectionSpec, locked_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dbops backups list`: the month's first verified nightly backup is a monthly one, expiring at the monthly
+    age of the bucket's lifecycle rule and locked as long; the newest is kept by retention, locked 30 days."""
+    configure_like_the_stack(locked_bucket, RetentionDays(weekly=90, monthly=365))
+    first, second = _backup(app_db, locked_bucket, COMPLIANCE), _backup(app_db, locked_bucket, COMPLIANCE)
+    for manifest in (first, second):
+        assert verify_backup(locked_bucket, manifest.id).ok
+    release_for_expiry(locked_bucket, "nightly", DATABASE, 1, classes=RetentionClasses(weekly=90, monthly=365))
+    capsys.readouterr()
+
+    assert main(["backups", "list", "--bucket", locked_bucket, "--json"]) == 0
+    rows = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
+    midnight = datetime.combine(first.finished_at.date(), datetime.min.time(), UTC)
+    assert rows[first.id]["class"] == "monthly" and not rows[first.id]["kept_by_retention"]
+    assert datetime.fromisoformat(rows[first.id]["expires_at"]) == midnight + timedelta(days=366)
+    assert rows[first.id]["lock_mode"] == "COMPLIANCE"
+    locked = datetime.fromisoformat(rows[first.id]["locked_until"]) - datetime.now(UTC)
+    assert locked / timedelta(days=1) == pytest.approx(365, abs=0.01)
+    assert rows[second.id]["class"] == "nightly" and rows[second.id]["kept_by_retention"]
+    assert rows[second.id]["expires_at"] is None
+    locked = datetime.fromisoformat(rows[second.id]["locked_until"]) - datetime.now(UTC)
+    assert locked / timedelta(days=1) == pytest.approx(30, abs=0.01)
+
+    assert main(["backups", "list", "--bucket", locked_bucket, "--keep-verified", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "CLASS" in lines[0] and "EXPIRES" in lines[0]
+    (newest,) = [line for line in lines if second.id in line]
+    assert "nightly" in newest and "kept: newest 1 verified; locked (compliance) until" in newest
+    (monthly,) = [line for line in lines if first.id in line]
+    assert f"monthly  {(midnight + timedelta(days=366)):%Y-%m-%d}; locked (compliance) until" in monthly
+
+
+def test_the_dbops_backup_cli_locks_what_it_writes_from_its_flags_or_dbops_backup_lock(
+    app_db: ConnectionSpec, locked_bucket: str, local_aws: LocalAws
+) -> None:
+    """Run outside the stack, `dbops backup` takes the lock from --lock-mode/--lock-days, else DBOPS_BACKUP_LOCK
+    (the functions' JSON); a half-given pair is refused (exit 2) before anything is written."""
+    assert app_db.password is not None
+    url = f"postgresql://{app_db.user}:{app_db.password.get_secret_value()}@{app_db.host}:{app_db.port}/{app_db.dbname}"
+
+    def dbops(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "dbops.cli", "backup", "--bucket", locked_bucket, "--database-name", DATABASE]
+        inherited = {k: v for k, v in os.environ.items() if k != "DBOPS_BACKUP_LOCK"}
+        environment = {**inherited, "DBOPS_DATABASE_URL": url, **env}
+        return subprocess.run([*command, *args], capture_output=True, text=True, env=environment, timeout=300)
+
+    flagged = dbops("--lock-mode", "governance", "--lock-days", "3")
+    assert flagged.returncode == 0, flagged.stderr
+    from_env = dbops(DBOPS_BACKUP_LOCK='{"mode": "compliance", "days": 5}')
+    assert from_env.returncode == 0, from_env.stderr
+    refused = dbops("--lock-mode", "compliance")
+    assert refused.returncode == 2 and "--lock-days" in refused.stdout + refused.stderr
+
+    newest_first = catalog.list_backups(locked_bucket, database=DATABASE)
+    assert len(newest_first) == 2
+    for entry, (mode, days) in zip(newest_first, [("COMPLIANCE", 5), ("GOVERNANCE", 3)], strict=True):
+        for key in (entry.manifest.dump.key, entry.manifest.prefix + catalog.MANIFEST):
+            lock = s3stream.get_lock(locked_bucket, key)
+            assert lock is not None and lock.mode == mode, key
+            assert _days_from_now(lock) == pytest.approx(days, abs=0.01), key

@@ -20,12 +20,17 @@ from dbops.backup.retention import release_for_expiry
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_backup
 from dbops.contract import EXPIRABLE_TAG
-from dbops.errors import BackupError, ConfigError, VerificationFailed
+from dbops.errors import ConfigError, VerificationFailed
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.postgres.pgrestore import run_pg_restore
 from infra.retention_settings import RetentionDays
 from local_stack.postgres import LocalPostgres
-from tests.integration.lifecycle_helpers import SimulatedLifecycle, configure_like_the_stack
+from tests.integration.lifecycle_helpers import (
+    SimulatedLifecycle,
+    configure_like_the_stack,
+    five_good_nights_then_35_failing,
+    whole,
+)
 from tests.integration.test_health_backups import DATABASE as FAKED
 from tests.integration.test_health_backups import write_backup
 
@@ -67,10 +72,6 @@ def _keys(bucket: str, prefix: str) -> set[str]:
     return {o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])}
 
 
-def _whole(manifest: BackupManifest) -> set[str]:
-    return {manifest.dump.key, manifest.prefix + catalog.MANIFEST, manifest.prefix + catalog.VERIFICATION}
-
-
 def _listed(bucket: str) -> list[str]:
     return [e.manifest.id for e in catalog.list_backups(bucket, kind="nightly", database=DATABASE)]
 
@@ -95,23 +96,17 @@ def test_forty_nights_the_last_35_failing_keep_the_newest_verified_backups_whole
 ) -> None:
     lifecycle = _lifecycle(bucket, RetentionDays())  # nightly: 30 days
     wrong_password = ConnectionSpec.from_url(pg18.url(app_db.dbname, password="not-the-password"))
-    backups: dict[int, BackupManifest] = {}
-    expired_on: dict[int, set[str]] = {}
-    for day in range(1, 41):
-        expired_on[day] = set(lifecycle.expire(day))
-        if day <= 5:
-            backups[day] = _backup(app_db, bucket, day)
-            assert verify_backup(bucket, backups[day].id).ok
-        else:
-            with pytest.raises(BackupError, match="password authentication failed"):
-                run_backup(wrong_password, BackupRequest(database=DATABASE, bucket=bucket))
-        # every night, after a failure too: it only ever tags, so running it more often changes nothing
-        release_for_expiry(bucket, "nightly", DATABASE, KEEP)
-        lifecycle.observe(day)
+    backups, expired_on = five_good_nights_then_35_failing(
+        lifecycle,
+        DATABASE,
+        lambda day: _backup(app_db, bucket, day),
+        lambda: run_backup(wrong_password, BackupRequest(database=DATABASE, bucket=bucket)),
+        KEEP,
+    )
 
     # the failures committed nothing; backups 1 and 2 each had 3 newer verified ones and went at 30 days, whole
-    assert {day: keys for day, keys in expired_on.items() if keys} == {32: _whole(backups[1]), 33: _whole(backups[2])}
-    assert _keys(bucket, "backups/") == _whole(backups[3]) | _whole(backups[4]) | _whole(backups[5])
+    assert {day: keys for day, keys in expired_on.items() if keys} == {32: whole(backups[1]), 33: whole(backups[2])}
+    assert _keys(bucket, "backups/") == whole(backups[3]) | whole(backups[4]) | whole(backups[5])
     # the newest 3 verified backups, 35 to 37 days old, are all there, listed, and verify again
     assert _listed(bucket) == [backups[5].id, backups[4].id, backups[3].id]
     for day in (3, 4, 5):
@@ -133,7 +128,7 @@ def test_forty_good_nights_expire_every_backup_older_than_30_days(app_db: Connec
         lifecycle.observe(day)
 
     # written on day d, gone at the start of day d + 31: days 1 to 9 by day 40, each whole
-    assert {day: keys for day, keys in expired_on.items() if keys} == {d + 31: _whole(backups[d]) for d in range(1, 10)}
+    assert {day: keys for day, keys in expired_on.items() if keys} == {d + 31: whole(backups[d]) for d in range(1, 10)}
     assert _listed(bucket) == [backups[d].id for d in range(40, 9, -1)]
 
 
@@ -249,7 +244,7 @@ def test_dbops_verify_applies_retention_only_when_given_how_many_to_keep(
     assert _tag(bucket, older.dump.key) is None  # no N given: nothing tagged (the stack's N may differ)
 
     assert main(["verify", "latest", "--bucket", bucket, "--keep-verified", "1"]) == 0
-    assert "retention (nightly of app): 1 backups kept whatever their age, 1 expire" in capsys.readouterr().out
+    assert "retention (nightly of app): 1 backup kept whatever their age, 1 expire" in capsys.readouterr().out
     assert (_tag(bucket, older.dump.key), _tag(bucket, newer.dump.key)) == ("true", "false")
 
     with pytest.raises(SystemExit) as refused:

@@ -12,12 +12,12 @@ from datetime import UTC, date, datetime, timedelta
 
 from dbops import aws
 from dbops.backup import catalog
-from dbops.backup.catalog import BackupManifest, StoredObject, Verification
+from dbops.backup.catalog import BackupManifest
 from dbops.backup.retention import release_for_expiry
 from dbops.config.backup import RetentionClasses
 from infra.retention_settings import RetentionDays
 from local_stack.aws import LocalAws
-from tests.integration.lifecycle_helpers import SimulatedLifecycle, configure_like_the_stack
+from tests.integration.lifecycle_helpers import SimulatedLifecycle, configure_like_the_stack, write_catalog_backup
 
 DATABASE = "app"
 KEEP = 3
@@ -27,26 +27,7 @@ YEAR_START = date(2026, 1, 1)
 def _night(bucket: str, day: int, verified: bool) -> BackupManifest:
     """Night `day` (1: 2026-01-01)'s committed backup, finished at 02:00 UTC that night."""
     finished = datetime.combine(YEAR_START + timedelta(days=day - 1), datetime.min.time(), UTC) + timedelta(hours=2)
-    backup_id = catalog.new_backup_id(finished)
-    prefix = catalog.backup_prefix("nightly", DATABASE, backup_id)
-    manifest = BackupManifest(
-        id=backup_id,
-        database=DATABASE,
-        kind="nightly",
-        dump=StoredObject(key=prefix + "database.dump.zst", size=7, sha256="0" * 64, raw_size=7),
-        pg_dump_version="18.1",
-        server_version="18.1",
-        server_version_num=180001,
-        started_at=finished - timedelta(minutes=1),
-        finished_at=finished,
-        duration_seconds=60.0,
-        tables=[],
-    )
-    aws.client("s3").put_object(Bucket=bucket, Key=manifest.dump.key, Body=b"archive")
-    catalog.write_manifest(bucket, manifest)
-    result = Verification(backup_id=backup_id, ok=verified, checked_at=finished, seconds=1.0, detail="simulated")
-    catalog.record_verification(bucket, manifest, result)
-    return manifest
+    return write_catalog_backup(bucket, DATABASE, finished, verified)
 
 
 def _expected_classes(verified_days: list[int]) -> dict[int, str]:
@@ -70,19 +51,22 @@ def test_a_year_of_nights_half_failing_keeps_the_monthlies_weeklies_and_recent_n
     local_aws: LocalAws, bucket: str
 ) -> None:
     """Nights 4k+2 fail outright (nothing committed), 4k commit but fail verification, odd nights verify. Ages:
-    nightly 14, weekly 56, monthly 365 days (short nightly and weekly ages keep the simulation fast; the rules
-    are the same as at 30 / 90 / 365)."""
-    retention = RetentionDays(nightly=14, weekly=56, monthly=365)
+    nightly 7, weekly 21, monthly 365 days (short nightly and weekly ages keep the simulation fast; the rules
+    are the same as at 30 / 90 / 365). The retention pass runs after each verified backup, as the Backup function
+    runs it (a backup failing verification ends its branch before retention)."""
+    weekly_days = 21
+    retention = RetentionDays(nightly=7, weekly=weekly_days, monthly=365, noncurrent_versions=1)
     classes = RetentionClasses(weekly=retention.weekly, monthly=retention.monthly)
     configure_like_the_stack(bucket, retention)
-    lifecycle = SimulatedLifecycle(bucket)
+    lifecycle = SimulatedLifecycle(bucket, noncurrent_days=retention.noncurrent_versions)
     nights: dict[str, int] = {}
     for day in range(1, 366):
         lifecycle.expire(day)
         if day % 4 != 2:
             manifest = _night(bucket, day, verified=day % 2 == 1)
             nights[manifest.id] = day
-            release_for_expiry(bucket, "nightly", DATABASE, KEEP, classes=classes)  # the Backup function's pass
+            if day % 2 == 1:
+                release_for_expiry(bucket, "nightly", DATABASE, KEEP, classes=classes)  # the Backup function's pass
         lifecycle.observe(day)
 
     left = catalog.list_backups(bucket, kind="nightly", database=DATABASE)
@@ -93,12 +77,18 @@ def test_a_year_of_nights_half_failing_keeps_the_monthlies_weeklies_and_recent_n
         by_class.setdefault(backup_class, []).append(nights[entry.manifest.id])
     expected = _expected_classes([d for d in range(1, 366) if d % 2 == 1])
     # written on night d, a backup of a class kept N days is gone from night d + N + 1: on night 365, the
-    # monthlies of all 12 months, the weeklies of the last 56 days, every backup of the last 14 nights
+    # monthlies of all 12 months, the weeklies of the last 21 days, every backup of the last 7 nights
     assert sorted(by_class["monthly"]) == sorted(d for d, c in expected.items() if c == "monthly")
     assert len(by_class["monthly"]) == 12
     # e.g. February: night 32 (the 1st) committed but failed verification, so the 2nd is February's monthly
     assert str(YEAR_START + timedelta(days=sorted(by_class["monthly"])[1] - 1)) == "2026-02-02"
-    assert sorted(by_class["weekly"]) == sorted(d for d, c in expected.items() if c == "weekly" and d >= 365 - 56)
-    recent = [d for d in range(365 - 14, 366) if d % 4 != 2]  # committed, verified or not
+    weeklies = sorted(d for d, c in expected.items() if c == "weekly" and d >= 365 - weekly_days)
+    assert sorted(by_class["weekly"]) == weeklies and len(weeklies) >= 2
+    recent = [d for d in range(365 - retention.nightly, 366) if d % 4 != 2]  # committed, verified or not
     assert sorted(by_class["nightly"]) == [d for d in recent if d not in expected or expected[d] == "nightly"]
     assert len(left) == 12 + len(by_class["weekly"]) + len(by_class["nightly"])
+    # the expired backups' versions went too, as the bucket's noncurrent-version rule removes them
+    current = {key for key, _ in lifecycle._objects()}
+    versions = aws.client("s3").list_object_versions(Bucket=bucket, Prefix="backups/")
+    keys = {v["Key"] for v in [*versions.get("Versions", []), *versions.get("DeleteMarkers", [])]}
+    assert keys == current | set(lifecycle.hidden)

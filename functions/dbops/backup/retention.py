@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -156,3 +157,55 @@ def _release_leftovers(bucket: str, objects: dict[str, datetime], now: datetime,
         for key, modified in sorted(objects.items())
         if now - modified >= LEFTOVER_AGE and _set_tags(bucket, key, tags)
     ]
+
+
+class BackupExpiry(BaseModel):
+    """When a listed backup goes: its class, and the bucket's lifecycle age for it or the retention that keeps it."""
+
+    backup_class: str = Field(description="nightly, weekly or monthly for nightly backups; else the kind")
+    expires_at: datetime | None = Field(default=None, description="from the bucket's lifecycle rule for it")
+    kept: bool = Field(default=False, description="among the newest verified: no age expires it yet")
+    lock_mode: str | None = None
+    locked_until: datetime | None = None
+
+
+def _rule_days(rules: list[dict[str, Any]], key: str, tags: dict[str, str]) -> int | None:
+    """The days of the lifecycle rule that would expire `key` carrying `tags` (released), if any."""
+    for rule in rules:
+        conditions = rule.get("Filter", {}).get("And", rule.get("Filter", {}))
+        wanted = [*conditions.get("Tags", []), *([conditions["Tag"]] if "Tag" in conditions else [])]
+        days = rule.get("Expiration", {}).get("Days")
+        if (
+            rule.get("Status") == "Enabled"
+            and days
+            and key.startswith(conditions.get("Prefix", ""))
+            and all(tags.get(t["Key"]) == t["Value"] for t in wanted)
+        ):
+            return int(days)
+    return None
+
+
+def expiries(bucket: str, entries: list[catalog.CatalogEntry]) -> dict[str, BackupExpiry]:
+    """Each backup's class, when the lifecycle expires it (S3 counts from the object's creation, to the next
+    midnight UTC) or that retention keeps it, and its Object Lock: read from its archive's tags and retention."""
+    rules = s3stream.lifecycle_rules(bucket) or []
+
+    def one(entry: catalog.CatalogEntry) -> BackupExpiry:
+        m = entry.manifest
+        tags = s3stream.get_tags(bucket, m.dump.key) or {}
+        backup_class = tags.get(CLASS_TAG, "nightly") if m.kind == CLASSED_KIND else m.kind
+        result = BackupExpiry(backup_class=backup_class)
+        if m.kind in RETAINED_KINDS and tags.get(EXPIRABLE_TAG) != "true":
+            result.kept = True
+        else:
+            days = _rule_days(rules, m.dump.key, {**tags, EXPIRABLE_TAG: "true"})
+            if days is not None:
+                midnight = datetime.combine(m.finished_at.date(), datetime.min.time(), UTC)
+                result.expires_at = midnight + timedelta(days=days + 1)
+        lock = s3stream.get_lock(bucket, m.dump.key)
+        if lock is not None:
+            result.lock_mode, result.locked_until = lock.mode, lock.until
+        return result
+
+    with ThreadPoolExecutor(max_workers=catalog.READERS) as pool:
+        return dict(zip([e.manifest.id for e in entries], pool.map(one, entries), strict=True))

@@ -8,12 +8,13 @@ import uuid
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.backup.formats import choose_format, run_in_format
 from dbops.backup.parallel.plan import worker_count
-from dbops.backup.retention import release_for_expiry
+from dbops.backup.retention import BackupExpiry, expiries, release_for_expiry
 from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry
 from dbops.cli.common import (
@@ -30,10 +31,11 @@ from dbops.cli.common import (
 )
 from dbops.cli.progress import ProgressPrinter
 from dbops.cli.sample_data import create_sample_data
-from dbops.config.backup import DEFAULT_MAX_STREAMS
+from dbops.config.backup import DEFAULT_KEEP, DEFAULT_MAX_STREAMS, BackupLock
 from dbops.contract import REFUSED_STATUS, REQUESTED_KINDS, RETAINED_KINDS
-from dbops.errors import VerificationFailed
+from dbops.errors import ConfigError, VerificationFailed
 from dbops.postgres.connection import connect
+from dbops.settings import BackupLockEnvironment
 from dbops.text import human_age, human_bytes, plural
 
 MAX_SCALE = 10_000.0  # about 1 TB
@@ -63,10 +65,26 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup_lock(args: argparse.Namespace) -> BackupLock | None:
+    """--lock-mode with --lock-days, else DBOPS_BACKUP_LOCK (through dbops.settings), else none."""
+    if (args.lock_mode is None) != (args.lock_days is None):
+        raise ConfigError("give --lock-mode and --lock-days together (or neither: DBOPS_BACKUP_LOCK, if set)")
+    if args.lock_mode is not None:
+        return BackupLock(mode=args.lock_mode, days=args.lock_days)
+    try:
+        return BackupLockEnvironment().backup_lock
+    except ValidationError as exc:
+        raise ConfigError(f"DBOPS_BACKUP_LOCK is not a valid lock: {exc.errors()[0]['msg']}") from None
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     spec = spec_from(args)
     request = BackupRequest(
-        database=args.database_name or spec.dbname, bucket=args.bucket, kind=args.kind, pg_bin_dir=args.pg_bin
+        database=args.database_name or spec.dbname,
+        bucket=args.bucket,
+        kind=args.kind,
+        pg_bin_dir=args.pg_bin,
+        lock=_backup_lock(args),
     )
     with connect(spec) as conn:  # the size known in advance: the dump is never larger than the database
         size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
@@ -156,9 +174,27 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _entry_row(entry: catalog.CatalogEntry) -> dict[str, Any]:
+def _expiry_text(expiry: BackupExpiry, keep: int) -> str:
+    """`backups list`'s EXPIRES: the lifecycle's date, or what keeps the backup; and its lock."""
+    if expiry.kept:
+        text = f"kept: newest {keep} verified"
+    elif expiry.expires_at is not None:
+        text = expiry.expires_at.strftime("%Y-%m-%d")
+    else:
+        text = "never (no lifecycle rule)"
+    if expiry.locked_until is not None:
+        text += f"; locked ({(expiry.lock_mode or '').lower()}) until {expiry.locked_until:%Y-%m-%d %H:%M}"
+    return text
+
+
+def _entry_row(entry: catalog.CatalogEntry, expiry: BackupExpiry) -> dict[str, Any]:
     m = entry.manifest
     return {
+        "class": expiry.backup_class,
+        "expires_at": expiry.expires_at.isoformat() if expiry.expires_at else None,
+        "kept_by_retention": expiry.kept,
+        "lock_mode": expiry.lock_mode,
+        "locked_until": expiry.locked_until.isoformat() if expiry.locked_until else None,
         "id": m.id,
         "kind": m.kind,
         "database": m.database,
@@ -170,10 +206,13 @@ def _entry_row(entry: catalog.CatalogEntry) -> dict[str, Any]:
     }
 
 
-def print_catalog(entries: list[catalog.CatalogEntry]) -> None:
+def print_catalog(
+    entries: list[catalog.CatalogEntry], expiry: dict[str, BackupExpiry] | None = None, keep: int = DEFAULT_KEEP
+) -> None:
     verified = {True: "yes", False: "FAILED", None: "-"}
+    extra = ["CLASS", "EXPIRES"] if expiry is not None else []
     print_table(
-        ["ID", "KIND", "DATABASE", "AGE", "SIZE", "VERIFIED"],
+        ["ID", "KIND", "DATABASE", "AGE", "SIZE", "VERIFIED", *extra],
         [
             [
                 e.manifest.id,
@@ -182,6 +221,11 @@ def print_catalog(entries: list[catalog.CatalogEntry]) -> None:
                 human_age(e.age_seconds()),
                 human_bytes(e.manifest.archive_bytes),
                 verified[e.verified],
+                *(
+                    [expiry[e.manifest.id].backup_class, _expiry_text(expiry[e.manifest.id], keep)]
+                    if expiry is not None
+                    else []
+                ),
             ]
             for e in entries
         ],
@@ -190,10 +234,11 @@ def print_catalog(entries: list[catalog.CatalogEntry]) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     entries = catalog.list_backups(args.bucket, kind=args.kind, database=args.database)
+    expiry = expiries(args.bucket, entries)
     if args.json:
-        print_json([_entry_row(e) for e in entries])
+        print_json([_entry_row(e, expiry[e.manifest.id]) for e in entries])
         return 0
-    print_catalog(entries)
+    print_catalog(entries, expiry, args.keep_verified or DEFAULT_KEEP)
     return 0
 
 
@@ -205,6 +250,17 @@ def _keep(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: keep at least 1 verified backup")
+    return value
+
+
+def _days(text: str) -> int:
+    """--lock-days: a whole number of days, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: lock for at least 1 day")
     return value
 
 
@@ -228,6 +284,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"{len(kept.expirable)} expire at the bucket's age (newest {kept.keep} verified always kept)"
         )
     return 0
+
+
+def _add_keep_verified(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--keep-verified",
+        action=EnvDefault,
+        envvar="DBOPS_RETENTION_KEEP",
+        required=False,
+        type=_keep,
+        metavar="N",
+        help=help_text,
+    )
 
 
 def register(sub: Any) -> None:
@@ -255,6 +323,12 @@ def register(sub: Any) -> None:
         help="single: one pg_dump archive; parallel: tables in ranges, COPYed by several streams at once",
     )
     p.add_argument("--max-streams", type=int, default=DEFAULT_MAX_STREAMS, help="parallel: COPY streams at most")
+    p.add_argument(
+        "--lock-mode",
+        choices=["governance", "compliance"],
+        help="S3 Object Lock on every object written (the bucket must have Object Lock; default: DBOPS_BACKUP_LOCK)",
+    )
+    p.add_argument("--lock-days", type=_days, metavar="DAYS", help="with --lock-mode: how long the lock holds")
     p.set_defaults(run=cmd_backup)
 
     p = sub.add_parser("backups", help="the backup catalog")
@@ -264,6 +338,7 @@ def register(sub: Any) -> None:
     lp.add_argument("--kind", choices=BACKUP_KINDS)
     lp.add_argument("--database")
     lp.add_argument("--json", action="store_true")
+    _add_keep_verified(lp, "the N in 'kept: newest N verified' (the stack's retention_days.keep_newest_verified)")
     lp.set_defaults(run=cmd_list)
     sp = backups_sub.add_parser(
         "start", help="back up through the backup state machine (on demand, before a deployment), following it"
@@ -277,14 +352,9 @@ def register(sub: Any) -> None:
     add_backup_choice(p)
     add_bucket(p)
     add_pg_bin(p)
-    p.add_argument(
-        "--keep-verified",
-        action=EnvDefault,
-        envvar="DBOPS_RETENTION_KEEP",
-        required=False,
-        type=_keep,
-        metavar="N",
-        help="then tag the kind's older backups for expiry, never the newest N verified (the stack's "
+    _add_keep_verified(
+        p,
+        "then tag the kind's older backups for expiry, never the newest N verified (the stack's "
         "retention_days.keep_newest_verified: give the same N)",
     )
     p.set_defaults(run=cmd_verify)
