@@ -58,9 +58,9 @@ def test_cli_refuses_a_misspelled_table_before_starting_an_execution(
 
     code = main(["restore", "--table", "no_such_table", "--dry-run"])
 
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 2
-    [line] = [line for line in out.splitlines() if line.startswith("REFUSED")]
+    [line] = [line for line in err.splitlines() if line.startswith("REFUSED")]  # the reason on stderr
     assert line.startswith("REFUSED (checked before starting; no execution started): 'no_such_table' is not a table")
     assert not [line for line in out.splitlines() if line.startswith("started ")]
     assert len(main_executions(capsys)) == executions
@@ -71,11 +71,11 @@ def test_cli_exits_2_with_the_reason_when_the_execution_refuses(
 ) -> None:
     code = main(["restore", "--table", "users", "--target", "no_such_db"])  # the target is Validate's to check
 
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 2, out
     assert "checked before starting: backup " in out and "started " in out
     assert "-> RestoreRefused" in out
-    assert "REFUSED: target database no_such_db does not exist: a selective restore needs it" in out
+    assert "REFUSED: target database no_such_db does not exist: a selective restore needs it" in err
 
 
 def main_executions(capsys: pytest.CaptureFixture[str]) -> list[dict[str, str]]:

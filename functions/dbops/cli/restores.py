@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from dbops.aws.stepfunctions import follow, outcome
@@ -47,7 +48,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         for line in check_before_start(request, args.bucket):
             print(f"checked before starting: {line}", flush=True)
     except RefusedBeforeStart as exc:
-        print(f"REFUSED (checked before starting; no execution started): {' '.join(str(exc).split())}")
+        reason = " ".join(str(exc).split())
+        print(f"REFUSED (checked before starting; no execution started): {reason}", file=sys.stderr)
         return EXIT_REFUSED
     execution = start_restore(arn, request)
     print(f"started {execution.rsplit(':', 1)[-1]}", flush=True)
@@ -55,7 +57,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if description["status"] == "SUCCEEDED":
         output = json.loads(description.get("output") or "{}")
         if output.get("status") == REFUSED_STATUS:  # the execution's Validate refused it: nothing changed
-            print(f"REFUSED: {output.get('reason', '')}")
+            print(f"REFUSED: {output.get('reason', '')}", file=sys.stderr)
             return EXIT_REFUSED
     text = outcome(description)
     print(("succeeded: " if description["status"] == "SUCCEEDED" else "FAILED: ") + text)
