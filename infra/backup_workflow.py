@@ -172,18 +172,28 @@ class BackupWorkflow(Construct):
             },
         )
         unknown.next(refused)
+        # a JSONPath filter that matches nothing is an error in the engine: ask first whether any is unknown
         find_unknown = sfn.Pass(
             self,
             "FindUnknown",
             parameters={
                 "kind": sfn.JsonPath.string_at("$.kind"),
                 "databases": sfn.JsonPath.list_at("$.databases"),
-                "unknown": sfn.JsonPath.list_at("$.checked[?(@.known == false)].name"),
+                "checked": sfn.JsonPath.list_at("$.checked"),
+                "any_unknown.$": "States.ArrayContains($.checked[*].known, false)",
             },
         )
+        list_unknown = sfn.Pass(
+            self,
+            "ListUnknown",
+            parameters={"unknown": sfn.JsonPath.list_at("$.checked[?(@.known == false)].name")},
+        )
+        list_unknown.next(unknown)
         check.next(find_unknown)
         find_unknown.next(
-            sfn.Choice(self, "AllConfigured").when(sfn.Condition.is_present("$.unknown[0]"), unknown).otherwise(each)
+            sfn.Choice(self, "AllConfigured")
+            .when(sfn.Condition.boolean_equals("$.any_unknown", True), list_unknown)
+            .otherwise(each)
         )
         requested = sfn.Pass(
             self,

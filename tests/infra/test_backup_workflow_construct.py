@@ -94,7 +94,8 @@ def test_a_request_is_checked_before_any_backup(definition: dict[str, Any]) -> N
     assert configured["Default"] == "Unknown"
     assert states["FindUnknown"]["Next"] == "AllConfigured"
     (unknown,) = states["AllConfigured"]["Choices"]
-    assert unknown == {"Variable": "$.unknown[0]", "IsPresent": True, "Next": "UnknownDatabase"}
+    assert unknown == {"Variable": "$.any_unknown", "BooleanEquals": True, "Next": "ListUnknown"}
+    assert states["ListUnknown"]["Next"] == "UnknownDatabase"
     assert states["AllConfigured"]["Default"] == "BackupEach"
 
 
