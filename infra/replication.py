@@ -24,12 +24,11 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from dbops.contract import BACKUPS_PREFIX
-from infra.replication_settings import ReplicationSettings
+from infra.replication_settings import RULE_ID, ReplicationSettings
 from infra.scanners import acknowledge_nag
 from infra.settings import StackSettings
 from infra.storage import BackupStorage
 
-RULE_ID = "backups-to-dr"
 REPLICATION_MINUTES = 15  # S3 Replication Time Control: the only threshold S3 offers
 REPLICATE = ["s3:ReplicateObject", "s3:ReplicateTags"]
 OWNER_OVERRIDE = "s3:ObjectOwnerOverrideToBucketOwner"

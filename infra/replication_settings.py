@@ -11,6 +11,7 @@ from pydantic import Field
 
 from infra.settings_model import SettingsModel
 
+RULE_ID = "backups-to-dr"  # the backup bucket's replication rule (also a dimension of its metrics)
 BUCKET_NAME_MAX = 63
 ACCOUNT_ID_LENGTH = 12
 
