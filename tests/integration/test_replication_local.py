@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from psycopg import sql
 
 from dbops import aws
 from dbops.aws import s3stream
@@ -19,9 +17,8 @@ from dbops.backup.retention import release_for_expiry
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_backup
 from dbops.config.backup import BackupLock, RetentionClasses
-from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.postgres.connection import ConnectionSpec
 from local_stack.aws import LocalAws
-from local_stack.postgres import LocalPostgres
 from local_stack.replication import LocalReplication, configure_replication
 
 DATABASE = "ledger"
@@ -38,21 +35,6 @@ def buckets(local_aws: LocalAws) -> tuple[str, str, LocalReplication]:
     return source, replica, configure_replication(source, replica, DR_REGION)
 
 
-@pytest.fixture
-def ledger(pg18: LocalPostgres) -> Iterator[ConnectionSpec]:
-    admin = ConnectionSpec.from_url(pg18.url())
-    name = f"r_{uuid.uuid4().hex[:10]}"
-    with connect(admin) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    spec = admin.for_database(name)
-    with connect(spec) as conn:
-        conn.execute("CREATE TABLE entries (id bigint PRIMARY KEY, amount numeric(12, 2) NOT NULL)")
-        conn.execute("INSERT INTO entries SELECT g, g * 1.25 FROM generate_series(1, 500) g")
-    yield spec
-    with connect(admin) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def _read(bucket: str, key: str) -> bytes:
     return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
 
@@ -63,13 +45,13 @@ def _keys(manifest: catalog.BackupManifest) -> list[str]:
 
 
 def test_a_backup_appears_in_the_replica_with_its_bytes_tags_metadata_and_lock(
-    ledger: ConnectionSpec, buckets: tuple[str, str, LocalReplication]
+    sample_db: ConnectionSpec, buckets: tuple[str, str, LocalReplication]
 ) -> None:
     source, replica, replication = buckets
     s3 = aws.client("s3")
     assert s3.get_bucket_location(Bucket=replica)["LocationConstraint"] == DR_REGION
-    first = run_backup(ledger, BackupRequest(database=DATABASE, bucket=source, kind="nightly", lock=LOCK))
-    second = run_backup(ledger, BackupRequest(database=DATABASE, bucket=source, kind="nightly", lock=LOCK))
+    first = run_backup(sample_db, BackupRequest(database=DATABASE, bucket=source, kind="nightly", lock=LOCK))
+    second = run_backup(sample_db, BackupRequest(database=DATABASE, bucket=source, kind="nightly", lock=LOCK))
     for manifest in (first, second):
         assert verify_backup(source, manifest.id).ok
     copied = replication.run()
@@ -94,11 +76,11 @@ def test_a_backup_appears_in_the_replica_with_its_bytes_tags_metadata_and_lock(
 
 
 def test_deletes_and_objects_outside_backups_stay_out_of_the_replica(
-    ledger: ConnectionSpec, buckets: tuple[str, str, LocalReplication]
+    sample_db: ConnectionSpec, buckets: tuple[str, str, LocalReplication]
 ) -> None:
     source, replica, replication = buckets
     s3 = aws.client("s3")
-    manifest = run_backup(ledger, BackupRequest(database=DATABASE, bucket=source, kind="nightly", lock=LOCK))
+    manifest = run_backup(sample_db, BackupRequest(database=DATABASE, bucket=source, kind="nightly", lock=LOCK))
     s3.put_object(Bucket=source, Key="health/ledger/counters.json", Body=b"{}")
     replication.run()
     key = manifest.prefix + catalog.MANIFEST
