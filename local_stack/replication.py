@@ -32,7 +32,7 @@ def configure_replication(source: str, destination: str, region: str) -> LocalRe
     locked = _object_lock_enabled(source)
     s3.create_bucket(
         Bucket=destination,
-        CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+        CreateBucketConfiguration={"LocationConstraint": region},
         ObjectLockEnabledForBucket=locked,
     )
     s3.put_bucket_versioning(Bucket=destination, VersioningConfiguration={"Status": "Enabled"})
@@ -45,7 +45,7 @@ def configure_replication(source: str, destination: str, region: str) -> LocalRe
         "DeleteMarkerReplication": {"Status": "Disabled"},
         "Destination": {"Bucket": f"arn:aws:s3:::{destination}"},
     }
-    s3.put_bucket_replication(Bucket=source, ReplicationConfiguration={"Role": ROLE_ARN, "Rules": [rule]})  # type: ignore[typeddict-item]
+    s3.put_bucket_replication(Bucket=source, ReplicationConfiguration={"Role": ROLE_ARN, "Rules": [rule]})
     return LocalReplication(source, rules=[rule])
 
 
@@ -70,7 +70,7 @@ class LocalReplication:
     def enabled_rules(self) -> list[dict[str, Any]]:
         if self.rules is None:
             config = aws.client("s3").get_bucket_replication(Bucket=self.source)["ReplicationConfiguration"]
-            self.rules = list(config["Rules"])  # type: ignore[arg-type]
+            self.rules = list(config["Rules"])
         return [r for r in self.rules if r.get("Status") == "Enabled"]
 
     def run(self) -> list[str]:
