@@ -15,7 +15,8 @@ from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from infra.constants import CONTEXT_KEY, LAYERS_BUILD_DIR, ROOT
-from infra.settings import load_settings
+from infra.replication import ReplicaStack
+from infra.settings import SettingsError, StackSettings, load_settings
 from infra.stack import DbopsStack
 
 CDK_JSON = ROOT / "cdk.json"
@@ -51,6 +52,7 @@ def build_app(
     extra: dict[str, Any] = {}
     if restore_steps is not None:
         extra["restore_steps"] = restore_steps
+    replica = _replica_stack(app, settings, account, region)
     stack = DbopsStack(
         app,
         settings.stack_name,
@@ -60,5 +62,30 @@ def build_app(
         env=Environment(account=account, region=region) if account and region else None,
         **extra,
     )
+    stack.replica_stack = replica
+    if replica is not None:
+        stack.add_stack_dependency(replica, "S3 checks the replica bucket exists when the replication rule is set")
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app, stack
+
+
+def _replica_stack(app: App, settings: StackSettings, account: str | None, region: str | None) -> ReplicaStack | None:
+    """The DR stack (cdk.json `replication`), in the DR region and account; None without replication."""
+    replication = settings.replication
+    if replication is None:
+        return None
+    if replication.region == region:
+        raise SettingsError(f"replication.region is the stack's own region ({region}): name another region")
+    if replication.account not in (None, account) and not account:
+        # the DR stack admits the source account's replication role by its ARN: it needs that account's id
+        raise SettingsError(
+            "replication.account is another account: synthesize with the source account known "
+            "(the cdk CLI with credentials, or CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION)"
+        )
+    return ReplicaStack(
+        app,
+        replication.stack_name(settings.stack_name),
+        settings=settings,
+        source_account=account,
+        env=Environment(account=replication.account or account, region=replication.region),
+    )

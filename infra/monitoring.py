@@ -146,6 +146,45 @@ class Monitoring(Construct):
             meaning="a scheduled invoke failed: its event is in the dead-letter queue",
         )
 
+    def watch_replication(
+        self, *, source_bucket: str, destination_bucket: str, rule_id: str, lag_minutes: int
+    ) -> list[cw.Alarm]:
+        """S3 replication's metrics on the backup bucket's rule: any failed replication, and objects waiting
+        longer than `lag_minutes` to reach the DR region."""
+        dimensions = {"SourceBucket": source_bucket, "DestinationBucket": destination_bucket, "RuleId": rule_id}
+
+        def metric(name: str, statistic: str) -> cw.Metric:
+            return cw.Metric(
+                namespace="AWS/S3",
+                metric_name=name,
+                dimensions_map=dimensions,
+                statistic=statistic,
+                period=FIVE_MINUTES,
+            )
+
+        return [
+            self._add(
+                "ReplicationFailed",
+                kind="ReplicationFailed",
+                metric=metric("OperationsFailedReplication", "Sum"),
+                comparison=GT,
+                threshold=0,
+                evaluation_periods=1,
+                missing=NOT_BREACHING,
+                meaning="S3 failed to replicate a backup object to the DR region",
+            ),
+            self._add(
+                "ReplicationLag",
+                kind="ReplicationLag",
+                metric=metric("ReplicationLatency", "Maximum"),
+                comparison=GT,
+                threshold=lag_minutes * 60,
+                evaluation_periods=1,
+                missing=NOT_BREACHING,
+                meaning=f"backups are reaching the DR region more than {lag_minutes} minutes after they were written",
+            ),
+        ]
+
     def watch_state_machine(
         self, name: str, state_machine: sfn.IStateMachine, kind: str = "RestoreFailed"
     ) -> list[cw.Alarm]:

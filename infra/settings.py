@@ -17,6 +17,7 @@ from infra.alarm_settings import AlarmSettings, AlarmThresholds
 from infra.constants import CONTEXT_KEY
 from infra.database_settings import DatabaseSettings, VpcPlacement
 from infra.rehearsal_settings import rehearsal_secret_name
+from infra.replication_settings import ReplicationSettings
 from infra.restore_settings import RestoreSettings
 from infra.retention_settings import BackupLockSettings, RetentionDays
 from infra.schedule_settings import BackupSchedule, Schedules, rate_hours
@@ -66,6 +67,9 @@ class StackSettings(SettingsModel):
         default=None, description="S3 Object Lock on the backups (infra/storage.py); absent: none"
     )
     alarms: AlarmSettings = AlarmSettings()
+    replication: ReplicationSettings | None = Field(
+        default=None, description="a second copy of the backups in another region (infra/replication.py); absent: none"
+    )
     backup: BackupSettings = BackupSettings()
     functions: FunctionsSettings = FunctionsSettings()
     restore: RestoreSettings = RestoreSettings()  # infra/restore_settings.py
@@ -98,6 +102,8 @@ class StackSettings(SettingsModel):
                 f"databases {', '.join(rehearsed)} have rehearsal settings: rehearsals run on Fargate, in the "
                 "databases' VPC, with dbops' watcher from restore_task_image; give both"
             )
+        if self.replication is not None and self.replication.problems(self.stack_name):
+            raise ValueError("; ".join(self.replication.problems(self.stack_name)))
         for database, expression in self.scheduled_backups().items():
             hours, limit = rate_hours(expression), self.alarm_thresholds(database).backup_age_hours
             if hours is not None and hours >= limit:

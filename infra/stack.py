@@ -37,6 +37,7 @@ from infra.monitoring import Monitoring
 from infra.point_in_time_access import PointInTimeAccess
 from infra.rehearsal_settings import rehearsal_secret_name
 from infra.rehearsal_tasks import RehearsalTask
+from infra.replication import ReplicaStack, Replication
 from infra.restore_workflow import REHEARSAL_STEP_HANDLERS, STEP_HANDLERS, RestoreWorkflow, StageTask
 from infra.restore_workflow import STATE_MACHINE_NAME as RESTORE_STATE_MACHINE_NAME
 from infra.scanners import acknowledge_nag
@@ -69,6 +70,7 @@ class DbopsStack(Stack):
         kwargs.setdefault("description", "dbops: PostgreSQL backups, restores, health and maintenance")
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
+        self.replica_stack: ReplicaStack | None = None  # the DR stack (infra/application.py sets it)
         self.storage = BackupStorage(self, "Storage", retention=settings.retention_days, lock=settings.backup_lock)
         self.logs_key = logs_key(self, "LogsKey")
         self.dead_letter_queue = dead_letter_queue(self, "ScheduledInvokeDlq")
@@ -95,6 +97,7 @@ class DbopsStack(Stack):
         self.point_in_time = PointInTimeAccess(self, "PointInTime", databases=settings.databases)
         self.point_in_time.grant_readiness(self.functions.health)
         self.monitoring.watch_dead_letter_queue("ScheduledInvokes", self.dead_letter_queue)
+        self.replication = self._replication()
         # the Fargate task for work beyond Lambda's limits: large restores' stage step and large databases' backups
         self.fargate_task = self._fargate_task()
         self.backup_workflow = BackupWorkflow(
@@ -159,6 +162,27 @@ class DbopsStack(Stack):
             self._temporary_instance_sweep(state_machine)
         self.monitoring.watch_state_machine("Restore", state_machine)
         CfnOutput(self, "RestoreStateMachineArn", value=state_machine.state_machine_arn)
+
+    def _replication(self) -> Replication | None:
+        """The backups' second copy in the DR stack's bucket (cdk.json `replication`), and its two alarms."""
+        if self.settings.replication is None:
+            return None
+        replication = Replication(
+            self,
+            "Replication",
+            settings=self.settings.replication,
+            stack_name=self.settings.stack_name,
+            bucket=self.storage.bucket,
+            key=self.storage.key,
+            locked=self.settings.backup_lock is not None,
+        )
+        self.monitoring.watch_replication(
+            source_bucket=self.storage.bucket.bucket_name,
+            destination_bucket=replication.destination_bucket_name,
+            rule_id=replication.rule_id,
+            lag_minutes=self.settings.replication.lag_alarm_minutes,
+        )
+        return replication
 
     def _rehearsal_tasks(self) -> list[RehearsalTask]:
         """Each rehearsed database's task (its migration image beside dbops' watcher) and secret."""

@@ -30,14 +30,18 @@ class BackupStorage(Construct):
         *,
         retention: RetentionDays,
         lock: BackupLockSettings | None = None,
+        bucket_name: str | None = None,
+        key_alias: str | None = None,
+        purpose: str = "the database backups",
     ) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
             self,
             "BackupKey",
-            description="dbops: encrypts the database backups",
+            description=f"dbops: encrypts {purpose}",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
+            alias=key_alias,
         )
         self.access_logs = s3.Bucket(
             self,
@@ -76,6 +80,7 @@ class BackupStorage(Construct):
         self.bucket = s3.Bucket(
             self,
             "Backups",
+            bucket_name=bucket_name,
             encryption=s3.BucketEncryption.KMS,
             encryption_key=self.key,
             bucket_key_enabled=True,

@@ -16,6 +16,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
+DR_REGION = "us-west-2"
 VPC_ID = "vpc-0a1b2c3d4e5f60718"
 SUBNETS = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003"]
 GROUPS = ["sg-0a1b2c3d4e5f60001", "sg-0a1b2c3d4e5f60002"]
@@ -59,7 +60,7 @@ BILLING_RULE = {
 
 def settings_dict() -> dict[str, Any]:
     """Two databases in one VPC, verify-full with a CA bundle, overridden schedules and retention (weekly and monthly
-    classes, a compliance Object Lock), email alarms,
+    classes, a compliance Object Lock), email alarms, a second copy in us-west-2,
     three backups at once; each database with its own maintenance rules, billing with its own health and alarm
     thresholds and backup runner."""
     return {
@@ -112,6 +113,7 @@ def settings_dict() -> dict[str, Any]:
         },
         "backup_lock": {"mode": "compliance", "days": 30},
         "alarms": {"email": "dba@example.com"},
+        "replication": {"region": DR_REGION, "lag_alarm_minutes": 45},
         "backup": {"max_concurrency": 3},
         "restore": {"lock_timeout": "150ms", "lock_wait_budget": "30s", "max_pause": "2s"},
         "restore_task_image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/dbops-restore:1.0",

@@ -121,9 +121,10 @@ def test_alarm_count_is_exactly_the_documented_set(synthesized: Synth) -> None:
     backup = 3  # the backup state machine's executions failed, timed out, aborted
     dead_letters = 1  # the scheduled invokes' dead-letter queue
     on_rds = 2  # PointInTimeLag: sprint_reports_v2 has an rds_instance_id, billing an rds_cluster_id
+    replication = 2  # ReplicationFailed, ReplicationLag: the second copy in us-west-2
     assert (
         len(synthesized.resources("AWS::CloudWatch::Alarm"))
-        == per_database * len(DATABASES) + 3 + restore + backup + dead_letters + on_rds
+        == per_database * len(DATABASES) + 3 + restore + backup + dead_letters + on_rds + replication
     )
 
 

@@ -51,8 +51,8 @@ def template_file(synthesized: Synth, tmp_path_factory: pytest.TempPathFactory) 
     return path
 
 
-@pytest.fixture(scope="module")
-def checkov(template_file: Path) -> dict[str, Any]:
+def run_checkov(template_file: Path) -> dict[str, Any]:
+    """checkov's results on one template, offline."""
     env = {k: v for k, v in os.environ.items() if k not in ("BC_API_KEY", "PRISMA_API_URL")}
     result = subprocess.run(
         [
@@ -76,6 +76,24 @@ def checkov(template_file: Path) -> dict[str, Any]:
     return json.loads(result.stdout)["results"]  # type: ignore[no-any-return]
 
 
+def assert_cfn_lint_clean(template_file: Path) -> None:
+    result = subprocess.run(
+        [_tool("cfn-lint"), "--format", "json", str(template_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    findings = json.loads(result.stdout or "[]")
+    assert [(f["Rule"]["Id"], f["Message"]) for f in findings] == [], result.stderr
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def checkov(template_file: Path) -> dict[str, Any]:
+    return run_checkov(template_file)
+
+
 def test_checkov_finds_nothing_unacknowledged(checkov: dict[str, Any]) -> None:
     failed = [(f["check_id"], f["resource"], f["check_name"]) for f in checkov["failed_checks"]]
     assert failed == []
@@ -91,16 +109,7 @@ def test_every_checkov_skip_carries_its_reason(checkov: dict[str, Any]) -> None:
 
 
 def test_cfn_lint_finds_nothing_unacknowledged(template_file: Path) -> None:
-    result = subprocess.run(
-        [_tool("cfn-lint"), "--format", "json", str(template_file)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    findings = json.loads(result.stdout or "[]")
-    assert [(f["Rule"]["Id"], f["Message"]) for f in findings] == [], result.stderr
-    assert result.returncode == 0, result.stderr
+    assert_cfn_lint_clean(template_file)
 
 
 def test_every_cfn_lint_ignore_carries_its_reason(synthesized: Synth) -> None:

@@ -5,7 +5,8 @@ infra tests' settings: database sprint_reports_v2, as the local stack configures
 watches. The dbops namespace: its metric read back from (moto's) CloudWatch (the handlers' EMF lines reach it within
 local_stack.metrics.emf_to_cloudwatch), each datapoint compared with the threshold. AWS/States (ExecutionsFailed,
 TimedOut, Aborted): the execution's status. AWS/Lambda (Errors): a function error in the execution's history.
-AWS/SQS (a schedule's dead letters): no scheduled invoke runs in these tests."""
+AWS/SQS (a schedule's dead letters): no scheduled invoke runs in these tests. AWS/S3 (replication to the DR
+region): no replication runs in an execution."""
 
 from __future__ import annotations
 
@@ -76,6 +77,8 @@ def tripped(execution: dict[str, Any], machine: str, databases: Sequence[str], s
             hit = mine and execution["status"] == EXECUTION_METRICS[name]
         elif namespace == "AWS/Lambda":
             hit = _function_failed(execution["executionArn"])
+        elif namespace == "AWS/S3":
+            hit = False  # ReplicationFailed, ReplicationLag: no replication runs in an execution
         else:
             assert namespace == "AWS/SQS", f"an alarm this check does not judge: {namespace} {name}"
             hit = False
