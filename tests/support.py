@@ -280,3 +280,13 @@ def sns_messages(queue: str) -> list[str]:
 
     found = aws.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     return [m["Body"] for m in found.get("Messages", [])]
+
+
+def refusal(result: dict[str, Any]) -> str:
+    """The reason a restore or rehearsal execution was refused (a Succeed state no alarm counts, its output
+    {"status": "refused", "reason": ...}); fails the test when the execution ended any other way."""
+    import json
+
+    output = json.loads(result.get("output") or "{}")
+    assert result["status"] == "SUCCEEDED" and output.get("status") == "refused", (result["status"], result)
+    return str(output["reason"])

@@ -21,10 +21,10 @@ from dbops.config.backup import (
     RetentionClasses,
 )
 from dbops.config.databases import DatabaseConfig, find_database
+from dbops.config.health import HealthSettings, ProbeOptions
 from dbops.config.maintenance import MaintenanceConfig
 from dbops.config.thresholds import Thresholds
 from dbops.contract import ENV_PREFIX, HEALTH_ENV_PREFIX
-from dbops.health.settings import HealthSettings, ProbeOptions
 
 
 class _Settings(BaseSettings):

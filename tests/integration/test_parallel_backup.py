@@ -22,7 +22,7 @@ from dbops.backup.retention import release_for_expiry
 from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry
 from dbops.cli import main
-from dbops.contract import EXPIRABLE_TAG
+from dbops.contract import CLASS_TAG, EXPIRABLE_TAG
 from dbops.errors import BackupError
 from dbops.postgres.connection import ConnectionSpec, connect
 from handlers.backup import handler
@@ -93,9 +93,8 @@ def test_backup_while_pgbench_writes_is_one_consistent_snapshot(
     verify_entry(bucket, entry)
     release_for_expiry(bucket, "nightly", "bench", keep=1)
     for key in s3_keys(bucket, manifest.prefix):
-        assert aws.client("s3").get_object_tagging(Bucket=bucket, Key=key)["TagSet"] == [
-            {"Key": EXPIRABLE_TAG, "Value": "false"}
-        ]
+        tags = {t["Key"]: t["Value"] for t in aws.client("s3").get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+        assert tags == {EXPIRABLE_TAG: "false", CLASS_TAG: "nightly"}
 
     target = f"{bench_db.dbname}_copy"
     main(["export", manifest.id, "--into", target, "--bucket", bucket, "--database-url", pg.url()])

@@ -5,11 +5,11 @@ named thresholds (defaults from check_postgres and PgHero), as a readable report
     print(format_report(report)); sys.exit(report.exit_code)
 """
 
+from dbops.config.health import HealthSettings
 from dbops.config.thresholds import Thresholds
 from dbops.health.model import Finding, HealthReport, MetricPoint, ProbeResult, Status
 from dbops.health.report import format_report
 from dbops.health.runner import run_health
-from dbops.health.settings import HealthSettings
 
 __all__ = [
     "Finding",

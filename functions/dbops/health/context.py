@@ -15,9 +15,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from dbops.backup.catalog import CatalogEntry
+from dbops.config.health import HealthSettings
 from dbops.config.thresholds import Thresholds
 from dbops.health.counters import TempFileBaseline
-from dbops.health.settings import HealthSettings
 
 Query = LiteralString | sql.SQL | sql.Composed
 

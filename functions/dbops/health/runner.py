@@ -17,6 +17,7 @@ from dbops.aws.rds import Kind
 from dbops.backup import catalog
 from dbops.backup.catalog import CatalogEntry
 from dbops.config.databases import DatabaseConfig
+from dbops.config.health import HealthSettings
 from dbops.config.thresholds import Thresholds
 from dbops.errors import DbopsError
 from dbops.health.context import ProbeContext
@@ -28,7 +29,6 @@ from dbops.health.probes.point_in_time import POINT_IN_TIME, probe_point_in_time
 from dbops.health.probes.rds_engine import RDS_ENGINE_VERSION, probe_rds_engine_version
 from dbops.health.probes.rds_metrics import RDS_METRICS, probe_rds_metrics
 from dbops.health.probes.temp_files import TEMP_FILES
-from dbops.health.settings import HealthSettings
 from dbops.postgres.connection import ConnectionSpec, connect, database_spec, describe_error
 
 SESSION_SETUP = """
