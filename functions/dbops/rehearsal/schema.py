@@ -3,7 +3,8 @@
 Both dumps come from the same scratch database (before the upgrade, after the downgrade), so only what changes
 from one pg_dump run to the next is dropped: comment lines, pg_dump 17.6+/18's `\\restrict KEY` / `\\unrestrict KEY`
 lines (a random key per run), and runs of blank lines. `SET` lines stay: they are the same every run, and a
-`SET default_tablespace` before a table is part of where it lives. The migration tool's version table is left out
+`SET default_tablespace` before a table is part of where it lives (compared with each table and index it applies
+to, not where pg_dump happened to write it). The migration tool's version table is left out
 (its rows are the revision; a downgrade to base leaves the empty table behind, which is no schema change of the
 application's); the revision itself is compared on its own.
 
@@ -111,24 +112,43 @@ _QUALIFIED = re.compile(rf"(?<![\w$\"]){_IDENT}\.{_IDENT}(?![\w$])")
 PREAMBLE = "SETTINGS"  # what pg_dump writes before its first object (SET lines)
 
 
+# settings pg_dump writes only where they change, after the header of the table or index they apply to: whether
+# an object's definition holds such a line depends on the objects before it (a new table sorted first takes it),
+# so each table and index carries the ones in force for it instead
+_PLACEMENT = re.compile(r"^SET (default_table_access_method|default_tablespace) = .*;$")
+_PLACED_KINDS = ("TABLE", "MATERIALIZED VIEW", "INDEX")
+
+
 def _objects(text: str) -> dict[tuple[str, str, str], list[str]]:
     """The dump's objects by (type, schema, tag) in the dump's order, each with its normalized definition; the
     `-- Name: ...; Type: ...` headers outside quoted text delimit them."""
     raw = text.splitlines()
     chunks: dict[tuple[str, str, str], list[str]] = {(PREAMBLE, "-", ""): []}
-    current = chunks[(PREAMBLE, "-", "")]
+    key: tuple[str, str, str] = (PREAMBLE, "-", "")
+    placement: dict[str, str] = {}
+
+    def settle() -> None:  # the object now complete: the placement settings in force for it after it
+        if key[0] in _PLACED_KINDS:
+            chunks[key].extend(placement[s] for s in sorted(placement))
+
     for line, quoted in zip(raw, _in_quotes(raw), strict=True):
+        setting = None if quoted else _PLACEMENT.match(line)
+        if setting is not None:
+            placement[setting.group(1)] = line
+            continue
         header = None if quoted else _HEADER.match(line)
         if header is None:
-            current.append(line)
+            chunks[key].append(line)
             continue
+        settle()
         name, kind, schema = header.groups()
         key, n = (kind, schema, name), 1
         while key in chunks:  # the same header twice: keep both
             n += 1
             key = (kind, schema, f"{name} #{n}")
-        current = chunks[key] = []
-    return {key: normalize("\n".join(lines)) for key, lines in chunks.items()}
+        chunks[key] = []
+    settle()
+    return {k: normalize("\n".join(lines)) for k, lines in chunks.items()}
 
 
 def _unquote(ident: str) -> str:
