@@ -99,3 +99,10 @@ def metric_sum(name: str, database: str, since: datetime) -> float:
         Statistics=["Sum"],
     )["Datapoints"]
     return float(sum(p["Sum"] for p in points))
+
+
+def metric_totals(database: str, *names: str) -> dict[str, float]:
+    """Each named dbops metric of one database, summed over the last day: compare two readings to count what one
+    step emitted (the server sums by the minute, so a window starting now may still hold a neighbour's points)."""
+    day_ago = datetime.now(UTC) - timedelta(days=1)
+    return {name: metric_sum(name, database, day_ago) for name in names}

@@ -17,7 +17,7 @@ from dbops.backup.verify import verify_backup
 from dbops.postgres.connection import ConnectionSpec
 from local_stack.metrics import emf_to_cloudwatch
 from tests.support import sns_messages, table_checksums, topic_with_queue
-from tests.workflow.alarms import metric_sum, tripped
+from tests.workflow.alarms import metric_totals, tripped
 
 Run = Callable[..., dict[str, Any]]
 DB = "sprint_reports_v2"
@@ -46,6 +46,7 @@ def test_a_refused_request_ends_refused_without_an_alarm_or_a_notice(
     run_backup(sample_db, BackupRequest(database=DB, bucket=bucket))
     before = table_checksums(sample_db)
     since = datetime.now(UTC)
+    counted = metric_totals(DB, contract.RESTORE_REFUSED, contract.RESTORE_FAILED)
 
     with emf_to_cloudwatch():
         result = run_restore(**request_args)
@@ -56,8 +57,11 @@ def test_a_refused_request_ends_refused_without_an_alarm_or_a_notice(
     output = json.loads(result["output"])
     assert output["status"] == "refused" and reason in output["reason"], output
     assert tripped(result, "Restore", [DB, "billing"], since) == []
-    assert metric_sum(contract.RESTORE_REFUSED, DB, since) == 1
-    assert metric_sum(contract.RESTORE_FAILED, DB, since) == 0
+    after = metric_totals(DB, contract.RESTORE_REFUSED, contract.RESTORE_FAILED)
+    assert (after[contract.RESTORE_REFUSED], after[contract.RESTORE_FAILED]) == (
+        counted[contract.RESTORE_REFUSED] + 1,
+        counted[contract.RESTORE_FAILED],
+    )
     assert sns_messages(notified) == []
     assert table_checksums(sample_db) == before
 
@@ -70,6 +74,7 @@ def test_a_damaged_backup_still_fails_alarms_and_notifies(
     body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     aws.client("s3").put_object(Bucket=bucket, Key=key, Body=body[: len(body) // 2])
     since = datetime.now(UTC)
+    counted = metric_totals(DB, contract.RESTORE_REFUSED, contract.RESTORE_FAILED)
 
     with emf_to_cloudwatch():
         result = run_restore()
@@ -78,6 +83,9 @@ def test_a_damaged_backup_still_fails_alarms_and_notifies(
     assert "NotifyFailure" in result["states"] and "RestoreRefused" not in result["states"]
     alarms = tripped(result, "Restore", [DB], since)
     assert {a.split("-", 2)[-1] for a in alarms} >= {"ExecutionsFailed-Restore", f"RestoreFailed-{DB}"}, alarms
-    assert metric_sum(contract.RESTORE_FAILED, DB, since) == 1
-    assert metric_sum(contract.RESTORE_REFUSED, DB, since) == 0
+    after = metric_totals(DB, contract.RESTORE_REFUSED, contract.RESTORE_FAILED)
+    assert (after[contract.RESTORE_REFUSED], after[contract.RESTORE_FAILED]) == (
+        counted[contract.RESTORE_REFUSED],
+        counted[contract.RESTORE_FAILED] + 1,
+    )
     assert any("FAILED" in m or "failed" in m for m in sns_messages(notified))
