@@ -96,6 +96,7 @@ def restore_backup(
             restore_parallel(bucket, entry.manifest, target, jobs=jobs, pg_bin_dir=pg_bin_dir, work_dir=str(work))
             return
         local = archive.download(bucket, dump, work / "archive.dump")
+        jobs = archive.restore_jobs(entry.manifest.tables, jobs)
         run_pg_restore(target, [f"--jobs={jobs}"], archive=local, pg_bin_dir=pg_bin_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)

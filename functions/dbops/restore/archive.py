@@ -143,3 +143,10 @@ def selective_list(
     path = work / "selective.list"
     path.write_text("".join(e.line + "\n" for e in keep))
     return path
+
+
+def restore_jobs(tables: list[TableStat], jobs: int) -> int:
+    """pg_restore's jobs for an archive of these tables: one where it holds a partitioned table, whose indexes,
+    partition attachments and foreign keys parallel jobs create in no fixed order and can deadlock on (seen on
+    PostgreSQL 15 and 18 in the corpus); `jobs` otherwise."""
+    return 1 if any(t.relkind == "p" for t in tables) else jobs

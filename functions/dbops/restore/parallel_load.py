@@ -25,7 +25,7 @@ from dbops.errors import DbopsError, RestoreError, VerificationFailed
 from dbops.postgres.connection import ConnectionSpec
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.postgres.tools import StderrTail, find_tool
-from dbops.restore.archive import download, selective_list
+from dbops.restore.archive import download, restore_jobs, selective_list
 
 COPY_TIMEOUT_S = 6 * 3600  # one object's COPY: a statement timeout that only a stuck server reaches
 LOCK_TIMEOUT_S = 60
@@ -126,7 +126,7 @@ def restore_parallel(
         run_pg_restore(target, ["--section=pre-data", *only], archive=archive, pg_bin_dir=pg_bin_dir)
         load_rows(bucket, objects, manifest.encoding or "UTF8", target, jobs, psql)
         run_pg_restore(target, ["--section=data", *only], archive=archive, pg_bin_dir=pg_bin_dir)
-        post = ["--section=post-data", f"--jobs={jobs}", *only]
+        post = ["--section=post-data", f"--jobs={restore_jobs(manifest.tables, jobs)}", *only]
         run_pg_restore(target, post, archive=archive, pg_bin_dir=pg_bin_dir)
     finally:
         with contextlib.suppress(OSError):

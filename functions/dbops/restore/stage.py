@@ -36,7 +36,7 @@ def stage(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             )
             return state
         local = archive.download(settings.bucket, manifest.dump, folder / "archive.dump")
-        args = [f"--jobs={settings.restore_jobs}"]
+        args = [f"--jobs={archive.restore_jobs(manifest.tables, settings.restore_jobs)}"]
         if state.selective:
             listing = archive.selective_list(local, manifest.tables, chosen, folder, settings.pg_bin_dir)
             args.append(f"--use-list={listing}")
