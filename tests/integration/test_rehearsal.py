@@ -131,7 +131,9 @@ def test_a_table_rewrite_under_access_exclusive_is_flagged_with_its_measured_loc
     [rewrite] = result.rewrites
     assert rewrite.table == "public.report_snapshots" and rewrite.table_rewritten
     assert "public.report_snapshots_created_at_idx" in rewrite.indexes  # rebuilt with the table
-    [finding] = [f for f in result.findings if f.table == "public.report_snapshots" and f.phase == "upgrade"]
+    found = [f for f in result.findings if f.table == "public.report_snapshots" and f.phase == "upgrade"]
+    assert len(found) == 1, [(f.mode, f.severity, f.statement and f.statement[:40], f.rewritten) for f in found]
+    finding = found[0]
     assert (finding.severity, finding.mode, finding.rewritten) == ("fail", "AccessExclusiveLock", True)
     assert finding.statement is not None
     assert finding.statement.startswith("ALTER TABLE report_snapshots ALTER COLUMN created_at TYPE TIMESTAMP(0)")
