@@ -74,9 +74,8 @@ def finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         if state.pre_restore_db:
             outcome += f"; the current database would be kept as {state.pre_restore_db}"
     else:
-        spec = server_spec(state, settings)
         if (state.selective or state.drill) and state.work_db:
-            databases.drop(spec, state.work_db)
+            databases.drop(server_spec(state, settings), state.work_db)
         outcome = f"{'drill passed' if state.drill else 'restored'}: {describe(state)} in {elapsed(state):.1f}s"
         if state.pre_restore_db:
             outcome += f"; previous database kept as {state.pre_restore_db} for {settings.pre_restore_keep_days} days"

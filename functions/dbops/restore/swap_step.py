@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dbops.errors import DbopsError
 from dbops.restore import databases
-from dbops.restore.connections import server_spec, target_spec, work_spec
+from dbops.restore.connections import server_spec
 from dbops.restore.models import RestoreState
 from dbops.restore.selective_swap.swap import SwapLimits, swap_tables
 from dbops.settings import FunctionSettings
@@ -12,7 +12,7 @@ from dbops.settings import FunctionSettings
 
 def swap(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     """Put the checked copy in place. Full: two renames; selective: one transaction on the target."""
-    spec = server_spec(state, settings)
+    spec = server_spec(state, settings)  # its secret read once: the work and target specs are derived from it
     assert state.target_db is not None and state.work_db is not None
     if state.selective:
         if state.swapped:
@@ -20,7 +20,7 @@ def swap(state: RestoreState, settings: FunctionSettings) -> RestoreState:
         limits = SwapLimits(
             settings.restore_lock_timeout_s, settings.restore_lock_wait_budget_s, settings.restore_max_pause_s
         )
-        result = swap_tables(work_spec(state, settings), target_spec(state, settings), state.tables, limits)
+        result = swap_tables(spec.for_database(state.work_db), spec.for_database(state.target_db), state.tables, limits)
         return state.model_copy(
             update={
                 "swapped": True,
