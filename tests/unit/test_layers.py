@@ -125,6 +125,54 @@ def test_functions_never_import_infra_the_local_stack_moto_or_cdk(module: str) -
     assert bad == [], f"{module} imports {bad}"
 
 
+# the README Layout table's "may import" column for the dbops packages (contract, errors and text are the ground
+# floor every package stands on); the CLI and the handlers may import any of them
+MAY_IMPORT = {
+    "contract": set(),
+    "errors": set(),
+    "text": set(),
+    "config": {"contract", "errors"},
+    "settings": {"config", "contract"},
+    "aws": {"config"},
+    "postgres": {"aws", "config"},
+    "backup": {"postgres", "aws", "config", "settings"},
+    "restore": {"backup", "postgres", "aws", "config", "settings"},
+    "rehearsal": {"restore", "backup", "postgres", "aws", "config", "settings"},
+    "health": {"backup.catalog", "postgres", "aws", "config"},
+    "maintenance": {"postgres", "config"},
+}
+GROUND_FLOOR = {"contract", "errors", "text"}
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a dbops package its own row of MAY_IMPORT does not name."""
+    found = []
+    for module, deps in sorted(graph.items()):
+        own = module.split(".")[1] if module.startswith("dbops.") else None
+        if own not in MAY_IMPORT:
+            continue
+        allowed = MAY_IMPORT[own] | ({own} if own in GROUND_FLOOR else GROUND_FLOOR | {own})
+        for dep in sorted(deps):
+            inside = dep.removeprefix("dbops.")
+            # a package whose module is allowed runs its __init__ too: health imports backup for backup.catalog
+            named = (inside == a or inside.startswith(a + ".") or a.startswith(inside + ".") for a in allowed)
+            if dep.startswith("dbops.") and not any(named):
+                found.append(f"{module} -> {dep}")
+    return found
+
+
+def test_the_layer_check_finds_an_import_up_the_table() -> None:
+    graph = {"dbops.postgres.catalog": {"dbops.backup", "dbops.backup.catalog", "dbops.errors"}}
+    assert _upward(graph) == [
+        "dbops.postgres.catalog -> dbops.backup",
+        "dbops.postgres.catalog -> dbops.backup.catalog",
+    ]
+
+
+def test_each_package_imports_only_what_its_layout_row_names() -> None:
+    assert _upward(_graph()) == []
+
+
 def _infra_files() -> list[Path]:
     return [*sorted(INFRA.rglob("*.py")), ROOT / "app.py"]
 

@@ -12,8 +12,9 @@ import psycopg
 from psycopg import sql
 
 from dbops.backup.catalog import TableStat
+from dbops.backup.tables import list_tables
 from dbops.errors import BackupError
-from dbops.postgres.catalog import count_rows, list_tables
+from dbops.postgres.catalog import count_rows
 from dbops.postgres.connection import describe_error
 
 FIRST_SLACK_S = 0.25  # a count's error noted this soon after the other failure was seen still came first

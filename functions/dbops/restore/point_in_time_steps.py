@@ -17,9 +17,9 @@ from dbops.aws import rds
 from dbops.backup.catalog import list_backups
 from dbops.backup.placement import runner_for
 from dbops.backup.run import BackupRequest, run_backup
+from dbops.backup.tables import list_tables
 from dbops.config.databases import DatabaseConfig
 from dbops.errors import ConfigError, PointInTimeError, RestoreRefused
-from dbops.postgres.catalog import list_tables
 from dbops.postgres.connection import connect, database_spec
 from dbops.restore import steps
 from dbops.restore.models import InstanceEndpoint, RestoreState
