@@ -14,7 +14,7 @@ from typing import Literal
 # ---- environment variables (prefix DBOPS_; pydantic-settings reads them by field name) ---------------------
 ENV_PREFIX = "DBOPS_"
 ENV_BUCKET = "DBOPS_BUCKET"
-ENV_DATABASES = "DBOPS_DATABASES"  # JSON list of dbops.postgres.connection.DatabaseConfig
+ENV_DATABASES = "DBOPS_DATABASES"  # JSON list of dbops.config.databases.DatabaseConfig
 ENV_PG_BIN = "DBOPS_PG_BIN"
 ENV_COMPRESSION_LEVEL = "DBOPS_COMPRESSION_LEVEL"
 ENV_DEADLINE_MARGIN_S = "DBOPS_DEADLINE_MARGIN_S"

@@ -18,8 +18,6 @@ ANALYZE = sql.SQL("ANALYZE")
 
 
 class AnalyzeJob(StatementJob):
-    task = "analyze"
-
     def command(self, kind: ObjectKind, version: int) -> sql.SQL:
         return ANALYZE
 

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbops.config.maintenance import MaintenanceConfig, Task
+from dbops.config.maintenance import MaintenanceConfig
 from dbops.maintenance.models import ObjectKind, ObjectResult, Plan, PlannedObject, Progress, Status
 from dbops.maintenance.objects import TableStats
 from dbops.maintenance.rules import CheckedRule
@@ -43,8 +43,6 @@ class RunContext:
 
 class MaintenanceJob(ABC):
     """Plans a task's objects (`plan`) and runs each planned object (`run`)."""
-
-    task: Task
 
     @abstractmethod
     def plan(self, conn: psycopg.Connection[Any], config: MaintenanceConfig, version: int) -> Planned:

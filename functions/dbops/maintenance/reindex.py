@@ -36,8 +36,6 @@ class ReindexJob(StatementJob):
     """Invalid indexes are skipped; the invalid `_ccnew`/`_ccold` leftovers of an interrupted concurrent reindex
     are dropped first, and a reindex that fails drops the leftover it made."""
 
-    task = "reindex"
-
     def command(self, kind: ObjectKind, version: int) -> sql.SQL:
         return DROP_LEFTOVER if kind == "leftover" else REINDEX
 

@@ -21,8 +21,6 @@ VACUUM = sql.SQL("VACUUM (ANALYZE)")  # before 12: a locked table waits at most 
 
 
 class VacuumJob(StatementJob):
-    task = "vacuum"
-
     def command(self, kind: ObjectKind, version: int) -> sql.SQL:
         return VACUUM_SKIP_LOCKED if version >= SKIP_LOCKED_SINCE else VACUUM
 
