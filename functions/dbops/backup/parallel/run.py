@@ -137,8 +137,10 @@ def run_parallel_backup(
                         progress(f"copy of {job.what}", obj.raw_size)
                     return obj
 
-                dump, objects = _run_all(jobs, work, running, workers, schema_dump)
-                stats = _with_rows(holder.stats(request.database), objects)
+                # counts that failed end the snapshot the COPYs and pg_dump import: theirs is the error reported
+                with holder.first_failure(request.database, limit):
+                    dump, objects = _run_all(jobs, work, running, workers, schema_dump)
+                    stats = _with_rows(holder.stats(request.database), objects)
                 if keep is not None:
                     stats = [t for t in stats if t.oid in keep]
             manifest = source.manifest(
