@@ -12,7 +12,9 @@ from collections.abc import Iterator
 import pytest
 from psycopg import sql
 
-from dbops.errors import BackupsFailed
+from dbops.backup.parallel.run import run_parallel_backup
+from dbops.backup.run import BackupRequest
+from dbops.errors import BackupError, BackupsFailed
 from dbops.postgres.connection import ConnectionSpec, connect
 from handlers.backup import handler
 from local_stack.aws import LocalAws
@@ -75,3 +77,21 @@ def test_handler_result_and_log_name_the_table_it_cannot_read(
     assert DENIED in failed["error"]
     assert failed["database"] == "sprint_reports_v2"
     assert [m["name"] for m in emf_metrics(out)] == ["BackupFailed"]
+
+
+def test_parallel_backup_names_the_materialized_view_it_cannot_count(
+    sample_db: ConnectionSpec, limited_url: str, bucket: str, local_aws: LocalAws
+) -> None:
+    """The parallel format counts a materialized view's rows in the holding transaction (no worker copies it): a
+    count refused there ends the snapshot the workers and pg_dump import, and is the cause reported."""
+    role = limited_url.split("//")[1].split(":")[0]
+    with connect(sample_db) as conn:
+        conn.execute("CREATE MATERIALIZED VIEW zz_counted AS SELECT 1 AS one")
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("REVOKE SELECT ON zz_counted FROM {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("REVOKE SELECT ON report_snapshots FROM {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT SELECT ON report_snapshots TO {}").format(sql.Identifier(role)))
+    request = BackupRequest(database="sr", bucket=bucket)
+    with pytest.raises(BackupError) as info:
+        run_parallel_backup(ConnectionSpec.from_url(limited_url), request, workers=2)
+    assert "permission denied for materialized view zz_counted" in str(info.value)

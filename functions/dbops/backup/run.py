@@ -179,18 +179,15 @@ def run_backup(
     written: list[str] = []
     try:
         with open_source(spec, request.database, request.pg_bin_dir, request.lock_wait_timeout_s, limit) as source:
-            with SnapshotHolder(source.conn, source.lock_wait_s) as holder:
-                try:
-                    pg_dump = source.pg_dump.path
-                    dump, schema_sql = _dump_in_snapshot(holder, spec, pg_dump, prefix, request, limit, progress)
-                    written.extend(o.key for o in (dump, schema_sql) if o is not None)
-                    tables = holder.stats(request.database)
-                except BaseException as exc:
-                    # the first failure is the one reported: counts that failed end the snapshot pg_dump imports
-                    first = exc if limit.expired() else holder.first_cause(request.database, exc)
-                    if first is exc:
-                        raise
-                    raise first from exc
+            # the first failure is the one reported: counts that failed end the snapshot pg_dump imports
+            with (
+                SnapshotHolder(source.conn, source.lock_wait_s) as holder,
+                holder.first_failure(request.database, limit),
+            ):
+                pg_dump = source.pg_dump.path
+                dump, schema_sql = _dump_in_snapshot(holder, spec, pg_dump, prefix, request, limit, progress)
+                written.extend(o.key for o in (dump, schema_sql) if o is not None)
+                tables = holder.stats(request.database)
             manifest = source.manifest(
                 id=backup_id,
                 database=request.database,

@@ -5,13 +5,15 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from dbops.backup.catalog import TableStat
+from dbops.backup.deadline import Deadline
 from dbops.backup.tables import list_tables
 from dbops.errors import BackupError
 from dbops.postgres.catalog import count_rows
@@ -84,6 +86,18 @@ class SnapshotHolder:
         )
         first.__cause__ = later
         return first
+
+    @contextmanager
+    def first_failure(self, database: str, limit: Deadline) -> Iterator[None]:
+        """A failure of the block (pg_dump's, a COPY's) reported as `first_cause` has it: the counts' own error
+        when it came first; as it was once the deadline passed (what the deadline cut short is the cause)."""
+        try:
+            yield
+        except BaseException as exc:
+            first = exc if limit.expired() else self.first_cause(database, exc)
+            if first is exc:
+                raise
+            raise first from exc
 
     def stats(self, database: str) -> list[TableStat]:
         if self._thread is not None:

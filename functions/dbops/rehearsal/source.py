@@ -17,8 +17,8 @@ from dbops.errors import BackupNotFound, RehearsalRefused, RestoreRefused, ToolE
 from dbops.postgres.connection import ConnectionSpec, connect, server_version_num
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.postgres.tools import find_tool, require_compatible, tool_version
-from dbops.restore import archive, backup_choice, versions
-from dbops.restore.parallel_load import restore_parallel
+from dbops.restore import backup_choice, versions
+from dbops.restore.load import load_backup
 from dbops.restore.work_dir import work_dir
 
 FOLDER_PREFIX = "dbops-rehearse-"
@@ -89,15 +89,9 @@ def restore_backup(
 ) -> None:
     """The backup into the (empty) `target` database, as the restore's Stage step does it (a parallel backup: its
     schema archive, the rows streamed from S3)."""
-    dump = entry.manifest.dump
-    work = _work_folder(folder, dump.raw_size)
+    work = _work_folder(folder, entry.manifest.dump.raw_size)
     try:
-        if entry.manifest.format == "parallel":
-            restore_parallel(bucket, entry.manifest, target, jobs=jobs, pg_bin_dir=pg_bin_dir, work_dir=str(work))
-            return
-        local = archive.download(bucket, dump, work / "archive.dump")
-        jobs = archive.restore_jobs(entry.manifest.tables, jobs)
-        run_pg_restore(target, [f"--jobs={jobs}"], archive=local, pg_bin_dir=pg_bin_dir)
+        load_backup(bucket, entry.manifest, target, work, jobs=jobs, pg_bin_dir=pg_bin_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -5,8 +5,8 @@ as pg_dump takes) until the last object is written. pg_dump writes, in that snap
 tables' rows (`--exclude-table-data` for each, by exact quoted name): the schema, sequence values, large objects,
 materialized views' REFRESH, extension configuration tables. The workers COPY each table's own rows (a leaf
 partition's, not a partitioned parent's; generated columns left out) in heap-page ranges into objects of their
-own. Memory: each worker holds its read buffer (4 MB) and its upload's three parts (8 MB each), so about
-30 MB a worker over the process's own.
+own. Memory: each worker holds its read buffer (4 MB), its upload's three parts (8 MB each) and a zstd context:
+about 50 MB a worker over the process's own, as measured (bench/README.md).
 """
 
 from __future__ import annotations
@@ -137,8 +137,10 @@ def run_parallel_backup(
                         progress(f"copy of {job.what}", obj.raw_size)
                     return obj
 
-                dump, objects = _run_all(jobs, work, running, workers, schema_dump)
-                stats = _with_rows(holder.stats(request.database), objects)
+                # counts that failed end the snapshot the COPYs and pg_dump import: theirs is the error reported
+                with holder.first_failure(request.database, limit):
+                    dump, objects = _run_all(jobs, work, running, workers, schema_dump)
+                    stats = _with_rows(holder.stats(request.database), objects)
                 if keep is not None:
                     stats = [t for t in stats if t.oid in keep]
             manifest = source.manifest(
