@@ -8,6 +8,7 @@ import os
 from moto.server import ThreadedMotoServer
 
 from dbops import aws
+from local_stack import s3_object_lock
 from local_stack.postgres import free_port
 
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -35,6 +36,7 @@ class LocalAws:
 
     def start(self) -> LocalAws:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        s3_object_lock.install()  # S3's lock on multipart uploads, which moto 5.2 ignores
         self.server.start()
         os.environ.update(self.env())
         aws.reset_clients()

@@ -234,9 +234,11 @@ def versions(aws: EnforcedAws, key: str) -> dict[str, bytes]:
 
 
 def test_enforcement_is_on(enforced: EnforcedAws) -> None:
-    """The check itself: a user without a policy for it is refused, the admin is not."""
+    """The check itself: a user without a policy for it is refused, the admin is not, and the same user is let
+    through where its policy grants it (the refusal is its policy's, not a user moto cannot authenticate)."""
     assert denied(enforced.s3("health").put_object, Bucket=BUCKET, Key="restores/x.json", Body=b"{}")
     enforced.s3("admin").put_object(Bucket=BUCKET, Key="restores/x.json", Body=b"{}")
+    enforced.s3("health").put_object(Bucket=BUCKET, Key="health/x/counters.json", Body=b"{}")
 
 
 @pytest.mark.parametrize("user", ["backup", "task"])

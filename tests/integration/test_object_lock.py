@@ -213,6 +213,31 @@ def test_retention_tags_locked_backups_and_lengthens_a_monthly_ones_lock(
     assert again.retagged == [] and again.locks_extended == []
 
 
+def test_dbops_verify_keep_verified_leaves_the_classes_a_backup_pass_gave(
+    app_db: ConnectionSpec, locked_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dbops verify --keep-verified N` does not know the stack's weekly and monthly ages: its retention pass moves
+    the expirable tags and leaves each backup's class (demoted to nightly, a monthly backup would expire at the
+    nightly age)."""
+    first, second = _backup(app_db, locked_bucket, COMPLIANCE), _backup(app_db, locked_bucket, COMPLIANCE)
+    assert verify_backup(locked_bucket, first.id).ok
+    release_for_expiry(locked_bucket, "nightly", DATABASE, 1, classes=RetentionClasses(weekly=90, monthly=365))
+    assert s3stream.get_tags(locked_bucket, first.dump.key) == {"dbops-expirable": "false", "dbops-class": "monthly"}
+
+    assert main(["verify", second.id, "--bucket", locked_bucket, "--keep-verified", "1"]) == 0
+    assert "1 expire at the bucket's age" in capsys.readouterr().out
+    for manifest, tags in (
+        (first, {"dbops-expirable": "true", "dbops-class": "monthly"}),
+        (second, {"dbops-expirable": "false", "dbops-class": "nightly"}),
+    ):
+        for key in (manifest.dump.key, manifest.prefix + catalog.MANIFEST):
+            assert s3stream.get_tags(locked_bucket, key) == tags, key
+    assert _days_from_now(s3stream.get_lock(locked_bucket, first.dump.key)) == pytest.approx(365, abs=0.01)
+    # with the classes switched off (the Backup function's pass without its ages), every backup is nightly again
+    release_for_expiry(locked_bucket, "nightly", DATABASE, 1, classes=RetentionClasses())
+    assert s3stream.get_tags(locked_bucket, first.dump.key) == {"dbops-expirable": "true", "dbops-class": "nightly"}
+
+
 def test_forty_nights_the_last_35_failing_under_a_compliance_lock_end_as_without_it(
     app_db: ConnectionSpec, pg18: LocalPostgres, locked_bucket: str
 ) -> None:

@@ -8,9 +8,9 @@ damaged on the way. On any failure the upload is aborted: S3 never holds a compl
 finished on purpose.
 
 An ObjectLock given to an upload or a put is written with the object (S3 Object Lock: the version cannot be
-deleted or overwritten until it ends; compliance mode not even by the account's root). A multipart upload also
-sets it on the completed version: moto 5.2 ignores the lock headers of CreateMultipartUpload, and S3 accepts the
-same retention again (only shortening is refused).
+deleted or overwritten until it ends; compliance mode not even by the account's root): a multipart upload's on
+CreateMultipartUpload, which S3 gives the completed version (the local stack teaches moto 5.2 the same:
+local_stack/s3_object_lock.py).
 """
 
 from __future__ import annotations
@@ -171,16 +171,12 @@ class MultipartUpload:
         self._finish_worker()
         self._raise_if_failed()
         try:
-            done = aws.client("s3").complete_multipart_upload(
+            aws.client("s3").complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=self._upload_id,
                 MultipartUpload={"Parts": self._parts},  # in order: one thread uploads them one by one
             )
-            if self.lock:
-                aws.client("s3").put_object_retention(
-                    Bucket=self.bucket, Key=self.key, VersionId=done["VersionId"], Retention=self.lock.retention()
-                )
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot complete upload of s3://{self.bucket}/{self.key}: {exc}") from None
         self._completed = True

@@ -76,7 +76,9 @@ def release_for_expiry(
     classes: RetentionClasses | None = None,
 ) -> RetentionResult:
     """Tag the backups of `kind` of `database`: expirable once `keep` newer ones verified, else not; nightly
-    backups also by class (`classes`: the weekly and monthly ages; None or empty: every one is nightly).
+    backups also by class (`classes`: the weekly and monthly ages, empty: every one is nightly; None, the classes
+    not known here (`dbops verify --keep-verified`): each backup keeps the class a pass with them gave it, and
+    one not given any yet is nightly until such a pass, which the Backup function runs every night).
 
     Idempotent, and safe at any moment: it only ever tags (and lengthens locks), never deletes. Run it after a
     backup verified (that is when another backup may become expirable). A kind outside RETAINED_KINDS is left
@@ -92,8 +94,7 @@ def release_for_expiry(
     written: dict[str, dict[str, datetime]] = {}  # prefix -> key -> LastModified
     for key, modified in s3stream.list_objects(bucket, f"{catalog.ROOT}{kind}/{database}/"):
         written.setdefault(key.rsplit("/", 1)[0] + "/", {})[key] = modified
-    classes = classes or RetentionClasses()
-    by_class = classify(entries, classes) if kind == CLASSED_KIND else {}
+    by_class = classify(entries, classes) if kind == CLASSED_KIND and classes is not None else {}
     result.classes = by_class
     plan: list[_Tagging] = []  # each backup's tags
     verified_newer = 0
@@ -101,7 +102,8 @@ def release_for_expiry(
         backup_class = by_class.get(entry.manifest.id)
         tags = {EXPIRABLE_TAG: "true" if verified_newer >= keep else "false"}
         plan.append(_Tagging(entry.manifest.prefix, tags | ({CLASS_TAG: backup_class} if backup_class else {})))
-        plan[-1].lock_days = classes.days(backup_class or "")
+        plan[-1].lock_days = classes.days(backup_class) if classes and backup_class else None
+        plan[-1].keeps_class = kind == CLASSED_KIND and classes is None
         verified_newer += bool(entry.verified)
     backups = {item.prefix for item in plan}
     leftover_tags = {EXPIRABLE_TAG: "true"} | ({CLASS_TAG: "nightly"} if kind == CLASSED_KIND else {})
@@ -128,18 +130,22 @@ class _Tagging:
         self.prefix = prefix
         self.tags = tags
         self.lock_days: int | None = None
+        self.keeps_class = False  # the classes not known: each object keeps its class tag (none yet: nightly)
         self.retagged = False
         self.extended: list[str] = []
 
     def apply(self, bucket: str, written: dict[str, dict[str, datetime]]) -> None:
         for key, modified in sorted(written.get(self.prefix, {}).items()):
             current = s3stream.get_tags(bucket, key)
-            if current is None or all(current.get(k) == v for k, v in self.tags.items()):
+            if current is None:
+                continue
+            tags = {CLASS_TAG: current.get(CLASS_TAG, "nightly"), **self.tags} if self.keeps_class else self.tags
+            if all(current.get(k) == v for k, v in tags.items()):
                 continue
             # the lock first: a pass stopped in between leaves the old class, so the next pass does both again
             if self.lock_days and s3stream.extend_lock(bucket, key, modified + timedelta(days=self.lock_days)):
                 self.extended.append(key)
-            self.retagged |= s3stream.put_tags(bucket, key, {**current, **self.tags})
+            self.retagged |= s3stream.put_tags(bucket, key, {**current, **tags})
 
 
 def _set_tags(bucket: str, key: str, tags: dict[str, str]) -> bool:
