@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any, Literal, TypeVar
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from dbops import contract
 from dbops.config.databases import DatabaseConfig, find_database
-from handlers.observability import parse
+from handlers.observability import emit, logger, parse
 
 
 class ScheduledEvent(BaseModel):
@@ -69,3 +70,21 @@ def refused_database(databases: list[DatabaseConfig], asked: Any) -> str | None:
     if isinstance(asked, str) and asked in names:
         return asked
     return names[0] if len(names) == 1 or asked is None else None
+
+
+def is_request(event: Any, state_id: str) -> bool:
+    """Whether an event that does not parse is the operator's request (refused), not the state an earlier step wrote
+    (it holds `state_id`: a fault, raised)."""
+    return not (isinstance(event, dict) and state_id in event)
+
+
+def refuse(
+    exc: Exception, metric: str, databases: list[DatabaseConfig], asked: Any, step: str, **ids: str | None
+) -> dict[str, Any]:
+    """A request refused by `step`: `metric` (RestoreRefused, RehearsalRefused) counted for its database
+    (refused_database), never alarmed, no notice; a warning logged; the refusal returned (see `refusal`)."""
+    database = refused_database(databases, asked)
+    if database is not None:
+        emit(metric, 1, MetricUnit.Count, database)
+    logger.warning("request refused", extra={"metric": metric, "step": step, "reason": str(exc)})
+    return refusal(exc, asked if isinstance(asked, str) and asked else database, **ids)

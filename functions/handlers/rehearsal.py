@@ -16,7 +16,7 @@ from dbops.errors import RehearsalRefused
 from dbops.rehearsal import deployed
 from dbops.rehearsal.deployed_state import RehearsalCall, RehearsalState
 from dbops.settings import FunctionSettings
-from handlers.events import refusal, refused_database
+from handlers.events import is_request, refuse
 from handlers.observability import emit, logger, parse_execution_state, tracer
 
 Step = Callable[[RehearsalState, FunctionSettings], RehearsalState]
@@ -65,15 +65,11 @@ def _prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         return prepare_step(event, context)
     except (ValueError, RehearsalRefused) as exc:
-        if isinstance(exc, ValueError) and isinstance(event, dict) and "rehearsal_id" in event:
-            raise  # a state an earlier step wrote that does not parse: a fault, not the request
+        if isinstance(exc, ValueError) and not is_request(event, "rehearsal_id"):
+            raise
         request = event.get("request") if isinstance(event, dict) else None
         asked = request.get("database") if isinstance(request, dict) else None
-        database = refused_database(FunctionSettings().databases, asked)
-        if database is not None:
-            emit(contract.REHEARSAL_REFUSED, 1, MetricUnit.Count, database)
-        logger.warning("rehearsal refused", extra={"reason": str(exc)})
-        return refusal(exc, asked if isinstance(asked, str) else database)
+        return refuse(exc, contract.REHEARSAL_REFUSED, FunctionSettings().databases, asked, "prepare")
 
 
 _judge.__name__ = "judge"

@@ -20,7 +20,7 @@ from dbops.rehearsal import scratch
 from dbops.restore import expired_copies, outcome, point_in_time_steps, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
-from handlers.events import databases_to_run, parse_invocation, refusal, refused_database
+from handlers.events import databases_to_run, is_request, parse_invocation, refuse
 from handlers.observability import emit, logger, parse, parse_execution_state, tracer
 
 Step = Callable[[RestoreState, FunctionSettings], RestoreState]
@@ -62,14 +62,11 @@ REFUSALS = (RestoreRefused, BackupNotFound)
 
 
 def _refused(step: Step, exc: Exception, state: RestoreState | None) -> dict[str, Any]:
-    """The request refused (see handlers.events.refusal): RestoreRefused counted, never alarmed; no notice."""
-    settings = FunctionSettings()
+    """The request refused (handlers.events.refuse): RestoreRefused counted, never alarmed; no notice."""
     asked = state.request.database if state else None
-    database = refused_database(settings.databases, asked)
-    if database is not None:
-        emit(contract.RESTORE_REFUSED, 1, MetricUnit.Count, database)
-    logger.warning("restore refused", extra={"step": step.__name__, "reason": str(exc)})
-    return refusal(exc, asked or database, restore_id=state.restore_id if state else None)
+    restore_id = state.restore_id if state else None
+    databases = FunctionSettings().databases
+    return refuse(exc, contract.RESTORE_REFUSED, databases, asked, step.__name__, restore_id=restore_id)
 
 
 def _refusable(step: Step) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
@@ -82,8 +79,8 @@ def _refusable(step: Step) -> Callable[[dict[str, Any], LambdaContext], dict[str
         try:
             state = parse_state(event)
         except ValueError as exc:
-            if isinstance(event, dict) and "restore_id" in event:
-                raise  # a state an earlier step wrote that does not parse: a fault, not the operator's request
+            if not is_request(event, "restore_id"):
+                raise
             return _refused(step, exc, None)
         try:
             return _call(step, state)

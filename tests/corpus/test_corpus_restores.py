@@ -22,7 +22,10 @@ import pytest
 from dbops import aws
 from dbops.backup.catalog import BackupManifest
 from dbops.backup.run import BackupRequest, run_backup
+from dbops.errors import RestoreRefused
 from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.restore.names import display
+from dbops.restore.table_choice import resolve_tables
 from local_stack.aws import LocalAws
 from local_stack.postgres import LocalPostgres
 from tests.corpus import harness
@@ -179,6 +182,26 @@ def test_every_table_restored_alone_puts_back_exactly_its_rows(
 
 # ---------------------------------------------------------------------------------------------------------------
 # foreign keys in the way of a selective restore
+
+
+def test_a_misspelled_table_is_refused_with_the_table_meant_suggested(
+    corpus: Corpus, subtests: pytest.Subtests
+) -> None:
+    """The did-you-mean ranking on schemas it was not designed around: each table's name typed with one letter too
+    many (in its schema, as psql writes it) is refused by the backup's manifest, the table meant among the names
+    suggested."""
+    tables = {(t.schema_name, t.name) for t in corpus.backup.tables}
+    for t in corpus.backup.tables:
+        if (t.schema_name, t.name + "x") in tables:
+            continue  # the misspelling names another table
+        typed = psql_name(t.schema_name, t.name + "x")
+        with subtests.test(table=typed):
+            with pytest.raises(RestoreRefused) as refused:
+                resolve_tables([typed], corpus.backup)
+            message = str(refused.value)
+            assert "; did you mean " in message, message
+            suggested = message.split("; did you mean ", 1)[1].removesuffix("?")
+            assert f", {display(t.schema_name, t.name)}, " in f", {suggested}, ", message
 
 
 @pytest.fixture

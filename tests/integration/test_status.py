@@ -28,10 +28,6 @@ def _backup(spec: ConnectionSpec, bucket: str, name: str) -> catalog.CatalogEntr
     return catalog.load_backup(bucket, "nightly", name, manifest.id)
 
 
-def _status(bucket: str, *args: str) -> tuple[int, str]:
-    return main(["status", "--bucket", bucket, "--schedule", SCHEDULE, *args]), ""
-
-
 @pytest.fixture
 def three_states(sample_db: ConnectionSpec, bucket: str, local_aws: LocalAws) -> Iterator[dict[str, str]]:
     """healthy: a fresh verified backup, a drill that passed, its health report kept; broken: its only backup's

@@ -4,13 +4,15 @@ moto's CloudWatch stores metrics but evaluates no alarm: each alarm of the whole
 infra tests' settings: database sprint_reports_v2, as the local stack configures it) is judged here from what it
 watches. The dbops namespace: its metric read back from (moto's) CloudWatch (the handlers' EMF lines reach it within
 local_stack.metrics.emf_to_cloudwatch), each datapoint compared with the threshold. AWS/States (ExecutionsFailed,
-TimedOut, Aborted): the execution's status. AWS/Lambda (Errors): a function error in the execution's history.
+TimedOut, Aborted): the execution's status. AWS/Lambda (Errors): that alarm's function failed in the execution's
+history (the last function scheduled before a LambdaFunctionFailed or TaskFailed event, matched by its handler).
 AWS/SQS (a schedule's dead letters): no scheduled invoke runs in these tests. AWS/S3 (replication to the DR
 region): no replication runs in an execution."""
 
 from __future__ import annotations
 
 import functools
+import json
 import operator
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,7 @@ from typing import Any
 
 from dbops import aws, contract
 from dbops.aws import stepfunctions
+from local_stack.workflow import function_name
 
 TEMPLATE_DATABASE = "sprint_reports_v2"
 COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -31,15 +34,26 @@ EXECUTION_METRICS = {"ExecutionsFailed": "FAILED", "ExecutionsTimedOut": "TIMED_
 
 
 @functools.cache
-def stack_alarms() -> tuple[dict[str, Any], ...]:
-    """Every AWS::CloudWatch::Alarm's properties in the synthesized app."""
+def _template() -> dict[str, Any]:
+    """The synthesized app's template."""
     import tempfile
     from pathlib import Path
 
     from tests.infra.conftest import settings_dict, synth
 
-    template = synth(Path(tempfile.mkdtemp(prefix="dbops-alarms-")), settings_dict()).json
-    return tuple(r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm")
+    return dict(synth(Path(tempfile.mkdtemp(prefix="dbops-alarms-")), settings_dict()).json)
+
+
+def stack_alarms() -> tuple[dict[str, Any], ...]:
+    """Every AWS::CloudWatch::Alarm's properties in the synthesized app."""
+    resources = _template()["Resources"].values()
+    return tuple(r["Properties"] for r in resources if r["Type"] == "AWS::CloudWatch::Alarm")
+
+
+def _watched_function(alarm: dict[str, Any]) -> str:
+    """The local function (local_stack.workflow.function_name) of the handler an AWS/Lambda alarm watches."""
+    [ref] = [d["Value"]["Ref"] for d in alarm["Dimensions"] if d["Name"] == "FunctionName"]
+    return function_name(_template()["Resources"][ref]["Properties"]["Handler"])
 
 
 def _dbops_tripped(alarm: dict[str, Any], database: str, since: datetime) -> bool:
@@ -60,14 +74,39 @@ def _dbops_tripped(alarm: dict[str, Any], database: str, since: datetime) -> boo
     return any(compare(float(p[alarm["Statistic"]]), float(alarm["Threshold"])) for p in points)
 
 
-def _function_failed(execution: str) -> bool:
-    return any(e["type"] in ("LambdaFunctionFailed", "TaskFailed") for e in stepfunctions.history(execution))
+def _scheduled_function(event: dict[str, Any]) -> str | None:
+    """The function a scheduling event invokes (its name); None for another service's task (ECS)."""
+    if event["type"] == "LambdaFunctionScheduled":
+        return str(event["lambdaFunctionScheduledEventDetails"]["resource"]).split(":")[-1]
+    details = event["taskScheduledEventDetails"]
+    if details["resourceType"] != "lambda":
+        return None
+    return str(json.loads(details["parameters"])["FunctionName"]).split(":")[-1]
+
+
+def failed_functions(execution: str) -> set[str]:
+    """The functions (their names) whose handler raised in an execution: each failure event's function is the one
+    its chain of previous events (started, scheduled) leads back to; an ECS task's failure names none."""
+    events = stepfunctions.history(execution)
+    by_id = {e["id"]: e for e in events}
+    failed = set()
+    for event in events:
+        if event["type"] not in ("LambdaFunctionFailed", "TaskFailed"):
+            continue
+        before = event
+        while before["type"] not in ("LambdaFunctionScheduled", "TaskScheduled"):
+            before = by_id[before["previousEventId"]]
+        function = _scheduled_function(before)
+        if function is not None:
+            failed.add(function)
+    return failed
 
 
 def tripped(execution: dict[str, Any], machine: str, databases: Sequence[str], since: datetime) -> list[str]:
     """The names of the alarms an execution (describe_execution) of `machine` (Restore, Backup: the stack's name
     for it) tripped, for the local `databases`, counting from `since`."""
     found = []
+    failed = failed_functions(execution["executionArn"])
     for alarm in stack_alarms():
         namespace, name = alarm["Namespace"], alarm["MetricName"]
         if namespace == contract.METRICS_NAMESPACE:
@@ -76,7 +115,7 @@ def tripped(execution: dict[str, Any], machine: str, databases: Sequence[str], s
             mine = alarm["AlarmName"].endswith(f"-{machine}")
             hit = mine and execution["status"] == EXECUTION_METRICS[name]
         elif namespace == "AWS/Lambda":
-            hit = _function_failed(execution["executionArn"])
+            hit = _watched_function(alarm) in failed
         elif namespace == "AWS/S3":
             hit = False  # ReplicationFailed, ReplicationLag: no replication runs in an execution
         else:

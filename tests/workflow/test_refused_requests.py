@@ -83,6 +83,8 @@ def test_a_damaged_backup_still_fails_alarms_and_notifies(
     assert "NotifyFailure" in result["states"] and "RestoreRefused" not in result["states"]
     alarms = tripped(result, "Restore", [DB], since)
     assert {a.split("-", 2)[-1] for a in alarms} >= {"ExecutionsFailed-Restore", f"RestoreFailed-{DB}"}, alarms
+    # the Lambda Errors alarm of the step that raised (stage: the archive does not match its manifest), no other
+    assert [a for a in alarms if "-FunctionErrors-" in a] == ["dbops-test-FunctionErrors-Restore-stage"], alarms
     after = metric_totals(DB, contract.RESTORE_REFUSED, contract.RESTORE_FAILED)
     assert (after[contract.RESTORE_REFUSED], after[contract.RESTORE_FAILED]) == (
         counted[contract.RESTORE_REFUSED],

@@ -211,6 +211,13 @@ def list_backups(bucket: str, *, kind: str | None = None, database: str | None =
     return sorted(entries, key=lambda e: e.manifest.finished_at, reverse=True)
 
 
+def databases(bucket: str) -> list[str]:
+    """The databases the bucket holds backups of (a manifest under backups/<kind>/<database>/<id>/), from the listing
+    alone: no manifest is read."""
+    prefixes = _backup_prefixes(bucket, None, None)  # backups/<kind>/<database>/<id>/
+    return sorted({p.removeprefix(ROOT).split("/", 1)[1].rsplit("/", 2)[0] for p in prefixes})
+
+
 def load_backup(bucket: str, kind: str, database: str, backup_id: str) -> CatalogEntry:
     """One backup read straight from its prefix (no listing), when its kind and database are known."""
     entry = _load(bucket, backup_prefix(kind, database, backup_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -242,26 +243,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keep(text: str) -> int:
-    """--keep-verified: a whole number of at least 1 (keeping none would let the lifecycle empty the bucket)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: keep at least 1 verified backup")
-    return value
+def _at_least_one(what: str, too_few: str) -> Callable[[str], int]:
+    """An argparse type: a whole number (`what`) of at least 1; `too_few` says why 0 is refused."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{text!r}: {too_few}")
+        return value
+
+    return parse
 
 
-def _days(text: str) -> int:
-    """--lock-days: a whole number of days, at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: lock for at least 1 day")
-    return value
+# --keep-verified (keeping none would let the lifecycle empty the bucket) and --lock-days
+_keep = _at_least_one("a whole number", "keep at least 1 verified backup")
+_days = _at_least_one("a whole number of days", "lock for at least 1 day")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -35,8 +35,8 @@ def _database(request: RestoreRequest, settings: FunctionSettings | None, bucket
             raise Refused(str(exc)) from None
     if request.database or bucket is None:
         return request.database
-    names = {e.manifest.database for e in catalog.list_backups(bucket)}
-    return names.pop() if len(names) == 1 else None
+    names = catalog.databases(bucket)  # the keys alone: _backup reads the one database's backups
+    return names[0] if len(names) == 1 else None
 
 
 def _backup(request: RestoreRequest, bucket: str, database: str) -> str:

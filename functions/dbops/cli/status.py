@@ -54,7 +54,7 @@ def _targets(args: argparse.Namespace) -> list[StatusTarget]:
     if not names:
         from dbops.backup import catalog
 
-        names = sorted({e.manifest.database for e in catalog.list_backups(args.bucket)})
+        names = catalog.databases(args.bucket)  # the keys alone: check_status reads each database's backups
     if args.schedule:
         next_run(args.schedule, datetime.now(UTC))  # a schedule it cannot read: refused before anything is read
     return [
