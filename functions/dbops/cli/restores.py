@@ -9,7 +9,7 @@ from typing import Any
 
 from dbops.aws.stepfunctions import follow, outcome
 from dbops.backup.catalog import BACKUP_KINDS
-from dbops.cli import common
+from dbops.cli import EXIT_USAGE, common
 from dbops.cli.common import add_bucket_optional, print_json, print_table
 from dbops.cli.restore_checks import check_before_start
 from dbops.contract import REFUSED_STATUS
@@ -18,7 +18,6 @@ from dbops.restore.models import RestoreRequest
 from dbops.restore.runner import list_restores, start_restore
 
 MACHINE_ENV = "DBOPS_RESTORE_STATE_MACHINE_ARN"
-EXIT_REFUSED = 2  # refused (bad input): by the checks before starting, or by the execution's Validate
 
 
 def find_state_machine(explicit: str | None) -> str:
@@ -50,7 +49,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     except RefusedBeforeStart as exc:
         reason = " ".join(str(exc).split())
         print(f"REFUSED (checked before starting; no execution started): {reason}", file=sys.stderr)
-        return EXIT_REFUSED
+        return EXIT_USAGE  # refused: nothing started
     execution = start_restore(arn, request)
     print(f"started {execution.rsplit(':', 1)[-1]}", flush=True)
     description = follow(execution, _print_state)
@@ -58,7 +57,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         output = json.loads(description.get("output") or "{}")
         if output.get("status") == REFUSED_STATUS:  # the execution's Validate refused it: nothing changed
             print(f"REFUSED: {output.get('reason', '')}", file=sys.stderr)
-            return EXIT_REFUSED
+            return EXIT_USAGE  # refused: nothing started
     text = outcome(description)
     print(("succeeded: " if description["status"] == "SUCCEEDED" else "FAILED: ") + text)
     return 0 if description["status"] == "SUCCEEDED" else 1

@@ -36,9 +36,21 @@ def save(bucket: str, record: RestoreRecord) -> None:
     s3stream.put_json(bucket, _key(record), record.model_dump_json(indent=2))
 
 
-def load_all(bucket: str, kind: Literal["restore", "drill"], database: str | None = None) -> list[RestoreRecord]:
+def _prefix(kind: Literal["restore", "drill"], database: str | None) -> str:
     folder = "drills" if kind == "drill" else "restores"
-    prefix = f"{folder}/{database}/" if database else f"{folder}/"
+    return f"{folder}/{database}/" if database else f"{folder}/"
+
+
+def load_newest(bucket: str, kind: Literal["restore", "drill"], database: str) -> RestoreRecord | None:
+    """A database's newest record, read alone: each is written once, when its restore ended, so S3's LastModified
+    orders them (a weekly drill's records are never all read to find the last)."""
+    newest = max(s3stream.list_objects(bucket, _prefix(kind, database)), key=lambda found: found[1], default=None)
+    text = s3stream.get_text(bucket, newest[0]) if newest else None
+    return RestoreRecord.model_validate_json(text) if text else None
+
+
+def load_all(bucket: str, kind: Literal["restore", "drill"], database: str | None = None) -> list[RestoreRecord]:
+    prefix = _prefix(kind, database)
     records = []
     for key in s3stream.list_keys(bucket, prefix):
         text = s3stream.get_text(bucket, key)

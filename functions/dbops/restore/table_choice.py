@@ -12,9 +12,11 @@ from dbops.restore.names import TableName, display, parse_table_name
 from dbops.restore.parallel_load import whole_refused
 from dbops.text import plural
 
-KIND_OF_TABLE = (
-    "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname = %s AND c.relname = %s"
+# each (schema, name) asked, in order, with its relkind there (NULL: no such relation)
+KINDS_OF_TABLES = (
+    "SELECT c.relkind::text FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(nspname, relname, i) "
+    "LEFT JOIN (pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace) "
+    "ON n.nspname = t.nspname AND c.relname = t.relname ORDER BY t.i"
 )
 
 
@@ -119,13 +121,13 @@ def resolve_names(names: list[str], tables: list[TableStat], where: str) -> list
 def unrestorable_in(spec: ConnectionSpec, plans: list[TablePlan]) -> list[str]:
     """The planned tables that are missing in a database, or there of another kind, each with why."""
     kinds = {"r": "table", "p": "partitioned table"}
-    with connect(spec) as conn:
-        problems = []
-        for t in plans:
-            row = conn.execute(KIND_OF_TABLE, [t.schema_name, t.name]).fetchone()
-            if row is None:
-                problems.append(f"{t.qualified} (missing)")
-            elif row[0] != t.relkind:
-                there = kinds.get(row[0], f"not a table (relkind {row[0]})")
-                problems.append(f"{t.qualified} (a {kinds[t.relkind]} in the backup, a {there} there)")
+    with connect(spec) as conn:  # one query for them all
+        found = conn.execute(KINDS_OF_TABLES, [[t.schema_name for t in plans], [t.name for t in plans]]).fetchall()
+    problems = []
+    for t, (relkind,) in zip(plans, found, strict=True):
+        if relkind is None:
+            problems.append(f"{t.qualified} (missing)")
+        elif relkind != t.relkind:
+            there = kinds.get(relkind, f"not a table (relkind {relkind})")
+            problems.append(f"{t.qualified} (a {kinds[t.relkind]} in the backup, a {there} there)")
     return problems

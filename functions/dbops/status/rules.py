@@ -99,11 +99,10 @@ def point_in_time(
     )
 
 
-def drill(records: list[RestoreRecord], now: datetime) -> Aspect:
+def drill(last: RestoreRecord | None, now: datetime) -> Aspect:
     """The last drill: failed is critical (the backups may not restore), older than a week and a day a warning."""
-    if not records:
+    if last is None:
         return Aspect(name="drill", status=Status.UNKNOWN, text="no drill recorded")
-    last = records[0]
     age = now - last.finished_at
     values: dict[str, Any] = {"id": last.restore_id, "ok": last.ok, "rto_seconds": last.seconds}
     if not last.ok:

@@ -89,7 +89,7 @@ def _database(
         _read("next_backup", upcoming),
         retained,
         _read("point_in_time", lambda: rules.point_in_time(target.rds, _window(target.rds), now, t)),
-        _read("drill", lambda: rules.drill(records.load_all(bucket, "drill", name), now)),
+        _read("drill", lambda: rules.drill(records.load_newest(bucket, "drill", name), now)),
         _read("health", lambda: rules.health(load_report(bucket, name), now)),
         _read("rehearsal", lambda: rules.rehearsal(_last_rehearsal(bucket, name))),
         rules.alarms(_firing_for(name, firing))
