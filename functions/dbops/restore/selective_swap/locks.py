@@ -35,9 +35,10 @@ from psycopg import sql
 from dbops.config.durations import format_duration
 from dbops.errors import RestoreBusy
 from dbops.postgres.connection import describe_error
-from dbops.restore.selective_swap.catalog import Staged, foreign_keys
+from dbops.restore.selective_swap.catalog import Keys, Staged
 
 T = TypeVar("T")
+S = TypeVar("S")
 Mode = Literal["SHARE", "EXCLUSIVE"]
 STRENGTH: dict[str, int] = {"SHARE": 1, "EXCLUSIVE": 2}
 # pg_locks' names of the modes each of ours conflicts with (PostgreSQL's table-level lock conflict table)
@@ -91,10 +92,11 @@ class Locked(Generic[T]):
     value: T
     pause_s: float  # from the first LOCK to the commit: the longest any writer of those tables waited on the swap
     attempts: int
-    waited_s: float  # spent in attempts given up and their backoffs before this one
 
 
-def lock_plan(conn: psycopg.Connection[Any], staged: list[Staged], restored: set[int]) -> tuple[LockRequest, ...]:
+def lock_plan(
+    conn: psycopg.Connection[Any], staged: list[Staged], keys: Keys, restored: set[int]
+) -> tuple[LockRequest, ...]:
     """Every lock the swap needs, one per table (the strongest it needs there), in OID order."""
     wanted: dict[int, LockRequest] = {}
 
@@ -108,12 +110,10 @@ def lock_plan(conn: psycopg.Connection[Any], staged: list[Staged], restored: set
     for s in staged:
         want(s.oid, s.relation.as_string(conn), "EXCLUSIVE", True)
     for s in staged:
-        for fk in foreign_keys(conn, s.oid, outgoing=False):
-            if fk.table_oid not in restored:
-                want(fk.table_oid, fk.table, "SHARE", False)
-        for fk in foreign_keys(conn, s.oid, outgoing=True):
-            if fk.ref_oid not in restored:
-                want(fk.ref_oid, fk.ref_table, "SHARE", False)
+        for fk in keys.from_others(s.oid, restored):
+            want(fk.table_oid, fk.table, "SHARE", False)
+        for fk in keys.to_others(s.oid, restored):
+            want(fk.ref_oid, fk.ref_table, "SHARE", False)
     return tuple(sorted(wanted.values(), key=lambda r: r.oid))
 
 
@@ -176,33 +176,36 @@ def blockers(conn: psycopg.Connection[Any], request: LockRequest) -> list[str]:
 
 def run_locked(
     conn: psycopg.Connection[Any],
-    plan_of: Callable[[], tuple[LockRequest, ...]],
-    work: Callable[[], T],
+    plan_of: Callable[[], tuple[tuple[LockRequest, ...], S]],
+    work: Callable[[S], T],
     limits: LockLimits,
     what: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Locked[T]:
-    """`work` in one transaction on `conn` that first takes `plan_of()`'s locks, committed; tried again while
-    locks are not granted in time, within the budget; RestoreBusy when it is spent (nothing changed)."""
+    """`work` in one transaction on `conn` that first takes the locks `plan_of()` plans, committed; tried again
+    while locks are not granted in time, within the budget; RestoreBusy when it is spent (nothing changed).
+    `plan_of` returns the plan and what it was planned from; it is read again once the locks are held, and
+    `work` gets that second reading when it plans the same locks."""
     started = time.monotonic()
     attempts, longest = 0, 0.0
     last: LockRequest | None = None
     why = ""
     while True:
         attempts += 1
-        plan = plan_of()
+        plan, _ = plan_of()
         first_lock = time.monotonic()
         try:
             failed = acquire(conn, starting_at(plan, last.oid if last else None), limits.lock_timeout_s)
-            if failed is None and plan_of() == plan:
-                value = work()
-                conn.commit()
-                return Locked(value, time.monotonic() - first_lock, attempts, first_lock - started)
-            if failed is not None:
+            if failed is None:
+                again, found = plan_of()
+                if again == plan:
+                    value = work(found)
+                    conn.commit()
+                    return Locked(value, time.monotonic() - first_lock, attempts)
+                why = "the tables' foreign keys changed while the locks were taken"
+            else:
                 last = failed
                 why = f"{failed.describe()} not granted within {format_duration(limits.lock_timeout_s)}"
-            else:
-                why = "the tables' foreign keys changed while the locks were taken"
         except RETRYABLE as exc:
             why = describe_error(exc)
         conn.rollback()
