@@ -130,6 +130,7 @@ class Staged:
     temp: sql.Identifier
     columns: list[str]
     key: list[str]
+    rows: int  # copied into the temporary table (COPY's count)
 
 
 def relation_oid(conn: psycopg.Connection[Any], plan: TablePlan) -> int:

@@ -34,7 +34,7 @@ from dbops.restore.selective_swap import row_changes
 from dbops.restore.selective_swap.catalog import Keys, Staged, foreign_keys, parents_first, relation_oid
 from dbops.restore.selective_swap.foreign_keys import check_children, check_parents
 from dbops.restore.selective_swap.locks import LockLimits, LockRequest, lock_plan, run_locked
-from dbops.restore.selective_swap.staging import stage, staged_rows
+from dbops.restore.selective_swap.staging import stage
 
 # a row changed in a live table (WAL, its indexes, the foreign keys' trigger checks) costs this many times a row
 # copied into an unlogged, unindexed temporary table by COPY (bench/swap_pause.py)
@@ -80,8 +80,7 @@ def _rehearse(
     changed = sum(row_changes.count_changes(conn, s) for s in staged)
     reads_s = time.monotonic() - started
     conn.commit()
-    per_row_s = copy_s / max(1, staged_rows(conn, staged))
-    conn.commit()
+    per_row_s = copy_s / max(1, sum(s.rows for s in staged))
     return Estimate(changed, reads_s + changed * per_row_s * WRITE_COST_FACTOR)
 
 
