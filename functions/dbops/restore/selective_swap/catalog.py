@@ -70,6 +70,10 @@ TRIGGERS_AND_RULES = """
     WHERE ev_class = %(table)s AND rulename <> '_RETURN' AND ev_enabled <> 'D'
 """
 ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+# of the tables, those with enabled rules: disabling a rule (ALTER TABLE ... DISABLE RULE) takes ACCESS EXCLUSIVE
+WITH_RULES = """
+    SELECT DISTINCT ev_class FROM pg_rewrite WHERE ev_class = ANY(%s) AND rulename <> '_RETURN' AND ev_enabled <> 'D'
+"""
 # materialized views reading the tables, directly or through views, each after those it reads
 VIEWS_READING = """
     WITH RECURSIVE reads(relid, depth) AS (
@@ -158,6 +162,10 @@ def foreign_keys(conn: psycopg.Connection[Any], oids: list[int]) -> Keys:
         if r[10]:
             keys.incoming[fk.ref_oid].append(fk)
     return keys
+
+
+def with_rules(conn: psycopg.Connection[Any], oids: list[int]) -> set[int]:
+    return {int(r[0]) for r in conn.execute(WITH_RULES, [oids]).fetchall()}
 
 
 def from_(oid_text: str, relkind: str) -> sql.Composable:

@@ -1,10 +1,13 @@
 """The selective swap's locks: every one it needs taken at the start of its transaction, in one order, never
 waited on for long.
 
-- **What**: EXCLUSIVE on each restored table (readers go on, writers wait), SHARE on each table not restored that
-  references one (no new child row can point at a row about to go) or that one references (no parent row can go
-  while the backup's rows are checked and inserted against it). Once they are all held the swap waits for
-  nothing else: its row statements conflict with no other session's locks.
+- **What**: EXCLUSIVE on each restored table (readers go on, writers wait), ACCESS EXCLUSIVE instead on one with
+  enabled rules (the swap disables them, and ALTER TABLE ... DISABLE RULE takes it: its readers wait too), SHARE
+  on each table not restored that references one (no new child row can point at a row about to go) or that one
+  references (no parent row can go while the backup's rows are checked and inserted against it). Once they are
+  all held the swap's row statements conflict with no other session's table locks (row locks taken by SELECT
+  ... FOR UPDATE on a parent, and a REFRESH of a materialized view reading a restored table, can still wait: within
+  the same lock_timeout, then the attempt is tried again).
 - **Order**: by OID, the tables' identity for their whole life (a rename does not move a table in the order, as
   it would with names), as a circle: an attempt starts at the table the attempt before could not lock, and goes
   round in OID order. The application takes its locks in its own order, and its transactions enter by some
@@ -39,14 +42,16 @@ from dbops.restore.selective_swap.catalog import Keys, Staged
 
 T = TypeVar("T")
 S = TypeVar("S")
-Mode = Literal["SHARE", "EXCLUSIVE"]
-STRENGTH: dict[str, int] = {"SHARE": 1, "EXCLUSIVE": 2}
+Mode = Literal["SHARE", "EXCLUSIVE", "ACCESS EXCLUSIVE"]
+STRENGTH: dict[str, int] = {"SHARE": 1, "EXCLUSIVE": 2, "ACCESS EXCLUSIVE": 3}
 # pg_locks' names of the modes each of ours conflicts with (PostgreSQL's table-level lock conflict table)
 CONFLICTS: dict[str, list[str]] = {
     "SHARE": ["RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock",
               "AccessExclusiveLock"],
     "EXCLUSIVE": ["RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareLock",
                   "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"],
+    "ACCESS EXCLUSIVE": ["AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
+                         "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"],
 }  # fmt: skip
 RETRYABLE = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
 BACKOFF_CAP_S = 2.0
@@ -95,9 +100,10 @@ class Locked(Generic[T]):
 
 
 def lock_plan(
-    conn: psycopg.Connection[Any], staged: list[Staged], keys: Keys, restored: set[int]
+    conn: psycopg.Connection[Any], staged: list[Staged], keys: Keys, restored: set[int], ruled: set[int]
 ) -> tuple[LockRequest, ...]:
-    """Every lock the swap needs, one per table (the strongest it needs there), in OID order."""
+    """Every lock the swap needs, one per table (the strongest it needs there), in OID order (`ruled`: the restored
+    tables with enabled rules)."""
     wanted: dict[int, LockRequest] = {}
 
     def want(oid: int, name: str, mode: Mode, only: bool) -> None:
@@ -108,7 +114,7 @@ def lock_plan(
             wanted[oid] = LockRequest(oid, name, held.mode, False)
 
     for s in staged:
-        want(s.oid, s.relation.as_string(conn), "EXCLUSIVE", True)
+        want(s.oid, s.relation.as_string(conn), "ACCESS EXCLUSIVE" if s.oid in ruled else "EXCLUSIVE", True)
     for s in staged:
         for fk in keys.from_others(s.oid, restored):
             want(fk.table_oid, fk.table, "SHARE", False)

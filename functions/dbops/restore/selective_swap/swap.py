@@ -31,7 +31,7 @@ from dbops.errors import DatabaseError, PauseTooLong, RestoreBusy
 from dbops.postgres.connection import ConnectionSpec, connect, describe_error
 from dbops.restore.models import TablePlan
 from dbops.restore.selective_swap import row_changes
-from dbops.restore.selective_swap.catalog import Keys, Staged, foreign_keys, parents_first, relation_oid
+from dbops.restore.selective_swap.catalog import Keys, Staged, foreign_keys, parents_first, relation_oid, with_rules
 from dbops.restore.selective_swap.foreign_keys import check_children, check_parents
 from dbops.restore.selective_swap.locks import LockLimits, LockRequest, lock_plan, run_locked
 from dbops.restore.selective_swap.staging import stage
@@ -143,7 +143,7 @@ def swap_tables(
 
             def plan() -> tuple[tuple[LockRequest, ...], Keys]:  # the keys read again under the locks: one query
                 now = foreign_keys(dst, oids)
-                return lock_plan(dst, staged, now, restored), now
+                return lock_plan(dst, staged, now, restored, with_rules(dst, oids)), now
 
             locked = run_locked(
                 dst,
