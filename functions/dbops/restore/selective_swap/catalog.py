@@ -42,21 +42,24 @@ ROW_KEY = """
              i.indnkeyatts, i.indexrelid
     LIMIT 1
 """
-# foreign keys as pairs of tables, leaving out the copies PostgreSQL makes of a key that references a
-# partitioned table for each of its partitions' parent key (same referencing table as the constraint it
-# was copied from) when `outgoing`, or of a partitioned referencing table for each partition when not
+# the foreign keys into and out of the tables, in one query, as pairs of tables: `outgoing` and `incoming` say
+# which side of the pair the tables are on. An outgoing key leaves out the copies PostgreSQL makes of a key that
+# references a partitioned table for each of its partitions (same referencing table as the constraint it was
+# copied from); an incoming one the copies of a partitioned referencing table's key for each partition.
 FOREIGN_KEYS = """
     SELECT k.conname, k.conrelid, k.conrelid::regclass::text, rc.relkind::text,
            k.confrelid, k.confrelid::regclass::text, fc.relkind::text,
            ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY x(attnum, n)
                  JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.attnum ORDER BY x.n),
            ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY x(attnum, n)
-                 JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.attnum ORDER BY x.n)
+                 JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.attnum ORDER BY x.n),
+           k.conrelid = ANY(%(tables)s) AND (p.oid IS NULL OR p.conrelid <> k.conrelid),
+           k.confrelid = ANY(%(tables)s) AND (p.oid IS NULL OR p.conrelid = k.conrelid)
     FROM pg_constraint k
     JOIN pg_class rc ON rc.oid = k.conrelid JOIN pg_class fc ON fc.oid = k.confrelid
     LEFT JOIN pg_constraint p ON p.oid = k.conparentid
-    WHERE k.contype = 'f' AND (CASE WHEN %(outgoing)s THEN k.conrelid ELSE k.confrelid END) = %(table)s
-      AND (p.oid IS NULL OR (CASE WHEN %(outgoing)s THEN p.conrelid <> k.conrelid ELSE p.conrelid = k.conrelid END))
+    WHERE k.contype = 'f' AND (k.conrelid = ANY(%(tables)s) OR k.confrelid = ANY(%(tables)s))
+    ORDER BY k.oid
 """
 # the target's own triggers and rules on a table, enabled ones only (not foreign keys' internal triggers)
 TRIGGERS_AND_RULES = """
@@ -67,6 +70,10 @@ TRIGGERS_AND_RULES = """
     WHERE ev_class = %(table)s AND rulename <> '_RETURN' AND ev_enabled <> 'D'
 """
 ENABLE = {"O": "ENABLE", "A": "ENABLE ALWAYS", "R": "ENABLE REPLICA"}
+# of the tables, those with enabled rules: disabling a rule (ALTER TABLE ... DISABLE RULE) takes ACCESS EXCLUSIVE
+WITH_RULES = """
+    SELECT DISTINCT ev_class FROM pg_rewrite WHERE ev_class = ANY(%s) AND rulename <> '_RETURN' AND ev_enabled <> 'D'
+"""
 # materialized views reading the tables, directly or through views, each after those it reads
 VIEWS_READING = """
     WITH RECURSIVE reads(relid, depth) AS (
@@ -103,6 +110,22 @@ class ForeignKey:
         return f"{self.name} ({self.table} ({', '.join(self.columns)}) -> {self.ref_table})"
 
 
+@dataclass(frozen=True)
+class Keys:
+    """Foreign keys by table: those it holds (`outgoing`, table -> its keys) and those into it (`incoming`)."""
+
+    outgoing: dict[int, list[ForeignKey]]
+    incoming: dict[int, list[ForeignKey]]
+
+    def to_others(self, oid: int, restored: set[int]) -> list[ForeignKey]:
+        """The table's keys into tables not restored."""
+        return [fk for fk in self.outgoing[oid] if fk.ref_oid not in restored]
+
+    def from_others(self, oid: int, restored: set[int]) -> list[ForeignKey]:
+        """Keys of tables not restored into the table."""
+        return [fk for fk in self.incoming[oid] if fk.table_oid not in restored]
+
+
 @dataclass
 class Staged:
     plan: TablePlan
@@ -111,6 +134,7 @@ class Staged:
     temp: sql.Identifier
     columns: list[str]
     key: list[str]
+    rows: int  # copied into the temporary table (COPY's count)
 
 
 def relation_oid(conn: psycopg.Connection[Any], plan: TablePlan) -> int:
@@ -128,9 +152,20 @@ def table_columns(conn: psycopg.Connection[Any], oid: int) -> list[tuple[str, st
     return [(r[0], r[1]) for r in conn.execute(COLUMNS, [oid]).fetchall()]
 
 
-def foreign_keys(conn: psycopg.Connection[Any], oid: int, *, outgoing: bool) -> list[ForeignKey]:
-    rows = conn.execute(FOREIGN_KEYS, {"outgoing": outgoing, "table": oid}).fetchall()
-    return [ForeignKey(r[0], int(r[1]), r[2], r[3], int(r[4]), r[5], r[6], list(r[7]), list(r[8])) for r in rows]
+def foreign_keys(conn: psycopg.Connection[Any], oids: list[int]) -> Keys:
+    """The foreign keys out of and into the tables `oids`, read in one query."""
+    keys = Keys({oid: [] for oid in oids}, {oid: [] for oid in oids})
+    for r in conn.execute(FOREIGN_KEYS, {"tables": oids}).fetchall():
+        fk = ForeignKey(r[0], int(r[1]), r[2], r[3], int(r[4]), r[5], r[6], list(r[7]), list(r[8]))
+        if r[9]:
+            keys.outgoing[fk.table_oid].append(fk)
+        if r[10]:
+            keys.incoming[fk.ref_oid].append(fk)
+    return keys
+
+
+def with_rules(conn: psycopg.Connection[Any], oids: list[int]) -> set[int]:
+    return {int(r[0]) for r in conn.execute(WITH_RULES, [oids]).fetchall()}
 
 
 def from_(oid_text: str, relkind: str) -> sql.Composable:
@@ -152,20 +187,19 @@ def not_null(alias: str, cols: list[str]) -> sql.Composable:
     return sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(col(alias, c)) for c in cols)
 
 
-def parents_first(conn: psycopg.Connection[Any], staged: list[Staged]) -> list[Staged]:
+def parents_first(conn: psycopg.Connection[Any], staged: list[Staged], keys: Keys) -> list[Staged]:
     """Order tables so that every referenced table comes before the tables referencing it (a partition counts
     as its partitioned table: keys of partitioned tables are inherited by the partitions)."""
-    family = {
-        s.oid: {
-            int(r[0])
-            for r in conn.execute("SELECT relid::oid FROM pg_partition_ancestors(%s::oid)", [s.oid]).fetchall()
-        }
-        for s in staged
-    }
+    family: dict[int, set[int]] = {s.oid: set() for s in staged}
+    for oid, ancestor in conn.execute(
+        "SELECT t.oid, a.relid::oid FROM unnest(%s::oid[]) t(oid), pg_partition_ancestors(t.oid) a",
+        [list(family)],
+    ).fetchall():
+        family[int(oid)].add(int(ancestor))
     edges = {
         (child.oid, parent.oid)
         for child in staged
-        for fk in foreign_keys(conn, child.oid, outgoing=True)
+        for fk in keys.outgoing[child.oid]
         for parent in staged
         if parent is not child and fk.ref_oid in family[parent.oid]
     }

@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from dbops.errors import DatabaseError
-from dbops.restore.selective_swap.catalog import ForeignKey, Staged, col, foreign_keys, from_, match, not_null
+from dbops.restore.selective_swap.catalog import ForeignKey, Staged, col, from_, match, not_null
 
 SAMPLE_KEYS = 5
 
@@ -59,12 +59,11 @@ def _orphaned_children(conn: psycopg.Connection[Any], staged: Staged, fk: Foreig
     )
 
 
-def check_foreign_keys(conn: psycopg.Connection[Any], staged: Staged, restored: set[int]) -> None:
-    """Backup rows referencing parents that are gone: fail before anything changes (the parent is not restored;
-    a restored parent comes from the same snapshot, and the target's own constraint checks it)."""
-    for fk in foreign_keys(conn, staged.oid, outgoing=True):
-        if fk.ref_oid in restored:
-            continue
+def check_parents(conn: psycopg.Connection[Any], staged: Staged, referenced: list[ForeignKey]) -> None:
+    """Backup rows referencing parents that are gone: fail before anything changes (`referenced`: the table's keys
+    into tables not restored; a restored parent comes from the same snapshot, and the target's own constraint
+    checks it)."""
+    for fk in referenced:
         if keys := _missing_parents(conn, staged, fk):
             raise DatabaseError(
                 f"the backup's rows of {staged.plan.qualified} reference rows that are no longer in {fk.ref_table} "

@@ -1,10 +1,13 @@
 """The selective swap's locks: every one it needs taken at the start of its transaction, in one order, never
 waited on for long.
 
-- **What**: EXCLUSIVE on each restored table (readers go on, writers wait), SHARE on each table not restored that
-  references one (no new child row can point at a row about to go) or that one references (no parent row can go
-  while the backup's rows are checked and inserted against it). Once they are all held the swap waits for
-  nothing else: its row statements conflict with no other session's locks.
+- **What**: EXCLUSIVE on each restored table (readers go on, writers wait), ACCESS EXCLUSIVE instead on one with
+  enabled rules (the swap disables them, and ALTER TABLE ... DISABLE RULE takes it: its readers wait too), SHARE
+  on each table not restored that references one (no new child row can point at a row about to go) or that one
+  references (no parent row can go while the backup's rows are checked and inserted against it). Once they are
+  all held the swap's row statements conflict with no other session's table locks (row locks taken by SELECT
+  ... FOR UPDATE on a parent, and a REFRESH of a materialized view reading a restored table, can still wait: within
+  the same lock_timeout, then the attempt is tried again).
 - **Order**: by OID, the tables' identity for their whole life (a rename does not move a table in the order, as
   it would with names), as a circle: an attempt starts at the table the attempt before could not lock, and goes
   round in OID order. The application takes its locks in its own order, and its transactions enter by some
@@ -35,17 +38,20 @@ from psycopg import sql
 from dbops.config.durations import format_duration
 from dbops.errors import RestoreBusy
 from dbops.postgres.connection import describe_error
-from dbops.restore.selective_swap.catalog import Staged, foreign_keys
+from dbops.restore.selective_swap.catalog import Keys, Staged
 
 T = TypeVar("T")
-Mode = Literal["SHARE", "EXCLUSIVE"]
-STRENGTH: dict[str, int] = {"SHARE": 1, "EXCLUSIVE": 2}
+S = TypeVar("S")
+Mode = Literal["SHARE", "EXCLUSIVE", "ACCESS EXCLUSIVE"]
+STRENGTH: dict[str, int] = {"SHARE": 1, "EXCLUSIVE": 2, "ACCESS EXCLUSIVE": 3}
 # pg_locks' names of the modes each of ours conflicts with (PostgreSQL's table-level lock conflict table)
 CONFLICTS: dict[str, list[str]] = {
     "SHARE": ["RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock",
               "AccessExclusiveLock"],
     "EXCLUSIVE": ["RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareLock",
                   "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"],
+    "ACCESS EXCLUSIVE": ["AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
+                         "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"],
 }  # fmt: skip
 RETRYABLE = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
 BACKOFF_CAP_S = 2.0
@@ -91,11 +97,13 @@ class Locked(Generic[T]):
     value: T
     pause_s: float  # from the first LOCK to the commit: the longest any writer of those tables waited on the swap
     attempts: int
-    waited_s: float  # spent in attempts given up and their backoffs before this one
 
 
-def lock_plan(conn: psycopg.Connection[Any], staged: list[Staged], restored: set[int]) -> tuple[LockRequest, ...]:
-    """Every lock the swap needs, one per table (the strongest it needs there), in OID order."""
+def lock_plan(
+    conn: psycopg.Connection[Any], staged: list[Staged], keys: Keys, restored: set[int], ruled: set[int]
+) -> tuple[LockRequest, ...]:
+    """Every lock the swap needs, one per table (the strongest it needs there), in OID order (`ruled`: the restored
+    tables with enabled rules)."""
     wanted: dict[int, LockRequest] = {}
 
     def want(oid: int, name: str, mode: Mode, only: bool) -> None:
@@ -106,14 +114,12 @@ def lock_plan(conn: psycopg.Connection[Any], staged: list[Staged], restored: set
             wanted[oid] = LockRequest(oid, name, held.mode, False)
 
     for s in staged:
-        want(s.oid, s.relation.as_string(conn), "EXCLUSIVE", True)
+        want(s.oid, s.relation.as_string(conn), "ACCESS EXCLUSIVE" if s.oid in ruled else "EXCLUSIVE", True)
     for s in staged:
-        for fk in foreign_keys(conn, s.oid, outgoing=False):
-            if fk.table_oid not in restored:
-                want(fk.table_oid, fk.table, "SHARE", False)
-        for fk in foreign_keys(conn, s.oid, outgoing=True):
-            if fk.ref_oid not in restored:
-                want(fk.ref_oid, fk.ref_table, "SHARE", False)
+        for fk in keys.from_others(s.oid, restored):
+            want(fk.table_oid, fk.table, "SHARE", False)
+        for fk in keys.to_others(s.oid, restored):
+            want(fk.ref_oid, fk.ref_table, "SHARE", False)
     return tuple(sorted(wanted.values(), key=lambda r: r.oid))
 
 
@@ -176,33 +182,36 @@ def blockers(conn: psycopg.Connection[Any], request: LockRequest) -> list[str]:
 
 def run_locked(
     conn: psycopg.Connection[Any],
-    plan_of: Callable[[], tuple[LockRequest, ...]],
-    work: Callable[[], T],
+    plan_of: Callable[[], tuple[tuple[LockRequest, ...], S]],
+    work: Callable[[S], T],
     limits: LockLimits,
     what: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Locked[T]:
-    """`work` in one transaction on `conn` that first takes `plan_of()`'s locks, committed; tried again while
-    locks are not granted in time, within the budget; RestoreBusy when it is spent (nothing changed)."""
+    """`work` in one transaction on `conn` that first takes the locks `plan_of()` plans, committed; tried again
+    while locks are not granted in time, within the budget; RestoreBusy when it is spent (nothing changed).
+    `plan_of` returns the plan and what it was planned from; it is read again once the locks are held, and
+    `work` gets that second reading when it plans the same locks."""
     started = time.monotonic()
     attempts, longest = 0, 0.0
     last: LockRequest | None = None
     why = ""
     while True:
         attempts += 1
-        plan = plan_of()
+        plan, _ = plan_of()
         first_lock = time.monotonic()
         try:
             failed = acquire(conn, starting_at(plan, last.oid if last else None), limits.lock_timeout_s)
-            if failed is None and plan_of() == plan:
-                value = work()
-                conn.commit()
-                return Locked(value, time.monotonic() - first_lock, attempts, first_lock - started)
-            if failed is not None:
+            if failed is None:
+                again, found = plan_of()
+                if again == plan:
+                    value = work(found)
+                    conn.commit()
+                    return Locked(value, time.monotonic() - first_lock, attempts)
+                why = "the tables' foreign keys changed while the locks were taken"
+            else:
                 last = failed
                 why = f"{failed.describe()} not granted within {format_duration(limits.lock_timeout_s)}"
-            else:
-                why = "the tables' foreign keys changed while the locks were taken"
         except RETRYABLE as exc:
             why = describe_error(exc)
         conn.rollback()

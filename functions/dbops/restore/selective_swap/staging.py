@@ -45,17 +45,10 @@ def stage(src: psycopg.Connection[Any], dst: psycopg.Connection[Any], plan: Tabl
     form = sql.SQL("binary" if binary_row and binary_row[0] else "text")
     copy_out = sql.SQL("COPY {}{} TO STDOUT (FORMAT {})").format(relation, column_list(names), form)
     copy_in = sql.SQL("COPY {}{} FROM STDIN (FORMAT {})").format(temp, column_list(names), form)
-    with src.cursor().copy(copy_out) as out, dst.cursor().copy(copy_in) as inp:
+    into = dst.cursor()
+    with src.cursor().copy(copy_out) as out, into.copy(copy_in) as inp:
         for block in out:
             inp.write(block)
     dst.execute(sql.SQL("ANALYZE {}").format(temp))
     dst.commit()
-    return Staged(plan, oid, relation, temp, names, list(key_row[0]) if key_row else [])
-
-
-def staged_rows(conn: psycopg.Connection[Any], staged: list[Staged]) -> int:
-    total = 0
-    for s in staged:
-        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(s.temp)).fetchone()
-        total += int(row[0]) if row else 0
-    return total
+    return Staged(plan, oid, relation, temp, names, list(key_row[0]) if key_row else [], into.rowcount)
