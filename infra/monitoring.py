@@ -27,7 +27,6 @@ from infra.alarm_settings import AlarmSettings
 from infra.dashboard import build_dashboard
 from infra.settings import StackSettings
 
-
 ONE_DAY = Duration.days(1)
 
 
