@@ -129,7 +129,7 @@ class StackSettings(SettingsModel):
         return VpcPlacement(vpc_id=placed[0].vpc_id, subnet_ids=subnets, security_group_ids=groups)
 
     def ca_bundles(self) -> list[str]:
-        found = {db.ca_bundle for db in [*self.databases, *self.disaster_databases()]}
+        found = {db.ca_bundle for db in self.databases} | {db.ca_bundle for db in self.disaster_databases()}
         return sorted(b for b in found if b and b != "system")
 
     def disaster_databases(self) -> list[DisasterDatabase]:

@@ -325,6 +325,7 @@ class DbopsStack(Stack):
         CfnOutput(self, "BackupBucketName", value=self.storage.bucket.bucket_name)
         CfnOutput(self, "BackupStateMachineArn", value=self.backup_workflow.state_machine.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        assert self.monitoring.dashboard is not None
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
         CfnOutput(self, "ScheduledInvokeDlqUrl", value=self.dead_letter_queue.queue_url)
         for name, function in self.functions.by_name.items():
