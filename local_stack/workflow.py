@@ -582,3 +582,26 @@ def deploy_template_restore_workflow(
         names=lambda handler: f"{function_prefix}-{handler.rsplit('.', 1)[1]}",
         environment=environment,
     )
+
+
+def deploy_dr_restore_workflow(*, environment: Mapping[str, str], region: str, name: str = "dbops-restore") -> str:
+    """The DR stack's restore state machine as infra/disaster_recovery.py makes it (the RestoreWorkflow construct,
+    every stage in Lambda: no Fargate task) in `region` of the (moto) account, its step functions `dbops-dr-<step>`
+    with `environment` (the replica bucket, the DR databases) over this process's; returns its ARN."""
+    from infra.restore_workflow import STEP_HANDLERS
+
+    def build(stack: Any) -> None:
+        from infra.restore_workflow import RestoreWorkflow
+
+        functions = {step: _function(stack, f"{step}Fn", handler) for step, handler in STEP_HANDLERS.items()}
+        RestoreWorkflow(stack, "Restore", functions=functions, retry_interval_s=1, retry_attempts=1)
+
+    definition, handlers, _ = _synthesize(build, HANDLERS)
+    return _deploy(
+        definition,
+        handlers,
+        name,
+        region,
+        names=lambda handler: f"dbops-dr-{handler.rsplit('.', 1)[1]}",
+        environment=environment,
+    )
