@@ -13,13 +13,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from dbops import aws
+from dbops.backup.catalog import BackupManifest
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_backup
 from dbops.config.backup import BackupLock
 from dbops.postgres.connection import ConnectionSpec
 from local_stack.fingerprint import table_fingerprints
 from local_stack.postgres import LocalPostgres, embedded_bin_dir
-from local_stack.replication import configure_replication
+from local_stack.replication import LocalReplication, configure_replication
 
 LOCKED_BUCKET = "dbops-demo-locked"
 REPLICA_BUCKET = "dbops-demo-replica"
@@ -31,7 +32,7 @@ def locked_backup_and_dr_restore(step: Any, source: ConnectionSpec, database: st
     """The demo's steps (`step(title, fn)`); returns the summary line."""
     s3 = aws.client("s3")
 
-    def locked() -> tuple[Any, dict[str, Any]]:
+    def locked() -> tuple[LocalReplication, BackupManifest]:
         s3.create_bucket(Bucket=LOCKED_BUCKET, ObjectLockEnabledForBucket=True)
         replication = configure_replication(LOCKED_BUCKET, REPLICA_BUCKET, DR_REGION)
         manifest = run_backup(source, BackupRequest(database=database, bucket=LOCKED_BUCKET, lock=LOCK))
