@@ -40,7 +40,7 @@ from infra.rehearsal_tasks import RehearsalTask
 from infra.replication import ReplicaStack, Replication
 from infra.restore_workflow import REHEARSAL_STEP_HANDLERS, STEP_HANDLERS, RestoreWorkflow, StageTask
 from infra.restore_workflow import STATE_MACHINE_NAME as RESTORE_STATE_MACHINE_NAME
-from infra.scanners import acknowledge_nag
+from infra.scanners import acknowledge_nag, nag_arn_prefix
 from infra.schedules import Schedules, dead_letter_queue
 from infra.settings import StackSettings
 from infra.state_machines import acknowledge_image_pulls
@@ -259,7 +259,7 @@ class DbopsStack(Stack):
             acknowledge_nag(
                 function.role,
                 {
-                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+                    f"AwsSolutions-IAM5[Resource::{nag_arn_prefix(self, 'states')}:execution:"
                     f"{RESTORE_STATE_MACHINE_NAME}:*]": "Any execution of the restore state machine: a scratch "
                     "database's marker names its own, made at run time."
                 },
