@@ -149,8 +149,13 @@ def test_the_disaster_drill_restores_the_newest_replicated_backup_and_emits_its_
     assert dr_tripped(DATABASE, since) == []
 
 
-def test_the_disaster_drill_alarms_when_nothing_was_replicated(disaster: Disaster) -> None:
-    disaster.back_up()  # replication made to fail: the stand-in never runs, the replica stays empty
+def test_the_disaster_drill_alarms_when_no_verified_backup_was_replicated(disaster: Disaster) -> None:
+    """An unverified backup reaches the replica (it does not count); then replication is made to fail: the stand-in
+    no longer runs, and the verified backup made after it never arrives."""
+    run_backup(disaster.source, BackupRequest(database=DATABASE, bucket=disaster.bucket, kind="nightly"))
+    assert disaster.replication.run()
+    assert [e.verified for e in catalog.list_backups(disaster.replica, database=DATABASE)] == [None]
+    disaster.back_up()
     since = datetime.now(UTC) - timedelta(seconds=1)
 
     result = _drill(disaster)
