@@ -59,6 +59,17 @@ def test_the_dr_stack_has_the_restore_state_machine_and_only_its_functions(synth
     assert "RestoreStateMachineArn" in " ".join(template["Outputs"])
 
 
+def test_every_stage_of_the_dr_state_machine_runs_in_lambda_and_every_choice_has_choices(synthesized: Synth) -> None:
+    """No Fargate task in the DR stack: the stage goes straight to the Stage function (Step Functions refuses a
+    Choice state without choices)."""
+    (machine,) = _of(_template(synthesized), "AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    states = json.loads("".join(p if isinstance(p, str) else "TOKEN" for p in parts))["States"]
+    assert "StageOnFargate" not in states and "StageWhere" not in states
+    assert all(state["Choices"] for state in states.values() if state["Type"] == "Choice")
+    assert states["StopApplication"]["Next"] == "Stage"
+
+
 def test_the_dr_functions_read_the_replica_bucket_and_the_dr_databases_from_their_settings(
     synthesized: Synth,
 ) -> None:
