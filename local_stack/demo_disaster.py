@@ -55,12 +55,14 @@ def locked_backup_and_dr_restore(step: Any, source: ConnectionSpec, database: st
         print("    DELETED: the lock did not hold")
         return False
 
-    refused = step("delete the locked manifest's version (as an attacker with the stack's credentials would)", delete)
-    copied = step(f"S3 replication (local stand-in) to {DR_REGION}", replication.run)
-    replica_lock = s3.head_object(Bucket=REPLICA_BUCKET, Key=manifest.dump.key).get("ObjectLockMode", "no lock")
-    print(
-        f"    {len(copied)} objects copied to s3://{REPLICA_BUCKET} ({DR_REGION}), the archive's lock: {replica_lock}"
-    )
+    refused = step("delete the locked manifest's version (compliance: refused to anyone, root included)", delete)
+
+    def replicate() -> None:
+        copied = replication.run()
+        lock = s3.head_object(Bucket=REPLICA_BUCKET, Key=manifest.dump.key).get("ObjectLockMode", "no lock")
+        print(f"    {len(copied)} objects copied to s3://{REPLICA_BUCKET} ({DR_REGION}), the archive's lock: {lock}")
+
+    step(f"S3 replication (local stand-in) to {DR_REGION}", replicate)
 
     dr_server = step("a second PostgreSQL server: the DR region's", LocalPostgres(embedded_bin_dir()).start)
     try:
