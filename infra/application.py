@@ -52,7 +52,7 @@ def build_app(
     extra: dict[str, Any] = {}
     if restore_steps is not None:
         extra["restore_steps"] = restore_steps
-    replica = _replica_stack(app, settings, account, region)
+    replica = _replica_stack(app, settings, account, region, certs_dir, layers_build_dir)
     stack = DbopsStack(
         app,
         settings.stack_name,
@@ -69,7 +69,14 @@ def build_app(
     return app, stack
 
 
-def _replica_stack(app: App, settings: StackSettings, account: str | None, region: str | None) -> ReplicaStack | None:
+def _replica_stack(
+    app: App,
+    settings: StackSettings,
+    account: str | None,
+    region: str | None,
+    certs_dir: Path,
+    layers_build_dir: Path,
+) -> ReplicaStack | None:
     """The DR stack (cdk.json `replication`), in the DR region and account; None without replication."""
     replication = settings.replication
     if replication is None:
@@ -87,5 +94,7 @@ def _replica_stack(app: App, settings: StackSettings, account: str | None, regio
         replication.stack_name(settings.stack_name),
         settings=settings,
         source_account=account,
+        certs_dir=certs_dir,
+        layers_build_dir=layers_build_dir,
         env=Environment(account=replication.account or account, region=replication.region),
     )

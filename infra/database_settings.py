@@ -44,6 +44,7 @@ class VpcPlacement(SettingsModel):
         return _resource_ids(value, "sg", "a security group id")
 
 
+SECRET_ARN = r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$"
 BackupRunner = Literal["auto", "lambda", "fargate"]
 BackupFormat = Literal["single", "parallel", "auto"]
 
@@ -79,7 +80,7 @@ class DatabaseSettings(SettingsModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
     secret_arn: str = Field(
-        pattern=r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}$",
+        pattern=SECRET_ARN,
         description="the complete ARN, with the 6-character suffix Secrets Manager adds",
     )
     secret_kms_key_arn: str | None = Field(

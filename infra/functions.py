@@ -35,7 +35,8 @@ LOG_RETENTION = dict(zip(LOG_RETENTION_DAYS, [m for m in logs.RetentionDays if m
 
 
 class Functions(Construct):
-    """`backup`, `health`, `maintenance`; `add(spec)` and `restore_steps(names)` make more of the same kind."""
+    """`backup`, `health`, `maintenance` (unless `restores_only`: the DR stack's); `add(spec)` and
+    `restore_steps(names)` make more of the same kind."""
 
     def __init__(
         self,
@@ -48,6 +49,7 @@ class Functions(Construct):
         layers: Layers,
         logs_key: kms.IKey | None = None,
         dead_letter_queue: sqs.IQueue | None = None,
+        restores_only: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
@@ -60,6 +62,8 @@ class Functions(Construct):
         self.by_name: dict[str, lambda_.Function] = {}
         self.log_groups: dict[str, logs.LogGroup] = {}
         self._vpc, self._subnets, self._security_groups = self._placement()
+        if restores_only:
+            return
         self.backup = self.add(BACKUP)
         # each database's own health thresholds and maintenance rules go to the one function that reads them
         self.health = self.add(

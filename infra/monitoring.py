@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -27,6 +27,8 @@ from infra.alarm_settings import AlarmSettings
 from infra.dashboard import build_dashboard
 from infra.settings import StackSettings
 
+ONE_DAY = Duration.days(1)
+
 
 class Monitoring(Construct):
     """`topic` (KMS-encrypted unless an existing one is given), `alarms` by name, `dashboard`."""
@@ -38,7 +40,10 @@ class Monitoring(Construct):
         *,
         settings: StackSettings,
         functions: Mapping[str, lambda_.IFunction],
+        watch_databases: bool = True,
     ) -> None:
+        """`watch_databases`: each database's alarms (health, backups, maintenance) and the dashboard; the DR stack,
+        which only restores, has neither."""
         super().__init__(scope, construct_id)
         self.settings = settings
         self.alarms: dict[str, cw.Alarm] = {}
@@ -49,7 +54,7 @@ class Monitoring(Construct):
         self.on_rds = {db.name for db in settings.databases if db.on_rds}
         health_scheduled = settings.schedules.health is not None
         backups_scheduled = settings.scheduled_backups()
-        for database in self.databases:
+        for database in self.databases if watch_databases else []:
             thresholds = settings.alarm_thresholds(database)
             on_rds = database in self.on_rds
             for rule in database_rules(thresholds, health_scheduled, database in backups_scheduled, on_rds):
@@ -67,7 +72,7 @@ class Monitoring(Construct):
                 )
         for name, function in functions.items():
             self.watch_function(name, function)
-        self.dashboard = build_dashboard(self, settings)
+        self.dashboard = build_dashboard(self, settings) if watch_databases else None
 
     def _topic(self, alarms: AlarmSettings) -> sns.ITopic:
         if alarms.topic_arn:
@@ -185,6 +190,35 @@ class Monitoring(Construct):
             ),
         ]
 
+    def watch_disaster_drill(self, database: str, rpo_hours: float) -> list[cw.Alarm]:
+        """The DR stack's disaster drill of a database: it failed (no replicated verified backup, or the restore
+        failed), or the replicated backup it restored was older than `rpo_hours` (the DR recovery point)."""
+        return [
+            self._add(
+                f"DisasterDrillFailed-{database}",
+                kind="DisasterDrillFailed",
+                metric=dbops_metric(contract.DISASTER_DRILL_FAILED, database, statistic="Sum", period=ONE_DAY),
+                comparison=GE,
+                threshold=1,
+                evaluation_periods=1,
+                missing=NOT_BREACHING,
+                meaning=f"the disaster drill of database {database} in the DR region failed",
+            ),
+            self._add(
+                f"DisasterRecoveryPointOld-{database}",
+                kind="DisasterRecoveryPointOld",
+                metric=dbops_metric(
+                    contract.DISASTER_RECOVERY_POINT_AGE_SECONDS, database, statistic="Maximum", period=ONE_DAY
+                ),
+                comparison=GT,
+                threshold=rpo_hours * 3600,
+                evaluation_periods=1,
+                missing=NOT_BREACHING,
+                meaning=f"the newest replicated verified backup of database {database} was more than {rpo_hours:g} "
+                "hours old at the disaster drill (the DR recovery point)",
+            ),
+        ]
+
     def watch_state_machine(
         self, name: str, state_machine: sfn.IStateMachine, kind: str = "RestoreFailed"
     ) -> list[cw.Alarm]:
@@ -239,6 +273,8 @@ class Monitoring(Construct):
 
     def add_alarm_overview(self) -> None:
         """The dashboard's alarm-status row; call it once every alarm exists (the stack does, last)."""
+        if self.dashboard is None:
+            return
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="dbops alarms", alarms=list(self.alarms.values()), width=24, height=6)
         )

@@ -15,10 +15,9 @@ from infra.constants import HEALTH_SIZING
 from infra.database_settings import DatabaseSettings
 from infra.function_specs import FunctionSpec
 from infra.functions import Functions
-from infra.scanners import acknowledge_nag
+from infra.scanners import acknowledge_nag, nag_arn_prefix
 from infra.state_machines import logical_id
 
-RDS_ARN = "arn:<AWS::Partition>:rds:<AWS::Region>:<AWS::AccountId>"
 COPIES_REASON = (
     "Temporary copies are named dbops-pit-<restore id> at run time; deleting is limited to copies tagged as "
     "dbops' temporary ones."
@@ -117,15 +116,16 @@ class PointInTimeAccess(Construct):
         for step, statements in grants.items():
             for statement in statements:
                 restore_functions[step].add_to_role_policy(statement)
+        rds_arn = nag_arn_prefix(self, "rds")
         reasons = {
-            f"AwsSolutions-IAM5[Resource::{RDS_ARN}:db:{PIT_INSTANCE_PREFIX}*]": COPIES_REASON,
-            f"AwsSolutions-IAM5[Resource::{RDS_ARN}:cluster:{PIT_INSTANCE_PREFIX}*]": COPIES_REASON,
-            f"AwsSolutions-IAM5[Resource::{RDS_ARN}:db:*]": (
+            f"AwsSolutions-IAM5[Resource::{rds_arn}:db:{PIT_INSTANCE_PREFIX}*]": COPIES_REASON,
+            f"AwsSolutions-IAM5[Resource::{rds_arn}:cluster:{PIT_INSTANCE_PREFIX}*]": COPIES_REASON,
+            f"AwsSolutions-IAM5[Resource::{rds_arn}:db:*]": (
                 "Describing only: an Aurora copy's instance takes the class of the source cluster's writer, an "
                 "instance found by name at run time."
             ),
             **{
-                f"AwsSolutions-IAM5[Resource::{RDS_ARN}:{kind}:*]": (
+                f"AwsSolutions-IAM5[Resource::{rds_arn}:{kind}:*]": (
                     "The restore names the source's own subnet, parameter and option groups, read at run time; the "
                     "action is limited to restoring the configured sources into dbops-pit-* copies."
                 )
@@ -170,14 +170,15 @@ class PointInTimeAccess(Construct):
                 ],
             )
         )
+        rds_arn = nag_arn_prefix(self, "rds")
         acknowledge_nag(
             sweep.role,
             {
                 "AwsSolutions-IAM5[Resource::*]": "Listing every DB instance and cluster (to find dbops' temporary "
                 "copies by tag) has no resource-level form.",
-                f"AwsSolutions-IAM5[Resource::{RDS_ARN}:db:{PIT_INSTANCE_PREFIX}*]": COPIES_REASON,
-                f"AwsSolutions-IAM5[Resource::{RDS_ARN}:cluster:{PIT_INSTANCE_PREFIX}*]": COPIES_REASON,
-                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+                f"AwsSolutions-IAM5[Resource::{rds_arn}:db:{PIT_INSTANCE_PREFIX}*]": COPIES_REASON,
+                f"AwsSolutions-IAM5[Resource::{rds_arn}:cluster:{PIT_INSTANCE_PREFIX}*]": COPIES_REASON,
+                f"AwsSolutions-IAM5[Resource::{nag_arn_prefix(self, 'states')}:execution:"
                 f"<{logical_id(state_machine)}.Name>:*]": "Any execution of the restore state machine: the one that "
                 "ended is named by the event, the daily sweep reads each temporary instance's own.",
             },

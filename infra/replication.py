@@ -15,6 +15,7 @@ the values, where names known in advance need nothing and synthesize with no AWS
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Stack
@@ -24,6 +25,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from dbops.contract import BACKUPS_PREFIX
+from infra.constants import LAYERS_BUILD_DIR
+from infra.disaster_recovery import DisasterRestore
 from infra.replication_settings import RULE_ID, ReplicationSettings
 from infra.scanners import acknowledge_nag
 from infra.settings import StackSettings
@@ -39,7 +42,8 @@ def replicated_objects(bucket_arn: str) -> str:
 
 
 class ReplicaStack(Stack):
-    """The DR stack: `storage.bucket` (the replica bucket), `storage.key` (its key), exported by name and ARN."""
+    """The DR stack: `storage.bucket` (the replica bucket), `storage.key` (its key), exported by name and ARN; with
+    `replication.restore`, `restores` (infra/disaster_recovery.py: the restore state machine over the replica)."""
 
     def __init__(
         self,
@@ -48,6 +52,8 @@ class ReplicaStack(Stack):
         *,
         settings: StackSettings,
         source_account: str | None = None,
+        certs_dir: Path | None = None,
+        layers_build_dir: Path = LAYERS_BUILD_DIR,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("description", "dbops: the second copy of the backups, in another region")
@@ -70,6 +76,20 @@ class ReplicaStack(Stack):
         CfnOutput(self, "ReplicaBucketName", value=bucket.bucket_name, export_name=f"{prefix}-ReplicaBucketName")
         CfnOutput(self, "ReplicaBucketArn", value=bucket.bucket_arn, export_name=f"{prefix}-ReplicaBucketArn")
         CfnOutput(self, "ReplicaKeyArn", value=key.key_arn, export_name=f"{prefix}-ReplicaKeyArn")
+        self.restores: DisasterRestore | None = None
+        disaster = settings.disaster_settings()
+        if disaster is not None:
+            assert replication.restore is not None and certs_dir is not None
+            self.restores = DisasterRestore(
+                self,
+                "Restores",
+                settings=disaster,
+                rpo_alarm_hours=replication.restore.rpo_alarm_hours,
+                bucket=bucket,
+                key=key,
+                certs_dir=certs_dir,
+                layers_build_dir=layers_build_dir,
+            )
 
     def _admit_source(self, replication: ReplicationSettings, stack_name: str, source_account: str) -> None:
         """Cross-account: the source account's replication role (by its ARN, so it need not exist yet) may write

@@ -197,13 +197,17 @@ class RestoreWorkflow(Construct):
         )
         stage_lambda = guarded(invoke("Stage"), rollback)
         stage_lambda.next(check)
-        where = sfn.Choice(self, "StageWhere")
+        # without a task every stage runs in Lambda: straight to Stage (a Choice without choices is invalid ASL)
+        where: sfn.IChainable = stage_lambda
         if stage_task is not None:
             stage_fargate = restore_task_step(self, "StageOnFargate", stage_task, "stage")
             guarded(stage_fargate, rollback)
             stage_fargate.next(check)
-            where.when(sfn.Condition.boolean_equals("$.use_fargate", True), stage_fargate)
-        where.otherwise(stage_lambda)
+            where = (
+                sfn.Choice(self, "StageWhere")
+                .when(sfn.Condition.boolean_equals("$.use_fargate", True), stage_fargate)
+                .otherwise(stage_lambda)
+            )
         stop_app = guarded(invoke("StopApplication"), rollback)
         stop_app.next(where)
         safety = guarded(invoke("SafetyBackup"), rollback)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aws_cdk import Acknowledgment, CfnResource, Validations
+from aws_cdk import Acknowledgment, CfnResource, Stack, Token, Validations
 from constructs import IConstruct
 
 # cfn-lint, on every Lambda function and state machine CDK synthesizes
@@ -66,3 +66,14 @@ def acknowledge_nag(construct: IConstruct | None, reasons: Mapping[str, str]) ->
     """cdk-nag accepts these findings on this construct (and below it), each with its reason."""
     for rule, reason in reasons.items():
         Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))  # type: ignore[arg-type]
+
+
+def nag_arn_prefix(scope: IConstruct, service: str) -> str:
+    """`arn:<partition>:<service>:<region>:<account>` as cdk-nag prints an ARN the stack formats (format_arn), for
+    an acknowledgement to match: the stack's region and account where they are concrete (CDK_DEFAULT_ACCOUNT and
+    CDK_DEFAULT_REGION, the cdk CLI with credentials), else their pseudo parameters. (An ARN built on
+    Aws.ACCOUNT_ID or Aws.REGION stays a pseudo parameter either way.)"""
+    stack = Stack.of(scope)
+    region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+    account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+    return f"arn:<AWS::Partition>:{service}:{region}:{account}"

@@ -64,6 +64,11 @@ def default_drill_input(database: str) -> dict[str, Any]:
     return {"backup": "latest", "database": database, "mode": "drill"}
 
 
+def disaster_drill_input(database: str) -> dict[str, Any]:
+    """The DR stack's drill: the newest replicated verified backup, restored aside in the DR region and checked."""
+    return {"backup": "latest", "database": database, "mode": "drill", "disaster": True}
+
+
 class Schedules(Construct):
     """`rules` by name: Backup (starts the backup state machine), Health, Maintenance<Task>; RestoreDrill<i> and
     ExpiredCopies once the restore workflow adds them."""
@@ -74,9 +79,9 @@ class Schedules(Construct):
         construct_id: str,
         *,
         schedules: ScheduleSettings,
-        backup: sfn.IStateMachine,
-        health: lambda_.IFunction,
-        maintenance: lambda_.IFunction,
+        backup: sfn.IStateMachine | None,
+        health: lambda_.IFunction | None,
+        maintenance: lambda_.IFunction | None,
         backup_schedules: Sequence[BackupSchedule] | None = None,
         dead_letter_queue: sqs.IQueue | None = None,
     ) -> None:
@@ -84,6 +89,8 @@ class Schedules(Construct):
         self.schedules = schedules
         self.dead_letter_queue = dead_letter_queue
         self.rules: dict[str, events.Rule] = {}
+        if backup is None or health is None or maintenance is None:
+            return  # the DR stack: restores only (add_restore_drill)
         if backup_schedules is None:  # every database on the stack's schedule
             backup_schedules = (
                 [BackupSchedule(name="Backup", expression=schedules.backup)] if schedules.backup is not None else []
@@ -122,11 +129,12 @@ class Schedules(Construct):
     ) -> list[events.Rule]:
         """One weekly drill per database: start the restore state machine in drill mode."""
         rules = []
+        what = "disaster drill in the DR region" if drill_input is disaster_drill_input else "restore drill"
         for i, database in enumerate(databases):
             rule = self._rule(
                 f"RestoreDrill{i}",
                 self.schedules.restore_drill,
-                f"dbops: weekly restore drill of {database}",
+                f"dbops: weekly {what} of {database}",
                 targets.SfnStateMachine(
                     state_machine,
                     input=events.RuleTargetInput.from_object(drill_input(database)),

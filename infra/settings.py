@@ -17,7 +17,7 @@ from infra.alarm_settings import AlarmSettings, AlarmThresholds
 from infra.constants import CONTEXT_KEY
 from infra.database_settings import DatabaseSettings, VpcPlacement
 from infra.rehearsal_settings import rehearsal_secret_name
-from infra.replication_settings import ReplicationSettings
+from infra.replication_settings import DisasterDatabase, ReplicationSettings
 from infra.restore_settings import RestoreSettings
 from infra.retention_settings import BackupLockSettings, RetentionDays
 from infra.schedule_settings import BackupSchedule, Schedules, rate_hours
@@ -104,6 +104,12 @@ class StackSettings(SettingsModel):
             )
         if self.replication is not None and self.replication.problems(self.stack_name):
             raise ValueError("; ".join(self.replication.problems(self.stack_name)))
+        unknown = sorted({db.name for db in self.disaster_databases()} - set(names))
+        if unknown:
+            raise ValueError(
+                f"replication.restore.databases: {', '.join(unknown)} is not in databases[]: a DR database restores "
+                "the replicated backups of a configured database, by its name"
+            )
         for database, expression in self.scheduled_backups().items():
             hours, limit = rate_hours(expression), self.alarm_thresholds(database).backup_age_hours
             if hours is not None and hours >= limit:
@@ -123,7 +129,33 @@ class StackSettings(SettingsModel):
         return VpcPlacement(vpc_id=placed[0].vpc_id, subnet_ids=subnets, security_group_ids=groups)
 
     def ca_bundles(self) -> list[str]:
-        return sorted({db.ca_bundle for db in self.databases if db.ca_bundle and db.ca_bundle != "system"})
+        found = {db.ca_bundle for db in self.databases} | {db.ca_bundle for db in self.disaster_databases()}
+        return sorted(b for b in found if b and b != "system")
+
+    def disaster_databases(self) -> list[DisasterDatabase]:
+        """replication.restore.databases: the DR region's databases (none without restores there)."""
+        restore = self.replication.restore if self.replication else None
+        return list(restore.databases) if restore else []
+
+    def disaster_settings(self) -> StackSettings | None:
+        """The DR stack's settings (replication.restore): its databases on the DR servers, its own alarm topic
+        (CloudWatch publishes to a topic in its own region), no schedule but the disaster drill, every restore
+        in Lambda (the Fargate task's image lives in the main region); None without restores in the DR region."""
+        restore = self.replication.restore if self.replication else None
+        if restore is None:
+            return None
+        sources = {db.name: db for db in self.databases}
+        schedules = Schedules.model_validate(
+            {**{name: "off" for name in Schedules.model_fields}, "restore_drill": restore.drill_schedule or "off"}
+        )
+        return self.model_copy(
+            update={
+                "databases": [db.settings(sources[db.name]) for db in restore.databases],
+                "schedules": schedules,
+                "alarms": AlarmSettings(email=self.alarms.email, thresholds=self.alarms.thresholds),
+                "restore_task_image": None,
+            }
+        )
 
     def functions_databases_json(self) -> str:
         """The DBOPS_DATABASES environment variable."""

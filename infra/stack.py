@@ -40,7 +40,7 @@ from infra.rehearsal_tasks import RehearsalTask
 from infra.replication import ReplicaStack, Replication
 from infra.restore_workflow import REHEARSAL_STEP_HANDLERS, STEP_HANDLERS, RestoreWorkflow, StageTask
 from infra.restore_workflow import STATE_MACHINE_NAME as RESTORE_STATE_MACHINE_NAME
-from infra.scanners import acknowledge_nag
+from infra.scanners import acknowledge_nag, nag_arn_prefix
 from infra.schedules import Schedules, dead_letter_queue
 from infra.settings import StackSettings
 from infra.state_machines import acknowledge_image_pulls
@@ -259,7 +259,7 @@ class DbopsStack(Stack):
             acknowledge_nag(
                 function.role,
                 {
-                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+                    f"AwsSolutions-IAM5[Resource::{nag_arn_prefix(self, 'states')}:execution:"
                     f"{RESTORE_STATE_MACHINE_NAME}:*]": "Any execution of the restore state machine: a scratch "
                     "database's marker names its own, made at run time."
                 },
@@ -325,6 +325,7 @@ class DbopsStack(Stack):
         CfnOutput(self, "BackupBucketName", value=self.storage.bucket.bucket_name)
         CfnOutput(self, "BackupStateMachineArn", value=self.backup_workflow.state_machine.state_machine_arn)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        assert self.monitoring.dashboard is not None
         CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
         CfnOutput(self, "ScheduledInvokeDlqUrl", value=self.dead_letter_queue.queue_url)
         for name, function in self.functions.by_name.items():

@@ -5,8 +5,9 @@ the database password in Secrets Manager, the server's WAL archived (a local RDS
 restores are real PITR), the nightly backup run by the synthesized backup state machine (its
 Plan and Backup steps the real Lambda handler) started by `dbops backups start`, then verify, the catalog, and a
 restore into a new database checked table by table, a selective restore after an incident, a table restored
-as of one second before rows were deleted, and a migration rehearsed by the restore state machine before it would
-be deployed.
+as of one second before rows were deleted, a migration rehearsed by the restore state machine before it would
+be deployed, and disaster protection (local_stack/demo_disaster.py: a locked backup, its deletion refused, a
+restore from the DR region's copy onto a second server).
 """
 
 from __future__ import annotations
@@ -331,6 +332,9 @@ def run(scale: float) -> int:
         incident = _incident_and_selective_restore(demo, source, arn)
         point_in_time = _point_in_time_restore(demo, source, arn)
         rehearsal = _rehearsal(demo, source, arn)
+        from local_stack.demo_disaster import locked_backup_and_dr_restore
+
+        disaster = locked_backup_and_dr_restore(demo.step, source, DATABASE)
         health = demo.step("health report of the local database (dbops health)", lambda: _health(source))
         maintained = demo.step(
             "maintenance: the guide's cleanup and a vacuum where needed (dbops maintain)", lambda: _maintenance(source)
@@ -345,11 +349,14 @@ def run(scale: float) -> int:
         print(f"    selective restore of users and sprints after the incident: {incident}")
         print(f"    point-in-time restore of issues: {point_in_time}")
         print(f"    rehearsal of alembic upgrade 0003: {rehearsal}")
+        print(f"    disaster protection: {disaster}")
         print(f"    health: {health}; maintenance: {maintained}")
         print(f"    total {time.monotonic() - demo.t0:.1f}s")
         recovered = point_in_time.startswith("issues as of")
         rehearsed = rehearsal.startswith(("PASS", "FAIL"))
-        return 0 if ok and verification.ok and incident.startswith("rows back") and recovered and rehearsed else 1
+        protected = "NOT" not in disaster and "FAILED" not in disaster
+        good = ok and verification.ok and incident.startswith("rows back") and recovered and rehearsed and protected
+        return 0 if good else 1
     finally:
         rds.stop_all()
         stack.stop()

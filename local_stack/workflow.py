@@ -22,6 +22,7 @@ service-integration requests and responses (Cluster → cluster, tasks → Tasks
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import io
@@ -30,9 +31,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +56,10 @@ if TYPE_CHECKING:
 ACCOUNT = "123456789012"
 _original_invoke = LambdaSimpleBackend.invoke
 _handlers: dict[str, str] = {}
+# a function's own environment over this process's (the DR stack's functions: its bucket and databases), applied
+# while its handler runs: the local stack runs one such execution at a time
+_environments: dict[str, dict[str, str]] = {}
+_environment_lock = threading.Lock()
 _original_run_task = EC2ContainerServiceBackend.run_task
 _task_families: set[str] = set()  # the task definitions whose runs start a local process
 
@@ -216,12 +222,32 @@ def _dispatch(
         return result.encode() if isinstance(result, str) else result
     module, attr = target.rsplit(".", 1)
     handler = getattr(importlib.import_module(module), attr)
-    try:
-        result = handler(json.loads(body or "{}"), LocalLambdaContext(function_name=name))
-        return json.dumps(result).encode()
-    except Exception as exc:  # the Lambda runtime reports any exception as a function error
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
+    with _own_environment(_environments.get(name)):
+        try:
+            result = handler(json.loads(body or "{}"), LocalLambdaContext(function_name=name))
+            return json.dumps(result).encode()
+        except Exception as exc:  # the Lambda runtime reports any exception as a function error
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
+
+
+@contextlib.contextmanager
+def _own_environment(environment: Mapping[str, str] | None) -> Iterator[None]:
+    """The function's own environment over this process's while its handler runs (none: nothing changes)."""
+    if not environment:
+        yield
+        return
+    with _environment_lock:
+        saved = {k: os.environ.get(k) for k in environment}
+        os.environ.update(environment)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def function_name(handler: str) -> str:
@@ -464,8 +490,12 @@ def _deploy(
     machine_name: str,
     region: str,
     ecs_resources: dict[str, dict[str, Any]] | None = None,
+    *,
+    names: Callable[[str], str] = function_name,
+    environment: Mapping[str, str] | None = None,
 ) -> str:
-    """Create (or reuse) a function per handler and the state machine in the (moto) account; returns its ARN."""
+    """Create (or reuse) a function per handler (named by `names`, with its own `environment` over this process's)
+    and the state machine in the (moto) account; returns its ARN."""
     _deploy_tasks(ecs_resources or {})
     iam = aws.client("iam")
     try:
@@ -479,7 +509,7 @@ def _deploy(
     functions = aws.client("lambda")
     arns: dict[str, str] = {}
     for lid, handler in handlers.items():
-        name = function_name(handler)
+        name = names(handler)
         try:
             arns[lid] = functions.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
         except functions.exceptions.ResourceNotFoundException:
@@ -487,6 +517,8 @@ def _deploy(
                 FunctionName=name, Runtime="python3.12", Role=role, Handler=handler, Code={"ZipFile": buf.getvalue()}
             )["FunctionArn"]
         _handlers[name] = handler
+        if environment:
+            _environments[name] = dict(environment)
     if isinstance(definition, dict) and "Fn::Join" in definition:
         text = "".join(_resolve(part, arns, region) for part in definition["Fn::Join"][1])
     else:
@@ -527,3 +559,49 @@ def deploy_backup_workflow(
     build = _backup_build(databases, max_concurrency, retry_interval_s, retry_attempts, fargate_task=fargate_task)
     definition, handlers, ecs_resources = _synthesize(build, "handlers.backup.")
     return _deploy(definition, handlers, name, region, ecs_resources)
+
+
+def deploy_template_restore_workflow(
+    template: Mapping[str, Any], *, name: str, function_prefix: str, environment: Mapping[str, str], region: str
+) -> str:
+    """A synthesized stack's own restore state machine (the DR stack's template: its definition and its restore
+    step functions) in the (moto) account, each function `<function_prefix>-<step>` with `environment` (its bucket
+    and databases) over this process's; returns the state machine's ARN."""
+    resources = template["Resources"]
+    [machine] = [r for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    handlers = {
+        lid: r["Properties"]["Handler"]
+        for lid, r in resources.items()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler", "").startswith(HANDLERS)
+    }
+    return _deploy(
+        machine["Properties"]["DefinitionString"],
+        handlers,
+        name,
+        region,
+        names=lambda handler: f"{function_prefix}-{handler.rsplit('.', 1)[1]}",
+        environment=environment,
+    )
+
+
+def deploy_dr_restore_workflow(*, environment: Mapping[str, str], region: str, name: str = "dbops-restore") -> str:
+    """The DR stack's restore state machine as infra/disaster_recovery.py makes it (the RestoreWorkflow construct,
+    every stage in Lambda: no Fargate task) in `region` of the (moto) account, its step functions `dbops-dr-<step>`
+    with `environment` (the replica bucket, the DR databases) over this process's; returns its ARN."""
+    from infra.restore_workflow import STEP_HANDLERS
+
+    def build(stack: Any) -> None:
+        from infra.restore_workflow import RestoreWorkflow
+
+        functions = {step: _function(stack, f"{step}Fn", handler) for step, handler in STEP_HANDLERS.items()}
+        RestoreWorkflow(stack, "Restore", functions=functions, retry_interval_s=1, retry_attempts=1)
+
+    definition, handlers, _ = _synthesize(build, HANDLERS)
+    return _deploy(
+        definition,
+        handlers,
+        name,
+        region,
+        names=lambda handler: f"dbops-dr-{handler.rsplit('.', 1)[1]}",
+        environment=environment,
+    )

@@ -129,6 +129,11 @@ RESTORE_REFUSED = "RestoreRefused"
 DRILL_SUCCEEDED = "DrillSucceeded"
 DRILL_FAILED = "DrillFailed"
 DRILL_SECONDS = "DrillSeconds"
+# the DR stack's disaster drill (a drill with `disaster`): its restore's seconds, the age of the replicated backup it
+# restored when it started (the DR recovery point), and its failures (none replicated counts)
+DISASTER_RESTORE_SECONDS = "DisasterRestoreSeconds"
+DISASTER_RECOVERY_POINT_AGE_SECONDS = "DisasterRecoveryPointAgeSeconds"
+DISASTER_DRILL_FAILED = "DisasterDrillFailed"
 PRE_RESTORE_COPIES_DROPPED = "PreRestoreCopiesDropped"
 # maintenance function (dimensions database and task)
 MAINTENANCE_FAILED = "MaintenanceFailed"

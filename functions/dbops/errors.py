@@ -81,6 +81,11 @@ class BackupNotFound(DbopsError):
     """No committed backup matches the request."""
 
 
+class NoReplicatedBackup(DbopsError):
+    """A disaster drill found no verified backup of its database in the replica bucket: replication is not working
+    (a failure that alarms, not a refused request)."""
+
+
 class VerificationFailed(DbopsError):
     """A backup object does not match its manifest or cannot be read whole."""
 

@@ -116,13 +116,26 @@ def _finish(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             MetricUnit.Seconds,
             state.database,
         )
+        if state.request.disaster:
+            _emit_disaster(state)
     return done
+
+
+def _emit_disaster(state: RestoreState) -> None:
+    """A disaster drill's restore time and recovery point: how old the replicated backup was when it started."""
+    assert state.database is not None
+    emit(contract.DISASTER_RESTORE_SECONDS, outcome.elapsed(state), MetricUnit.Seconds, state.database)
+    if state.started_at is not None and state.backup_finished_at is not None:
+        age = (state.started_at - state.backup_finished_at).total_seconds()
+        emit(contract.DISASTER_RECOVERY_POINT_AGE_SECONDS, max(age, 0.0), MetricUnit.Seconds, state.database)
 
 
 def _notify_failure(state: RestoreState, settings: FunctionSettings) -> RestoreState:
     done = steps.notify_failure(state, settings)
     database = state.database or state.request.database or settings.databases[0].name
     emit(contract.DRILL_FAILED if state.drill else contract.RESTORE_FAILED, 1, MetricUnit.Count, database)
+    if state.request.disaster:
+        emit(contract.DISASTER_DRILL_FAILED, 1, MetricUnit.Count, database)
     logger.error("restore failed", extra={"outcome": done.outcome})
     return done
 

@@ -20,6 +20,11 @@ DR_REGION = "us-west-2"
 VPC_ID = "vpc-0a1b2c3d4e5f60718"
 SUBNETS = ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002", "subnet-0a1b2c3d4e5f60003"]
 GROUPS = ["sg-0a1b2c3d4e5f60001", "sg-0a1b2c3d4e5f60002"]
+# the DR region's database server (replication.restore)
+DR_SECRET = f"arn:aws:secretsmanager:{DR_REGION}:{ACCOUNT}:secret:dbops/dr/sprint_reports_v2-XyZ123"
+DR_VPC_ID = "vpc-0f1e2d3c4b5a69788"
+DR_SUBNETS = ["subnet-0f1e2d3c4b5a60001", "subnet-0f1e2d3c4b5a60002"]
+DR_GROUPS = ["sg-0f1e2d3c4b5a60001"]
 SECRET_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0a1b2c3d-0000-4000-8000-0a1b2c3d4e5f"
 
 
@@ -113,7 +118,23 @@ def settings_dict() -> dict[str, Any]:
         },
         "backup_lock": {"mode": "compliance", "days": 30},
         "alarms": {"email": "dba@example.com"},
-        "replication": {"region": DR_REGION, "lag_alarm_minutes": 45},
+        "replication": {
+            "region": DR_REGION,
+            "lag_alarm_minutes": 45,
+            "restore": {
+                "databases": [
+                    {
+                        "name": "sprint_reports_v2",
+                        "secret_arn": DR_SECRET,
+                        "sslmode": "verify-full",
+                        "ca_bundle": "test-ca.pem",
+                        "vpc": {"vpc_id": DR_VPC_ID, "subnet_ids": DR_SUBNETS, "security_group_ids": DR_GROUPS},
+                    }
+                ],
+                "drill_schedule": "cron(0 9 ? * SUN *)",
+                "rpo_alarm_hours": 36,
+            },
+        },
         "backup": {"max_concurrency": 3},
         "restore": {"lock_timeout": "150ms", "lock_wait_budget": "30s", "max_pause": "2s"},
         "restore_task_image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/dbops-restore:1.0",

@@ -85,3 +85,25 @@ def test_an_unacknowledged_finding_stops_the_synth(tmp_path: Path) -> None:
     assert {v["ruleName"] for v in plugin["violations"]} >= {"AwsSolutions-SNS3"}
     paths = {c["constructPath"] for v in plugin["violations"] for c in v["violatingConstructs"]}
     assert paths == {f"{stack.stack_name}/UnencryptedPlainTextTopic/Resource"}
+
+
+def test_acknowledgments_match_when_the_account_and_region_are_concrete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With CDK_DEFAULT_ACCOUNT and CDK_DEFAULT_REGION set (the cdk CLI with credentials), the ARNs the stacks
+    format carry the account and region themselves: the acknowledgements spell them so, and the synth (cdk-nag on
+    the main and the DR stack) finds nothing unacknowledged."""
+    from tests.infra.conftest import ACCOUNT, REGION, synth
+
+    monkeypatch.setenv("CDK_DEFAULT_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("CDK_DEFAULT_REGION", REGION)
+    concrete = synth(tmp_path, settings_dict())  # an unacknowledged finding would stop it here
+
+    assert concrete.stack.account == ACCOUNT and concrete.stack.replica_stack.account == ACCOUNT
+    report = validation_report(concrete.outdir)
+    assert [v["ruleName"] for plugin in report["pluginReports"] for v in plugin.get("violations", [])] == []
+    rules = {rule.removeprefix("Annotation::") for rules in _acknowledgments(concrete).values() for rule in rules}
+    executions = f"arn:<AWS::Partition>:states:{REGION}:{ACCOUNT}:execution:dbops-restore:*"
+    assert f"AwsSolutions-IAM5[Resource::{executions}]" in rules
+    assert f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rds:{REGION}:{ACCOUNT}:db:dbops-pit-*]" in rules
+    assert not any("<AWS::Region>:<AWS::AccountId>" in rule for rule in rules)

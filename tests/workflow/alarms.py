@@ -34,14 +34,38 @@ EXECUTION_METRICS = {"ExecutionsFailed": "FAILED", "ExecutionsTimedOut": "TIMED_
 
 
 @functools.cache
-def _template() -> dict[str, Any]:
-    """The synthesized app's template."""
+def _synth() -> Any:
+    """The app synthesized once (tests.infra.conftest.Synth)."""
     import tempfile
     from pathlib import Path
 
     from tests.infra.conftest import settings_dict, synth
 
-    return dict(synth(Path(tempfile.mkdtemp(prefix="dbops-alarms-")), settings_dict()).json)
+    return synth(Path(tempfile.mkdtemp(prefix="dbops-alarms-")), settings_dict())
+
+
+def _template() -> dict[str, Any]:
+    """The synthesized main stack's template."""
+    return dict(_synth().json)
+
+
+@functools.cache
+def dr_template() -> dict[str, Any]:
+    """The synthesized DR stack's template (replication.restore: its restore state machine, drill and alarms)."""
+    synthesized = _synth()
+    path = synthesized.outdir / f"{synthesized.stack.replica_stack.stack_name}.template.json"
+    return dict(json.loads(path.read_text()))
+
+
+def dr_tripped(database: str, since: datetime) -> list[str]:
+    """The DR stack's alarms on dbops metrics (the disaster drill's) that `database`'s datapoints since `since`
+    trip, read from the CloudWatch of the region the clients are in."""
+    alarms = [r["Properties"] for r in dr_template()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    return [
+        a["AlarmName"]
+        for a in alarms
+        if a.get("Namespace") == contract.METRICS_NAMESPACE and _dbops_tripped(a, database, since)
+    ]
 
 
 def stack_alarms() -> tuple[dict[str, Any], ...]:

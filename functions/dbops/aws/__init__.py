@@ -11,6 +11,16 @@ import os
 from functools import cache
 from typing import Any
 
+_region: str | None = None  # `use_region`: every client in that region instead of the environment's
+
+
+def use_region(region: str | None) -> None:
+    """Every client made from now on talks to `region` (the CLI's --region: the DR region's replica and state
+    machine); None: the environment's region again."""
+    global _region
+    _region = region
+    client.cache_clear()
+
 
 @cache
 def client(service: str) -> Any:
@@ -27,7 +37,8 @@ def client(service: str) -> Any:
         # it whenever the endpoint is plain HTTP (a local one), on top of the backup's own SHA-256
         s3={"payload_signing_enabled": False},
     )
-    return boto3.session.Session().client(service, config=config)  # type: ignore[call-overload]
+    session = boto3.session.Session(region_name=_region) if _region else boto3.session.Session()
+    return session.client(service, config=config)  # type: ignore[call-overload]
 
 
 def reset_clients() -> None:

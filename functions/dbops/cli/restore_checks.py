@@ -50,6 +50,28 @@ def _backup(request: RestoreRequest, bucket: str, database: str) -> str:
     return f"backup {entry.manifest.id} of {database}{tables}"
 
 
+def check_replica(request: RestoreRequest, bucket: str, region: str) -> list[str]:
+    """`dbops restore --region R --bucket B`: the replica in the DR region must be there and hold the backup (the
+    catalog read from it decides, a missing bucket or backup refuses: nothing else there can be restored)."""
+    from dbops import aws
+
+    try:
+        aws.client("s3").head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise Refused(f"bucket {bucket} does not exist in region {region}") from None
+        raise
+    names = catalog.databases(bucket)
+    database = request.database or (names[0] if len(names) == 1 else None)
+    if database is None:
+        held = f"backups of {', '.join(names)}: give --database" if names else "no backup"
+        raise Refused(f"bucket {bucket} in region {region} holds {held}")
+    if database not in names:
+        raise Refused(f"bucket {bucket} in region {region} holds no backup of {database}")
+    return [_backup(request.model_copy(update={"database": database}), bucket, database)]
+
+
 def _window(request: RestoreRequest, settings: FunctionSettings, database: str) -> str:
     assert request.as_of is not None
     try:

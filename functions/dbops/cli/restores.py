@@ -7,11 +7,12 @@ import json
 import sys
 from typing import Any
 
+from dbops import aws
 from dbops.aws.stepfunctions import follow, outcome
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.cli import EXIT_USAGE, common
 from dbops.cli.common import add_bucket_optional, print_json, print_table
-from dbops.cli.restore_checks import check_before_start
+from dbops.cli.restore_checks import check_before_start, check_replica
 from dbops.contract import REFUSED_STATUS
 from dbops.errors import RefusedBeforeStart
 from dbops.restore.models import RestoreRequest
@@ -32,6 +33,11 @@ def _print_state(kind: str, name: str) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    if args.region:
+        if not args.bucket:
+            print("dbops restore: --region restores from the replica there: give its --bucket", file=sys.stderr)
+            return EXIT_USAGE
+        aws.use_region(args.region)  # the replica, and the DR stack's state machine, in that region
     request = RestoreRequest(
         backup=args.backup,
         kind=args.kind,
@@ -42,9 +48,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         as_of=args.as_of,
     )
-    arn = find_state_machine(args.state_machine_arn)
     try:
-        for line in check_before_start(request, args.bucket):
+        checked = check_replica(request, args.bucket, args.region) if args.region else []
+        arn = find_state_machine(args.state_machine_arn)
+        for line in checked or check_before_start(request, args.bucket):
             print(f"checked before starting: {line}", flush=True)
     except RefusedBeforeStart as exc:
         reason = " ".join(str(exc).split())
@@ -108,6 +115,11 @@ def register(sub: Any) -> None:
         "point-in-time recovery (a temporary instance, deleted after) instead of a backup",
     )
     add_bucket_optional(p, "the backup bucket, to check the backup and its tables before starting")
+    p.add_argument(
+        "--region",
+        help="restore from the replica in this (DR) region: reads the catalog from --bucket there and starts the "
+        "DR stack's restore state machine there",
+    )
     _machine_flag(p)
     p.set_defaults(run=cmd_restore)
 

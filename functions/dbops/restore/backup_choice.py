@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest
+from dbops.errors import NoReplicatedBackup
 from dbops.restore.models import RestoreState
 from dbops.settings import FunctionSettings
 
@@ -15,6 +16,18 @@ def choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> cat
             if entry.manifest.kind != "prerestore":
                 return entry
     return catalog.find_backup(bucket, ref, kind=kind, database=database)
+
+
+def newest_verified(bucket: str, database: str) -> catalog.CatalogEntry:
+    """A disaster drill's backup: the newest verified one (a safety copy of a restore aside) in the bucket, the
+    replica; none there is replication's failure, not the request's."""
+    for entry in catalog.list_backups(bucket, database=database):
+        if entry.manifest.kind != "prerestore" and entry.verified:
+            return entry
+    raise NoReplicatedBackup(
+        f"no verified backup of {database} in bucket {bucket}: nothing has been replicated to the DR region "
+        "(see the ReplicationFailed and ReplicationLag alarms of the main stack)"
+    )
 
 
 def chosen_manifest(state: RestoreState, settings: FunctionSettings) -> BackupManifest:

@@ -26,6 +26,10 @@ class RestoreRequest(BaseModel):
     target: str | None = Field(default=None, description="target database name (default: the backup's)")
     mode: Literal["restore", "drill"] = "restore"
     dry_run: bool = False
+    disaster: bool = Field(
+        default=False,
+        description="the DR stack's disaster drill: the newest verified backup (the replica's), and its metrics",
+    )
     as_of: datetime | None = Field(
         default=None,
         description="restore as the database was at this moment (with its UTC offset), from its RDS instance's "
@@ -46,6 +50,14 @@ class RestoreRequest(BaseModel):
         if value is not None and value.utcoffset() is None:
             raise ValueError("give the moment with its UTC offset, e.g. 2026-11-29 14:04:00+00")
         return value
+
+    @model_validator(mode="after")
+    def _disaster_drill(self) -> RestoreRequest:
+        if self.disaster and (
+            self.mode != "drill" or self.backup != "latest" or self.kind or self.as_of or self.tables
+        ):
+            raise ValueError("disaster is a drill of the newest verified backup: mode drill, no backup, kind or tables")
+        return self
 
     @model_validator(mode="after")
     def _one_source(self) -> RestoreRequest:

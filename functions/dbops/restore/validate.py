@@ -10,7 +10,7 @@ from dbops.config.databases import DatabaseConfig
 from dbops.errors import ConfigError, RestoreRefused, VerificationFailed
 from dbops.postgres.connection import ConnectionSpec, database_spec
 from dbops.restore import databases
-from dbops.restore.backup_choice import choose_backup
+from dbops.restore.backup_choice import choose_backup, newest_verified
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.restore.table_choice import resolve_tables, unrestorable_in, whole_plan
 from dbops.restore.versions import check_versions
@@ -44,6 +44,8 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
     spec = database_spec(db)
     if backup_id is not None:
         entry = catalog.find_backup(settings.bucket, backup_id, database=db.name)
+    elif req.disaster:
+        entry = newest_verified(settings.bucket, db.name)
     else:
         entry = choose_backup(settings.bucket, req.backup, req.kind, db.name)
     manifest = entry.manifest
