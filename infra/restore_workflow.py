@@ -108,7 +108,8 @@ class StageTask(Construct):
             "stage",
             image=image,
             command=["python", "-m", "handlers.restore_task"],
-            environment=dict(environment),
+            # the task's vCPUs, which a backup in it sizes its COPY streams by (the host's CPU count is not the task's)
+            environment={**environment, contract.ENV_TASK_CPU_UNITS: str(cpu)},
             logging=ecs.LogDrivers.aws_logs(
                 stream_prefix="restore-stage",
                 log_group=logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH, encryption_key=logs_key),

@@ -40,6 +40,8 @@ ENV_BACKUP_LAMBDA_SHARE = "DBOPS_BACKUP_LAMBDA_SHARE"
 ENV_BACKUP_FARGATE_RAW_BYTES = "DBOPS_BACKUP_FARGATE_RAW_BYTES"
 ENV_MAX_STREAMS = "DBOPS_MAX_STREAMS"  # a parallel backup's COPY streams at most
 ENV_LAMBDA_MEMORY_SIZE = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"  # set by Lambda itself: its vCPUs grow with it
+# the Fargate task definition's CPU units (1024 a vCPU), set by infra: a backup in the task sizes its streams by them
+ENV_TASK_CPU_UNITS = "DBOPS_TASK_CPU_UNITS"
 # maintenance: one MaintenanceConfig (JSON) for any database not named in DBOPS_MAINTENANCE_BY_DATABASE,
 # and {database name: MaintenanceConfig} (JSON): each database's own rules, timeouts and thresholds
 ENV_MAINTENANCE = "DBOPS_MAINTENANCE"

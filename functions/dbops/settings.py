@@ -60,6 +60,8 @@ class FunctionSettings(_Settings):
     # gives one per 1,769 MB of memory, which Lambda itself tells the function
     max_streams: int = Field(default=DEFAULT_MAX_STREAMS, ge=1, le=32)
     lambda_memory_mb: int | None = Field(default=None, validation_alias=contract.ENV_LAMBDA_MEMORY_SIZE)
+    # in the Fargate task: its task definition's CPU units (infra sets them; the host's CPU count is not the task's)
+    task_cpu_units: int | None = Field(default=None, ge=256, le=65536, validation_alias=contract.ENV_TASK_CPU_UNITS)
     # DBOPS_RETENTION_KEEP: a nightly or predeploy backup may expire only once this many newer ones verified
     retention_keep: int = Field(default=DEFAULT_KEEP, ge=1)
     # DBOPS_RETENTION_WEEKLY_DAYS / _MONTHLY_DAYS: grandfather-father-son classes of nightly backups (unset: none)

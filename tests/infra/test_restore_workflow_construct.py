@@ -7,9 +7,12 @@ import json
 from typing import Any
 
 import pytest
+from aws_cdk import App, Environment, Stack
+from aws_cdk import aws_ecs as ecs
+from aws_cdk.assertions import Template
 
-from dbops.contract import RETRIED_STEP_ERRORS
-from infra.restore_workflow import STEP_HANDLERS
+from dbops.contract import ENV_TASK_CPU_UNITS, RETRIED_STEP_ERRORS
+from infra.restore_workflow import STEP_HANDLERS, StageTask
 from tests.infra.conftest import Synth
 
 BEFORE_SWAP = ("Validate", "SafetyBackup", "StopApplication", "Stage", "Check", "Swap", "StageOnFargate")
@@ -326,3 +329,24 @@ def test_an_execution_that_ended_abnormally_and_a_daily_schedule_start_the_sweep
     }
     assert {"rds:DescribeDBInstances", "rds:DeleteDBInstance", "states:DescribeExecution"} <= actions
     assert "secretsmanager:GetSecretValue" not in actions  # it never connects to a database
+
+
+def _task_cpu(task: dict[str, Any]) -> tuple[str, str]:
+    """The task definition's CPU units, and what its container is told they are."""
+    (container,) = task["Properties"]["ContainerDefinitions"]
+    variables = {v["Name"]: v["Value"] for v in container["Environment"]}
+    return task["Properties"]["Cpu"], variables[ENV_TASK_CPU_UNITS]
+
+
+def test_the_fargate_task_tells_its_container_its_cpu_units(synthesized: Synth) -> None:
+    """A backup in the task sizes its COPY streams by the task's vCPUs (the host's CPU count is not the task's)."""
+    (task,) = [
+        t
+        for t in synthesized.resources("AWS::ECS::TaskDefinition").values()
+        if len(t["Properties"]["ContainerDefinitions"]) == 1
+    ]
+    assert _task_cpu(task) == ("2048", "2048")
+    stack = Stack(App(), "Sized", env=Environment(account="123456789012", region="eu-west-1"))
+    StageTask(stack, "Task", image=ecs.ContainerImage.from_registry("dbops:1"), environment={"A": "b"}, cpu=4096)
+    (sized,) = Template.from_stack(stack).find_resources("AWS::ECS::TaskDefinition").values()
+    assert _task_cpu(sized) == ("4096", "4096")

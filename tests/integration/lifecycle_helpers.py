@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import FakeBucket, FakeDeleteMarker, S3Backend, s3_backends
 
@@ -141,22 +140,36 @@ class SimulatedLifecycle:
         return gone
 
     def _remove_noncurrent(self, day: int) -> None:
+        """The versions and delete markers of the keys hidden long enough, read where S3 keeps them and deleted through
+        the API with one DeleteObjects for a day's keys (not a listing and deletes per key: a year of nights)."""
         if self.noncurrent_days is None:
             return
-        s3 = aws.client("s3")
-        for key in [k for k, hidden_on in self.hidden.items() if day - hidden_on > self.noncurrent_days]:
-            listed = s3.list_object_versions(Bucket=self.bucket, Prefix=key)
-            left = False
-            for version in [v for v in listed.get("Versions", []) if v["Key"] == key]:
-                try:
-                    s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version["VersionId"])
-                except ClientError:
-                    left = True  # locked: S3's lifecycle cannot remove it either until its lock ends
-            if left:
-                continue  # the delete marker stays while a version is under it (tried again the next day)
-            for marker in [m for m in listed.get("DeleteMarkers", []) if m["Key"] == key]:
-                s3.delete_object(Bucket=self.bucket, Key=key, VersionId=marker["VersionId"])
+        due = {k for k, hidden_on in self.hidden.items() if day - hidden_on > self.noncurrent_days}
+        if not due:
+            return
+        _, bucket = self._store()  # the versions as S3 keeps them (a listing per day would be a year of listings)
+        versions: list[dict[str, str]] = []
+        markers: list[dict[str, str]] = []
+        for key in sorted(due):
+            for version in bucket.keys.getlist(key, []):
+                entry = {"Key": key, "VersionId": str(version.version_id)}
+                (markers if isinstance(version, FakeDeleteMarker) else versions).append(entry)
+        # locked: S3's lifecycle cannot remove such a version either until its lock ends; the delete marker stays
+        # while a version is under it (tried again the next day)
+        left = set(self._delete_versions(versions))
+        self._delete_versions([m for m in markers if m["Key"] not in left])
+        for key in due - left:
             del self.hidden[key]
+
+    def _delete_versions(self, objects: list[dict[str, str]]) -> list[str]:
+        """Delete these versions (1,000 a request, as S3 takes them); returns the keys of those S3 refused."""
+        refused = []
+        for i in range(0, len(objects), 1000):
+            done = aws.client("s3").delete_objects(
+                Bucket=self.bucket, Delete={"Objects": objects[i : i + 1000], "Quiet": True}
+            )
+            refused += [e["Key"] for e in done.get("Errors", [])]
+        return refused
 
 
 def whole(manifest: BackupManifest) -> set[str]:

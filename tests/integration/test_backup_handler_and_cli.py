@@ -143,3 +143,34 @@ def test_every_lambda_backup_is_verified_so_retention_counts_it(
     assert [e.verified for e in entries] == [True] * 4
     expirable = [s3stream.get_tags(bucket, e.manifest.prefix + catalog.MANIFEST) for e in entries]
     assert [(tags or {}).get(retention.EXPIRABLE_TAG) for tags in expirable] == ["false", "false", "false", "true"]
+
+
+def test_cli_backup_of_some_tables_refuses_bad_input_and_writes_nothing(
+    sample_db: ConnectionSpec, bucket: str, local_aws: LocalAws
+) -> None:
+    assert sample_db.password is not None
+    url = (
+        f"postgresql://{sample_db.user}:{sample_db.password.get_secret_value()}@{sample_db.host}:"
+        f"{sample_db.port}/{sample_db.dbname}"
+    )
+    env = {"DBOPS_DATABASE_URL": url, "DBOPS_KIND": ""}
+    parallel = ["backup", "--bucket", bucket, "--format", "parallel"]
+    cases = {
+        # the single format has no tables-only kind
+        ("backup", "--bucket", bucket, "--table", "users"): "--table takes a backup of some tables in the parallel "
+        "format: add --format parallel",
+        (*parallel, "--table", "usres"): f"'usres' is not a table in database {sample_db.dbname}; "
+        "did you mean public.users?",
+        (*parallel, "--table", "users", "--table", "nope.sprints"): "'nope.sprints' is not a table in database "
+        f"{sample_db.dbname}; did you mean public.sprints?",
+        (*parallel, "--table", '"Users"'): "'\"Users\"' is not a table",
+        (*parallel, "--table", "users", "--kind", "nightly"): "a backup of some tables only cannot be of kind nightly",
+        (*parallel, "--table", ""): "a table name is empty",
+        (*parallel, "--table", "a.b.c"): "'a.b.c': too many dots",
+    }
+    for argv, message in cases.items():
+        done = _dbops(*argv, env_extra=env)
+        assert done.returncode == 2, (argv, done.stdout, done.stderr)
+        assert done.stderr.startswith("dbops: error: ") and message in done.stderr, (argv, done.stderr)
+        assert "Traceback" not in done.stderr and "Error:" not in done.stderr
+    assert aws.client("s3").list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0

@@ -154,3 +154,20 @@ def test_the_plan_follows_the_configuration_then_the_last_committed_backup(
     assert planned["runner"] == "fargate"
     assert planned["reason"].startswith(f"backup {manifest.id} wrote {manifest.dump.raw_size} bytes")
     assert catalog.list_backups(bucket, kind="nightly") == []  # a plan backs nothing up
+
+
+def test_the_task_sizes_a_parallel_backups_streams_by_its_cpu_units(sample_db: ConnectionSpec, bucket: str) -> None:
+    """1,024 CPU units: one COPY stream, whatever the host's CPU count (the stack sets the units from the task
+    definition's cpu); the manifest and the "backup committed" line say so."""
+    name = f"app_{uuid.uuid4().hex[:8]}"
+    database = {"name": name, "url": _url(sample_db), "backup_format": "parallel"}
+    env = {"DBOPS_BUCKET": bucket, "DBOPS_DATABASES": json.dumps([database]), "DBOPS_TASK_CPU_UNITS": "1024"}
+    done = _task({**env, "DBOPS_BACKUP_DATABASE": name, "DBOPS_BACKUP_KIND": "manual"})
+
+    assert done.returncode == 0, done.stderr
+    [entry] = catalog.list_backups(bucket)
+    assert (entry.manifest.format, entry.manifest.workers) == ("parallel", 1)
+    [committed] = [json.loads(line) for line in done.stdout.splitlines() if '"backup committed"' in line]
+    assert committed["workers"] == 1
+    reason = "parallel (1 COPY streams at most, Fargate task: 1 vCPUs): configured: parallel"
+    assert committed["format_reason"] == reason

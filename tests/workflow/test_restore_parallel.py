@@ -7,14 +7,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from dbops import aws
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest
 from dbops.backup.parallel.run import run_parallel_backup
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_entry
+from dbops.cli import main
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.rehearsal import source
+from dbops.restore.backup_choice import choose_backup
+from local_stack.postgres import LocalPostgres
 from tests.support import table_checksums
 from tests.workflow.test_restore_workflow import _incident, _structure, restore_users_and_sprints
 
@@ -112,3 +117,39 @@ def test_a_selective_restores_safety_backup_holds_its_tables_alone_and_puts_them
 
     assert back["status"] == "SUCCEEDED", back.get("cause")
     assert table_checksums(sample_db) == damaged
+
+
+def test_dbops_backup_of_two_tables_restores_one_of_them_by_its_id(
+    sample_db: ConnectionSpec,
+    bucket: str,
+    configure: Callable[..., None],
+    run_restore: Run,
+    pg: LocalPostgres,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`dbops backup --format parallel --table users --table sprints`: those tables' rows alone (kind manual), which
+    `latest` passes over and a selective restore by its id puts back, one table of the two."""
+    configure(sample_db)
+    good = table_checksums(sample_db)
+    whole = run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))
+    url = pg.url(sample_db.dbname)
+    argv = ["backup", "--format", "parallel", "--table", "users", "--table", "public.sprints", "--bucket", bucket]
+
+    assert main([*argv, "--database-url", url, "--database-name", "sprint_reports_v2"]) == 0
+
+    assert "those tables' rows only" in capsys.readouterr().out
+    backup = catalog.list_backups(bucket)[0].manifest
+    assert (backup.kind, backup.format, backup.tables_only) == ("manual", "parallel", True)
+    assert sorted(t.qualified for t in backup.tables) == ["public.sprints", "public.users"]
+    assert {o.table_oid for o in backup.data} == _oids(sample_db, ["users", "sprints"])
+    # a restore of `latest` means the newest whole backup: not this one
+    assert choose_backup(bucket, "latest", None, "sprint_reports_v2").manifest.id == whole.id
+    _incident(sample_db)  # rows lost from users and sprints
+    damaged = table_checksums(sample_db)
+
+    result = run_restore(backup=backup.id, tables=["sprints"])
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    after = table_checksums(sample_db)
+    assert after["public.sprints"] == good["public.sprints"]
+    assert after["public.users"] == damaged["public.users"] != good["public.users"]  # not asked for: as it was

@@ -9,8 +9,7 @@ from pydantic import BaseModel, Field
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupKind, BackupManifest
-from dbops.backup.formats import FormatChoice, choose_format, run_in_format
-from dbops.backup.parallel.plan import worker_count
+from dbops.backup.formats import FormatChoice, choose_format, copy_streams, run_in_format
 from dbops.backup.retention import RetentionResult, release_for_expiry
 from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry
@@ -42,12 +41,17 @@ def format_for(settings: FunctionSettings, name: str) -> FormatChoice:
     """The database's configured format (auto: from its last committed backup) and the COPY streams it may use."""
     db = settings.database(name)
     configured = db.backup_format
-    workers = worker_count(db.backup_max_streams or settings.max_streams, settings.lambda_memory_mb)
+    streams = copy_streams(
+        db.backup_max_streams or settings.max_streams,
+        lambda_memory_mb=settings.lambda_memory_mb,
+        task_cpu_units=settings.task_cpu_units,
+    )
     last = None
     if configured == "auto":
         entries = catalog.list_backups(settings.bucket, database=name)
         last = entries[0].manifest if entries else None
-    return choose_format(configured, last, workers)
+    choice = choose_format(configured, last, streams.count)
+    return FormatChoice(choice.format, choice.workers, choice.reason, streams.why)
 
 
 def back_up_database(
@@ -87,7 +91,7 @@ def back_up_database(
         manifest=manifest,
         verified=verified,
         seconds=manifest.duration_seconds,
-        format_reason=f"{choice.format} ({choice.workers} COPY streams at most): {choice.reason}",
+        format_reason=f"{choice.format} ({choice.workers} COPY streams at most, {choice.streams_why}): {choice.reason}",
     )
     try:
         outcome.retention = release_for_expiry(

@@ -9,15 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BACKUP_KINDS
-from dbops.backup.formats import choose_format, run_in_format
-from dbops.backup.parallel.plan import worker_count
 from dbops.backup.retention import BackupExpiry, expiries, release_for_expiry
-from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry
+from dbops.cli.backup_command import cmd_backup
 from dbops.cli.common import (
     EnvDefault,
     add_backup_choice,
@@ -32,11 +29,10 @@ from dbops.cli.common import (
 )
 from dbops.cli.progress import ProgressPrinter
 from dbops.cli.sample_data import create_sample_data
-from dbops.config.backup import DEFAULT_KEEP, DEFAULT_MAX_STREAMS, BackupLock
+from dbops.config.backup import DEFAULT_KEEP, DEFAULT_MAX_STREAMS
 from dbops.contract import REFUSED_STATUS, REQUESTED_KINDS, RETAINED_KINDS
-from dbops.errors import ConfigError, VerificationFailed
+from dbops.errors import VerificationFailed
 from dbops.postgres.connection import connect
-from dbops.settings import BackupLockEnvironment
 from dbops.text import human_age, human_bytes, plural
 
 MAX_SCALE = 10_000.0  # about 1 TB
@@ -63,44 +59,6 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(spec.dbname)))
     counts = create_sample_data(spec, args.scale, progress=lambda t, n: print(f"  {t}: {plural(n, 'row')}", flush=True))
     print(f"sample data in {spec.dbname}: {plural(sum(counts.values()), 'row')} in {plural(len(counts), 'table')}")
-    return 0
-
-
-def _backup_lock(args: argparse.Namespace) -> BackupLock | None:
-    """--lock-mode with --lock-days, else DBOPS_BACKUP_LOCK (through dbops.settings), else none."""
-    if (args.lock_mode is None) != (args.lock_days is None):
-        raise ConfigError("give --lock-mode and --lock-days together (or neither: DBOPS_BACKUP_LOCK, if set)")
-    if args.lock_mode is not None:
-        return BackupLock(mode=args.lock_mode, days=args.lock_days)
-    try:
-        return BackupLockEnvironment().backup_lock
-    except ValidationError as exc:
-        raise ConfigError(f"DBOPS_BACKUP_LOCK is not a valid lock: {exc.errors()[0]['msg']}") from None
-
-
-def cmd_backup(args: argparse.Namespace) -> int:
-    spec = spec_from(args)
-    request = BackupRequest(
-        database=args.database_name or spec.dbname,
-        bucket=args.bucket,
-        kind=args.kind,
-        pg_bin_dir=args.pg_bin,
-        lock=_backup_lock(args),
-    )
-    with connect(spec) as conn:  # the size known in advance: the dump is never larger than the database
-        size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
-    progress = ProgressPrinter(size, of="database size")
-    choice = choose_format(args.format, None, worker_count(args.max_streams))
-    try:
-        manifest = run_in_format(spec, request, choice, progress=progress)
-    finally:
-        progress.done()
-    parallel = f", {len(manifest.data)} data objects by {manifest.workers} COPY streams" if manifest.data else ""
-    print(
-        f"backup {manifest.id} ({manifest.kind}) of {manifest.database}: {human_bytes(manifest.archive_bytes)} "
-        f"from {human_bytes(manifest.raw_bytes)} in {manifest.duration_seconds:.1f}s, "
-        f"{plural(len(manifest.tables), 'table')}{parallel}"
-    )
     return 0
 
 
@@ -307,7 +265,14 @@ def register(sub: Any) -> None:
     add_database_url(p)
     add_bucket(p)
     add_pg_bin(p)
-    p.add_argument("--kind", action=EnvDefault, envvar="DBOPS_KIND", default="nightly", choices=BACKUP_KINDS)
+    p.add_argument(
+        "--kind",
+        action=EnvDefault,
+        envvar="DBOPS_KIND",
+        required=False,
+        choices=BACKUP_KINDS,
+        help="default: nightly (manual with --table)",
+    )
     p.add_argument(
         "--database-name",
         action=EnvDefault,
@@ -322,6 +287,14 @@ def register(sub: Any) -> None:
         help="single: one pg_dump archive; parallel: tables in ranges, COPYed by several streams at once",
     )
     p.add_argument("--max-streams", type=int, default=DEFAULT_MAX_STREAMS, help="parallel: COPY streams at most")
+    p.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        metavar="TABLE",
+        help="parallel: back up only this table's rows (with its partitions or children), as a selective restore's "
+        "safety backup does; repeat for more; restore it by its id with those tables",
+    )
     p.add_argument(
         "--lock-mode",
         choices=["governance", "compliance"],

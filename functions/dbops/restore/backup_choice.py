@@ -10,10 +10,11 @@ from dbops.settings import FunctionSettings
 
 
 def choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> catalog.CatalogEntry:
-    """`latest` without a kind means the newest backup the operator took, not a safety copy of a restore."""
+    """`latest` without a kind means the newest whole backup the operator took: not a safety copy of a restore, nor
+    a backup of some tables' rows (`dbops backup --table`), which is restored by its id."""
     if ref == "latest" and kind is None:
         for entry in catalog.list_backups(bucket, database=database):
-            if entry.manifest.kind != "prerestore":
+            if entry.manifest.kind != "prerestore" and not entry.manifest.tables_only:
                 return entry
     return catalog.find_backup(bucket, ref, kind=kind, database=database)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest
-from dbops.backup.parallel.plan import worker_count
+from dbops.backup.formats import copy_streams
 from dbops.backup.parallel.run import run_parallel_backup
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.restore.connections import target_spec
@@ -37,8 +37,10 @@ def safety_backup(state: RestoreState, settings: FunctionSettings) -> RestoreSta
     )
     manifest: BackupManifest
     if state.selective:
-        workers = worker_count(settings.max_streams, settings.lambda_memory_mb)
-        manifest = run_parallel_backup(target_spec(state, settings), request, workers=workers)
+        streams = copy_streams(
+            settings.max_streams, lambda_memory_mb=settings.lambda_memory_mb, task_cpu_units=settings.task_cpu_units
+        )
+        manifest = run_parallel_backup(target_spec(state, settings), request, workers=streams.count)
     else:
         manifest = run_backup(target_spec(state, settings), request)
     return state.model_copy(update={"safety_backup_id": manifest.id})
