@@ -303,6 +303,64 @@ def test_a_rewrite_is_reported_on_the_table_with_its_indexes(corpus: Corpus) -> 
     _source_unchanged(corpus)
 
 
+def _volatile_column(table: Target, column: str) -> sql.Composed:
+    """ADD COLUMN with a volatile default: a rewrite of any table a column can be added to."""
+    return sql.SQL("ALTER TABLE {} ADD COLUMN {} timestamptz DEFAULT clock_timestamp()").format(
+        table.ident, sql.Identifier(column)
+    )
+
+
+def _unrelated(spec: ConnectionSpec, table: Target) -> Target | None:
+    """Another ordinary table, not of the table's inheritance tree (nor it of the other's), not a typed table."""
+    with connect(spec) as conn:
+        tree = {str(r[0]) for r in conn.execute(INHERITORS, [table.ident.as_string(conn)]).fetchall()}
+        for other in _tables(spec, sql.SQL("c.relkind = 'r' AND c.reloftype = 0")):
+            if other.quoted in tree:
+                continue
+            theirs = {str(r[0]) for r in conn.execute(INHERITORS, [other.ident.as_string(conn)]).fetchall()}
+            if table.quoted not in theirs:
+                return other
+    return None
+
+
+def test_a_table_rewritten_twice_in_one_transaction_has_every_storage_named_after_it(corpus: Corpus) -> None:
+    """The first rewrite's storage is in no catalog once the second replaced it (and no other session ever saw it
+    in one): its locks are still reported on the table, by its quoted name, not as `relation <oid>`, though the
+    statement also rewrote another table meanwhile."""
+    table, other = corpus.table, _unrelated(corpus.spec, corpus.table)
+    if other is None:
+        pytest.skip(f"{corpus.schema.name} has no second table to rewrite in between")
+    sleep = sql.SQL("SELECT pg_sleep({})").format(sql.Literal(HOLD_S))
+    upgrade = sql.SQL("; ").join(
+        [
+            _volatile_column(table, f"{PROBE}_1"),
+            sleep,  # samples see the first rewrite's storage while only this table is rewritten
+            _volatile_column(other, PROBE),
+            _volatile_column(table, f"{PROBE}_2"),
+            sleep,
+        ]
+    )
+
+    result = _rehearse(corpus, _psql(corpus.psql, upgrade), skip_downgrade=True)
+
+    assert result.upgrade.ok, result.upgrade.output_tail
+    rewritten = {r.table for r in result.rewrites if r.table_rewritten}
+    assert {table.quoted, other.quoted} <= rewritten, rewritten
+    [run] = [s for s in result.statements if upgrade.as_string(None).startswith(s.query.rstrip("…"))]
+    unnamed = [h.relation.name for h in run.locks if h.relation.name.startswith("relation ")]
+    assert not unnamed, f"locks on relations named by OID only: {unnamed}"
+    storage = {h.relation.oid for h in run.locks if (h.relation.storage or "").startswith("its new storage")}
+    mine = {
+        h.relation.oid
+        for h in run.locks
+        if h.relation.table == table.quoted and (h.relation.storage or "").startswith("its new storage")
+    }
+    assert len(mine) >= 2, f"not both rewrites' storage on {table.quoted}: {[h.relation for h in run.locks]}"
+    assert all(h.relation.table in rewritten for h in run.locks if h.relation.oid in storage), run.locks
+    _scratch_gone(corpus, result)
+    _source_unchanged(corpus)
+
+
 def test_a_rollback_that_forgets_the_column_fails_naming_the_table(corpus: Corpus) -> None:
     table = corpus.table
 
