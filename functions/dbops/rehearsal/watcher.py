@@ -58,13 +58,17 @@ LEFT JOIN LATERAL (
 """
 
 # tables whose storage a committed rewrite replaced (relfilenode no longer the OID): their heap's, TOAST's and TOAST
-# index's OIDs; a handful of rows, read at every sample
+# index's OIDs; and indexes made since the watcher started (a rewrite builds its table's indexes again): a handful of
+# rows, read at every sample
 STORAGE = """
 SELECT c.oid::int8, c.relfilenode::int8, c.reltoastrelid::int8,
        (SELECT x.indexrelid::int8 FROM pg_index x WHERE c.reltoastrelid <> 0 AND x.indrelid = c.reltoastrelid LIMIT 1)
 FROM pg_class c
 WHERE c.oid >= %(first_oid)s AND c.relkind IN ('r', 'm') AND c.relfilenode <> 0 AND c.relfilenode <> c.oid
+UNION ALL
+SELECT i.indrelid::int8, i.indexrelid::int8, NULL, NULL FROM pg_index i WHERE i.indexrelid > %(newer_than)s
 """
+NEWEST_OID = "SELECT coalesce(max(oid), 0)::int8 FROM pg_class"
 
 StatementKey = tuple[int, datetime, str]
 
@@ -168,6 +172,7 @@ class Watcher:
         self._conn: psycopg.Connection[Any] | None = None
         self._pids: list[int] = []
         self._storage: dict[int, int] = {}
+        self._newer_than = 2**32  # the newest relation's OID when watching began (read at start)
         self.result: Observations | None = None
 
     def __enter__(self) -> Watcher:
@@ -197,6 +202,8 @@ class Watcher:
     def start(self) -> None:
         """Connect and take the first sample before returning, so the command's first lock has a sample before it."""
         self._conn = self._open()
+        row = self._conn.execute(NEWEST_OID).fetchone()
+        self._newer_than = int(row[0]) if row else self._newer_than
         self.sample()
         self._thread.start()
 
@@ -237,7 +244,9 @@ class Watcher:
             if self._conn is None or self._conn.closed:
                 self._conn = self._open()
             rows = self._conn.execute(SAMPLE, {"first_oid": FIRST_USER_OID, "exclude": self.exclude}).fetchall()
-            storage = self._conn.execute(STORAGE, {"first_oid": FIRST_USER_OID}).fetchall()
+            storage = self._conn.execute(
+                STORAGE, {"first_oid": FIRST_USER_OID, "newer_than": self._newer_than}
+            ).fetchall()
         except psycopg.Error as exc:
             self._errors += 1
             self._last_error = describe_error(exc)
