@@ -276,6 +276,38 @@ def test_a_lock_held_for_a_measured_2s_is_reported_within_the_sampling_interval(
     assert finding.severity == "info" and "ACCESS EXCLUSIVE on public.report_snapshots" in finding.what
 
 
+REWRITES_IN_TWO_TRANSACTIONS = """
+with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+    conn.execute("ALTER TABLE issues ADD COLUMN p1 timestamptz DEFAULT clock_timestamp()")
+    conn.execute("ALTER TABLE sprints ADD COLUMN p1 timestamptz DEFAULT clock_timestamp()")
+    conn.execute("SELECT pg_sleep(0.2)")
+    conn.commit()
+    conn.execute("SELECT pg_sleep(0.2)")
+    conn.execute("ALTER TABLE issues ADD COLUMN p2 timestamptz DEFAULT clock_timestamp()")
+    conn.execute("SELECT pg_sleep(0.2)")
+    conn.commit()
+"""
+
+
+def test_a_committed_rewrites_storage_replaced_by_a_later_rewrite_is_named_after_its_table(
+    small: ConnectionSpec,
+) -> None:
+    """issues is rewritten in two transactions, the first also rewriting sprints (so its locks cannot tell which
+    table a storage is for): the watcher saw the first's storage in pg_class once it committed, and names it."""
+    run = _rehearse(
+        database_url(small), "--from-database", "--no-downgrade", "--json", "--interval", "10ms", "--",
+        *_script(REWRITES_IN_TWO_TRANSACTIONS),
+    )  # fmt: skip
+
+    result = _result(run)
+    assert result.upgrade.ok, result.upgrade.output_tail
+    locks = [h for s in result.statements for h in s.locks]
+    assert not [h.relation.name for h in locks if h.relation.name.startswith("relation ")], locks
+    earlier = [h for h in locks if h.relation.storage == "its new storage (an earlier rewrite's)"]
+    assert earlier and {h.relation.table for h in earlier} == {"public.issues"}, [h.relation for h in locks]
+    assert all(not h.blocking for h in earlier)
+
+
 BLOCK_A_READER = """
 import threading
 holder = psycopg.connect(os.environ["DATABASE_URL"])

@@ -59,14 +59,14 @@ LEFT JOIN LATERAL (
 
 # tables whose storage a committed rewrite replaced (relfilenode no longer the OID): their heap's, TOAST's and TOAST
 # index's OIDs; and indexes made since the watcher started (a rewrite builds its table's indexes again): a handful of
-# rows, read at every sample
+# rows, read at a sample whose sessions' statements or locks changed since the one before (a commit shows then)
 STORAGE = """
 SELECT c.oid::int8, c.relfilenode::int8, c.reltoastrelid::int8,
        (SELECT x.indexrelid::int8 FROM pg_index x WHERE c.reltoastrelid <> 0 AND x.indrelid = c.reltoastrelid LIMIT 1)
 FROM pg_class c
 WHERE c.oid >= %(first_oid)s AND c.relkind IN ('r', 'm') AND c.relfilenode <> 0 AND c.relfilenode <> c.oid
 UNION ALL
-SELECT i.indrelid::int8, i.indexrelid::int8, NULL, NULL FROM pg_index i WHERE i.indexrelid > %(newer_than)s
+SELECT i.indrelid::int8, i.indexrelid::int8, NULL, NULL FROM pg_index i WHERE i.indexrelid::int8 > %(newer_than)s
 """
 NEWEST_OID = "SELECT coalesce(max(oid), 0)::int8 FROM pg_class"
 
@@ -173,6 +173,7 @@ class Watcher:
         self._pids: list[int] = []
         self._storage: dict[int, int] = {}
         self._newer_than = 2**32  # the newest relation's OID when watching began (read at start)
+        self._running: set[tuple[Any, ...]] | None = None  # the sessions' statements and locks at the last sample
         self.result: Observations | None = None
 
     def __enter__(self) -> Watcher:
@@ -244,21 +245,28 @@ class Watcher:
             if self._conn is None or self._conn.closed:
                 self._conn = self._open()
             rows = self._conn.execute(SAMPLE, {"first_oid": FIRST_USER_OID, "exclude": self.exclude}).fetchall()
-            storage = self._conn.execute(
-                STORAGE, {"first_oid": FIRST_USER_OID, "newer_than": self._newer_than}
-            ).fetchall()
+            # what the sessions run and hold: a change may be a commit (its locks released), which makes a
+            # rewrite's storage visible (the transactions of one query string share their start time)
+            running = {(r[1], r[5], r[3], r[7], r[8], r[9]) for r in rows}
+            if running != self._running:
+                self._note_storage()
+                self._running = running
         except psycopg.Error as exc:
             self._errors += 1
             self._last_error = describe_error(exc)
             if self._conn is not None and self._conn.broken:
                 self._conn = None
             return
-        for table, *parts in storage:
+        if rows:  # always one row at least: the sample's time, with no session when there is none
+            self._record(rows[0][0], rows)
+
+    def _note_storage(self) -> None:
+        assert self._conn is not None
+        params = {"first_oid": FIRST_USER_OID, "newer_than": self._newer_than}
+        for table, *parts in self._conn.execute(STORAGE, params).fetchall():
             for oid in parts:
                 if oid:
                     self._storage.setdefault(int(oid), int(table))
-        if rows:  # always one row at least: the sample's time, with no session when there is none
-            self._record(rows[0][0], rows)
 
     def _record(self, at: datetime, rows: list[tuple[Any, ...]]) -> None:
         before = self._times[-1] if self._times else at
