@@ -9,12 +9,15 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dbops.postgres.connection import ConnectionSpec
+from psycopg import sql
+
+from dbops.postgres.connection import ConnectionSpec, connect
 from local_stack.fingerprint import table_fingerprints
 from local_stack.lambda_runtime import LocalLambdaContext, scheduled_event
 
@@ -290,3 +293,24 @@ def refusal(result: dict[str, Any]) -> str:
     output = json.loads(result.get("output") or "{}")
     assert result["status"] == "SUCCEEDED" and output.get("status") == "refused", (result["status"], result)
     return str(output["reason"])
+
+
+@contextmanager
+def limited_login(spec: ConnectionSpec, denied: str) -> Iterator[str]:
+    """A login with SELECT on every table of `spec`'s database (schema public) but `denied`; yields its URL."""
+    role, password = f"limited_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    assert spec.dbname is not None
+    ident = sql.Identifier(role)
+    with connect(spec) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(ident, sql.Literal(password)))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(spec.dbname), ident))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(ident))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(ident))
+        conn.execute(sql.SQL("REVOKE SELECT ON {} FROM {}").format(sql.Identifier(denied), ident))
+    try:
+        yield f"postgresql://{role}:{password}@{spec.host}:{spec.port}/{spec.dbname}"
+    finally:
+        with connect(spec) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+            conn.execute(sql.SQL("DROP ROLE {}").format(ident))

@@ -174,3 +174,15 @@ ENV_REHEARSAL_URL = "DBOPS_REHEARSAL_URL"
 ENV_REHEARSAL_WATCH = "DBOPS_REHEARSAL_WATCH"
 # the file the watcher makes in its temporary folder once watching: the task definition's health check tests it
 REHEARSAL_READY_FILE = "dbops-watching"
+
+# ---- exit codes: the dbops command line and the backup's Fargate task (whose exit code the state machine reports) --
+EXIT_DONE = 0
+EXIT_FAILURE = 1  # the work ran and failed
+EXIT_USAGE = 2  # refused: bad input, nothing done
+EXIT_COULD_NOT_RUN = 3  # something the work needs was out of reach (a server, a tool, storage)
+EXIT_MEANINGS = {
+    EXIT_DONE: "done",
+    EXIT_FAILURE: "failed",
+    EXIT_USAGE: "refused: bad input",
+    EXIT_COULD_NOT_RUN: "could not run",
+}

@@ -20,6 +20,7 @@ class BackupResult(BaseModel):
     bytes: int = 0
     seconds: float = 0.0
     error: str | None = None
+    could_not_run: bool = False  # the database, a tool or storage was out of reach
 
 
 def backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadline: float | None) -> BackupResult:
@@ -36,7 +37,14 @@ def backup_one(settings: FunctionSettings, name: str, kind: BackupKind, deadline
     if manifest is None:
         logger.error("backup failed", extra={"database": name, "kind": kind, "error": outcome.error})
         emit(contract.BACKUP_FAILED, 1, MetricUnit.Count, name)
-        return BackupResult(database=name, ok=False, kind=kind, error=outcome.error, seconds=outcome.seconds)
+        return BackupResult(
+            database=name,
+            ok=False,
+            kind=kind,
+            error=outcome.error,
+            could_not_run=outcome.could_not_run,
+            seconds=outcome.seconds,
+        )
     if not outcome.verified:
         logger.warning("backup not verified: too little time left", extra={"backup_id": manifest.id})
     emit(contract.BACKUP_SUCCEEDED, 1, MetricUnit.Count, name)

@@ -4,9 +4,10 @@ The backup state machine runs it (ecs:runTask.sync, the restore stage task's ima
 command) when dbops.backup.placement says so, with the database and the kind in DBOPS_BACKUP_DATABASE and
 DBOPS_BACKUP_KIND. It runs the Backup function's own code (dbops.backup.database_backup) with no deadline: the same
 manifest, the same BackupSucceeded / BackupFailed metrics (sent with PutMetricData: CloudWatch does not read a task's
-awslogs output as EMF), the same retention tagging. A missing or invalid
-variable, or a backup that fails, ends the task with one line on stderr and exit code 1 (the state machine's Catch
-records it for that database).
+awslogs output as EMF), the same retention tagging. Anything else ends the task with one line on stderr and the
+command line's exit codes (dbops.contract): 2 a missing or invalid variable or an unknown database (nothing done),
+3 the database, a tool or the bucket out of reach, 1 a backup that ran and failed. The state machine's Catch records
+it for that database, and `dbops backups start` prints the task's stop reason and exit code with its meaning.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def parse_task_request(database: str | None, kind: str | None) -> tuple[str, Bac
     return database.strip(), cast(BackupKind, kind)
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, code: int) -> int:
     print(f"dbops backup task: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
-    return 1
+    return code
 
 
 def main() -> int:
@@ -50,15 +51,16 @@ def main() -> int:
         settings = FunctionSettings()
         settings.database(database)  # a database that is not configured fails here, with its name
     except ValidationError as exc:  # the settings: never echo their values (a database URL holds a password)
-        return _fail(f"invalid settings: {validation_problems(exc)}")
+        return _fail(f"invalid settings: {validation_problems(exc)}", contract.EXIT_USAGE)
     except (ValueError, DbopsError) as exc:
-        return _fail(str(exc))
+        return _fail(str(exc), contract.EXIT_USAGE)
     send_metrics_with_api()
     result = backup_one(settings, database, kind, deadline=None)
     if not result.ok:
-        return _fail(f"{database}: {result.error}")
+        code = contract.EXIT_COULD_NOT_RUN if result.could_not_run else contract.EXIT_FAILURE
+        return _fail(f"{database}: {result.error}", code)
     print(f"backed up {database} ({kind}): backup {result.backup_id}, {result.bytes} bytes", flush=True)
-    return 0
+    return contract.EXIT_DONE
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger, Tracer
@@ -29,6 +30,23 @@ M = TypeVar("M", bound=BaseModel)
 logger = Logger(service=contract.SERVICE_NAME)
 tracer = Tracer(service=contract.SERVICE_NAME)
 _send_with_api = False
+
+
+PROGRESS_LOG_EVERY_S = 10.0
+
+
+def logged_progress(message: str) -> Callable[[str, int], None]:
+    """A `progress(what, bytes)` callback for a function or a task: a log line (`step`, `bytes`) at most every 10 s
+    (called from one thread at a time: the domain's byte counters hold a lock)."""
+    shown = [float("-inf")]
+
+    def report(what: str, done: int) -> None:
+        now = time.monotonic()
+        if now - shown[0] >= PROGRESS_LOG_EVERY_S:
+            shown[0] = now
+            logger.info(message, extra={"step": what, "bytes": done})
+
+    return report
 
 
 def send_metrics_with_api() -> None:

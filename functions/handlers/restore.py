@@ -21,7 +21,7 @@ from dbops.restore import expired_copies, outcome, point_in_time_steps, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
 from handlers.events import databases_to_run, is_request, parse_invocation, refuse
-from handlers.observability import emit, logger, parse, parse_execution_state, tracer
+from handlers.observability import emit, logged_progress, logger, parse, parse_execution_state, tracer
 
 Step = Callable[[RestoreState, FunctionSettings], RestoreState]
 
@@ -97,7 +97,14 @@ wait_for_instance = _entry(point_in_time_steps.wait_for_instance)
 dump_point_in_time = _refusable(point_in_time_steps.dump_point_in_time)
 safety_backup = _entry(steps.safety_backup)
 stop_application = _entry(steps.stop_application)
-stage = _entry(steps.stage)
+
+
+def _stage(state: RestoreState, settings: FunctionSettings) -> RestoreState:
+    return steps.stage(state, settings, progress=logged_progress("restore progress"))
+
+
+_stage.__name__ = "stage"
+stage = _entry(_stage)
 check = _entry(steps.check)
 swap = _entry(steps.swap)
 start_application = _entry(steps.start_application)

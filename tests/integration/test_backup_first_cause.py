@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -18,7 +17,7 @@ from dbops.errors import BackupError, BackupsFailed
 from dbops.postgres.connection import ConnectionSpec, connect
 from handlers.backup import handler
 from local_stack.aws import LocalAws
-from tests.support import LocalLambdaContext, emf_metrics
+from tests.support import LocalLambdaContext, emf_metrics, limited_login
 
 DENIED = "permission denied for table report_snapshots"
 
@@ -26,21 +25,8 @@ DENIED = "permission denied for table report_snapshots"
 @pytest.fixture
 def limited_url(sample_db: ConnectionSpec) -> Iterator[str]:
     """A login with SELECT on every table of the sample database but report_snapshots; yields its URL."""
-    role = f"limited_{uuid.uuid4().hex[:8]}"
-    password = uuid.uuid4().hex
-    assert sample_db.dbname is not None
-    with connect(sample_db) as conn:
-        ident = sql.Identifier(role)
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(ident, sql.Literal(password)))
-        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(sample_db.dbname), ident))
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
-        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(ident))
-        conn.execute(sql.SQL("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(ident))
-        conn.execute(sql.SQL("REVOKE SELECT ON report_snapshots FROM {}").format(ident))
-    yield f"postgresql://{role}:{password}@{sample_db.host}:{sample_db.port}/{sample_db.dbname}"
-    with connect(sample_db) as conn:
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    with limited_login(sample_db, "report_snapshots") as url:
+        yield url
 
 
 def test_cli_backup_names_the_table_it_cannot_read(limited_url: str, bucket: str, local_aws: LocalAws) -> None:

@@ -13,9 +13,11 @@ import pytest
 
 from dbops.backup import catalog
 from dbops.backup.run import BackupRequest, run_backup
+from dbops.contract import EXIT_COULD_NOT_RUN, EXIT_FAILURE, EXIT_USAGE
 from dbops.postgres.connection import ConnectionSpec
 from handlers.backup import handler
-from tests.support import LocalLambdaContext, cloudwatch_sums, emf_metrics
+from local_stack.postgres import free_port
+from tests.support import LocalLambdaContext, cloudwatch_sums, emf_metrics, limited_login
 
 
 def _url(spec: ConnectionSpec, password: str | None = None) -> str:
@@ -76,22 +78,42 @@ def test_the_task_backs_up_the_database_and_writes_the_lambda_paths_manifest(
     ]
 
 
-def test_a_failed_task_backup_is_one_line_exit_1_and_nothing_written(sample_db: ConnectionSpec, bucket: str) -> None:
+def test_a_task_that_cannot_reach_the_server_exits_3_in_one_line_and_writes_nothing(bucket: str) -> None:
     name = f"app_{uuid.uuid4().hex[:8]}"
     done = _task(
         {
             "DBOPS_BUCKET": bucket,
-            "DBOPS_DATABASES": json.dumps([{"name": name, "url": _url(sample_db, "not-the-password")}]),
+            "DBOPS_DATABASES": json.dumps([{"name": name, "url": f"postgresql://u:pw-x@127.0.0.1:{free_port()}/d"}]),
             "DBOPS_BACKUP_DATABASE": name,
             "DBOPS_BACKUP_KIND": "nightly",
         }
     )
 
-    assert done.returncode == 1
+    assert done.returncode == EXIT_COULD_NOT_RUN == 3, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith(f"dbops backup task: error: {name}: ") and "cannot connect to d on " in done.stderr
+    assert "pw-x" not in done.stdout + done.stderr
+    assert cloudwatch_sums(name) == {"BackupFailed": 1}
+    assert catalog.list_backups(bucket) == []
+
+
+def test_a_backup_that_fails_exits_1_naming_its_first_cause(sample_db: ConnectionSpec, bucket: str) -> None:
+    """The task's login cannot read one table: the backup runs and fails, exit 1, its first cause on stderr."""
+    name = f"app_{uuid.uuid4().hex[:8]}"
+    with limited_login(sample_db, "report_snapshots") as url:
+        done = _task(
+            {
+                "DBOPS_BUCKET": bucket,
+                "DBOPS_DATABASES": json.dumps([{"name": name, "url": url}]),
+                "DBOPS_BACKUP_DATABASE": name,
+                "DBOPS_BACKUP_KIND": "nightly",
+            }
+        )
+
+    assert done.returncode == EXIT_FAILURE == 1, done.stderr
     assert done.stderr.splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith(f"dbops backup task: error: {name}: ")
-    assert "password authentication failed" in done.stderr
-    assert "not-the-password" not in done.stdout + done.stderr
+    assert "permission denied for table report_snapshots" in done.stderr
     assert cloudwatch_sums(name) == {"BackupFailed": 1}
     assert catalog.list_backups(bucket) == []
 
@@ -105,7 +127,7 @@ def test_a_failed_task_backup_is_one_line_exit_1_and_nothing_written(sample_db: 
         ({"DBOPS_BACKUP_DATABASE": "app", "DBOPS_BACKUP_KIND": "nightly", "DBOPS_DATABASES": "[]"}, "databases: "),
     ],
 )
-def test_a_bad_task_request_is_one_line_and_exit_1(bucket: str, env: dict[str, str], message: str) -> None:
+def test_a_bad_task_request_is_one_line_and_exit_2(bucket: str, env: dict[str, str], message: str) -> None:
     base = {"DBOPS_BUCKET": bucket, "DBOPS_DATABASES": json.dumps([{"name": "app", "url": "postgresql://u:pw@h/d"}])}
     cleared = {k: v for k, v in os.environ.items() if not k.startswith("DBOPS_BACKUP_")}
     done = subprocess.run(
@@ -116,7 +138,7 @@ def test_a_bad_task_request_is_one_line_and_exit_1(bucket: str, env: dict[str, s
         timeout=120,
         check=False,
     )
-    assert done.returncode == 1
+    assert done.returncode == EXIT_USAGE == 2, done.stderr
     assert done.stderr.splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("dbops backup task: error: ") and message in done.stderr
     assert catalog.list_backups(bucket) == []

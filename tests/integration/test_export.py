@@ -10,6 +10,7 @@ import pytest
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli import EXIT_USAGE, main
 from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.text import human_bytes
 from local_stack.postgres import LocalPostgres
 from tests.support import table_checksums
 
@@ -24,6 +25,9 @@ def test_export_of_a_single_format_backup_restores_every_row(
         code = main(["export", manifest.id, "--into", target, "--bucket", bucket, "--database-url", pg.url()])
         assert code == 0
         assert table_checksums(sample_db.for_database(target)) == before
+        # progress (plain lines: not a terminal): the archive's bytes read, up to the manifest's size
+        total = human_bytes(manifest.dump.raw_size)
+        assert f"  restore: {total} of {total}, " in capsys.readouterr().err
 
         # a second export into the same database is refused, and the database stays as the first left it
         again = main(["export", manifest.id, "--into", target, "--bucket", bucket, "--database-url", pg.url()])

@@ -25,6 +25,7 @@ from dbops.cli import main
 from dbops.contract import CLASS_TAG, EXPIRABLE_TAG
 from dbops.errors import BackupError
 from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.text import human_bytes
 from handlers.backup import handler
 from local_stack.aws import LocalAws
 from local_stack.postgres import LocalPostgres
@@ -74,7 +75,7 @@ def _assert_nothing_committed(bucket: str) -> None:
 
 
 def test_backup_while_pgbench_writes_is_one_consistent_snapshot(
-    bench_db: ConnectionSpec, bucket: str, pg: LocalPostgres
+    bench_db: ConnectionSpec, bucket: str, pg: LocalPostgres, capsys: pytest.CaptureFixture[str]
 ) -> None:
     writers = _pgbench(bench_db, "-n", "-c", "2", "-T", "5")
     time.sleep(1)  # pgbench is writing
@@ -97,7 +98,11 @@ def test_backup_while_pgbench_writes_is_one_consistent_snapshot(
         assert tags == {EXPIRABLE_TAG: "false", CLASS_TAG: "nightly"}
 
     target = f"{bench_db.dbname}_copy"
+    capsys.readouterr()
     main(["export", manifest.id, "--into", target, "--bucket", bucket, "--database-url", pg.url()])
+    # progress: the schema archive's and every data object's bytes, up to their sum in the manifest
+    total = human_bytes(manifest.dump.raw_size + sum(o.raw_size for o in manifest.data))
+    assert f"  restore: {total} of {total}, " in capsys.readouterr().err
     restored = bench_db.for_database(target)
     sums = _balances(restored)
     assert sums[0] == sums[1] == sums[2], f"accounts, branches, tellers: {sums}"

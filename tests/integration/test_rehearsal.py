@@ -23,12 +23,15 @@ from pathlib import Path
 import pytest
 
 from dbops import aws
+from dbops.backup import catalog
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli.sample_data import create_sample_data
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.postgres.tools import find_tool
 from dbops.rehearsal import RehearsalResult, drop_stale, format_report
 from dbops.rehearsal.command import database_url
+from dbops.restore.load import restore_size
+from dbops.text import human_bytes
 from local_stack.aws import LocalAws
 from local_stack.fingerprint import table_fingerprints
 from local_stack.postgres import LocalPostgres
@@ -170,6 +173,10 @@ def test_a_safe_revision_passes(history: History) -> None:
     assert result.downgrade_command == [*ALEMBIC, "downgrade", "0001"]
     assert result.schema_check.identical is True
     assert result.scratch_dropped
+    # the copy's progress (plain lines: stderr is a pipe): the backup's bytes read, up to the manifest's sum
+    total = human_bytes(restore_size(catalog.find_backup(history.bucket, history.backups["0001"]).manifest))
+    assert f"  restore: {total} of {total}, " in run.stderr, run.stderr[-2000:]
+    assert " MB/s" in run.stderr or " kB/s" in run.stderr
 
 
 @dataclass
@@ -251,6 +258,8 @@ def test_a_lock_held_for_a_measured_2s_is_reported_within_the_sampling_interval(
     run = _rehearse(database_url(small), "--from-database", "--no-downgrade", "--json", "--", *_script(HOLD_LOCK))
 
     result = _result(run)
+    # the copy's progress: pg_dump's archive as it grows, against the database's size
+    assert "  pg_dump: " in run.stderr and " (database size), " in run.stderr, run.stderr[-2000:]
     measured = float(result.upgrade.output_tail.split()[-1])
     [hold] = [h for s in result.statements for h in s.locks if h.relation.name == "public.report_snapshots"]
     assert hold.mode == "AccessExclusiveLock" and hold.blocking
@@ -265,6 +274,38 @@ def test_a_lock_held_for_a_measured_2s_is_reported_within_the_sampling_interval(
     assert result.verdict == "pass"  # 2 s is within the default --max-lock 5s
     [finding] = result.findings
     assert finding.severity == "info" and "ACCESS EXCLUSIVE on public.report_snapshots" in finding.what
+
+
+REWRITES_IN_TWO_TRANSACTIONS = """
+with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+    conn.execute("ALTER TABLE issues ADD COLUMN p1 timestamptz DEFAULT clock_timestamp()")
+    conn.execute("ALTER TABLE sprints ADD COLUMN p1 timestamptz DEFAULT clock_timestamp()")
+    conn.execute("SELECT pg_sleep(0.2)")
+    conn.commit()
+    conn.execute("SELECT pg_sleep(0.2)")
+    conn.execute("ALTER TABLE issues ADD COLUMN p2 timestamptz DEFAULT clock_timestamp()")
+    conn.execute("SELECT pg_sleep(0.2)")
+    conn.commit()
+"""
+
+
+def test_a_committed_rewrites_storage_replaced_by_a_later_rewrite_is_named_after_its_table(
+    small: ConnectionSpec,
+) -> None:
+    """issues is rewritten in two transactions, the first also rewriting sprints (so its locks cannot tell which
+    table a storage is for): the watcher saw the first's storage in pg_class once it committed, and names it."""
+    run = _rehearse(
+        database_url(small), "--from-database", "--no-downgrade", "--json", "--interval", "10ms", "--",
+        *_script(REWRITES_IN_TWO_TRANSACTIONS),
+    )  # fmt: skip
+
+    result = _result(run)
+    assert result.upgrade.ok, result.upgrade.output_tail
+    locks = [h for s in result.statements for h in s.locks]
+    assert not [h.relation.name for h in locks if h.relation.name.startswith("relation ")], locks
+    earlier = [h for h in locks if h.relation.storage == "its new storage (an earlier rewrite's)"]
+    assert earlier and {h.relation.table for h in earlier} == {"public.issues"}, [h.relation for h in locks]
+    assert all(not h.blocking for h in earlier)
 
 
 BLOCK_A_READER = """

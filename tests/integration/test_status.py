@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dbops import aws
+from dbops.aws import s3stream
 from dbops.backup import catalog
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_entry
@@ -16,7 +18,9 @@ from dbops.cli import main
 from dbops.errors import VerificationFailed
 from dbops.health import HealthSettings, run_health
 from dbops.health.last_report import save_report
+from dbops.health.model import Status
 from dbops.postgres.connection import ConnectionSpec
+from dbops.rehearsal import RehearsalRequest, RehearsalResult, artifacts, run_rehearsal
 from dbops.restore.records import RestoreRecord, save
 from local_stack.aws import LocalAws
 
@@ -134,3 +138,78 @@ def test_status_exit_code_follows_the_worst_state(
     assert main(["status", "--bucket", "dbops-no-such-bucket", "--database", "healthy"]) == 3
     # a schedule dbops cannot read: 3, before anything is read
     assert main(["status", "--bucket", bucket, "--schedule", "cron(0 2 L * ? *)"]) == 3
+
+
+def _rehearsed(spec: ConnectionSpec, bucket: str, name: str, command: list[str]) -> RehearsalResult:
+    """A real rehearsal on a fresh dump of `spec`, its result kept where a deployed rehearsal keeps it."""
+    request = RehearsalRequest(
+        database=name, command=command, source="database", skip_downgrade=True, version_table=None
+    )
+    result = run_rehearsal(spec, request)
+    s3stream.put_json(bucket, artifacts.key(name, result.rehearsal_id, "result.json"), result.model_dump_json())
+    return result
+
+
+def test_status_shows_the_point_in_time_window_the_last_rehearsal_and_the_newest_health_report(
+    sample_db: ConnectionSpec, bucket: str, local_aws: LocalAws, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pitr: an RDS instance keeping 7 days of automated backups (moto's), its window shown; rehearsed_ok and
+    rehearsed_bad: the verdict of their last rehearsal (one passed, one failed: a warning); pitr's health report
+    read back from health/reports/: its worst probe, and a newer report saved over it shown instead."""
+    instance = f"db-{uuid.uuid4().hex[:8]}"
+    rds = aws.client("rds")
+    rds.create_db_instance(
+        DBInstanceIdentifier=instance,
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        AllocatedStorage=20,
+        MasterUsername="postgres",
+        MasterUserPassword="not-used-here",
+        BackupRetentionPeriod=7,
+    )
+    passed = _rehearsed(sample_db, bucket, "rehearsed_ok", ["true"])
+    failed = _rehearsed(sample_db, bucket, "rehearsed_bad", ["false"])
+    assert (passed.verdict, failed.verdict) == ("pass", "fail")
+    report = run_health(sample_db, HealthSettings(bucket=bucket, database_name="pitr"))
+    save_report(bucket, report)
+    configured = json.dumps([{"name": "pitr", "secret_id": "dbops/pitr", "rds_instance_id": instance}])
+    args = ["status", "--bucket", bucket, "--databases", configured, "--json"]
+    try:
+        capsys.readouterr()
+        main([*args, "--database", "pitr", "--database", "rehearsed_ok", "--database", "rehearsed_bad"])
+        printed = capsys.readouterr()
+        assert printed.out.startswith("{"), printed.err
+        rows = {db["database"]: {a["name"]: a for a in db["aspects"]} for db in json.loads(printed.out)["databases"]}
+        window = rows["pitr"]["point_in_time"]
+        assert window["status"] == "ok", window
+        # moto's instance: restorable from its creation (within its 7 days) to now
+        created = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]["InstanceCreateTime"]
+        earliest, latest = (datetime.fromisoformat(str(window["values"][k])) for k in ("earliest", "latest"))
+        assert abs((earliest - created).total_seconds()) < 1 and 0 <= (datetime.now(UTC) - latest).total_seconds() < 60
+        assert window["text"].startswith(f"{earliest:%m-%d %H:%M} to {latest:%m-%d %H:%M} UTC (lag "), window
+        assert rows["rehearsed_ok"]["point_in_time"]["text"] == "-"  # no RDS configured for it
+        assert rows["rehearsed_ok"]["rehearsal"] == {
+            "name": "rehearsal", "status": "ok", "text": "pass", "values": {"id": passed.rehearsal_id},
+        }  # fmt: skip
+        bad = rows["rehearsed_bad"]["rehearsal"]
+        assert bad["status"] == "warn" and bad["text"].startswith("fail: ") and failed.reasons[0][:40] in bad["text"]
+        assert bad["values"] == {"id": failed.rehearsal_id}
+        assert rows["pitr"]["rehearsal"]["text"] == "-" and rows["pitr"]["rehearsal"]["status"] == "unknown"
+        health = rows["pitr"]["health"]
+        assert health["status"] == report.status.value and health["values"]["status"] == report.status.value
+        if report.status is not Status.OK:  # its worst probe by name
+            worst = next(p for p in report.probes if p.status is report.status)
+            assert health["text"].startswith(f"{report.status.value} {worst.name}")
+
+        # a newer report, one probe critical: saved over the last, it is the one shown
+        probe = report.probes[-1]
+        critical = probe.model_copy(update={"status": Status.CRITICAL, "message": "made critical by the test"})
+        newer = report.model_copy(update={"checked_at": datetime.now(UTC), "probes": [critical, *report.probes[:-1]]})
+        save_report(bucket, newer)
+        code = main([*args, "--database", "pitr"])
+        [pitr] = json.loads(capsys.readouterr().out)["databases"]
+        shown = {a["name"]: a for a in pitr["aspects"]}["health"]
+        assert shown["status"] == "critical" and shown["text"] == f"critical {probe.name}", shown
+        assert code == 2
+    finally:
+        rds.delete_db_instance(DBInstanceIdentifier=instance, SkipFinalSnapshot=True)

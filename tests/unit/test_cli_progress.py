@@ -55,3 +55,14 @@ def test_without_a_size_known_in_advance_no_estimate() -> None:
     clock.now = 2.0
     progress("pg_dump --schema-only", 4_000)
     assert log.getvalue() == "  pg_dump --schema-only: 4.0 kB, 2.0 kB/s\n"
+
+
+def test_a_size_known_only_once_the_work_starts_counts_from_then() -> None:
+    clock, log = Clock(), io.StringIO()
+    progress = ProgressPrinter(stream=log, clock=clock)  # a rehearsal's copy: its backup not chosen yet
+    clock.now = 100.0
+    progress.start(40_000_000)
+    clock.now = 102.0
+    progress("restore", 40_000_000)
+    progress.done()
+    assert log.getvalue() == "  restore: 40.0 MB of 40.0 MB, 20.0 MB/s\n"

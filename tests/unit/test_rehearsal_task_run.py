@@ -56,3 +56,15 @@ def test_an_error_that_is_no_task_is_reported_as_it_is() -> None:
     error = StepError(Error="ECS.AccessDeniedException", Cause="not authorized to perform: ecs:RunTask")
     run = run_of(_state(task_error=error))
     assert run.exit_code is None and run.error == "not authorized to perform: ecs:RunTask"
+
+
+def test_a_failed_ecs_tasks_cause_reads_as_its_stop_reason_and_exit_code_with_its_meaning() -> None:
+    """What `dbops backups start` prints for a database whose backup task failed (ecs:runTask.sync's cause)."""
+    from dbops.aws.stepfunctions import error_message
+
+    cause = {"StoppedReason": "Essential container in task exited", "Containers": [{"Name": "stage", "ExitCode": 3}]}
+    assert error_message(json.dumps(cause)) == (
+        "task stopped: Essential container in task exited; stage exit code 3 (could not run)"
+    )
+    cause["Containers"] = [{"Name": "stage", "ExitCode": 2}, {"Name": "sidecar", "ExitCode": 137}]
+    assert error_message(json.dumps(cause)).endswith("stage exit code 2 (refused: bad input); sidecar exit code 137")

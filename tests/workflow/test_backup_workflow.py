@@ -212,8 +212,8 @@ def test_a_database_over_the_lambda_threshold_is_backed_up_by_the_fargate_task(
 def test_a_failed_fargate_backup_fails_only_that_database(
     three_databases: dict[str, ConnectionSpec], bucket: str, backup_machine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """app_bad is configured to back up on Fargate and its password is wrong: its task exits 1, which the branch's
-    Catch records for app_bad alone."""
+    """app_bad is configured to back up on Fargate and its password is wrong: its task exits 3 (could not run),
+    which the branch's Catch records for app_bad alone."""
     configured = json.loads(os.environ["DBOPS_DATABASES"])
     for db in configured:
         if db["name"] == "app_bad":

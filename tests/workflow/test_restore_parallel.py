@@ -19,6 +19,7 @@ from dbops.cli import main
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.rehearsal import source
 from dbops.restore.backup_choice import choose_backup
+from dbops.restore.load import restore_size
 from local_stack.postgres import LocalPostgres
 from tests.support import table_checksums
 from tests.workflow.test_restore_workflow import _incident, _structure, restore_users_and_sprints
@@ -35,7 +36,11 @@ def _parallel_backup(spec: ConnectionSpec, bucket: str) -> BackupManifest:
 
 
 def test_full_restore_of_a_parallel_backup_stages_every_row_and_swaps(
-    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
+    sample_db: ConnectionSpec,
+    bucket: str,
+    configure: Callable[..., None],
+    run_restore: Run,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     configure(sample_db)
     good = table_checksums(sample_db)
@@ -49,6 +54,9 @@ def test_full_restore_of_a_parallel_backup_stages_every_row_and_swaps(
     assert result["status"] == "SUCCEEDED", result.get("cause")
     assert "Check" in result["states"] and "Swap" in result["states"] and "Rollback" not in result["states"]
     assert json.loads(result["output"])["backup_id"] == backup.id
+    # Stage logs its progress: bytes read from the bucket, a line at most every 10 s
+    logged = [r.__dict__ for r in caplog.records if r.getMessage() == "restore progress"]
+    assert logged and all(0 < line["bytes"] <= restore_size(backup) and line["step"] == "restore" for line in logged)
     assert table_checksums(sample_db) == good
     assert _structure(sample_db, ["users", "sprints", "issues"]) == structure
 

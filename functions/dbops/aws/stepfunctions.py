@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
+from dbops.contract import EXIT_DONE, EXIT_MEANINGS
 from dbops.errors import StorageError
 
 OnState = Callable[[str, str], None]
@@ -43,6 +44,13 @@ def state_outputs(events: list[dict[str, Any]], names: Collection[str]) -> list[
     return [(d["name"], json.loads(d.get("output") or "{}")) for d in exits if d["name"] in names]
 
 
+def _exit_code(container: dict[str, Any]) -> str:
+    """`backup exit code 3 (could not run)`: a dbops task's exit code with what it means."""
+    code = container.get("ExitCode")
+    meaning = EXIT_MEANINGS.get(code) if isinstance(code, int) and code != EXIT_DONE else None
+    return f"{container.get('Name')} exit code {code}" + (f" ({meaning})" if meaning else "")
+
+
 def error_message(cause: str) -> str:
     """A caught error's cause as a person reads it, on one line: a Lambda function's error message (its cause is the
     error as JSON), an ECS task's stop reason and its containers' exit codes, else the cause itself."""
@@ -54,7 +62,7 @@ def error_message(cause: str) -> str:
     if isinstance(parsed, dict) and "errorMessage" in parsed:
         text = str(parsed["errorMessage"])
     elif isinstance(parsed, dict) and ("StoppedReason" in parsed or "Containers" in parsed):
-        codes = [f"{c.get('Name')} exit code {c.get('ExitCode')}" for c in parsed.get("Containers", [])]
+        codes = [_exit_code(c) for c in parsed.get("Containers", [])]
         text = "; ".join([f"task stopped: {parsed.get('StoppedReason', 'no reason given')}", *codes])
     return " ".join(text.split())
 

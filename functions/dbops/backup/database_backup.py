@@ -13,7 +13,7 @@ from dbops.backup.formats import FormatChoice, choose_format, copy_streams, run_
 from dbops.backup.retention import RetentionResult, release_for_expiry
 from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry
-from dbops.errors import DbopsError
+from dbops.errors import DbopsError, StorageError
 from dbops.postgres.connection import database_spec
 from dbops.settings import FunctionSettings
 
@@ -26,6 +26,7 @@ class DatabaseBackup(BaseModel):
     seconds: float
     manifest: BackupManifest | None = None
     error: str | None = None
+    could_not_run: bool = Field(default=False, description="the error: the database, a tool or storage out of reach")
     verified: bool = False
     retention: RetentionResult | None = None
     retention_error: str | None = None
@@ -84,7 +85,13 @@ def back_up_database(
             verify_entry(settings.bucket, catalog.CatalogEntry(manifest=manifest), settings.pg_bin_dir)
             verified = True
     except DbopsError as exc:
-        return DatabaseBackup(database=name, kind=kind, error=str(exc), seconds=round(time.monotonic() - t0, 3))
+        return DatabaseBackup(
+            database=name,
+            kind=kind,
+            error=str(exc),
+            could_not_run=exc.could_not_run or isinstance(exc, StorageError),
+            seconds=round(time.monotonic() - t0, 3),
+        )
     outcome = DatabaseBackup(
         database=name,
         kind=kind,

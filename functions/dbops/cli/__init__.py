@@ -22,6 +22,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from dbops import contract
 from dbops.errors import (
     BackupNotFound,
     ConfigError,
@@ -35,10 +36,12 @@ from dbops.errors import (
     validation_problems,
 )
 
-EXIT_DONE = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_COULD_NOT_RUN = 3
+EXIT_DONE, EXIT_FAILURE, EXIT_USAGE, EXIT_COULD_NOT_RUN = (
+    contract.EXIT_DONE,
+    contract.EXIT_FAILURE,
+    contract.EXIT_USAGE,
+    contract.EXIT_COULD_NOT_RUN,
+)
 # refusals: the request as given cannot be carried out, and nothing was changed
 REFUSALS = (
     ConfigError,

@@ -8,14 +8,22 @@ from typing import Any
 
 from dbops.backup import catalog
 from dbops.cli.common import add_backup_choice, add_bucket, add_database_url, add_pg_bin, spec_from
+from dbops.cli.progress import ProgressPrinter
 from dbops.restore.export import export_backup
+from dbops.restore.load import restore_size
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     entry = catalog.find_backup(args.bucket, args.backup, kind=args.kind, database=args.database)
     manifest = entry.manifest
     t0 = time.monotonic()
-    export_backup(args.bucket, manifest, spec_from(args), args.into, jobs=args.jobs, pg_bin=args.pg_bin)
+    progress = ProgressPrinter(restore_size(manifest))
+    try:
+        export_backup(
+            args.bucket, manifest, spec_from(args), args.into, jobs=args.jobs, pg_bin=args.pg_bin, progress=progress
+        )
+    finally:
+        progress.done()
     objects = f" ({len(manifest.data)} data objects)" if manifest.data else ""
     seconds = time.monotonic() - t0
     print(f"backup {manifest.id} ({manifest.format}{objects}) of {manifest.database}: {args.into} in {seconds:.1f}s")

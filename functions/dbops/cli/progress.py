@@ -36,6 +36,12 @@ class ProgressPrinter:
         self._width = 0
         self._pending: str | None = None
 
+    def start(self, total: int | None, of: str = "") -> None:
+        """Work whose size is known only now (a rehearsal's copy, once its backup is chosen): from here."""
+        self.total, self.of = total, of
+        self.started = self.clock()
+        self._shown_at, self._pending = None, None
+
     def line(self, what: str, done: int) -> str:
         elapsed = max(self.clock() - self.started, 1e-6)
         rate = done / elapsed

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.cli.common import EnvDefault, add_database_url, add_pg_bin, add_state_machine, print_json, spec_from
+from dbops.cli.progress import ProgressPrinter
 from dbops.cli.rehearse_deployed import run_deployed
 from dbops.errors import ConfigError
 from dbops.rehearsal import (
@@ -113,6 +114,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             pg_bin_dir=args.pg_bin,
             progress=_say,
             output=None if args.quiet else _echo,
+            copy_progress=ProgressPrinter(),
         )
     except RehearsalRefused as exc:
         return _usage(str(exc))

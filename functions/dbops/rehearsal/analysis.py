@@ -24,13 +24,21 @@ from dbops.rehearsal.rewrites import Relation, Relations, name_parts, storage_of
 from dbops.rehearsal.watcher import HoldSeen, Observations, StatementKey, StatementSeen, WaitSeen
 from dbops.text import human_bytes
 
+Owners = dict[int, tuple[int, str]]  # a rewrite's storage OID no snapshot names -> (its table's OID, what it is)
 
-def relation_ref(oid: int, before: Relations, after: Relations) -> RelationRef:
-    """The relation as it was before the command; one it created, as it is after; else by OID alone."""
+
+def relation_ref(oid: int, before: Relations, after: Relations, owners: Owners | None = None) -> RelationRef:
+    """The relation as it was before the command; one it created, as it is after; a rewrite's storage as its
+    table; else by OID alone."""
     for relations, existed in ((before, True), (after, False)):
         rel = relations.get(oid)
         if rel is not None:
             return _ref(oid, rel, table_of(rel, relations), existed)
+    if owners and oid in owners:
+        table_oid, note = owners[oid]
+        owner = before.get(table_oid) or after.get(table_oid)
+        if owner is not None:
+            return _ref(oid, owner, owner, table_oid in before, note)
     for relations in (before, after):  # the table's TOAST storage, as it was; then the new storage of a rewrite
         found = storage_of(oid, relations)
         if found is not None:
@@ -55,23 +63,43 @@ def _ref(oid: int, rel: Relation, table: Relation, existed: bool, storage: str |
     )
 
 
-def _attribute_unnamed(locks: list[LockHold], rewritten: set[str]) -> None:
-    """A relation no snapshot names, locked by a statement holding ACCESS EXCLUSIVE on one rewritten table: that
-    table's new storage (a table rewritten twice: its first transient table; a rewrite's new indexes)."""
-    tables = {
-        h.relation.table: h.relation
-        for h in locks
-        if h.mode == "AccessExclusiveLock" and h.relation.table in rewritten and h.relation.storage is None
-    }
-    if len(tables) != 1:
-        return
-    [table] = tables.values()
-    for hold in locks:
-        if hold.relation.kind == "relation" and hold.relation.name == f"relation {hold.relation.oid}":
-            hold.relation = table.model_copy(
-                update={"oid": hold.relation.oid, "storage": "its new storage (seen while the statement rewrote it)"}
-            )
-            hold.blocking = False  # the statement's lock on the table itself is the one that counts
+def _named(oid: int, before: Relations, after: Relations) -> bool:
+    return oid in before or oid in after or storage_of(oid, before) is not None or storage_of(oid, after) is not None
+
+
+def storage_owners(obs: Observations, before: Relations, after: Relations, rewrites: list[RewrittenTable]) -> Owners:
+    """The table of each locked relation no snapshot names: a rewrite's storage that a later rewrite of the same
+    table replaced (a table rewritten twice keeps the second's).
+
+    - storage a committed rewrite gave its table, as a sample of the watcher saw it in pg_class;
+    - else, within one transaction (whose catalog changes no other session sees): the one rewritten table on which
+      the transaction already held ACCESS EXCLUSIVE when the relation was first seen locked; of several, the ones
+      whose final storage is newer (a rewrite's storage OIDs grow: the first's are older than the second's).
+      A relation that could be either of several tables keeps its OID."""
+    owners: Owners = {}
+    unnamed = [h for h in obs.holds if not _named(h.relation, before, after)]
+    for hold in unnamed:
+        table = obs.storage.get(hold.relation)
+        if table is not None and (table in before or table in after):
+            owners[hold.relation] = (table, "its new storage (an earlier rewrite's)")
+    by_name = {rel.qualified: rel for rel in before.values()}
+    rewritten = {by_name[r.table].oid for r in rewrites if r.table in by_name}
+    for hold in unnamed:
+        if hold.relation in owners:
+            continue
+        candidates = {
+            table_of(before[h.relation], before).oid
+            for h in obs.holds
+            if (h.pid, h.transaction) == (hold.pid, hold.transaction)
+            and h.mode == "AccessExclusiveLock"
+            and h.relation in before
+            and h.span.first <= hold.span.first
+        } & rewritten
+        if len(candidates) > 1:
+            candidates = {t for t in candidates if t in after and after[t].filenode > hold.relation}
+        if len(candidates) == 1:
+            owners[hold.relation] = (candidates.pop(), "its new storage (seen while its transaction rewrote it)")
+    return owners
 
 
 def _seconds(at: datetime, origin: datetime | None) -> float:
@@ -154,12 +182,12 @@ def analyse(
     for wait in obs.waits:
         waits[wait.statement].append(wait)
     rewritten_tables = {r.table for r in rewrites if r.table_rewritten}
+    owners = storage_owners(obs, before, after, rewrites)
 
     statements: list[tuple[StatementSeen, StatementResult]] = []
     for seen in obs.statements:
         duration, exact = seen.duration()
-        locks = [_hold(h, relation_ref(h.relation, before, after), origin, seen.query) for h in holds[seen.key]]
-        _attribute_unnamed(locks, {r.table for r in rewrites})
+        locks = [_hold(h, relation_ref(h.relation, before, after, owners), origin, seen.query) for h in holds[seen.key]]
         locks.sort(key=lambda h: (-h.held_s, -advice.strength(h.mode)))
         blocking = [h for h in locks if h.blocking]
         result = StatementResult(
@@ -169,7 +197,7 @@ def analyse(
             duration_s=round(max(duration, 0.0), 3),
             duration_exact=exact,
             locks=locks,
-            waits=[_wait(w, relation_ref(w.relation, before, after)) for w in waits[seen.key]],
+            waits=[_wait(w, relation_ref(w.relation, before, after, owners)) for w in waits[seen.key]],
             lock_s=max((h.held_s for h in blocking), default=0.0),
             strongest_mode=max((h.mode for h in locks), key=advice.strength, default=None),
         )

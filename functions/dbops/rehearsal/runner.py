@@ -117,6 +117,7 @@ class _Context:
     timings: Timings
     say: Progress
     output: Progress | None
+    copy_progress: source.CopyProgress | None = None
     revisions: dict[str, str | None] = field(default_factory=dict)
 
 
@@ -149,10 +150,14 @@ def _fill(
     t = time.monotonic()
     if entry is not None and bucket is not None:
         ctx.say(f"restoring backup {entry.manifest.id} ({entry.manifest.kind}) into {box.name}")
-        source.restore_backup(bucket, entry, box.spec, pg_bin_dir=ctx.pg_bin_dir, jobs=jobs, folder=folder)
+        source.restore_backup(
+            bucket, entry, box.spec, pg_bin_dir=ctx.pg_bin_dir, jobs=jobs, folder=folder, progress=ctx.copy_progress
+        )
     else:
         ctx.say(f"copying {spec.dbname} with pg_dump into {box.name}")
-        source.copy_database(spec, box.spec, pg_bin_dir=ctx.pg_bin_dir, jobs=jobs, folder=folder)
+        source.copy_database(
+            spec, box.spec, pg_bin_dir=ctx.pg_bin_dir, jobs=jobs, folder=folder, progress=ctx.copy_progress
+        )
     ctx.timings.restore_s = round(time.monotonic() - t, 3)
     t = time.monotonic()
     with connect(box.spec, statement_timeout_ms=0) as conn:
@@ -224,13 +229,15 @@ def run_rehearsal(
     work_dir: str | None = None,
     progress: Progress | None = None,
     output: Progress | None = None,
+    copy_progress: source.CopyProgress | None = None,
 ) -> RehearsalResult:
     """Rehearse `request.command` on a scratch copy of `spec`'s database (see the module's docstring): `progress`
-    gets a line per phase, `output` each line the command prints (password hidden). Raises RehearsalRefused before
+    gets a line per phase, `output` each line the command prints (password hidden), `copy_progress` the bytes of the
+    scratch copy as it is made. Raises RehearsalRefused before
     anything is created when it cannot start as asked; any other failure is raised after the scratch database is
     dropped (a PostgreSQL error as a DatabaseError naming it)."""
     try:
-        return _rehearse(spec, request, bucket, pg_bin_dir, restore_jobs, work_dir, progress, output)
+        return _rehearse(spec, request, bucket, pg_bin_dir, restore_jobs, work_dir, progress, output, copy_progress)
     except psycopg.Error as exc:
         raise DatabaseError(f"rehearsal of {request.database} failed: {describe_error(exc)}") from None
 
@@ -244,9 +251,10 @@ def _rehearse(
     work_dir: str | None,
     progress: Progress | None,
     output: Progress | None,
+    copy_progress: source.CopyProgress | None = None,
 ) -> RehearsalResult:
     t_start = time.monotonic()
-    ctx = _Context(request, pg_bin_dir, Timings(), progress or _ignore, output)
+    ctx = _Context(request, pg_bin_dir, Timings(), progress or _ignore, output, copy_progress)
     _refuse_early(spec, request)
     entry = None
     if request.source == "backup":

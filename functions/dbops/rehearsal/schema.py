@@ -207,6 +207,60 @@ def _lines_changed(old: list[str], new: list[str]) -> list[str]:
     return lines
 
 
+# the statement by which an object of pg_dump's belongs to a table: its qualified name is the first one in it
+_OF_TABLE = re.compile(
+    r"^(?:ALTER (?:TABLE|FOREIGN TABLE|VIEW|MATERIALIZED VIEW) (?:ONLY )?(?:IF EXISTS )?"
+    r"|CREATE (?:UNIQUE )?INDEX .*? ON (?:ONLY )?"
+    r"|CREATE (?:OR REPLACE )?(?:CONSTRAINT )?TRIGGER .*? ON "
+    r"|CREATE POLICY .*? ON "
+    r"|CREATE (?:OR REPLACE )?RULE .*? TO "
+    r"|COMMENT ON (?:TABLE|COLUMN|FOREIGN TABLE|VIEW|MATERIALIZED VIEW) "
+    r"|(?:GRANT|REVOKE) .*? ON TABLE "
+    r"|ALTER SEQUENCE .*? OWNED BY "
+    r")(?P<name>" + _IDENT + r"\." + _IDENT + r")"
+)
+_OF_SEQUENCE = re.compile(
+    r"^(?:CREATE SEQUENCE |ALTER SEQUENCE |COMMENT ON SEQUENCE |(?:GRANT|REVOKE) .*? ON SEQUENCE )"
+    r"(?:IF NOT EXISTS )?(?P<name>" + _IDENT + r"\." + _IDENT + r")"
+)
+_OWNED_BY = re.compile(
+    r"^ALTER SEQUENCE (" + _IDENT + r"\." + _IDENT + r") OWNED BY (" + _IDENT + r"\." + _IDENT + r")"
+)
+_TABLE_KINDS = ("TABLE", "FOREIGN TABLE", "VIEW", "MATERIALIZED VIEW")
+
+Key = tuple[str, str, str]
+
+
+def _statement(definition: list[str]) -> str:
+    """An object's statement on one line (its settings left out)."""
+    return " ".join(line.strip() for line in definition if line.strip() and not line.startswith("SET "))
+
+
+def _owners(objects: dict[Key, list[str]]) -> dict[Key, Key]:
+    """Each object that belongs to a table of the dump (its constraints, indexes, triggers, policies, rules,
+    comments, grants, its column defaults and identity, a sequence it owns and that sequence's own objects): the
+    table's key."""
+    tables = {(schema, name): key for key in objects for kind, schema, name in [key] if kind in _TABLE_KINDS}
+    owned: dict[tuple[str, ...], tuple[str, ...]] = {}  # a sequence's name parts -> its table's
+    for definition in objects.values():
+        match = _OWNED_BY.match(_statement(definition))
+        if match:
+            owned[tuple(_parts(match.group(1)))] = tuple(_parts(match.group(2)))
+    owners: dict[Key, Key] = {}
+    for key, definition in objects.items():
+        if key[0] in _TABLE_KINDS or key[0] == PREAMBLE:
+            continue
+        statement = _statement(definition)
+        of_table = _OF_TABLE.match(statement)
+        name = tuple(_parts(of_table.group("name"))) if of_table else None
+        if of_table is None:
+            of_sequence = _OF_SEQUENCE.match(statement)
+            name = owned.get(tuple(_parts(of_sequence.group("name")))) if of_sequence else None
+        if name is not None and len(name) == 2 and (name[0], name[1]) in tables:
+            owners[key] = tables[(name[0], name[1])]
+    return owners
+
+
 def compare(before: str, after: str) -> SchemaCheck:
     """Whether two dumps hold the same schema; if not, each object added, removed or changed, once, with its
     definition's lines that differ, and the diff."""
@@ -214,7 +268,8 @@ def compare(before: str, after: str) -> SchemaCheck:
     if old == new:
         return SchemaCheck(compared=True, identical=True)
     old_objects, new_objects = _objects(before), _objects(after)
-    objects = []
+    owners = {**_owners(old_objects), **_owners(new_objects)}
+    found: dict[Key, SchemaObjectChange] = {}
     for key in [*old_objects, *(k for k in new_objects if k not in old_objects)]:
         was, now = old_objects.get(key), new_objects.get(key)
         if was == now:
@@ -223,10 +278,14 @@ def compare(before: str, after: str) -> SchemaCheck:
             "added" if was is None else "removed" if now is None else "changed"
         )
         lines = _lines_changed(was or [], now or [])
-        if not lines:
-            continue  # only blank lines moved
-        label = _label(key, now or was or [])
-        objects.append(SchemaObjectChange(change=change, object=label, lines=lines))
+        if lines:  # else only blank lines moved
+            found[key] = SchemaObjectChange(change=change, object=_label(key, now or was or []), lines=lines)
+    # a table added or removed whole is one object: what belongs to it (its sequence, key, indexes...) with it
+    for key, owner in owners.items():
+        table = found.get(owner)
+        if key in found and table is not None and table.change == found[key].change != "changed":
+            table.lines += found.pop(key).lines
+    objects = list(found.values())
     diff = list(difflib.unified_diff(old, new, "before the upgrade", "after the downgrade", lineterm=""))
     if len(diff) > MAX_DIFF_LINES:
         diff = [*diff[:MAX_DIFF_LINES], f"... {len(diff) - MAX_DIFF_LINES} more lines"]

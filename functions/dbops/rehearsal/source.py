@@ -1,7 +1,11 @@
 """Where the scratch database's contents come from: a backup in the bucket (the drill's path: the backup chosen
 as a restore chooses it, its archive downloaded and checked against its manifest, `pg_restore -j`), or a fresh
 `pg_dump` of the database itself when there is no bucket (it reads production the way a backup does: one
-snapshot, ACCESS SHARE on every table while it runs)."""
+snapshot, ACCESS SHARE on every table while it runs).
+
+Either copy reports its bytes to a `CopyProgress`: a backup's read from the bucket against the manifest's sizes;
+pg_dump's archive as it grows against the database's size (an upper bound: a dump leaves out indexes and free
+space)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 from dbops.backup import catalog
 from dbops.errors import BackupNotFound, RehearsalRefused, RestoreRefused, ToolError
@@ -18,10 +23,21 @@ from dbops.postgres.connection import ConnectionSpec, connect, server_version_nu
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.postgres.tools import find_tool, require_compatible, tool_version
 from dbops.restore import backup_choice, versions
-from dbops.restore.load import load_backup
+from dbops.restore.load import load_backup, restore_size
 from dbops.restore.work_dir import work_dir
 
 FOLDER_PREFIX = "dbops-rehearse-"
+DUMP_POLL_S = 0.5  # how often the growing archive's size is read while pg_dump writes it
+
+
+class CopyProgress(Protocol):
+    """Bytes of the scratch copy: `start` with the size known in advance, `(what, bytes done)`, then `done`."""
+
+    def start(self, total: int | None, of: str = "") -> None: ...
+
+    def __call__(self, what: str, done: int) -> None: ...
+
+    def done(self) -> None: ...
 
 
 def _work_folder(configured: str | None, size: int) -> Path:
@@ -86,14 +102,37 @@ def restore_backup(
     pg_bin_dir: str | None = None,
     jobs: int = 2,
     folder: str | None = None,
+    progress: CopyProgress | None = None,
 ) -> None:
     """The backup into the (empty) `target` database, as the restore's Stage step does it (a parallel backup: its
     schema archive, the rows streamed from S3)."""
     work = _work_folder(folder, entry.manifest.dump.raw_size)
+    if progress is not None:
+        progress.start(restore_size(entry.manifest))
     try:
-        load_backup(bucket, entry.manifest, target, work, jobs=jobs, pg_bin_dir=pg_bin_dir)
+        load_backup(bucket, entry.manifest, target, work, jobs=jobs, pg_bin_dir=pg_bin_dir, progress=progress)
     finally:
+        if progress is not None:
+            progress.done()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _dump_watched(argv: list[str], env: dict[str, str], path: Path, name: str, progress: CopyProgress | None) -> None:
+    """Run pg_dump into `path`, its size reported as it grows; ToolError with pg_dump's own message."""
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        while True:
+            try:
+                proc.wait(timeout=DUMP_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            finally:
+                if progress is not None and path.exists():
+                    progress("pg_dump", path.stat().st_size)
+        if proc.returncode != 0:
+            stderr.seek(0)
+            raise ToolError(f"pg_dump of {name} failed: {stderr.read().decode(errors='replace').strip()[-1000:]}")
 
 
 def copy_database(
@@ -103,21 +142,25 @@ def copy_database(
     pg_bin_dir: str | None = None,
     jobs: int = 2,
     folder: str | None = None,
+    progress: CopyProgress | None = None,
 ) -> None:
     """A fresh pg_dump of `source` restored into the (empty) `target` database."""
     pg_dump = tool_version(find_tool("pg_dump", pg_bin_dir))
     with connect(source) as conn:
         require_compatible(pg_dump, server_version_num(conn), source.dbname)
         row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-    work = _work_folder(folder, int(row[0]) if row else 0)
+    size = int(row[0]) if row else 0
+    work = _work_folder(folder, size)
+    if progress is not None:
+        progress.start(size, of="database size")
     try:
         path = work / "database.dump"
         argv = [str(pg_dump.path), "--no-password", "--format=custom", "--compress=0", f"--file={path}"]
-        done = subprocess.run(argv, env=source.libpq_env(), capture_output=True, check=False)
-        if done.returncode != 0:
-            raise ToolError(
-                f"pg_dump of {source.dbname} failed: {done.stderr.decode(errors='replace').strip()[-1000:]}"
-            )
+        try:
+            _dump_watched(argv, source.libpq_env(), path, source.dbname, progress)
+        finally:
+            if progress is not None:
+                progress.done()
         run_pg_restore(target, [f"--jobs={jobs}"], archive=path, pg_bin_dir=pg_bin_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -17,6 +17,11 @@ sample, `query_start`, `state_change`), one clock for everything.
   `uncertainty_s` half their difference (about an interval).
 - A *wait* is a lock not granted: the statement waited for it (behind `pg_blocking_pids`).
 
+A rewrite's new storage (a transient table, its TOAST, new indexes) is in no catalog another session can read
+until its transaction commits, and a table rewritten twice keeps only the second's: each sample also notes the
+storage committed rewrites gave their tables (`pg_class.relfilenode` and TOAST against the table's OID), so that a
+lock on the first's storage can still be named after its table.
+
 Only relations of the database count (OID >= 16384, the first user OID): the catalogs' own locks are
 PostgreSQL's housekeeping. Sizes are never read while sampling: `pg_relation_size` would wait behind the very
 lock being measured.
@@ -51,6 +56,19 @@ LEFT JOIN LATERAL (
       AND a.pid <> pg_backend_pid() AND a.pid <> ALL(%(exclude)s::int[])
 ) s ON true
 """
+
+# tables whose storage a committed rewrite replaced (relfilenode no longer the OID): their heap's, TOAST's and TOAST
+# index's OIDs; and indexes made since the watcher started (a rewrite builds its table's indexes again): a handful of
+# rows, read at a sample whose sessions' statements or locks changed since the one before (a commit shows then)
+STORAGE = """
+SELECT c.oid::int8, c.relfilenode::int8, c.reltoastrelid::int8,
+       (SELECT x.indexrelid::int8 FROM pg_index x WHERE c.reltoastrelid <> 0 AND x.indrelid = c.reltoastrelid LIMIT 1)
+FROM pg_class c
+WHERE c.oid >= %(first_oid)s AND c.relkind IN ('r', 'm') AND c.relfilenode <> 0 AND c.relfilenode <> c.oid
+UNION ALL
+SELECT i.indrelid::int8, i.indexrelid::int8, NULL, NULL FROM pg_index i WHERE i.indexrelid::int8 > %(newer_than)s
+"""
+NEWEST_OID = "SELECT coalesce(max(oid), 0)::int8 FROM pg_class"
 
 StatementKey = tuple[int, datetime, str]
 
@@ -109,6 +127,7 @@ class HoldSeen:
     statement: StatementKey  # the statement it is credited to
     taken_by_statement: bool  # false: maybe taken by an earlier statement of the transaction, too short to be seen
     statements: list[StatementKey] = field(default_factory=list)  # every statement seen while it was held
+    transaction: datetime | None = None  # its transaction's start (the statement's, outside a transaction block)
 
 
 @dataclass
@@ -131,6 +150,7 @@ class Observations:
     errors: int
     last_error: str | None
     started_at: datetime | None
+    storage: dict[int, int] = field(default_factory=dict)  # a committed rewrite's storage OID -> its table's OID
 
 
 class Watcher:
@@ -151,6 +171,9 @@ class Watcher:
         self._last_error: str | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._pids: list[int] = []
+        self._storage: dict[int, int] = {}
+        self._newer_than = 2**32  # the newest relation's OID when watching began (read at start)
+        self._running: set[tuple[Any, ...]] | None = None  # the sessions' statements and locks at the last sample
         self.result: Observations | None = None
 
     def __enter__(self) -> Watcher:
@@ -180,6 +203,8 @@ class Watcher:
     def start(self) -> None:
         """Connect and take the first sample before returning, so the command's first lock has a sample before it."""
         self._conn = self._open()
+        row = self._conn.execute(NEWEST_OID).fetchone()
+        self._newer_than = int(row[0]) if row else self._newer_than
         self.sample()
         self._thread.start()
 
@@ -203,6 +228,7 @@ class Watcher:
             errors=self._errors,
             last_error=self._last_error,
             started_at=self._times[0] if self._times else None,
+            storage=dict(self._storage),
         )
         return self.result
 
@@ -219,6 +245,12 @@ class Watcher:
             if self._conn is None or self._conn.closed:
                 self._conn = self._open()
             rows = self._conn.execute(SAMPLE, {"first_oid": FIRST_USER_OID, "exclude": self.exclude}).fetchall()
+            # what the sessions run and hold: a change may be a commit (its locks released), which makes a
+            # rewrite's storage visible (the transactions of one query string share their start time)
+            running = {(r[1], r[5], r[3], r[7], r[8], r[9]) for r in rows}
+            if running != self._running:
+                self._note_storage()
+                self._running = running
         except psycopg.Error as exc:
             self._errors += 1
             self._last_error = describe_error(exc)
@@ -227,6 +259,14 @@ class Watcher:
             return
         if rows:  # always one row at least: the sample's time, with no session when there is none
             self._record(rows[0][0], rows)
+
+    def _note_storage(self) -> None:
+        assert self._conn is not None
+        params = {"first_oid": FIRST_USER_OID, "newer_than": self._newer_than}
+        for table, *parts in self._conn.execute(STORAGE, params).fetchall():
+            for oid in parts:
+                if oid:
+                    self._storage.setdefault(int(oid), int(table))
 
     def _record(self, at: datetime, rows: list[tuple[Any, ...]]) -> None:
         before = self._times[-1] if self._times else at
@@ -254,7 +294,9 @@ class Watcher:
                     # the statement was already running at the sample before (which saw no such lock), or it is
                     # its transaction's first: then it took the lock
                     taken = query_start <= before or (xact_start is not None and xact_start >= query_start)
-                    hold = self._holds[hold_key] = HoldSeen(pid, relation, mode, Span(at, at, before), key, taken)
+                    hold = self._holds[hold_key] = HoldSeen(
+                        pid, relation, mode, Span(at, at, before), key, taken, transaction=hold_key[1]
+                    )
                 hold.span.seen(at)
                 if key not in hold.statements:
                     hold.statements.append(key)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,25 @@ PG_CLASS = 1259  # pg_class's own OID: the catalog of tables, indexes and sequen
 LEFT_OUT = ("FK CONSTRAINT", "LARGE OBJECT", "BLOB", "BLOBS", "BLOB METADATA")
 _ENTRY = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
 _DEPENDS = re.compile(r"^;\s+depends on:((?: \d+)*)\s*$")
+
+
+Progress = Callable[[str, int], None]  # (what, bytes done so far)
+Counted = Callable[[int], None]  # bytes just done
+
+
+class ByteCount:
+    """Bytes done by several threads at once, reported to `progress` as one running total."""
+
+    def __init__(self, progress: Progress | None, what: str) -> None:
+        self.progress, self.what = progress, what
+        self.done = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, count: int) -> None:
+        with self._lock:
+            self.done += count
+            if self.progress is not None:
+                self.progress(self.what, self.done)
 
 
 @dataclass
@@ -56,12 +76,15 @@ class TocEntry:
         return any(self.desc_and_name.startswith(desc + " ") for desc in LEFT_OUT)
 
 
-def download(bucket: str, obj: StoredObject, path: Path) -> Path:
-    """Write the object to `path` decompressed, checking it against its manifest on the way."""
+def download(bucket: str, obj: StoredObject, path: Path, counted: Counted | None = None) -> Path:
+    """Write the object to `path` decompressed, checking it against its manifest on the way; `counted(bytes)` as
+    it writes."""
     try:
         with path.open("wb") as out:
             for data in stored.read_back(bucket, obj):
                 out.write(data)
+                if counted is not None:
+                    counted(len(data))
     except VerificationFailed as exc:
         path.unlink(missing_ok=True)
         raise VerificationFailed(f"archive s3://{bucket}/{obj.key} does not match its manifest: {exc}") from None

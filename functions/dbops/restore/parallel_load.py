@@ -25,7 +25,7 @@ from dbops.errors import DbopsError, RestoreError, VerificationFailed
 from dbops.postgres.connection import ConnectionSpec
 from dbops.postgres.pgrestore import run_pg_restore
 from dbops.postgres.tools import StderrTail, find_tool
-from dbops.restore.archive import download, restore_jobs, selective_list
+from dbops.restore.archive import ByteCount, Counted, Progress, download, restore_jobs, selective_list
 
 COPY_TIMEOUT_S = 6 * 3600  # one object's COPY: a statement timeout that only a stuck server reaches
 LOCK_TIMEOUT_S = 60
@@ -42,8 +42,11 @@ def _what(obj: DataObject) -> str:
     return f"table {obj.schema_name}.{obj.table} {obj.range_text} (s3 object {obj.key})"
 
 
-def load_object(bucket: str, obj: DataObject, target: ConnectionSpec, encoding: str, psql: Path) -> None:
-    """Stream one data object into its table; raises RestoreError naming the table and range."""
+def load_object(
+    bucket: str, obj: DataObject, target: ConnectionSpec, encoding: str, psql: Path, counted: Counted | None = None
+) -> None:
+    """Stream one data object into its table (`counted(bytes)` as it goes); raises RestoreError naming the table
+    and range."""
     settings = [
         sql.SQL("SET statement_timeout = {}").format(sql.Literal(f"{COPY_TIMEOUT_S}s")),
         sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{LOCK_TIMEOUT_S}s")),
@@ -61,6 +64,8 @@ def load_object(bucket: str, obj: DataObject, target: ConnectionSpec, encoding: 
     try:
         for data in stored.read_back(bucket, obj):
             proc.stdin.write(data)
+            if counted is not None:
+                counted(len(data))
         proc.stdin.close()  # the object matched its manifest to the end: only now may the COPY finish
     except BrokenPipeError:
         pass  # psql stopped: its exit code and stderr say why
@@ -77,12 +82,18 @@ def load_object(bucket: str, obj: DataObject, target: ConnectionSpec, encoding: 
 
 
 def load_rows(
-    bucket: str, objects: list[DataObject], encoding: str, target: ConnectionSpec, jobs: int, psql: Path
+    bucket: str,
+    objects: list[DataObject],
+    encoding: str,
+    target: ConnectionSpec,
+    jobs: int,
+    psql: Path,
+    counted: Counted | None = None,
 ) -> None:
     """The data objects, `jobs` at a time, largest first; the first failure is raised once the others ended."""
     objects = sorted(objects, key=lambda o: -o.raw_size)
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="dbops-load") as pool:
-        futures = [pool.submit(load_object, bucket, obj, target, encoding, psql) for obj in objects]
+        futures = [pool.submit(load_object, bucket, obj, target, encoding, psql, counted) for obj in objects]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in futures if f in done and f.exception() is not None), None)
         if failed is not None:
@@ -105,10 +116,12 @@ def restore_parallel(
     pg_bin_dir: str | None = None,
     work_dir: str | None = None,
     chosen: set[int] | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Restore a parallel backup into `target`, an empty database that exists. `chosen` (pg_class OIDs): only
     those tables, as a selective restore stages them (the schema archive's TOC filtered to them, as
-    `archive.selective_list` filters a single archive's), and only their data objects read from S3."""
+    `archive.selective_list` filters a single archive's), and only their data objects read from S3.
+    `progress("restore", bytes)`: the schema archive's and the rows' bytes read from the bucket (decompressed)."""
     if manifest.format != "parallel":
         raise RestoreError(f"backup {manifest.id} is a single-archive backup: restore it with pg_restore")
     if manifest.tables_only and chosen is None:
@@ -116,7 +129,8 @@ def restore_parallel(
     psql = find_tool("psql", pg_bin_dir)
     folder = Path(tempfile.mkdtemp(prefix="dbops-parallel-", dir=work_dir))
     try:
-        archive = download(bucket, manifest.dump, folder / "schema.dump")
+        counted = ByteCount(progress, "restore")
+        archive = download(bucket, manifest.dump, folder / "schema.dump", counted)
         only: list[str] = []
         objects = manifest.data
         if chosen is not None:
@@ -124,7 +138,7 @@ def restore_parallel(
             only = [f"--use-list={listing}"]
             objects = [o for o in manifest.data if o.table_oid in chosen]
         run_pg_restore(target, ["--section=pre-data", *only], archive=archive, pg_bin_dir=pg_bin_dir)
-        load_rows(bucket, objects, manifest.encoding or "UTF8", target, jobs, psql)
+        load_rows(bucket, objects, manifest.encoding or "UTF8", target, jobs, psql, counted)
         run_pg_restore(target, ["--section=data", *only], archive=archive, pg_bin_dir=pg_bin_dir)
         post = ["--section=post-data", f"--jobs={restore_jobs(manifest.tables, jobs)}", *only]
         run_pg_restore(target, post, archive=archive, pg_bin_dir=pg_bin_dir)

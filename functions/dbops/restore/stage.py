@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from dbops.restore import databases
+from dbops.restore.archive import Progress
 from dbops.restore.backup_choice import chosen_manifest
 from dbops.restore.connections import server_spec
 from dbops.restore.load import load_backup
@@ -16,8 +17,9 @@ from dbops.restore.work_dir import work_dir
 from dbops.settings import FunctionSettings
 
 
-def stage(state: RestoreState, settings: FunctionSettings) -> RestoreState:
-    """Restore into the work database (`<db>__restore_<id>`), from a local copy so pg_restore -j can run."""
+def stage(state: RestoreState, settings: FunctionSettings, progress: Progress | None = None) -> RestoreState:
+    """Restore into the work database (`<db>__restore_<id>`), from a local copy so pg_restore -j can run;
+    `progress("restore", bytes)` as it reads the bucket."""
     spec = server_spec(state, settings)  # its secret read once: the work database's spec is derived from it
     assert state.work_db is not None
     databases.drop(spec, state.work_db)  # a retried stage starts clean
@@ -35,6 +37,7 @@ def stage(state: RestoreState, settings: FunctionSettings) -> RestoreState:
             jobs=settings.restore_jobs,
             pg_bin_dir=settings.pg_bin_dir,
             chosen=chosen,
+            progress=progress,
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
