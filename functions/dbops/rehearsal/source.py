@@ -148,8 +148,12 @@ def copy_database(
     pg_dump = tool_version(find_tool("pg_dump", pg_bin_dir))
     with connect(source) as conn:
         require_compatible(pg_dump, server_version_num(conn), source.dbname)
-        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        row = conn.execute(
+            "SELECT pg_database_size(current_database()), EXISTS (SELECT FROM pg_class WHERE relkind = 'p')"
+        ).fetchone()
     size = int(row[0]) if row else 0
+    if row and row[1]:
+        jobs = 1  # a partitioned table: one pg_restore job, as archive.restore_jobs decides for a backup
     work = _work_folder(folder, size)
     if progress is not None:
         progress.start(size, of="database size")
