@@ -278,11 +278,16 @@ def topic_with_queue() -> tuple[str, str]:
 
 
 def sns_messages(queue: str) -> list[str]:
-    """The messages the topic delivered to the queue (waits a second for them)."""
+    """The messages the topic delivered to the queue (waits a second for them), deleted as they are read: one
+    received and left would be delivered again once its visibility timeout (30 s) ends, into a later test."""
     from dbops import aws
 
-    found = aws.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-    return [m["Body"] for m in found.get("Messages", [])]
+    sqs = aws.client("sqs")
+    found = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    if found:
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(found)]
+        sqs.delete_message_batch(QueueUrl=queue, Entries=entries)
+    return [m["Body"] for m in found]
 
 
 def refusal(result: dict[str, Any]) -> str:
