@@ -13,6 +13,7 @@ import pytest
 
 from dbops import aws
 from dbops.aws import s3stream
+from dbops.aws.part_buffers import PartBuffers
 from dbops.errors import StorageError
 
 MB = 1024 * 1024
@@ -91,7 +92,7 @@ def test_uploads_sharing_part_buffers_hold_their_own_bytes_and_reuse_the_buffers
     """One after another, as a parallel backup's objects: each object exactly its bytes (a buffer handed on while
     still in use would mix them), and every upload after the first uses the first one's three buffers, no new one;
     a failed upload hands each of its buffers back once."""
-    buffers = s3stream.PartBuffers()
+    buffers = PartBuffers()
     first: list[bytearray] = []
     for n, size in enumerate([16 * MB + 5, 3 * MB, 11 * MB, 0]):
         data = random.Random(n).randbytes(size)

@@ -19,6 +19,7 @@ import zstandard
 from psycopg import sql
 
 from dbops.aws import s3stream
+from dbops.aws.part_buffers import PartBuffers
 from dbops.backup.catalog import DataObject
 from dbops.backup.deadline import Deadline
 from dbops.backup.parallel.plan import Job
@@ -44,7 +45,7 @@ class CopySession:
     prefix: str
     compression_level: int
     lock: s3stream.ObjectLock | None = None  # S3 Object Lock on each object written (backup_lock)
-    buffers: s3stream.PartBuffers = field(default_factory=s3stream.PartBuffers)  # upload parts, object to object
+    buffers: PartBuffers = field(default_factory=PartBuffers)  # upload parts, object to object
 
 
 class Running:
