@@ -11,7 +11,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from psycopg import sql
 
@@ -135,7 +137,7 @@ class WhenCopying:
         self, spec: ConnectionSpec, act: Callable[[int, str], None], *, every: bool = False, after_schema: bool = False
     ) -> None:
         self.spec, self.act, self.every = spec, act, every
-        self.after_schema = after_schema
+        self.after_schema, self.schema_seen = after_schema, False
         self.watching, self.stop = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -148,16 +150,25 @@ class WhenCopying:
         self.stop.set()
         self.thread.join()
 
+    def _schema_done(self, conn: psycopg.Connection[Any]) -> bool:
+        """pg_dump's session seen and then gone: its archive is written (a COPY may start before pg_dump has
+        even connected, so no session yet is not the same)."""
+        row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'dbops-schema')")
+        running = bool(row.fetchone()[0])  # type: ignore[index]
+        self.schema_seen = self.schema_seen or running
+        return self.schema_seen and not running
+
     def _watch(self) -> None:
         with connect(self.spec, autocommit=True) as conn:
             self.watching.set()
             while not self.stop.is_set():
+                if self.after_schema and not self._schema_done(conn):
+                    time.sleep(0.001)
+                    continue
                 row = conn.execute(
-                    "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE 'dbops-copy %%' "
-                    "AND state = 'active' AND query LIKE 'COPY%%' AND backend_type = 'client backend' AND (NOT %s "
-                    "OR NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'dbops-schema')) "
-                    "ORDER BY backend_start LIMIT 1",
-                    [self.after_schema],
+                    "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE 'dbops-copy %' "
+                    "AND state = 'active' AND query LIKE 'COPY%' AND backend_type = 'client backend' "
+                    "ORDER BY backend_start LIMIT 1"
                 ).fetchone()
                 if row:
                     self.act(int(row[0]), str(row[1]))

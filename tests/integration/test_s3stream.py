@@ -13,6 +13,7 @@ import pytest
 
 from dbops import aws
 from dbops.aws import s3stream
+from dbops.aws.part_buffers import PartBuffers
 from dbops.errors import StorageError
 
 MB = 1024 * 1024
@@ -85,3 +86,25 @@ def test_each_part_carries_a_crc32_and_is_not_hashed_again_to_be_signed(bucket: 
     for headers in sent:
         assert headers["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
         assert headers["x-amz-checksum-crc32"]
+
+
+def test_uploads_sharing_part_buffers_hold_their_own_bytes_and_reuse_the_buffers(bucket: str) -> None:
+    """One after another, as a parallel backup's objects: each object exactly its bytes (a buffer handed on while
+    still in use would mix them), and every upload after the first uses the first one's three buffers, no new one;
+    a failed upload hands each of its buffers back once."""
+    buffers = PartBuffers()
+    first: list[bytearray] = []
+    for n, size in enumerate([16 * MB + 5, 3 * MB, 11 * MB, 0]):
+        data = random.Random(n).randbytes(size)
+        with s3stream.MultipartUpload(bucket, f"obj{n}", part_size=5 * MB, buffers=buffers) as upload:
+            for start in range(0, size, 1_000_003):
+                upload.write(data[start : start + 1_000_003])
+            upload.complete()
+        assert aws.client("s3").get_object(Bucket=bucket, Key=f"obj{n}")["Body"].read() == data
+        idle = buffers._idle[5 * MB]
+        first = first or list(idle)
+        assert len(first) == 3 and {id(b) for b in idle} == {id(b) for b in first}
+    with pytest.raises(RuntimeError), s3stream.MultipartUpload(bucket, "obj", part_size=5 * MB, buffers=buffers) as up:
+        up.write(b"x" * (12 * MB))
+        raise RuntimeError("the producer failed")
+    assert sorted(id(b) for b in buffers._idle[5 * MB]) == sorted(id(b) for b in first)

@@ -1,7 +1,8 @@
 """Streaming to and from S3 with bounded memory.
 
 MultipartUpload takes bytes as they come, hashes them, and uploads fixed-size parts from a background
-thread through a short queue, so compression and upload overlap and memory stays at a few parts. That thread
+thread through a short queue, so compression and upload overlap and memory stays at a few parts (three part
+buffers at most, taken as needed from a PartBuffers that uploads after one another can share). That thread
 also creates the upload (and the S3 client), so the producer starts at once. Every part carries a CRC32 that
 S3 checks on arrival, and the completed object keeps the composite of those CRC32s: S3 itself refuses a part
 damaged on the way. On any failure the upload is aborted: S3 never holds a completed object that was not
@@ -15,6 +16,7 @@ local_stack/s3_object_lock.py).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
@@ -27,10 +29,12 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
+from dbops.aws.part_buffers import PartBuffers
 from dbops.errors import StorageError
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
+BUFFERS = 3  # part buffers an upload holds at most: one filling, one queued, one uploading
 CHECKSUM = "CRC32"
 _STOP = object()
 T = TypeVar("T")
@@ -58,6 +62,7 @@ class MultipartUpload:
         *,
         part_size: int = PART_SIZE,
         lock: ObjectLock | None = None,
+        buffers: PartBuffers | None = None,
     ) -> None:
         self.bucket = bucket
         self.key = key
@@ -65,12 +70,11 @@ class MultipartUpload:
         self.lock = lock
         self.sha256 = hashlib.sha256()
         self.size = 0
-        # three part-sized buffers, reused: one filling, one queued, one uploading (a fresh 8 MB allocation per
-        # part would be page-faulted in, 2,048 pages, and handed back to the system every time)
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        for _ in range(3):
-            self._free.put(bytearray(part_size))
-        self._part = self._free.get()
+        self._shared = buffers is not None
+        self._buffers = buffers or PartBuffers()
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()  # buffers back from the upload thread
+        self._taken = 1  # at most BUFFERS, taken as the parts need them
+        self._part = self._buffers.take(part_size)
         self._filled = 0
         self._parts: list[dict[str, Any]] = []
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)  # one part queued, one uploading
@@ -98,11 +102,32 @@ class MultipartUpload:
             self._filled += take
             offset += take
             if self._filled == self.part_size:
-                self._enqueue(self._part)
-                self._part = self._unless_failed(lambda: self._free.get(timeout=0.5))
-                self._filled = 0
+                # the buffer is the upload thread's once queued: not also this side's to give back on a failure
+                part, self._part, self._filled = self._part, bytearray(), 0
+                self._enqueue(part)
+                self._part = self._next_buffer()
 
-    def _enqueue(self, part: bytearray) -> None:
+    def _next_buffer(self) -> bytearray:
+        """One the upload thread gave back, or another while fewer than BUFFERS are taken, or wait for one."""
+        with contextlib.suppress(queue.Empty):
+            return self._free.get_nowait()
+        if self._taken < BUFFERS:
+            self._taken += 1
+            return self._buffers.take(self.part_size)
+        return self._unless_failed(lambda: self._free.get(timeout=0.5))
+
+    def _release(self) -> None:
+        """Every buffer back to the shared ones (the upload thread has ended)."""
+        buffers = [self._part]
+        with contextlib.suppress(queue.Empty):
+            while True:
+                buffers.append(self._free.get_nowait())
+        for buffer in buffers:
+            if len(buffer) == self.part_size:
+                self._buffers.give(buffer)
+        self._part = bytearray()
+
+    def _enqueue(self, part: bytes | bytearray) -> None:
         self._unless_failed(lambda: self._queue.put(part, timeout=0.5))
 
     def _unless_failed(self, wait: Callable[[], T]) -> T:
@@ -140,9 +165,10 @@ class MultipartUpload:
             if self._error is None:  # after a failure, only drain: the producer never blocks on a dead worker
                 number += 1
                 self._upload_part(number, part)
-            self._free.put(part)
+            if len(part) == self.part_size:  # not the last part, shorter
+                self._free.put(part)
 
-    def _upload_part(self, number: int, part: bytearray) -> None:
+    def _upload_part(self, number: int, part: bytes | bytearray) -> None:
         try:
             resp = aws.client("s3").upload_part(
                 Bucket=self.bucket,
@@ -165,10 +191,16 @@ class MultipartUpload:
 
     def complete(self) -> str:
         """Flush the last part and complete the upload; returns the object's sha256 (hex)."""
-        if self._filled or self.size == 0:  # the last part; an empty object still needs one
-            del self._part[self._filled :]  # the last part: shorter, and its buffer is not used again
-            self._enqueue(self._part)
+        if self._filled or self.size == 0:  # the last part, shorter; an empty object still needs one
+            if self._shared:  # a copy: the buffer serves the next upload
+                last: bytes | bytearray = self._part[: self._filled]
+            else:  # the buffer itself, cut short: it is not used again
+                last, self._part = self._part, bytearray()
+                del last[self._filled :]
+            self._filled = 0
+            self._enqueue(last)
         self._finish_worker()
+        self._release()
         self._raise_if_failed()
         try:
             aws.client("s3").complete_multipart_upload(
@@ -186,6 +218,7 @@ class MultipartUpload:
         if self._error is None:
             self._error = RuntimeError("aborted")
         self._finish_worker()
+        self._release()
         if self._upload_id is None:
             return
         try:

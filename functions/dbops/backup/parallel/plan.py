@@ -12,8 +12,14 @@ from psycopg import sql
 
 from dbops.postgres.catalog import EXTENSION_MEMBER, SYSTEM_SCHEMA
 
-RANGE_BYTES = 128 * 1024 * 1024  # a range of a large table: about this many bytes of heap and TOAST
-MIN_RANGE_BYTES = 8 * 1024 * 1024  # no smaller, however many workers
+# A range of a large table: about this many bytes of heap and TOAST. Each range is a job of its own: a psql
+# process, a connection, a snapshot import and a multipart upload, about 30 ms of CPU in all (measured,
+# bench/README.md); and a split table is read by TID range scans, which take no ring buffer as a sequential scan
+# does (they cycle through shared_buffers) and cost its backend a few percent more CPU. So ranges are few and
+# large: two a worker, 64 MB to 1 GiB each; one worker splits no table under 1 GiB.
+RANGES_PER_WORKER = 2
+MAX_RANGE_BYTES = 1024 * 1024 * 1024
+MIN_RANGE_BYTES = 64 * 1024 * 1024
 LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one vCPU per 1,769 MB of memory
 LAMBDA_MAX_VCPUS = 6
 
@@ -96,17 +102,22 @@ def named_tables(conn: psycopg.Connection[Any], names: list[tuple[str, str]]) ->
     return {int(r[0]) for r in conn.execute(NAMED_AND_DESCENDANTS, params).fetchall()}
 
 
-def range_bytes_for(tables: list[SourceTable], workers: int, most: int = RANGE_BYTES) -> int:
-    """Ranges small enough that the workers share the largest table (four ranges a worker), at most `most`."""
+def range_bytes_for(tables: list[SourceTable], workers: int) -> int:
+    """Ranges small enough that the workers share the largest tables (two ranges a worker, the largest first, keep
+    them all busy to the end), and no smaller: every job costs a process, a connection and an upload. One worker
+    has no one to share with: its tables are split only past MAX_RANGE_BYTES."""
+    if workers <= 1:
+        return MAX_RANGE_BYTES
     total = sum(t.bytes for t in tables)
-    return max(MIN_RANGE_BYTES, min(most, total // max(1, workers * 4)))
+    return max(MIN_RANGE_BYTES, min(MAX_RANGE_BYTES, total // max(1, workers * RANGES_PER_WORKER)))
 
 
 def split(table: SourceTable, range_bytes: int) -> list[Job]:
-    """The table as ranges of about `range_bytes` each, by heap pages in proportion to its bytes with TOAST (a
-    table that is mostly TOAST has few heap pages but many bytes). The first range starts at the beginning and
-    the last runs to the end, whatever the page count read at planning time."""
-    count = max(1, min(table.pages, math.ceil(table.bytes / range_bytes)))
+    """The table as the nearest count of ranges of `range_bytes` (a table under one and a half of it stays whole),
+    by heap pages in proportion to its bytes with TOAST (a table that is mostly TOAST has few heap pages but many
+    bytes). The first range starts at the beginning and the last runs to the end, whatever the page count read at
+    planning time."""
+    count = max(1, min(table.pages, math.floor(table.bytes / range_bytes + 0.5)))  # the nearest count
     if count == 1:
         return [Job(table, 0, None, None, table.bytes)]
     step = math.ceil(table.pages / count)

@@ -5,8 +5,8 @@ as pg_dump takes) until the last object is written. pg_dump writes, in that snap
 tables' rows (`--exclude-table-data` for each, by exact quoted name): the schema, sequence values, large objects,
 materialized views' REFRESH, extension configuration tables. The workers COPY each table's own rows (a leaf
 partition's, not a partitioned parent's; generated columns left out) in heap-page ranges into objects of their
-own. Memory: each worker holds its read buffer (4 MB), its upload's three parts (8 MB each) and a zstd context:
-about 50 MB a worker over the process's own, as measured (bench/README.md).
+own. Memory: each worker holds its read buffer (4 MB), up to three upload parts (8 MB each, passed on from one
+object to the next) and a zstd context: about 45 MB a worker over the process's own, as measured (bench/README.md).
 """
 
 from __future__ import annotations

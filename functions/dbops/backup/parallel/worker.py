@@ -12,13 +12,14 @@ import math
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import zstandard
 from psycopg import sql
 
 from dbops.aws import s3stream
+from dbops.aws.part_buffers import PartBuffers
 from dbops.backup.catalog import DataObject
 from dbops.backup.deadline import Deadline
 from dbops.backup.parallel.plan import Job
@@ -27,6 +28,7 @@ from dbops.postgres import pipes
 from dbops.postgres.tools import StderrTail
 
 READ_CHUNK = 4 * 1024 * 1024
+ROWS_MARKER = "dbops-rows"  # psql's stderr line with the rows of the COPY
 APPLICATION = "dbops-copy"  # each worker session's application_name: dbops-copy <table oid>.<range>
 
 
@@ -43,6 +45,7 @@ class CopySession:
     prefix: str
     compression_level: int
     lock: s3stream.ObjectLock | None = None  # S3 Object Lock on each object written (backup_lock)
+    buffers: PartBuffers = field(default_factory=PartBuffers)  # upload parts, object to object
 
 
 class Running:
@@ -108,6 +111,8 @@ def copy_query(job: Job) -> sql.Composed:
 
 
 def _script(session: CopySession, job: Job, statement_timeout_s: int) -> bytes:
+    """The session's settings, the snapshot imported, the COPY and its row count. psql sets ROW_COUNT after a COPY
+    TO STDOUT only when `\\g` names where the rows go (here its own stdout); `\\warn` writes the count to stderr."""
     statements = [
         sql.SQL("SET statement_timeout = {}").format(sql.Literal(f"{statement_timeout_s}s")),
         sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{session.lock_wait_s}s")),
@@ -119,25 +124,32 @@ def _script(session: CopySession, job: Job, statement_timeout_s: int) -> bytes:
         sql.SQL("SET max_parallel_workers_per_gather = 0"),  # the backup's workers are the parallelism
         sql.SQL("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
         sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(session.snapshot)),
-        copy_query(job),
-        sql.SQL("COMMIT"),
     ]
-    return "".join(s.as_string(None) + ";\n" for s in statements).encode()
+    script = "".join(s.as_string(None) + ";\n" for s in statements)
+    script += copy_query(job).as_string(None) + " \\g /dev/stdout\n"
+    script += f"\\warn {ROWS_MARKER} :ROW_COUNT\nCOMMIT;\n"
+    return script.encode()
 
 
-def _pump(proc: subprocess.Popen[bytes], upload: s3stream.MultipartUpload, level: int) -> tuple[int, int]:
-    """psql's output compressed into the upload; returns (bytes, rows) — a text COPY row is one line."""
+def _rows(stderr: str, what: str) -> int:
+    """The rows COPY wrote, as psql reported them (the last line of its stderr that carries the count)."""
+    for line in reversed(stderr.splitlines()):
+        if line.startswith(ROWS_MARKER + " "):
+            return int(line.removeprefix(ROWS_MARKER + " "))
+    raise BackupError(f"copy of {what}: psql reported no row count ({stderr or 'no output'})")
+
+
+def _pump(proc: subprocess.Popen[bytes], upload: s3stream.MultipartUpload, level: int) -> int:
+    """psql's output compressed into the upload; returns its bytes."""
     assert proc.stdout is not None
     compressor = zstandard.ZstdCompressor(level=level).compressobj()
-    buffer = bytearray(READ_CHUNK)
-    view = memoryview(buffer)
-    raw = rows = 0
+    view = memoryview(bytearray(READ_CHUNK))
+    raw = 0
     while size := pipes.fill(proc.stdout.fileno(), view):
         raw += size
-        rows += buffer.count(b"\n", 0, size)
         upload.write(compressor.compress(view[:size]))
     upload.write(compressor.flush())
-    return raw, rows
+    return raw
 
 
 def copy_job(session: CopySession, job: Job, running: Running, deadline: Deadline) -> DataObject:
@@ -157,12 +169,15 @@ def copy_job(session: CopySession, job: Job, running: Running, deadline: Deadlin
             proc.stdin.write(_script(session, job, timeout_s))
             proc.stdin.close()
         part_size = s3stream.part_size_for(job.bytes)
-        with s3stream.MultipartUpload(session.bucket, key, part_size=part_size, lock=session.lock) as upload:
-            raw, rows = _pump(proc, upload, session.compression_level)
+        with s3stream.MultipartUpload(
+            session.bucket, key, part_size=part_size, lock=session.lock, buffers=session.buffers
+        ) as upload:
+            raw = _pump(proc, upload, session.compression_level)
             returncode = proc.wait()
             if returncode != 0:
                 reason = "stopped" if running.stopped else f"psql exit code {returncode}"
                 raise BackupError(f"copy of {job.what} failed ({reason}): {stderr.text() or 'no error output'}")
+            rows = _rows(stderr.text(), job.what)
             digest = upload.complete()
     except DbopsError as exc:
         if isinstance(exc, BackupError) and str(exc).startswith(f"copy of {job.what}"):
