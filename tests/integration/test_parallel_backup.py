@@ -11,9 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
 
@@ -134,10 +132,15 @@ class WhenCopying:
     ends with `every`. The block starts once it is watching."""
 
     def __init__(
-        self, spec: ConnectionSpec, act: Callable[[int, str], None], *, every: bool = False, after_schema: bool = False
+        self,
+        spec: ConnectionSpec,
+        act: Callable[[int, str], None],
+        *,
+        every: bool = False,
+        after_schema_in: str | None = None,
     ) -> None:
         self.spec, self.act, self.every = spec, act, every
-        self.after_schema, self.schema_seen = after_schema, False
+        self.after_schema_in = after_schema_in  # a bucket: act only once the schema archive is stored there
         self.watching, self.stop = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -150,20 +153,18 @@ class WhenCopying:
         self.stop.set()
         self.thread.join()
 
-    def _schema_done(self, conn: psycopg.Connection[Any]) -> bool:
-        """pg_dump's session seen and then gone: its archive is written (a COPY may start before pg_dump has
-        even connected, so no session yet is not the same)."""
-        row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'dbops-schema')")
-        running = bool(row.fetchone()[0])  # type: ignore[index]
-        self.schema_seen = self.schema_seen or running
-        return self.schema_seen and not running
+    def _schema_done(self) -> bool:
+        """pg_dump's archive stored: its object is in the bucket (pg_dump's session can come and go between two
+        looks at pg_stat_activity)."""
+        listed = aws.client("s3").list_objects_v2(Bucket=self.after_schema_in, Prefix="backups/")
+        return any(o["Key"].endswith("/schema.dump.zst") for o in listed.get("Contents", []))
 
     def _watch(self) -> None:
         with connect(self.spec, autocommit=True) as conn:
             self.watching.set()
             while not self.stop.is_set():
-                if self.after_schema and not self._schema_done(conn):
-                    time.sleep(0.001)
+                if self.after_schema_in and not self._schema_done():
+                    time.sleep(0.005)
                     continue
                 row = conn.execute(
                     "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE 'dbops-copy %' "
@@ -220,9 +221,10 @@ def test_server_killed_mid_backup(pg: LocalPostgres, bucket: str) -> None:
     server = LocalPostgres(pg.bin_dir).start()  # its own server: this test kills it
     try:
         spec = _load_pgbench(ConnectionSpec.from_url(server.url()), 2)
-        # killed once pg_dump's schema archive is written and COPYs alone run (else pg_dump may report it first)
-        with WhenCopying(spec, lambda pid, app: server.kill(), after_schema=True):
-            message = _failing_backup(spec, bucket)
+        # killed once pg_dump's schema archive is written and COPYs alone run (else pg_dump may report it first);
+        # 64 kB ranges (some 400 COPYs, seconds of them) so that COPYs are still running when pg_dump is done
+        with WhenCopying(spec, lambda pid, app: server.kill(), after_schema_in=bucket):
+            message = _failing_backup(spec, bucket, 64 * 1024)
         assert "copy of table public.pgbench_" in message, message
         assert server.password not in message
         _assert_nothing_committed(bucket)
