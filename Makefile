@@ -42,7 +42,7 @@ integration: venv
 	$(VENV)/bin/pytest tests/integration -q
 
 test: venv scanners lint
-	$(VENV)/bin/pytest -q -n 2 --dist worksteal
+	$(VENV)/bin/pytest -q -n 2 --dist worksteal --durations=25
 
 infra-test: venv scanners
 	$(VENV)/bin/pytest tests/infra -q
