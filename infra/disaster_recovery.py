@@ -99,6 +99,8 @@ class DisasterRestore(Construct):
         databases = [db.name for db in settings.databases]
         self.schedules.add_restore_drill(state_machine, databases, disaster_drill_input)
         for database in databases:
-            self.monitoring.watch_disaster_drill(database, rpo_alarm_hours)
+            self.monitoring.watch_disaster_drill(
+                database, rpo_alarm_hours, scheduled=settings.schedules.restore_drill is not None
+            )
         self.monitoring.watch_state_machine("Restore", state_machine)
         CfnOutput(self, "RestoreStateMachineArn", value=state_machine.state_machine_arn)

@@ -22,7 +22,17 @@ from constructs import Construct
 
 from dbops import contract
 from dbops.contract import MAINTENANCE_TASKS
-from infra.alarm_rules import FIVE_MINUTES, GE, GT, NOT_BREACHING, AlarmRule, database_rules, dbops_metric
+from infra.alarm_rules import (
+    BREACHING,
+    FIVE_MINUTES,
+    GE,
+    GT,
+    LT,
+    NOT_BREACHING,
+    AlarmRule,
+    database_rules,
+    dbops_metric,
+)
 from infra.alarm_settings import AlarmSettings
 from infra.dashboard import build_dashboard
 from infra.settings import StackSettings
@@ -190,10 +200,28 @@ class Monitoring(Construct):
             ),
         ]
 
-    def watch_disaster_drill(self, database: str, rpo_hours: float) -> list[cw.Alarm]:
+    def watch_disaster_drill(self, database: str, rpo_hours: float, *, scheduled: bool = True) -> list[cw.Alarm]:
         """The DR stack's disaster drill of a database: it failed (no replicated verified backup, or the restore
-        failed), or the replicated backup it restored was older than `rpo_hours` (the DR recovery point)."""
+        failed), or the replicated backup it restored was older than `rpo_hours` (the DR recovery point); when it
+        is `scheduled`, also that no drill ran for a week (the longest window a CloudWatch alarm evaluates)."""
+        alarms = []
+        if scheduled:
+            alarms.append(
+                self._add(
+                    f"DisasterDrillMissing-{database}",
+                    kind="DisasterDrillMissing",
+                    metric=dbops_metric(
+                        contract.DISASTER_RECOVERY_POINT_AGE_SECONDS, database, statistic="SampleCount", period=ONE_DAY
+                    ),
+                    comparison=LT,
+                    threshold=1,
+                    evaluation_periods=7,  # 7 days without a drill: each day breaching, a day without data too
+                    missing=BREACHING,
+                    meaning=f"no disaster drill of database {database} reported its recovery point for 7 days",
+                )
+            )
         return [
+            *alarms,
             self._add(
                 f"DisasterDrillFailed-{database}",
                 kind="DisasterDrillFailed",

@@ -138,9 +138,23 @@ def test_the_disaster_drill_alarms_when_it_fails_or_its_recovery_point_is_too_ol
         assert alarm["Dimensions"] == [{"Name": "database", "Value": DATABASE}]
         (topic_id,) = _of(template, "AWS::SNS::Topic")
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]  # the DR stack's own topic: alarms publish in-region
+    # a drill that stopped running: no recovery point reported on any of the last 7 days (a day without data breaches)
+    missing = alarms[f"dbops-test-DisasterDrillMissing-{DATABASE}"]
+    assert (missing["MetricName"], missing["Statistic"], missing["Period"]) == (
+        "DisasterRecoveryPointAgeSeconds",
+        "SampleCount",
+        86400,
+    )
+    assert (missing["ComparisonOperator"], missing["Threshold"], missing["TreatMissingData"]) == (
+        "LessThanThreshold",
+        1,
+        "breaching",
+    )
+    assert missing["EvaluationPeriods"] == missing["DatapointsToAlarm"] == 7  # 7 days: CloudWatch's longest window
     assert any(name.startswith("dbops-test-ExecutionsFailed-Restore") for name in alarms)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert "\n### DisasterDrillFailed\n" in readme and "\n### DisasterRecoveryPointOld\n" in readme
+    for kind in ("DisasterDrillFailed", "DisasterRecoveryPointOld", "DisasterDrillMissing"):
+        assert f"\n### {kind}\n" in readme, kind
 
 
 @pytest.mark.parametrize(
