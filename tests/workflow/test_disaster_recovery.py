@@ -102,6 +102,8 @@ def test_a_backup_from_the_main_region_restores_from_the_replica_onto_the_dr_ser
     manifest = disaster.back_up()
     expected = table_fingerprints(disaster.source)
     assert disaster.replication.run()  # S3 replication's stand-in: the backup reaches the DR region
+    assert main(["backups", "list", "--region", DR_REGION, "--bucket", disaster.replica, "--json"]) == 0
+    assert [row["id"] for row in json.loads(capsys.readouterr().out)] == [manifest.id]
 
     code = main(
         ["restore", "--region", DR_REGION, "--bucket", disaster.replica, "--state-machine-arn", disaster.machine]

@@ -10,6 +10,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dbops import aws
 from dbops.backup import catalog
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.backup.retention import BackupExpiry, expiries, release_for_expiry
@@ -192,6 +193,8 @@ def print_catalog(
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.region:
+        aws.use_region(args.region)  # the replica bucket in the DR region
     entries = catalog.list_backups(args.bucket, kind=args.kind, database=args.database)
     expiry = expiries(args.bucket, entries)
     if args.json:
@@ -310,6 +313,7 @@ def register(sub: Any) -> None:
     lp.add_argument("--kind", choices=BACKUP_KINDS)
     lp.add_argument("--database")
     lp.add_argument("--json", action="store_true")
+    lp.add_argument("--region", help="the bucket's region, when not the environment's (the DR region's replica)")
     _add_keep_verified(lp, "the N in 'kept: newest N verified' (the stack's retention_days.keep_newest_verified)")
     lp.set_defaults(run=cmd_list)
     sp = backups_sub.add_parser(
