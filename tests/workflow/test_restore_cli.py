@@ -89,14 +89,19 @@ def main_executions(capsys: pytest.CaptureFixture[str]) -> list[dict[str, str]]:
     return list(json.loads(capsys.readouterr().out))
 
 
+@pytest.mark.parametrize("stage_in", ["Stage", "StageOnFargate"])
 def test_cli_restore_shows_the_stage_progress_up_to_the_backup_total(
     sample_db: ConnectionSpec,
     bucket: str,
     configure: Callable[..., None],
     restore_machine: str,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    stage_in: str,
 ) -> None:
     configure(sample_db)
+    if stage_in == "StageOnFargate":
+        monkeypatch.setenv("DBOPS_FARGATE_THRESHOLD_BYTES", "0")  # every backup is "too large": the task stages it
     manifest = run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))
     total = restore_size(manifest)
 
@@ -104,6 +109,7 @@ def test_cli_restore_shows_the_stage_progress_up_to_the_backup_total(
 
     out, err = capsys.readouterr()
     assert code == 0, out + err
+    assert f"-> {stage_in}\n" in out
     [started] = [line.split()[1] for line in out.splitlines() if line.startswith("started ")]
     shown = [line.strip() for line in err.splitlines() if line.strip().startswith("restore: ")]
     assert shown, err  # not a terminal: plain lines, the last figures always
@@ -124,10 +130,7 @@ def test_stage_progress_is_published_while_the_work_runs_and_a_failed_write_is_o
     with ProgressFile(bucket, "arn:aws:states:x:1:execution:m:restore-1", 300, every_s=0.05) as published:
         for done in (100, 200, 300):
             published("restore", done)
-            time.sleep(0.3)  # the publishing thread writes the new figure meanwhile
-            found = read_progress(bucket, "restore-1")
-            assert found is not None
-            written.append(found["bytes"])
+            written.append(_published_bytes(bucket, "restore-1", done))  # the publishing thread writes it meanwhile
     assert written == [100, 200, 300]
     assert published.writes >= 4  # at the start, each figure, and at the end
 
@@ -137,3 +140,13 @@ def test_stage_progress_is_published_while_the_work_runs_and_a_failed_write_is_o
         time.sleep(0.2)
     assert warnings and all(w.startswith("restore progress not published: cannot write") for w in warnings)
     assert failing.writes == 0
+
+
+def _published_bytes(bucket: str, execution: str, expected: int) -> int | None:
+    """The bytes published, once they are `expected` or after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = read_progress(bucket, execution)
+        if (found and found["bytes"] == expected) or time.monotonic() > deadline:
+            return found["bytes"] if found else None
+        time.sleep(0.02)
