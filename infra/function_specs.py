@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dbops import contract
-from dbops.contract import BACKUPS_PREFIX, DRILLS_PREFIX, HEALTH_PREFIX, REHEARSALS_PREFIX, RESTORES_PREFIX
+from dbops.contract import (
+    BACKUPS_PREFIX,
+    DRILLS_PREFIX,
+    HEALTH_PREFIX,
+    REHEARSALS_PREFIX,
+    RESTORE_PROGRESS_PREFIX,
+    RESTORES_PREFIX,
+)
 from infra.constants import (
     BACKUP_SIZING,
     HEALTH_SIZING,
@@ -17,7 +24,7 @@ from infra.constants import (
     Sizing,
 )
 
-RESTORE_PREFIXES = (BACKUPS_PREFIX, RESTORES_PREFIX, DRILLS_PREFIX)
+RESTORE_PREFIXES = (BACKUPS_PREFIX, RESTORES_PREFIX, DRILLS_PREFIX, RESTORE_PROGRESS_PREFIX)
 # the backups a restore writes: its safety backup and a point-in-time one (both locked), and the verification record
 # of the backup it restores (unlocked, dbops.backup.catalog.record_verification); never another backup's objects
 RESTORE_BACKUP_WRITES = (

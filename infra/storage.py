@@ -15,7 +15,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from dbops.contract import HEALTH_PREFIX
+from dbops.contract import HEALTH_PREFIX, RESTORE_PROGRESS_PREFIX
 from infra.retention_settings import BackupLockSettings, RetentionDays
 from infra.scanners import acknowledge_checkov
 
@@ -97,6 +97,9 @@ class BackupStorage(Construct):
         )
 
 
+RESTORE_PROGRESS_DAYS = 7
+
+
 def lifecycle_rules(retention: RetentionDays) -> list[s3.LifecycleRule]:
     """One expiry per backup kind (nightly and predeploy: only objects dbops tagged expirable, which it does once
     enough newer backups verified); bucket-wide: stale multipart uploads and old versions go."""
@@ -112,6 +115,13 @@ def lifecycle_rules(retention: RetentionDays) -> list[s3.LifecycleRule]:
         s3.LifecycleRule(
             id="health-expire-noncurrent",
             prefix=HEALTH_PREFIX,
+            noncurrent_version_expiration=Duration.days(1),
+        ),
+        # a restore's Stage rewrites its progress every 2 s while it runs, and nothing reads it after: a week
+        s3.LifecycleRule(
+            id="restore-progress-expire",
+            prefix=RESTORE_PROGRESS_PREFIX,
+            expiration=Duration.days(RESTORE_PROGRESS_DAYS),
             noncurrent_version_expiration=Duration.days(1),
         ),
     ]

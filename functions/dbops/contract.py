@@ -82,6 +82,8 @@ REQUESTED_KINDS: tuple[BackupKind, ...] = ("nightly", "predeploy", "manual")
 BACKUPS_PREFIX = "backups/"  # backups/<kind>/<database>/<id>/: archives, manifest (last), verification record
 RESTORES_PREFIX = "restores/"  # restores/<database>/<id>.json: each restore's outcome (dbops.restore.records)
 DRILLS_PREFIX = "drills/"  # drills/<database>/<id>.json: each drill's outcome
+# restore-progress/<execution name>.json: a running restore's Stage progress, for `dbops restore` to show
+RESTORE_PROGRESS_PREFIX = "restore-progress/"
 HEALTH_PREFIX = "health/"  # the health function's counters between runs (dbops.health.counters)
 REHEARSALS_PREFIX = "rehearsals/"  # rehearsals/<database>/<id>/: a deployed rehearsal's records and report
 # a backup's verification record, backups/<kind>/<database>/<id>/verification.json: restores write it too

@@ -49,6 +49,11 @@ def logged_progress(message: str) -> Callable[[str, int], None]:
     return report
 
 
+def logged_warning(message: str) -> None:
+    """A `warn(message)` callback for the domain: something went wrong that the work goes on without."""
+    logger.warning(message)
+
+
 def send_metrics_with_api() -> None:
     """From now on `emit` sends metrics with PutMetricData: for ECS tasks, whose logs CloudWatch does not read
     as EMF."""

@@ -21,7 +21,7 @@ from dbops.restore import expired_copies, outcome, point_in_time_steps, steps
 from dbops.restore.models import RestoreRequest, RestoreState
 from dbops.settings import FunctionSettings
 from handlers.events import databases_to_run, is_request, parse_invocation, refuse
-from handlers.observability import emit, logged_progress, logger, parse, parse_execution_state, tracer
+from handlers.observability import emit, logged_progress, logged_warning, logger, parse, parse_execution_state, tracer
 
 Step = Callable[[RestoreState, FunctionSettings], RestoreState]
 
@@ -100,7 +100,7 @@ stop_application = _entry(steps.stop_application)
 
 
 def _stage(state: RestoreState, settings: FunctionSettings) -> RestoreState:
-    return steps.stage(state, settings, progress=logged_progress("restore progress"))
+    return steps.stage(state, settings, progress=logged_progress("restore progress"), warn=logged_warning)
 
 
 _stage.__name__ = "stage"

@@ -23,7 +23,7 @@ from dbops.rehearsal.deployed_state import RehearsalState
 from dbops.restore import point_in_time_steps, steps
 from dbops.restore.models import RestoreState
 from dbops.settings import FunctionSettings, RestoreTaskEnvironment
-from handlers.observability import logged_progress
+from handlers.observability import logged_progress, logged_warning
 
 STATE_VARIABLE = contract.ENV_RESTORE_STATE
 STEP_VARIABLE = contract.ENV_RESTORE_STEP
@@ -64,7 +64,7 @@ def _run(step: str, text: str | None) -> str:
     state = parse_task_state(text)
     settings = FunctionSettings()
     if step == "stage":
-        steps.stage(state, settings, progress=logged_progress("restore progress"))
+        steps.stage(state, settings, progress=logged_progress("restore progress"), warn=logged_warning)
         return f"staged {state.work_db} from backup {state.backup_id}"
     backup_id = point_in_time_steps.write_dump(state, settings)
     return f"dumped {state.temporary_instance} as of {state.request.as_of}: backup {backup_id}"

@@ -334,6 +334,17 @@ def test_the_other_roles_write_nothing_under_backups(enforced: EnforcedAws, user
     s3.put_object(Bucket=BUCKET, Key=own, Body=b"{}")
 
 
+@pytest.mark.parametrize("user", ["restore", "task"])
+def test_the_stage_step_publishes_its_progress_and_reads_it_back(enforced: EnforcedAws, user: str) -> None:
+    """Stage (a restore step's function, or the Fargate task) writes restore-progress/<execution>.json
+    (dbops.restore.progress_file); a role that stages nothing may not."""
+    s3 = enforced.s3(user)
+    key = f"restore-progress/restore-20250104T000000-{user}.json"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"{}"
+    assert denied(enforced.s3("health").put_object, Bucket=BUCKET, Key=key, Body=b"{}")
+
+
 # ---- proven on the template (what moto cannot decide) --------------------------------------------------------------
 
 

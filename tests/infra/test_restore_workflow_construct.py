@@ -140,12 +140,20 @@ def test_restore_step_role_reaches_only_its_prefixes(synthesized: Synth) -> None
     by_sid = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
     bucket_id = synthesized.logical_id(synthesized.stack.storage.bucket)
     objects = [
-        {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{p}*"]]} for p in ("backups/", "restores/", "drills/")
+        {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{p}*"]]}
+        for p in ("backups/", "restores/", "drills/", "restore-progress/")
     ]
     assert by_sid["ReadBackups"]["Resource"] == objects
     # under backups/ only its safety backup, a point-in-time dump and the verification records (never another
-    # backup's archive or manifest); its restore and drill records
-    writes = ("backups/prerestore/", "backups/pointintime/", "backups/*/verification.json", "restores/", "drills/")
+    # backup's archive or manifest); its restore and drill records; Stage's progress
+    writes = (
+        "backups/prerestore/",
+        "backups/pointintime/",
+        "backups/*/verification.json",
+        "restores/",
+        "drills/",
+        "restore-progress/",
+    )
     assert by_sid["WriteBackups"]["Resource"] == [
         {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{p}" + ("" if p.endswith(".json") else "*")]]}
         for p in writes

@@ -53,6 +53,19 @@ def test_health_counters_old_versions_expire_after_a_day(synthesized: Synth) -> 
     }
 
 
+def test_restore_progress_expires_after_a_week_and_its_old_versions_after_a_day(synthesized: Synth) -> None:
+    """A restore's Stage rewrites restore-progress/<execution>.json every 2 s while it runs; nothing reads it after."""
+    rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
+    (progress,) = [r for r in rules if r.get("Prefix") == "restore-progress/"]
+    assert progress == {
+        "Id": "restore-progress-expire",
+        "Prefix": "restore-progress/",
+        "ExpirationInDays": 7,
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+        "Status": "Enabled",
+    }
+
+
 def _backup_environment(synthesized: Synth) -> dict[str, Any]:
     function_id = synthesized.logical_id(synthesized.stack.functions.by_name["Backup"])
     return synthesized.json["Resources"][function_id]["Properties"]["Environment"]["Variables"]  # type: ignore[no-any-return]

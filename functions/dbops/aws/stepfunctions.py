@@ -88,9 +88,14 @@ def _report(events: list[dict[str, Any]], on_state: OnState) -> None:
 
 
 def follow(
-    execution_arn: str, on_state: OnState | None = None, poll_s: float = 0.5, timeout_s: float = 4 * 3600
+    execution_arn: str,
+    on_state: OnState | None = None,
+    poll_s: float = 0.5,
+    timeout_s: float = 4 * 3600,
+    on_poll: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Report each state as it is entered or fails; returns describe_execution once it has ended."""
+    """Report each state as it is entered or fails, and call `on_poll` after each look while the execution runs
+    (a caller showing a state's progress); returns describe_execution once it has ended."""
     sfn = aws.client("stepfunctions")
     seen = 0
     deadline = time.monotonic() + timeout_s
@@ -106,6 +111,8 @@ def follow(
         seen = len(events)
         if description["status"] != "RUNNING":
             return dict(description)
+        if on_poll is not None:
+            on_poll()
         if time.monotonic() > deadline:
             raise StorageError(f"execution {execution_arn} still running after {timeout_s:.0f}s")
         time.sleep(poll_s)

@@ -27,6 +27,12 @@ def _settings() -> FunctionSettings | None:
         return None
 
 
+def configured_bucket(bucket: str | None) -> str | None:
+    """The bucket given, or the functions' own when this shell has their settings."""
+    settings = _settings() if bucket is None else None
+    return bucket or (settings.bucket if settings else None)
+
+
 def _database(request: RestoreRequest, settings: FunctionSettings | None, bucket: str | None) -> str | None:
     if settings is not None:
         try:

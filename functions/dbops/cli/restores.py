@@ -12,7 +12,8 @@ from dbops.aws.stepfunctions import follow, outcome
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.cli import EXIT_USAGE, common
 from dbops.cli.common import add_bucket_optional, print_json, print_table
-from dbops.cli.restore_checks import check_before_start, check_replica
+from dbops.cli.restore_checks import check_before_start, check_replica, configured_bucket
+from dbops.cli.stage_progress import StageProgress
 from dbops.contract import REFUSED_STATUS
 from dbops.errors import RefusedBeforeStart
 from dbops.restore.models import RestoreRequest
@@ -59,7 +60,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return EXIT_USAGE  # refused: nothing started
     execution = start_restore(arn, request)
     print(f"started {execution.rsplit(':', 1)[-1]}", flush=True)
-    description = follow(execution, _print_state)
+    stage = StageProgress(configured_bucket(args.bucket), execution, _print_state)  # Stage's bytes, rate, time left
+    description = follow(execution, stage.on_state, on_poll=stage.on_poll)
     if description["status"] == "SUCCEEDED":
         output = json.loads(description.get("output") or "{}")
         if output.get("status") == REFUSED_STATUS:  # the execution's Validate refused it: nothing changed
