@@ -20,8 +20,8 @@ from dbops.backup.verify import verify_entry
 from dbops.cli import main
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.rehearsal import source
-from dbops.restore.backup_choice import choose_backup
 from dbops.restore.archive import download, table_of_contents
+from dbops.restore.backup_choice import choose_backup
 from dbops.restore.load import restore_size
 from local_stack.postgres import LocalPostgres
 from tests.support import table_checksums
