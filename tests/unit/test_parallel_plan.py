@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from dbops.backup.parallel.plan import MAX_RANGE_BYTES, MIN_RANGE_BYTES, SourceTable, plan_jobs, range_bytes_for
+from dbops.backup.parallel.plan import (
+    MAX_RANGE_BYTES,
+    MIN_RANGE_BYTES,
+    SMALL_TABLE_BYTES,
+    SourceTable,
+    in_archive,
+    plan_jobs,
+    range_bytes_for,
+)
 
 MB = 1024 * 1024
 
@@ -47,3 +55,10 @@ def test_a_table_mostly_toast_is_split_by_its_bytes() -> None:
     toasted = _table(1, 2 * MAX_RANGE_BYTES, pages=10)  # 10 heap pages, 2 GiB with TOAST
     jobs = plan_jobs([toasted], MAX_RANGE_BYTES)
     assert [(j.first_page, j.end_page) for j in jobs] == [(None, 5), (5, None)]
+
+
+def test_small_tables_go_to_the_archive_the_smallest_first_up_to_the_budget() -> None:
+    tables = [_table(1, 3 * MB), _table(2, 1 * MB), _table(3, 7 * MB), _table(4, 8 * MB), _table(5, 0)]
+    assert in_archive(tables, SMALL_TABLE_BYTES, budget=64 * MB) == {1, 2, 3, 5}  # 8 MB: not under the threshold
+    assert in_archive(tables, SMALL_TABLE_BYTES, budget=5 * MB) == {5, 2, 1}  # 0 + 1 + 3 MB; 7 more would pass 5
+    assert in_archive(tables, 0, budget=64 * MB) == set()  # small_bytes 0: every table a COPY job, empty ones too

@@ -1,10 +1,12 @@
 """Parallel-format backups restored through the synthesized state machine: in full (the rows streamed from S3 into
-the staged copy), selectively (only the chosen tables' objects read), and a selective restore's own safety backup."""
+the staged copy, the small tables' from the schema archive), selectively (only the chosen tables' objects read, a
+small chosen table's rows from the archive), and a selective restore's own safety backup (no other table's rows)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from dbops.backup.verify import verify_entry
 from dbops.cli import main
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.rehearsal import source
+from dbops.restore.archive import download, table_of_contents
 from dbops.restore.backup_choice import choose_backup
 from dbops.restore.load import restore_size
 from local_stack.postgres import LocalPostgres
@@ -26,11 +29,12 @@ from tests.workflow.test_restore_workflow import _incident, _structure, restore_
 
 Run = Callable[..., dict[str, Any]]
 RANGE_BYTES = 64 * 1024  # small ranges: the larger sample tables come in several objects
+SMALL_BYTES = 64 * 1024  # teams, users and sprints (48 kB) in the schema archive, the larger tables in objects
 
 
 def _parallel_backup(spec: ConnectionSpec, bucket: str) -> BackupManifest:
     request = BackupRequest(database="sprint_reports_v2", bucket=bucket)
-    manifest = run_parallel_backup(spec, request, workers=2, range_bytes=RANGE_BYTES)
+    manifest = run_parallel_backup(spec, request, workers=2, range_bytes=RANGE_BYTES, small_bytes=SMALL_BYTES)
     verify_entry(bucket, catalog.find_backup(bucket, manifest.id))  # Validate will not read it again
     return manifest
 
@@ -47,6 +51,7 @@ def test_full_restore_of_a_parallel_backup_stages_every_row_and_swaps(
     structure = _structure(sample_db, ["users", "sprints", "issues"])
     backup = _parallel_backup(sample_db, bucket)
     assert backup.format == "parallel" and len(backup.data) > len({o.table_oid for o in backup.data})
+    assert {"teams", "users", "sprints"} == {t.name for t in backup.tables} - {o.table for o in backup.data}
     _incident(sample_db)
 
     result = run_restore()
@@ -65,12 +70,17 @@ def test_selective_restore_of_a_parallel_backup_reads_only_its_tables_objects(
     sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
 ) -> None:
     configure(sample_db)
+    with connect(sample_db) as conn:  # sprints, as large as users, grown past SMALL_BYTES: its rows in objects
+        for _ in range(3):
+            conn.execute("UPDATE sprints SET id = id")
 
     def back_up_and_spoil_the_other_tables() -> None:
         backup = _parallel_backup(sample_db, bucket)
         chosen = {t.oid for t in backup.tables if t.name in ("users", "sprints")}
         others = [o for o in backup.data if o.table_oid not in chosen]
         assert others and len(others) < len(backup.data)
+        # users' rows are in the schema archive (its TABLE DATA entry restores them), sprints' in objects
+        assert {o.table for o in backup.data} & {"users", "sprints"} == {"sprints"}
         # every other table's rows unreadable (not zstd, not their checksum): reading any of them fails the restore
         for obj in others:
             aws.client("s3").put_object(Bucket=bucket, Key=obj.key, Body=b"not this table's rows")
@@ -92,13 +102,20 @@ def test_a_rehearsal_restores_a_parallel_backup_whole(
     assert table_checksums(scratch) == good
 
 
+def _rows_held(bucket: str, manifest: BackupManifest, folder: Path) -> set[int]:
+    """The OIDs of the tables whose rows the backup holds: in data objects or in the schema archive."""
+    archive = download(bucket, manifest.dump, folder / "schema.dump")
+    in_archive = {e.oid for e in table_of_contents(archive) if e.desc_and_name.startswith("TABLE DATA ")}
+    return {o.table_oid for o in manifest.data} | in_archive
+
+
 def _oids(spec: ConnectionSpec, tables: list[str]) -> set[int]:
     with connect(spec) as conn:
         return {int(conn.execute("SELECT %s::regclass::oid", [t]).fetchone()[0]) for t in tables}  # type: ignore[index]
 
 
 def test_a_selective_restores_safety_backup_holds_its_tables_alone_and_puts_them_back(
-    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None], run_restore: Run, tmp_path: Path
 ) -> None:
     configure(sample_db)
     run_backup(sample_db, BackupRequest(database="sprint_reports_v2", bucket=bucket))  # the single format
@@ -110,7 +127,7 @@ def test_a_selective_restores_safety_backup_holds_its_tables_alone_and_puts_them
     assert restored["status"] == "SUCCEEDED", restored.get("cause")
     safety = catalog.find_backup(bucket, json.loads(restored["output"])["safety_backup_id"]).manifest
     assert (safety.kind, safety.format, safety.tables_only) == ("prerestore", "parallel", True)
-    assert {o.table_oid for o in safety.data} == _oids(sample_db, ["users", "sprints"])
+    assert _rows_held(bucket, safety, tmp_path) == _oids(sample_db, ["users", "sprints"])
     assert sorted(t.qualified for t in safety.tables) == ["public.sprints", "public.users"]
     assert table_checksums(sample_db)["public.users"] != damaged["public.users"]
 
@@ -134,6 +151,7 @@ def test_dbops_backup_of_two_tables_restores_one_of_them_by_its_id(
     run_restore: Run,
     pg: LocalPostgres,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     """`dbops backup --format parallel --table users --table sprints`: those tables' rows alone (kind manual), which
     `latest` passes over and a selective restore by its id puts back, one table of the two."""
@@ -149,7 +167,7 @@ def test_dbops_backup_of_two_tables_restores_one_of_them_by_its_id(
     backup = catalog.list_backups(bucket)[0].manifest
     assert (backup.kind, backup.format, backup.tables_only) == ("manual", "parallel", True)
     assert sorted(t.qualified for t in backup.tables) == ["public.sprints", "public.users"]
-    assert {o.table_oid for o in backup.data} == _oids(sample_db, ["users", "sprints"])
+    assert _rows_held(bucket, backup, tmp_path) == _oids(sample_db, ["users", "sprints"])
     # a restore of `latest` means the newest whole backup: not this one
     assert choose_backup(bucket, "latest", None, "sprint_reports_v2").manifest.id == whole.id
     _incident(sample_db)  # rows lost from users and sprints

@@ -3,9 +3,9 @@
 The schema archive is small and pg_restore -j needs a regular file, so it is saved to a temporary folder; the data
 objects never touch disk: each is read from S3, checked (size, sha256) and decompressed on the way into a psql
 `COPY ... FROM STDIN`, and a copy whose object turns out not to match is killed before its COPY ends, so it
-commits nothing. Order, as pg_restore's own: pre-data (tables, types, functions), the rows, the archive's own
-data (sequence values, large objects, extension configuration), post-data with -j (indexes, constraints,
-triggers, materialized views refreshed).
+commits nothing. Order, as pg_restore's own: pre-data (tables, types, functions), the rows of the data objects,
+the archive's own data with -j (the small tables' rows, sequence values, large objects, extension configuration),
+post-data with -j (indexes, constraints, triggers, materialized views refreshed).
 """
 
 from __future__ import annotations
@@ -139,8 +139,11 @@ def restore_parallel(
             objects = [o for o in manifest.data if o.table_oid in chosen]
         run_pg_restore(target, ["--section=pre-data", *only], archive=archive, pg_bin_dir=pg_bin_dir)
         load_rows(bucket, objects, manifest.encoding or "UTF8", target, jobs, psql, counted)
-        run_pg_restore(target, ["--section=data", *only], archive=archive, pg_bin_dir=pg_bin_dir)
-        post = ["--section=post-data", f"--jobs={restore_jobs(manifest.tables, jobs)}", *only]
+        # the archive's own data: the small tables' rows (none in a backup written with a
+        # data object for every table), sequence values, large objects, extension configuration
+        parallel = f"--jobs={restore_jobs(manifest.tables, jobs)}"
+        run_pg_restore(target, ["--section=data", parallel, *only], archive=archive, pg_bin_dir=pg_bin_dir)
+        post = ["--section=post-data", parallel, *only]
         run_pg_restore(target, post, archive=archive, pg_bin_dir=pg_bin_dir)
     finally:
         with contextlib.suppress(OSError):

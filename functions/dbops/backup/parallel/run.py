@@ -3,7 +3,8 @@
 One repeatable-read transaction exports the snapshot and holds it (and an ACCESS SHARE lock on every copied table,
 as pg_dump takes) until the last object is written. pg_dump writes, in that snapshot, everything but the copied
 tables' rows (`--exclude-table-data` for each, by exact quoted name): the schema, sequence values, large objects,
-materialized views' REFRESH, extension configuration tables. The workers COPY each table's own rows (a leaf
+materialized views' REFRESH, extension configuration tables, and the rows of the small tables (`plan.in_archive`:
+a COPY job of their own would cost more than their rows). The workers COPY each other table's own rows (a leaf
 partition's, not a partitioned parent's; generated columns left out) in heap-page ranges into objects of their
 own. Memory: each worker holds its read buffer (4 MB), up to three upload parts (8 MB each, passed on from one
 object to the next) and a zstd context: about 45 MB a worker over the process's own, as measured (bench/README.md).
@@ -23,7 +24,16 @@ from dbops.aws import s3stream
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest, DataObject, StoredObject, TableStat
 from dbops.backup.deadline import Deadline
-from dbops.backup.parallel.plan import Job, SourceTable, copied_tables, named_tables, plan_jobs, range_bytes_for
+from dbops.backup.parallel.plan import (
+    SMALL_TABLE_BYTES,
+    Job,
+    SourceTable,
+    copied_tables,
+    in_archive,
+    named_tables,
+    plan_jobs,
+    range_bytes_for,
+)
 from dbops.backup.parallel.worker import CopySession, Running, copy_job
 from dbops.backup.run import BackupRequest, Progress, discard, failure, upload_dump
 from dbops.backup.snapshot import SnapshotHolder
@@ -87,8 +97,11 @@ def run_parallel_backup(
     deadline: float | None = None,
     progress: Progress | None = None,
     range_bytes: int | None = None,
+    small_bytes: int = SMALL_TABLE_BYTES,
 ) -> BackupManifest:
-    """Back up one database in the parallel format; returns the committed manifest or raises BackupError."""
+    """Back up one database in the parallel format; returns the committed manifest or raises BackupError.
+    `range_bytes`: the size of a COPY range (default: `range_bytes_for`); `small_bytes`: tables under it have their
+    rows in pg_dump's archive (see `plan.in_archive`), 0 puts every table into COPY jobs."""
     limit = Deadline(deadline)
     backup_id = catalog.new_backup_id()
     prefix = catalog.backup_prefix(request.kind, request.database, backup_id)
@@ -101,11 +114,15 @@ def run_parallel_backup(
                 snapshot = holder.export()
                 tables = copied_tables(conn, source.server_num)
                 keep = None if request.tables is None else named_tables(conn, request.tables)
-                copied = tables if keep is None else [t for t in tables if t.oid in keep]
+                kept = tables if keep is None else [t for t in tables if t.oid in keep]
+                small = in_archive(kept, small_bytes, range_bytes_for(kept, workers))
+                copied = [t for t in kept if t.oid not in small]
+                excluded = [t for t in tables if t.oid not in small]  # pg_dump writes the small tables' rows only
                 _lock(conn, copied)
-                # a limited backup reads no other table's rows, not even to count them
+                # a limited backup reads no other table's rows, not even to count them; the holder counts the
+                # small tables' rows, COPY the others'
                 outside = [] if keep is None else [t.oid for t in holder.tables if t.oid not in keep]
-                holder.start_counting(skip=[*(t.oid for t in tables), *(o for o in outside if o is not None)])
+                holder.start_counting(skip=[*(t.oid for t in copied), *(o for o in outside if o is not None)])
                 jobs = plan_jobs(copied, range_bytes or range_bytes_for(copied, workers))
                 session = CopySession(
                     psql,
@@ -122,7 +139,7 @@ def run_parallel_backup(
                 argv = [
                     str(source.pg_dump.path), "--no-password", f"--snapshot={snapshot}",
                     f"--lock-wait-timeout={lock_wait_s}s", "--format=custom", "--compress=0",
-                    *(f"--exclude-table-data={_pattern(t)}" for t in tables),
+                    *(f"--exclude-table-data={_pattern(t)}" for t in excluded),
                     *([] if keep is None else ["-B"]),  # no large objects: they belong to no table
                 ]  # fmt: skip
 
