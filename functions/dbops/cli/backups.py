@@ -22,6 +22,7 @@ from dbops.cli.common import (
     add_bucket,
     add_database_url,
     add_pg_bin,
+    add_region,
     add_state_machine,
     find_state_machine,
     print_json,
@@ -313,7 +314,7 @@ def register(sub: Any) -> None:
     lp.add_argument("--kind", choices=BACKUP_KINDS)
     lp.add_argument("--database")
     lp.add_argument("--json", action="store_true")
-    lp.add_argument("--region", help="the bucket's region, when not the environment's (the DR region's replica)")
+    add_region(lp, "the bucket's region, when not the environment's (the DR region's replica)")
     _add_keep_verified(lp, "the N in 'kept: newest N verified' (the stack's retention_days.keep_newest_verified)")
     lp.set_defaults(run=cmd_list)
     sp = backups_sub.add_parser(

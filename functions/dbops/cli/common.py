@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -62,6 +63,20 @@ def add_bucket(parser: argparse.ArgumentParser) -> None:
 
 def add_bucket_optional(parser: argparse.ArgumentParser, purpose: str) -> None:
     parser.add_argument("--bucket", action=EnvDefault, envvar="DBOPS_BUCKET", required=False, help=purpose)
+
+
+AWS_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+
+
+def add_region(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """--region: an AWS region's name, checked here (the SDK's own refusal would be its wording, not ours)."""
+
+    def region(text: str) -> str:
+        if not AWS_REGION.fullmatch(text):
+            raise argparse.ArgumentTypeError(f"{text!r} is not an AWS region (like us-west-2)")
+        return text
+
+    parser.add_argument("--region", type=region, help=help_text)
 
 
 def add_pg_bin(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from dbops import aws
 from dbops.aws.stepfunctions import follow, outcome
 from dbops.backup.catalog import BACKUP_KINDS
 from dbops.cli import EXIT_USAGE, common
-from dbops.cli.common import add_bucket_optional, print_json, print_table
+from dbops.cli.common import add_bucket_optional, add_region, print_json, print_table
 from dbops.cli.restore_checks import check_before_start, check_replica, configured_bucket
 from dbops.cli.stage_progress import StageProgress
 from dbops.contract import REFUSED_STATUS
@@ -117,9 +117,9 @@ def register(sub: Any) -> None:
         "point-in-time recovery (a temporary instance, deleted after) instead of a backup",
     )
     add_bucket_optional(p, "the backup bucket, to check the backup and its tables before starting")
-    p.add_argument(
-        "--region",
-        help="restore from the replica in this (DR) region: reads the catalog from --bucket there and starts the "
+    add_region(
+        p,
+        "restore from the replica in this (DR) region: reads the catalog from --bucket there and starts the "
         "DR stack's restore state machine there",
     )
     _machine_flag(p)
