@@ -27,6 +27,26 @@ os.environ.setdefault("POWERTOOLS_DEV", "0")
 
 
 SAMPLE_SCALE = 0.05
+ONLY_VERSION = "embedded"  # what `any_server_version` tests run on: PostgreSQL 18
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `any_server_version` (a CLI's flow, a state machine's paths, the AWS side) run on one server
+    version: what they test reads no schema and no output of the server that differs between versions, and every
+    test that does runs on each version."""
+    other = [
+        item
+        for item in items
+        if item.get_closest_marker("any_server_version")
+        and getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("pg", ONLY_VERSION) != ONLY_VERSION  # type: ignore[attr-defined]
+    ]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        dropped = set(map(id, other))
+        items[:] = [item for item in items if id(item) not in dropped]
+
+
 SAMPLE_TEMPLATE = "sample_template"
 
 

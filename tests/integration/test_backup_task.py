@@ -19,6 +19,8 @@ from handlers.backup import handler
 from local_stack.postgres import free_port
 from tests.support import LocalLambdaContext, cloudwatch_sums, emf_metrics, limited_login
 
+pytestmark = pytest.mark.any_server_version  # the flow, not the server: PostgreSQL 18 alone
+
 
 def _url(spec: ConnectionSpec, password: str | None = None) -> str:
     assert spec.password is not None

@@ -21,6 +21,8 @@ from dbops.postgres.connection import ConnectionSpec
 from local_stack.aws import LocalAws
 from local_stack.replication import LocalReplication, configure_replication
 
+pytestmark = pytest.mark.any_server_version  # the flow, not the server: PostgreSQL 18 alone
+
 DATABASE = "ledger"
 DR_REGION = "us-west-2"
 LOCK = BackupLock(mode="compliance", days=30)

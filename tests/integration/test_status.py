@@ -24,6 +24,8 @@ from dbops.rehearsal import RehearsalRequest, RehearsalResult, artifacts, run_re
 from dbops.restore.records import RestoreRecord, save
 from local_stack.aws import LocalAws
 
+pytestmark = pytest.mark.any_server_version  # the flow, not the server: PostgreSQL 18 alone
+
 SCHEDULE = "cron(0 2 * * ? *)"
 
 

@@ -23,6 +23,8 @@ from local_stack.aws import LocalAws
 from tests.support import cloudwatch_sums, emf_metrics
 from tests.workflow.alarms import tripped
 
+pytestmark = pytest.mark.any_server_version  # the flow, not the server: PostgreSQL 18 alone
+
 DATABASES = ("app_one", "app_two", "app_bad")
 
 

@@ -15,6 +15,8 @@ from handlers.restore import drop_expired_copies
 from local_stack.lambda_runtime import LocalLambdaContext, scheduled_event
 from tests.support import emf_metrics
 
+pytestmark = pytest.mark.any_server_version  # the flow, not the server: PostgreSQL 18 alone
+
 
 @pytest.fixture
 def made(sample_db: ConnectionSpec) -> Iterator[list[str]]:

@@ -19,6 +19,8 @@ from local_stack.metrics import emf_to_cloudwatch
 from tests.support import sns_messages, table_checksums, topic_with_queue
 from tests.workflow.alarms import metric_totals, tripped
 
+pytestmark = pytest.mark.any_server_version  # the flow, not the server: PostgreSQL 18 alone
+
 Run = Callable[..., dict[str, Any]]
 DB = "sprint_reports_v2"
 

@@ -17,6 +17,8 @@ from dbops.restore.progress_file import ProgressFile, read_progress
 from dbops.text import human_bytes
 from tests.support import table_checksums
 
+pytestmark = pytest.mark.any_server_version  # the flow, not the server: PostgreSQL 18 alone
+
 
 def test_cli_selective_restore_follows_the_execution_state_by_state(
     sample_db: ConnectionSpec,
