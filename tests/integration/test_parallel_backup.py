@@ -141,6 +141,7 @@ class WhenCopying:
     ) -> None:
         self.spec, self.act, self.every = spec, act, every
         self.after_schema_in = after_schema_in  # a bucket: act only once the schema archive is stored there
+        self.failed: Exception | None = None
         self.watching, self.stop = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -152,6 +153,8 @@ class WhenCopying:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
+        if self.failed is not None:  # the watcher's own error, not "DID NOT RAISE" for a fault never injected
+            raise self.failed
 
     def _schema_done(self) -> bool:
         """pg_dump's archive stored: its object is in the bucket (pg_dump's session can come and go between two
@@ -160,6 +163,13 @@ class WhenCopying:
         return any(o["Key"].endswith("/schema.dump.zst") for o in listed.get("Contents", []))
 
     def _watch(self) -> None:
+        try:
+            self._look()
+        except Exception as exc:
+            self.failed = exc
+            self.watching.set()
+
+    def _look(self) -> None:
         with connect(self.spec, autocommit=True) as conn:
             self.watching.set()
             while not self.stop.is_set():

@@ -8,6 +8,8 @@ on the first client (~70 ms): a backup creates its client on the upload thread w
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
@@ -20,6 +22,18 @@ def use_region(region: str | None) -> None:
     global _region
     _region = region
     client.cache_clear()
+
+
+@contextmanager
+def region_kept() -> Iterator[None]:
+    """A command's `use_region` undone when it ends: `dbops.cli.main` called again in the same process (a
+    pipeline's script, the tests) starts in the environment's region, not in the last command's."""
+    before = _region
+    try:
+        yield
+    finally:
+        if _region != before:
+            use_region(before)
 
 
 @cache

@@ -22,7 +22,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from dbops import contract
+from dbops import aws, contract
 from dbops.errors import (
     BackupNotFound,
     ConfigError,
@@ -156,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(args_list[0] if args_list else None)
     args = parser.parse_args(args_list)
     try:
-        return int(args.run(args) or EXIT_DONE)
+        with aws.region_kept():
+            return int(args.run(args) or EXIT_DONE)
     except ValidationError as exc:  # a model built from the flags (e.g. a restore request) refused them
         print(f"dbops: error: {error_line(exc, flag_names(parser))}", file=sys.stderr)
         return EXIT_USAGE
