@@ -91,7 +91,7 @@ def _dbops_tripped(alarm: dict[str, Any], database: str, since: datetime) -> boo
         Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
         StartTime=since,
         EndTime=datetime.now(UTC) + timedelta(minutes=5),
-        Period=60,
+        Period=1,  # per second: a datapoint of an earlier test in the same minute is not counted
         Statistics=[alarm["Statistic"]],
     )["Datapoints"]
     compare = COMPARE[alarm["ComparisonOperator"]]
@@ -158,7 +158,7 @@ def metric_sum(name: str, database: str, since: datetime) -> float:
         Dimensions=[{"Name": contract.DIMENSION_DATABASE, "Value": database}],
         StartTime=since,
         EndTime=datetime.now(UTC) + timedelta(minutes=5),
-        Period=60,
+        Period=1,  # per second: a datapoint of an earlier test in the same minute is not counted
         Statistics=["Sum"],
     )["Datapoints"]
     return float(sum(p["Sum"] for p in points))
