@@ -18,6 +18,7 @@ BREACHING = cw.TreatMissingData.BREACHING
 NOT_BREACHING = cw.TreatMissingData.NOT_BREACHING
 
 FIVE_MINUTES = Duration.minutes(5)
+ONE_DAY = Duration.days(1)
 RPO_HOURS = 24  # the guide's recovery point objective
 
 
@@ -142,6 +143,49 @@ def database_rules(
             1,
             NOT_BREACHING,
             f"transaction ID age above {t.xid_wraparound_age:,}: wraparound protection is approaching",
+        ),
+    ]
+
+
+def disaster_rules(rpo_hours: float, drill_scheduled: bool) -> list[AlarmRule]:
+    """The DR stack's alarms on a database's disaster drill: it failed (no replicated verified backup, or the restore
+    failed), the replicated backup it restored was older than `rpo_hours` (the DR recovery point), and, while it is
+    scheduled, that none ran for 7 days (CloudWatch's longest window; a day without data counts as breaching)."""
+    missing = AlarmRule(
+        "DisasterDrillMissing",
+        contract.DISASTER_RECOVERY_POINT_AGE_SECONDS,
+        "SampleCount",
+        ONE_DAY,
+        LT,
+        1,
+        7,
+        BREACHING,
+        "no disaster drill reported its recovery point for 7 days",
+    )
+    return [
+        *([missing] if drill_scheduled else []),
+        AlarmRule(
+            "DisasterDrillFailed",
+            contract.DISASTER_DRILL_FAILED,
+            "Sum",
+            ONE_DAY,
+            GE,
+            1,
+            1,
+            NOT_BREACHING,
+            "the disaster drill in the DR region failed",
+        ),
+        AlarmRule(
+            "DisasterRecoveryPointOld",
+            contract.DISASTER_RECOVERY_POINT_AGE_SECONDS,
+            "Maximum",
+            ONE_DAY,
+            GT,
+            rpo_hours * 3600,
+            1,
+            NOT_BREACHING,
+            f"the newest replicated verified backup was more than {rpo_hours:g} hours old at the disaster drill "
+            "(the DR recovery point)",
         ),
     ]
 

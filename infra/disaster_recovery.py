@@ -20,7 +20,7 @@ from constructs import Construct
 
 from dbops import contract
 from infra.functions import LOG_RETENTION, Functions
-from infra.layers import Layers
+from infra.layers import stack_layers
 from infra.monitoring import Monitoring
 from infra.restore_workflow import STEP_HANDLERS, RestoreWorkflow
 from infra.schedules import Schedules, dead_letter_queue, disaster_drill_input
@@ -49,15 +49,7 @@ class DisasterRestore(Construct):
         super().__init__(scope, construct_id)
         self.logs_key = logs_key(self, "LogsKey")
         queue = dead_letter_queue(self, "ScheduledInvokeDlq")
-        layers = Layers(
-            self,
-            "Layers",
-            arch=settings.architecture,
-            certs_dir=certs_dir,
-            ca_bundles=settings.ca_bundles(),
-            require_built=settings.require_layers,
-            build_dir=layers_build_dir,
-        )
+        layers = stack_layers(self, settings, certs_dir=certs_dir, build_dir=layers_build_dir)
         self.functions = Functions(
             self,
             "Functions",

@@ -19,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.constants import LAYER_PLACEHOLDER_DIR, LAYERS_BUILD_DIR
+from infra.settings import StackSettings
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 
@@ -118,3 +119,16 @@ class Layers(Construct):
             compatible_runtimes=[RUNTIME],
             removal_policy=RemovalPolicy.RETAIN,
         )
+
+
+def stack_layers(scope: Construct, settings: StackSettings, *, certs_dir: Path, build_dir: Path) -> Layers:
+    """A stack's layers as its settings ask for them (the main stack's and the DR stack's alike)."""
+    return Layers(
+        scope,
+        "Layers",
+        arch=settings.architecture,
+        certs_dir=certs_dir,
+        ca_bundles=settings.ca_bundles(),
+        require_built=settings.require_layers,
+        build_dir=build_dir,
+    )

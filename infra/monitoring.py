@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -23,21 +23,18 @@ from constructs import Construct
 from dbops import contract
 from dbops.contract import MAINTENANCE_TASKS
 from infra.alarm_rules import (
-    BREACHING,
     FIVE_MINUTES,
     GE,
     GT,
-    LT,
     NOT_BREACHING,
     AlarmRule,
     database_rules,
     dbops_metric,
+    disaster_rules,
 )
 from infra.alarm_settings import AlarmSettings
 from infra.dashboard import build_dashboard
 from infra.settings import StackSettings
-
-ONE_DAY = Duration.days(1)
 
 
 class Monitoring(Construct):
@@ -201,51 +198,8 @@ class Monitoring(Construct):
         ]
 
     def watch_disaster_drill(self, database: str, rpo_hours: float, *, scheduled: bool = True) -> list[cw.Alarm]:
-        """The DR stack's disaster drill of a database: it failed (no replicated verified backup, or the restore
-        failed), or the replicated backup it restored was older than `rpo_hours` (the DR recovery point); when it
-        is `scheduled`, also that no drill ran for a week (the longest window a CloudWatch alarm evaluates)."""
-        alarms = []
-        if scheduled:
-            alarms.append(
-                self._add(
-                    f"DisasterDrillMissing-{database}",
-                    kind="DisasterDrillMissing",
-                    metric=dbops_metric(
-                        contract.DISASTER_RECOVERY_POINT_AGE_SECONDS, database, statistic="SampleCount", period=ONE_DAY
-                    ),
-                    comparison=LT,
-                    threshold=1,
-                    evaluation_periods=7,  # 7 days without a drill: each day breaching, a day without data too
-                    missing=BREACHING,
-                    meaning=f"no disaster drill of database {database} reported its recovery point for 7 days",
-                )
-            )
-        return [
-            *alarms,
-            self._add(
-                f"DisasterDrillFailed-{database}",
-                kind="DisasterDrillFailed",
-                metric=dbops_metric(contract.DISASTER_DRILL_FAILED, database, statistic="Sum", period=ONE_DAY),
-                comparison=GE,
-                threshold=1,
-                evaluation_periods=1,
-                missing=NOT_BREACHING,
-                meaning=f"the disaster drill of database {database} in the DR region failed",
-            ),
-            self._add(
-                f"DisasterRecoveryPointOld-{database}",
-                kind="DisasterRecoveryPointOld",
-                metric=dbops_metric(
-                    contract.DISASTER_RECOVERY_POINT_AGE_SECONDS, database, statistic="Maximum", period=ONE_DAY
-                ),
-                comparison=GT,
-                threshold=rpo_hours * 3600,
-                evaluation_periods=1,
-                missing=NOT_BREACHING,
-                meaning=f"the newest replicated verified backup of database {database} was more than {rpo_hours:g} "
-                "hours old at the disaster drill (the DR recovery point)",
-            ),
-        ]
+        """The DR stack's disaster drill of a database (alarm_rules.disaster_rules)."""
+        return [self._database_alarm(rule, database) for rule in disaster_rules(rpo_hours, scheduled)]
 
     def watch_state_machine(
         self, name: str, state_machine: sfn.IStateMachine, kind: str = "RestoreFailed"

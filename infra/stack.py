@@ -32,7 +32,7 @@ from infra.container_images import container_image
 from infra.function_policies import app_hook_statements
 from infra.function_specs import rehearsal_step_spec, restore_step_spec
 from infra.functions import LOG_RETENTION, Functions
-from infra.layers import Layers
+from infra.layers import stack_layers
 from infra.monitoring import Monitoring
 from infra.point_in_time_access import PointInTimeAccess
 from infra.rehearsal_settings import rehearsal_secret_name
@@ -74,15 +74,7 @@ class DbopsStack(Stack):
         self.storage = BackupStorage(self, "Storage", retention=settings.retention_days, lock=settings.backup_lock)
         self.logs_key = logs_key(self, "LogsKey")
         self.dead_letter_queue = dead_letter_queue(self, "ScheduledInvokeDlq")
-        self.layers = Layers(
-            self,
-            "Layers",
-            arch=settings.architecture,
-            certs_dir=certs_dir,
-            ca_bundles=settings.ca_bundles(),
-            require_built=settings.require_layers,
-            build_dir=layers_build_dir,
-        )
+        self.layers = stack_layers(self, settings, certs_dir=certs_dir, build_dir=layers_build_dir)
         self.functions = Functions(
             self,
             "Functions",

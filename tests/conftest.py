@@ -132,6 +132,23 @@ def bucket(local_aws: LocalAws) -> str:
 MIGRATIONS_IMAGE = "sprint-reports-migrations:local"  # tests/fixtures/alembic_sprint_reports, as an image
 
 
+@pytest.fixture
+def rds_instance(local_aws: LocalAws, request: pytest.FixtureRequest) -> Iterator[str]:
+    """An RDS instance in moto keeping `retention` days of automated backups (parametrize indirectly; default 7)."""
+    name = f"db-{uuid.uuid4().hex[:8]}"
+    aws.client("rds").create_db_instance(
+        DBInstanceIdentifier=name,
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        AllocatedStorage=20,
+        MasterUsername="postgres",
+        MasterUserPassword="not-used-here",
+        BackupRetentionPeriod=getattr(request, "param", 7),
+    )
+    yield name
+    aws.client("rds").delete_db_instance(DBInstanceIdentifier=name, SkipFinalSnapshot=True)
+
+
 @pytest.fixture(scope="session")
 def restore_machine(local_aws: LocalAws) -> str:
     """The restore state machine as the stack makes it, with sprint_reports_v2's migration rehearsals (mode

@@ -73,6 +73,10 @@ class StorageError(DbopsError):
     """S3 refused or failed an operation."""
 
 
+class BucketNotFound(StorageError):
+    """The bucket named does not exist (in the region asked)."""
+
+
 class BackupError(DbopsError):
     """A backup did not complete; nothing was committed to the catalog."""
 

@@ -131,16 +131,8 @@ class WhenCopying:
     """Once a COPY session is busy, act on it (its pid and application_name); on every one seen until the block
     ends with `every`. The block starts once it is watching."""
 
-    def __init__(
-        self,
-        spec: ConnectionSpec,
-        act: Callable[[int, str], None],
-        *,
-        every: bool = False,
-        after_schema_in: str | None = None,
-    ) -> None:
+    def __init__(self, spec: ConnectionSpec, act: Callable[[int, str], None], *, every: bool = False) -> None:
         self.spec, self.act, self.every = spec, act, every
-        self.after_schema_in = after_schema_in  # a bucket: act only once the schema archive is stored there
         self.failed: Exception | None = None
         self.watching, self.stop = threading.Event(), threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
@@ -156,12 +148,6 @@ class WhenCopying:
         if self.failed is not None:  # the watcher's own error, not "DID NOT RAISE" for a fault never injected
             raise self.failed
 
-    def _schema_done(self) -> bool:
-        """pg_dump's archive stored: its object is in the bucket (pg_dump's session can come and go between two
-        looks at pg_stat_activity)."""
-        listed = aws.client("s3").list_objects_v2(Bucket=self.after_schema_in, Prefix="backups/")
-        return any(o["Key"].endswith("/schema.dump.zst") for o in listed.get("Contents", []))
-
     def _watch(self) -> None:
         try:
             self._look()
@@ -173,9 +159,6 @@ class WhenCopying:
         with connect(self.spec, autocommit=True) as conn:
             self.watching.set()
             while not self.stop.is_set():
-                if self.after_schema_in and not self._schema_done():
-                    time.sleep(0.005)
-                    continue
                 row = conn.execute(
                     "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE 'dbops-copy %' "
                     "AND state = 'active' AND query LIKE 'COPY%' AND backend_type = 'client backend' "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -153,65 +152,53 @@ def _rehearsed(spec: ConnectionSpec, bucket: str, name: str, command: list[str])
 
 
 def test_status_shows_the_point_in_time_window_the_last_rehearsal_and_the_newest_health_report(
-    sample_db: ConnectionSpec, bucket: str, local_aws: LocalAws, capsys: pytest.CaptureFixture[str]
+    sample_db: ConnectionSpec, bucket: str, rds_instance: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """pitr: an RDS instance keeping 7 days of automated backups (moto's), its window shown; rehearsed_ok and
     rehearsed_bad: the verdict of their last rehearsal (one passed, one failed: a warning); pitr's health report
     read back from health/reports/: its worst probe, and a newer report saved over it shown instead."""
-    instance = f"db-{uuid.uuid4().hex[:8]}"
-    rds = aws.client("rds")
-    rds.create_db_instance(
-        DBInstanceIdentifier=instance,
-        Engine="postgres",
-        DBInstanceClass="db.t3.micro",
-        AllocatedStorage=20,
-        MasterUsername="postgres",
-        MasterUserPassword="not-used-here",
-        BackupRetentionPeriod=7,
-    )
     passed = _rehearsed(sample_db, bucket, "rehearsed_ok", ["true"])
     failed = _rehearsed(sample_db, bucket, "rehearsed_bad", ["false"])
     assert (passed.verdict, failed.verdict) == ("pass", "fail")
     report = run_health(sample_db, HealthSettings(bucket=bucket, database_name="pitr"))
     save_report(bucket, report)
-    configured = json.dumps([{"name": "pitr", "secret_id": "dbops/pitr", "rds_instance_id": instance}])
+    configured = json.dumps([{"name": "pitr", "secret_id": "dbops/pitr", "rds_instance_id": rds_instance}])
     args = ["status", "--bucket", bucket, "--databases", configured, "--json"]
-    try:
-        capsys.readouterr()
-        main([*args, "--database", "pitr", "--database", "rehearsed_ok", "--database", "rehearsed_bad"])
-        printed = capsys.readouterr()
-        assert printed.out.startswith("{"), printed.err
-        rows = {db["database"]: {a["name"]: a for a in db["aspects"]} for db in json.loads(printed.out)["databases"]}
-        window = rows["pitr"]["point_in_time"]
-        assert window["status"] == "ok", window
-        # moto's instance: restorable from its creation (within its 7 days) to now
-        created = rds.describe_db_instances(DBInstanceIdentifier=instance)["DBInstances"][0]["InstanceCreateTime"]
-        earliest, latest = (datetime.fromisoformat(str(window["values"][k])) for k in ("earliest", "latest"))
-        assert abs((earliest - created).total_seconds()) < 1 and 0 <= (datetime.now(UTC) - latest).total_seconds() < 60
-        assert window["text"].startswith(f"{earliest:%m-%d %H:%M} to {latest:%m-%d %H:%M} UTC (lag "), window
-        assert rows["rehearsed_ok"]["point_in_time"]["text"] == "-"  # no RDS configured for it
-        assert rows["rehearsed_ok"]["rehearsal"] == {
-            "name": "rehearsal", "status": "ok", "text": "pass", "values": {"id": passed.rehearsal_id},
-        }  # fmt: skip
-        bad = rows["rehearsed_bad"]["rehearsal"]
-        assert bad["status"] == "warn" and bad["text"].startswith("fail: ") and failed.reasons[0][:40] in bad["text"]
-        assert bad["values"] == {"id": failed.rehearsal_id}
-        assert rows["pitr"]["rehearsal"]["text"] == "-" and rows["pitr"]["rehearsal"]["status"] == "unknown"
-        health = rows["pitr"]["health"]
-        assert health["status"] == report.status.value and health["values"]["status"] == report.status.value
-        if report.status is not Status.OK:  # its worst probe by name
-            worst = next(p for p in report.probes if p.status is report.status)
-            assert health["text"].startswith(f"{report.status.value} {worst.name}")
+    capsys.readouterr()
+    main([*args, "--database", "pitr", "--database", "rehearsed_ok", "--database", "rehearsed_bad"])
+    printed = capsys.readouterr()
+    assert printed.out.startswith("{"), printed.err
+    rows = {db["database"]: {a["name"]: a for a in db["aspects"]} for db in json.loads(printed.out)["databases"]}
+    window = rows["pitr"]["point_in_time"]
+    assert window["status"] == "ok", window
+    # moto's instance: restorable from its creation (within its 7 days) to now
+    created = aws.client("rds").describe_db_instances(DBInstanceIdentifier=rds_instance)["DBInstances"][0][
+        "InstanceCreateTime"
+    ]
+    earliest, latest = (datetime.fromisoformat(str(window["values"][k])) for k in ("earliest", "latest"))
+    assert abs((earliest - created).total_seconds()) < 1 and 0 <= (datetime.now(UTC) - latest).total_seconds() < 60
+    assert window["text"].startswith(f"{earliest:%m-%d %H:%M} to {latest:%m-%d %H:%M} UTC (lag "), window
+    assert rows["rehearsed_ok"]["point_in_time"]["text"] == "-"  # no RDS configured for it
+    assert rows["rehearsed_ok"]["rehearsal"] == {
+        "name": "rehearsal", "status": "ok", "text": "pass", "values": {"id": passed.rehearsal_id},
+    }  # fmt: skip
+    bad = rows["rehearsed_bad"]["rehearsal"]
+    assert bad["status"] == "warn" and bad["text"].startswith("fail: ") and failed.reasons[0][:40] in bad["text"]
+    assert bad["values"] == {"id": failed.rehearsal_id}
+    assert rows["pitr"]["rehearsal"]["text"] == "-" and rows["pitr"]["rehearsal"]["status"] == "unknown"
+    health = rows["pitr"]["health"]
+    assert health["status"] == report.status.value and health["values"]["status"] == report.status.value
+    if report.status is not Status.OK:  # its worst probe by name
+        worst = next(p for p in report.probes if p.status is report.status)
+        assert health["text"].startswith(f"{report.status.value} {worst.name}")
 
-        # a newer report, one probe critical: saved over the last, it is the one shown
-        probe = report.probes[-1]
-        critical = probe.model_copy(update={"status": Status.CRITICAL, "message": "made critical by the test"})
-        newer = report.model_copy(update={"checked_at": datetime.now(UTC), "probes": [critical, *report.probes[:-1]]})
-        save_report(bucket, newer)
-        code = main([*args, "--database", "pitr"])
-        [pitr] = json.loads(capsys.readouterr().out)["databases"]
-        shown = {a["name"]: a for a in pitr["aspects"]}["health"]
-        assert shown["status"] == "critical" and shown["text"] == f"critical {probe.name}", shown
-        assert code == 2
-    finally:
-        rds.delete_db_instance(DBInstanceIdentifier=instance, SkipFinalSnapshot=True)
+    # a newer report, one probe critical: saved over the last, it is the one shown
+    probe = report.probes[-1]
+    critical = probe.model_copy(update={"status": Status.CRITICAL, "message": "made critical by the test"})
+    newer = report.model_copy(update={"checked_at": datetime.now(UTC), "probes": [critical, *report.probes[:-1]]})
+    save_report(bucket, newer)
+    code = main([*args, "--database", "pitr"])
+    [pitr] = json.loads(capsys.readouterr().out)["databases"]
+    shown = {a["name"]: a for a in pitr["aspects"]}["health"]
+    assert shown["status"] == "critical" and shown["text"] == f"critical {probe.name}", shown
+    assert code == 2

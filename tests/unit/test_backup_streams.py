@@ -1,5 +1,6 @@
-"""How many COPY streams a parallel backup runs (dbops.backup.formats.copy_streams): DBOPS_MAX_STREAMS at most, and
-no more than the machine's vCPUs: a Fargate task's from its task definition's CPU units, Lambda's from its memory."""
+"""How many COPY streams a parallel backup runs (dbops.backup.parallel.plan.copy_streams): DBOPS_MAX_STREAMS at
+most, and no more than the machine's vCPUs: a Fargate task's from its task definition's CPU units, Lambda's from its
+memory."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import pytest
 
 from dbops.backup.database_backup import format_for
-from dbops.backup.formats import copy_streams
+from dbops.backup.parallel.plan import copy_streams
 from dbops.contract import ENV_LAMBDA_MEMORY_SIZE, ENV_TASK_CPU_UNITS
 from dbops.settings import FunctionSettings
 

@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
 from dbops.aws.part_buffers import PartBuffers
-from dbops.errors import StorageError
+from dbops.errors import BucketNotFound, StorageError
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
@@ -281,13 +281,7 @@ def get_text(bucket: str, key: str) -> str | None:
 
 
 def list_keys(bucket: str, prefix: str) -> Iterator[str]:
-    try:
-        pages = aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for page in pages:
-            for item in page.get("Contents", []):
-                yield item["Key"]
-    except (BotoCoreError, ClientError) as exc:
-        raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
+    return (key for key, _ in list_objects(bucket, prefix))
 
 
 def abort_uploads(bucket: str, prefix: str) -> list[str]:
@@ -319,7 +313,11 @@ def list_objects(bucket: str, prefix: str) -> Iterator[tuple[str, datetime]]:
         for page in pages:
             for item in page.get("Contents", []):
                 yield item["Key"], item["LastModified"]
-    except (BotoCoreError, ClientError) as exc:
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+            raise BucketNotFound(f"bucket {bucket} does not exist") from None
+        raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
+    except BotoCoreError as exc:
         raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
 
 

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupKind, BackupManifest
-from dbops.backup.formats import FormatChoice, choose_format, copy_streams, run_in_format
+from dbops.backup.formats import FormatChoice, choose_format, run_in_format
+from dbops.backup.parallel.plan import copy_streams
 from dbops.backup.retention import RetentionResult, release_for_expiry
 from dbops.backup.run import BackupRequest
 from dbops.backup.verify import verify_entry

@@ -6,38 +6,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dbops.backup.catalog import BackupManifest
-from dbops.backup.parallel.plan import worker_count
 from dbops.backup.parallel.run import run_parallel_backup
 from dbops.backup.run import BackupRequest, Progress, run_backup
 from dbops.config.backup import AUTO_PARALLEL_RAW_BYTES
 from dbops.postgres.connection import ConnectionSpec
 
 Format = Literal["single", "parallel"]
-CPU_UNITS_PER_VCPU = 1024  # Fargate's CPU units
-
-
-@dataclass(frozen=True)
-class Streams:
-    """How many COPY streams a parallel backup may run here, and why."""
-
-    count: int
-    why: str
-
-
-def copy_streams(
-    max_streams: int, *, lambda_memory_mb: int | None = None, task_cpu_units: int | None = None
-) -> Streams:
-    """At most `max_streams`, and no more than the machine's vCPUs: a Fargate task's from its task definition's CPU
-    units (rounded down, at least 1: the host's CPU count is not the task's), Lambda's from its memory (one vCPU per
-    1,769 MB, up to 6), else the CPUs this process sees."""
-    if task_cpu_units:
-        vcpus = max(1, task_cpu_units // CPU_UNITS_PER_VCPU)
-        count = min(max_streams, vcpus)
-        machine = f"Fargate task: {task_cpu_units / CPU_UNITS_PER_VCPU:g} vCPUs"
-    else:
-        count = worker_count(max_streams, lambda_memory_mb)
-        machine = f"Lambda: {lambda_memory_mb} MB" if lambda_memory_mb else "this machine's CPUs"
-    return Streams(count, machine if count < max_streams else f"max_streams {max_streams} ({machine})")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from psycopg import Connection
 from pydantic import ValidationError
 
 from dbops.backup.formats import choose_format, run_in_format
-from dbops.backup.parallel.plan import worker_count
+from dbops.backup.parallel.plan import copy_streams
 from dbops.backup.run import BackupRequest
 from dbops.backup.tables import list_tables
 from dbops.cli.common import spec_from
@@ -71,7 +71,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         tables=tables,
     )
     progress = ProgressPrinter(size, of="database size")
-    choice = choose_format(args.format, None, worker_count(args.max_streams))
+    choice = choose_format(args.format, None, copy_streams(args.max_streams).count)
     try:
         manifest = run_in_format(spec, request, choice, progress=progress)
     finally:

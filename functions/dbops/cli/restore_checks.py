@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from dbops.backup import catalog
-from dbops.errors import BackupNotFound, ConfigError, RestoreRefused, StorageError
+from dbops.errors import BackupNotFound, BucketNotFound, ConfigError, RestoreRefused, StorageError
 from dbops.errors import RefusedBeforeStart as Refused
 from dbops.restore.backup_choice import choose_backup
 from dbops.restore.models import RestoreRequest
@@ -59,16 +59,10 @@ def _backup(request: RestoreRequest, bucket: str, database: str) -> str:
 def check_replica(request: RestoreRequest, bucket: str, region: str) -> list[str]:
     """`dbops restore --region R --bucket B`: the replica in the DR region must be there and hold the backup (the
     catalog read from it decides, a missing bucket or backup refuses: nothing else there can be restored)."""
-    from dbops import aws
-
     try:
-        aws.client("s3").head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("404", "NoSuchBucket", "NotFound"):
-            raise Refused(f"bucket {bucket} does not exist in region {region}") from None
-        raise
-    names = catalog.databases(bucket)
+        names = catalog.databases(bucket)
+    except BucketNotFound:
+        raise Refused(f"bucket {bucket} does not exist in region {region}") from None
     database = request.database or (names[0] if len(names) == 1 else None)
     if database is None:
         held = f"backups of {', '.join(names)}: give --database" if names else "no backup"

@@ -21,10 +21,8 @@ class StageProgress:
         bucket: str | None,
         execution: str,
         print_state: Callable[[str, str], None],
-        printer: Callable[[], ProgressPrinter] = ProgressPrinter,
     ) -> None:
         self.bucket, self.execution, self.print_state = bucket, execution, print_state
-        self.make_printer = printer
         self.printer: ProgressPrinter | None = None
         self._read_at = float("-inf")
 
@@ -35,7 +33,7 @@ class StageProgress:
             self.printer = None
         self.print_state(kind, name)
         if kind == "entered" and name in STAGE_STATES and self.bucket:
-            self.printer = self.make_printer()
+            self.printer = ProgressPrinter()
 
     def on_poll(self) -> None:
         if self.printer is not None and time.monotonic() - self._read_at >= READ_EVERY_S:

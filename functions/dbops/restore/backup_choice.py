@@ -9,21 +9,26 @@ from dbops.restore.models import RestoreState
 from dbops.settings import FunctionSettings
 
 
+def _whole(manifest: BackupManifest) -> bool:
+    """A backup of the whole database the operator took: not a restore's safety copy, nor some tables' rows."""
+    return manifest.kind != "prerestore" and not manifest.tables_only
+
+
 def choose_backup(bucket: str, ref: str, kind: str | None, database: str) -> catalog.CatalogEntry:
     """`latest` without a kind means the newest whole backup the operator took: not a safety copy of a restore, nor
     a backup of some tables' rows (`dbops backup --table`), which is restored by its id."""
     if ref == "latest" and kind is None:
         for entry in catalog.list_backups(bucket, database=database):
-            if entry.manifest.kind != "prerestore" and not entry.manifest.tables_only:
+            if _whole(entry.manifest):
                 return entry
     return catalog.find_backup(bucket, ref, kind=kind, database=database)
 
 
 def newest_verified(bucket: str, database: str) -> catalog.CatalogEntry:
-    """A disaster drill's backup: the newest verified one (a safety copy of a restore aside) in the bucket, the
-    replica; none there is replication's failure, not the request's."""
+    """A disaster drill's backup: the newest verified whole one in the bucket, the replica; none there is
+    replication's failure, not the request's."""
     for entry in catalog.list_backups(bucket, database=database):
-        if entry.manifest.kind != "prerestore" and entry.verified:
+        if _whole(entry.manifest) and entry.verified:
             return entry
     raise NoReplicatedBackup(
         f"no verified backup of {database} in bucket {bucket}: nothing has been replicated to the DR region "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest
-from dbops.backup.formats import copy_streams
+from dbops.backup.parallel.plan import copy_streams
 from dbops.backup.parallel.run import run_parallel_backup
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.restore.connections import target_spec

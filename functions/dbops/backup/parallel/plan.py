@@ -160,10 +160,30 @@ def plan_jobs(tables: list[SourceTable], range_bytes: int) -> list[Job]:
     return sorted(jobs, key=lambda j: (-j.bytes, j.table.oid, j.index))
 
 
-def worker_count(max_streams: int, lambda_memory_mb: int | None = None, cpus: int | None = None) -> int:
-    """COPY streams: at most `max_streams`, and no more than the machine's CPUs (in Lambda: one vCPU per
-    1,769 MB of memory, up to 6)."""
-    available = cpus or os.cpu_count() or 1
-    if lambda_memory_mb:
-        available = min(available, max(1, min(LAMBDA_MAX_VCPUS, lambda_memory_mb // LAMBDA_MB_PER_VCPU)))
-    return max(1, min(max_streams, available))
+CPU_UNITS_PER_VCPU = 1024  # Fargate's CPU units
+
+
+@dataclass(frozen=True)
+class Streams:
+    """How many COPY streams a parallel backup may run here, and why."""
+
+    count: int
+    why: str
+
+
+def copy_streams(
+    max_streams: int, *, lambda_memory_mb: int | None = None, task_cpu_units: int | None = None
+) -> Streams:
+    """At most `max_streams`, and no more than the machine's vCPUs: a Fargate task's from its task definition's CPU
+    units (rounded down, at least 1: the host's CPU count is not the task's), Lambda's from its memory (one vCPU per
+    1,769 MB, up to 6) and the CPUs this process sees, else those CPUs alone."""
+    if task_cpu_units:
+        available = max(1, task_cpu_units // CPU_UNITS_PER_VCPU)
+        machine = f"Fargate task: {task_cpu_units / CPU_UNITS_PER_VCPU:g} vCPUs"
+    else:
+        available = os.cpu_count() or 1
+        if lambda_memory_mb:
+            available = min(available, max(1, min(LAMBDA_MAX_VCPUS, lambda_memory_mb // LAMBDA_MB_PER_VCPU)))
+        machine = f"Lambda: {lambda_memory_mb} MB" if lambda_memory_mb else "this machine's CPUs"
+    count = max(1, min(max_streams, available))
+    return Streams(count, machine if count < max_streams else f"max_streams {max_streams} ({machine})")
