@@ -81,13 +81,18 @@ def test_expired_copies_are_dropped_by_the_daily_schedule_and_nothing_else_is(
     still_kept = kept("r2", now + timedelta(days=3))
     # a record naming a database no restore of ours would have kept (altered by hand, say): never dropped
     foreign = kept("r3", now - timedelta(hours=1), name=f"{sample_db.dbname}_reporting")
+    # named as a kept copy, but no restore recorded keeping it (made by hand, or another database's): never dropped
+    unrecorded = databases.work_name(sample_db.dbname, "r9", "pre_restore")
+    with connect(sample_db.for_database("postgres")) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(unrecorded)))
+    made.append(unrecorded)
 
     result = drop_expired_copies(scheduled_event("dbops-expired-copies"), LocalLambdaContext())
 
     assert result == {"dropped": {"sprint_reports_v2": [expired]}, "stale_rehearsals": {"sprint_reports_v2": [dead]}}
     present = _present(sample_db)
     assert expired not in present and dead not in present
-    assert {still_kept, foreign, running, sample_db.dbname} <= present
+    assert {still_kept, foreign, unrecorded, running, sample_db.dbname} <= present
     [metric] = [m for m in emf_metrics(capsys.readouterr().out) if m["name"] == "PreRestoreCopiesDropped"]
     assert metric["value"] in (1, [1]) and metric["dimensions"] == {"database": "sprint_reports_v2"}
 

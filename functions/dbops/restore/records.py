@@ -49,6 +49,12 @@ def load_newest(bucket: str, kind: Literal["restore", "drill"], database: str) -
     return RestoreRecord.model_validate_json(text) if text else None
 
 
+def load(bucket: str, kind: Literal["restore", "drill"], database: str, restore_id: str) -> RestoreRecord | None:
+    """One restore's record, None when there is none."""
+    text = s3stream.get_text(bucket, f"{_prefix(kind, database)}{restore_id}.json")
+    return RestoreRecord.model_validate_json(text) if text else None
+
+
 def load_all(bucket: str, kind: Literal["restore", "drill"], database: str | None = None) -> list[RestoreRecord]:
     prefix = _prefix(kind, database)
     records = []

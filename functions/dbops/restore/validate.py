@@ -74,7 +74,7 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
             "target_db": None if req.mode == "drill" else target,
             "target_existed": target_existed and req.mode == "restore",
             "work_db": databases.work_name(target, state.restore_id, purpose),
-            "pre_restore_db": databases.work_name(target, state.restore_id, "pre_restore")
+            "pre_restore_db": databases.work_name(target, state.restore_id, databases.PRE_RESTORE)
             if req.mode == "restore" and not req.tables and target_existed
             else None,
             "tables": plans,
