@@ -11,7 +11,7 @@ from dbops.restore.models import RestoreState
 from dbops.settings import FunctionSettings
 
 # how much earlier than the restore's start a backup it took may say it began (the steps run on different hosts)
-CLOCK_MARGIN = timedelta(minutes=10)
+CLOCK_MARGIN = timedelta(minutes=1)
 
 
 def _whole(manifest: BackupManifest) -> bool:

@@ -28,7 +28,8 @@ def stage(
 ) -> RestoreState:
     """Restore into the work database (`<db>__restore_<id>`), from a local copy so pg_restore -j can run;
     `progress("restore", bytes)` as it reads the bucket. Run by the state machine (the state knows its execution),
-    the figures are published in the bucket too (`progress_file`); `warn` hears of a write that failed."""
+    the figures are published in the bucket too (`progress_file`); `warn` hears of a write that failed.
+    Returns the state it was given: it runs beside SafetyBackup, whose state the execution goes on with."""
     spec = server_spec(state, settings)  # its secret read once: the work database's spec is derived from it
     assert state.work_db is not None
     databases.drop(spec, state.work_db)  # a retried stage starts clean
