@@ -1,4 +1,5 @@
-"""The previous databases kept after restores, dropped once their time is up (after each restore, and daily)."""
+"""What restores leave on the server, dropped once no one needs it (after each restore, and daily): the previous
+databases kept after full restores, once their time is up; work databases of restores that have ended."""
 
 from __future__ import annotations
 
@@ -32,3 +33,19 @@ def drop(settings: FunctionSettings, database: str) -> list[str]:
     for name in expired:
         databases.drop(spec, name)
     return expired
+
+
+def drop_orphaned_work(settings: FunctionSettings, database: str) -> list[str]:
+    """Drop the work databases (`<target>__restore_<id>`, `<target>__drill_<id>`) of restores of `database` that have
+    ended (their record is written): a stage that ran on after the safety backup beside it failed and Rollback had
+    dropped what there was, a Lambda or task cut off. A restore still running has no record: its work is kept."""
+    spec = database_spec(settings.database(database))
+    orphans = []
+    for kind in ("restore", "drill"):
+        for name, restore_id in sorted(databases.named_for(spec, kind).items()):
+            rec = records.load(settings.bucket, kind, database, restore_id)
+            if rec is not None and rec.work_db == name:  # that restore's own work database, and it has ended
+                orphans.append(name)
+    for name in orphans:
+        databases.drop(spec, name)
+    return orphans

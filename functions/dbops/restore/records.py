@@ -25,6 +25,7 @@ class RestoreRecord(BaseModel):
     pre_restore_db: str | None = None
     keep_until: datetime | None = None
     swap_pause_s: float | None = None  # selective: the application's writes on the restored tables waited this long
+    work_db: str | None = None  # the database it staged into (dropped by then, unless something ran on)
 
 
 def _key(record: RestoreRecord) -> str:

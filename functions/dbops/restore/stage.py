@@ -9,7 +9,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from dbops.restore import databases
+from dbops.errors import RestoreError
+from dbops.restore import databases, records
 from dbops.restore.archive import Progress
 from dbops.restore.backup_choice import chosen_manifest
 from dbops.restore.connections import server_spec
@@ -57,4 +58,9 @@ def stage(
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if records.load(settings.bucket, state.record_kind, str(state.database), state.restore_id) is not None:
+        # the safety backup beside it failed, and Rollback ended the restore while this ran: what it made is no
+        # one's (Rollback dropped the work database before it was made, or Lambda ran on after the failure)
+        databases.drop(spec, state.work_db)
+        raise RestoreError(f"restore {state.restore_id} ended while its stage ran: {state.work_db} dropped")
     return state
