@@ -84,6 +84,6 @@ def test_a_slow_writer_is_read_in_few_large_reads() -> None:
         reads = _read_syscalls() - before
     assert proc.returncode == 0
     assert received == writes * 4096
-    # woken by each write it would take ~1,000 reads; idle, it takes about 100. On a loaded host (the test suite on
-    # two cores) the writer runs slower, so fewer writes pile up in each nap: 214 seen there
+    # woken by each write it would take ~1,000 reads; on the 2-core host under the suite's load (the writer runs
+    # slower, so fewer writes pile up in each nap) it took 175-214
     assert reads < writes / 3, f"{reads} reads for {writes} writes"
