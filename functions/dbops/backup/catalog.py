@@ -178,25 +178,18 @@ def stored_objects(manifest: BackupManifest) -> list[StoredObject]:
     return [manifest.dump, *([manifest.schema_sql] if manifest.schema_sql else []), *manifest.data]
 
 
-def _complete(bucket: str, manifest: BackupManifest, present: frozenset[str] | None) -> bool:
-    """Every archive the manifest names is there: in the listing, or (without one) looked up."""
-    keys = [obj.key for obj in stored_objects(manifest)]
-    if present is not None:
-        return all(k in present for k in keys)
-    return all(s3stream.exists(bucket, k) for k in keys)
-
-
-def _load(bucket: str, prefix: str, present: frozenset[str] | None = None) -> CatalogEntry | None:
-    """The backup under `prefix`, or None when it is not one (no manifest, or an object it names is gone).
-    `present`: the keys a listing found under the prefix; without it each object is looked up."""
-    text = s3stream.get_text(bucket, prefix + MANIFEST) if present is None or prefix + MANIFEST in present else None
+def _load(bucket: str, prefix: str, present: frozenset[str]) -> CatalogEntry | None:
+    """The backup under `prefix`, or None when it is not one: no manifest, or an object it names is not among
+    `present`, the keys a listing found under the prefix (gone: lifecycle expires a backup's objects one by one)."""
+    if prefix + MANIFEST not in present:
+        return None
+    text = s3stream.get_text(bucket, prefix + MANIFEST)
     if text is None:
         return None
     manifest = BackupManifest.model_validate_json(text)
-    if not _complete(bucket, manifest, present):
+    if not all(obj.key in present for obj in stored_objects(manifest)):
         return None
-    has_verification = present is None or prefix + VERIFICATION in present
-    verification_text = s3stream.get_text(bucket, prefix + VERIFICATION) if has_verification else None
+    verification_text = s3stream.get_text(bucket, prefix + VERIFICATION) if prefix + VERIFICATION in present else None
     verification = Verification.model_validate_json(verification_text) if verification_text else None
     return CatalogEntry(manifest=manifest, verification=verification)
 
