@@ -15,7 +15,8 @@ handlers, as `make demo` and tests/workflow run it), the two sides alternating:
   safety backup is a whole one). The new database is dropped after each run, outside the timing.
 
 Each side's time is its execution's stopDate - startDate as moto's Step Functions records them; the time spent
-in each state is printed from the execution history. After each selective run the table must hold the backup's
+in each state (entry to exit; SafetyBackup and Stage overlap inside SafetyBackupAndStage) is printed from the
+execution history. After each selective run the table must hold the backup's
 rows again. Not part of `make test`.
 """
 
@@ -47,14 +48,20 @@ FULL_TARGET = "bench_full_restore"
 TABLE = "teams"  # the sample's smallest table with rows (100 rows at any scale)
 
 
-def _spans(arn: str, stop: datetime) -> list[tuple[str, float]]:
-    """Each state entered and the seconds until the next one (the last: until the execution stopped)."""
+def _spans(arn: str) -> tuple[list[tuple[str, float]], datetime]:
+    """Each state and the seconds from its entry to its exit, in the order they were left (the branches of a
+    Parallel overlap: the Parallel's own span is the longer one's), and when the first state was entered."""
     events = aws.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
-    entered = [
-        (e["timestamp"], e["stateEnteredEventDetails"]["name"]) for e in events if "stateEnteredEventDetails" in e
-    ]
-    ends = [t for t, _ in entered[1:]] + [stop]
-    return [(name, (end - start).total_seconds()) for (start, name), end in zip(entered, ends, strict=True)]
+    entered: dict[str, datetime] = {}
+    spans: list[tuple[str, float]] = []
+    first = min(e["timestamp"] for e in events if "stateEnteredEventDetails" in e)
+    for event in events:
+        if "stateEnteredEventDetails" in event:
+            entered[event["stateEnteredEventDetails"]["name"]] = event["timestamp"]
+        elif "stateExitedEventDetails" in event:
+            name = event["stateExitedEventDetails"]["name"]
+            spans.append((name, (event["timestamp"] - entered.pop(name)).total_seconds()))
+    return spans, first
 
 
 def _run(machine: str, request: RestoreRequest, label: str) -> tuple[float, dict[str, Any]]:
@@ -66,10 +73,10 @@ def _run(machine: str, request: RestoreRequest, label: str) -> tuple[float, dict
     if output.get("status") == "refused":
         raise SystemExit(f"{label}: {output}")
     seconds = (description["stopDate"] - description["startDate"]).total_seconds()
-    spans = _spans(arn, description["stopDate"])
+    spans, first = _spans(arn)
     shown = ", ".join(f"{name} {s:.2f}" for name, s in spans if s >= 0.05)
     small = [s for _, s in spans if s < 0.05]
-    before = seconds - sum(s for _, s in spans)
+    before = (first - description["startDate"]).total_seconds()
     print(
         f"# {label}: {seconds:.2f} s: {shown}; {len(small)} other states {sum(small):.2f}; before the first state "
         f"{before:.2f}",

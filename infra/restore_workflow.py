@@ -57,7 +57,7 @@ REHEARSAL_STEP_HANDLERS: dict[str, str] = {
     "RehearsalCleanup": "handlers.rehearsal.clean_up",
 }
 STATE_MACHINE_NAME = "dbops-restore"
-T = TypeVar("T", bound=sfn.TaskStateBase)
+T = TypeVar("T", bound=sfn.TaskStateBase | sfn.Parallel)
 
 
 def restore_task_step(scope: Construct, construct_id: str, task: StageTask, step: str) -> tasks.EcsRunTask:
@@ -190,29 +190,33 @@ class RestoreWorkflow(Construct):
         start_app.next(finish)
         swap = guarded(invoke("Swap"), rollback)
         swap.next(start_app)
+        # the application is stopped for the swap alone, not while the copy is staged and checked
+        stop_app = guarded(invoke("StopApplication"), rollback)
+        stop_app.next(swap)
         check = guarded(invoke("Check"), rollback)
         check.next(
             sfn.Choice(self, "DrillOrSwap")
             .when(sfn.Condition.string_equals("$.request.mode", "drill"), finish)
-            .otherwise(swap)
+            .otherwise(stop_app)
         )
-        stage_lambda = guarded(invoke("Stage"), rollback)
-        stage_lambda.next(check)
+        # the safety backup (of the target) and the stage (of the backup, into the work database: the target is not
+        # touched) run side by side; the execution goes on with the safety backup's state (Stage returns its input),
+        # and a failure of either (after its retries) goes to Rollback
+        stage_lambda = invoke("Stage")
         # without a task every stage runs in Lambda: straight to Stage (a Choice without choices is invalid ASL)
         where: sfn.IChainable = stage_lambda
         if stage_task is not None:
             stage_fargate = restore_task_step(self, "StageOnFargate", stage_task, "stage")
-            guarded(stage_fargate, rollback)
-            stage_fargate.next(check)
             where = (
                 sfn.Choice(self, "StageWhere")
                 .when(sfn.Condition.boolean_equals("$.use_fargate", True), stage_fargate)
                 .otherwise(stage_lambda)
             )
-        stop_app = guarded(invoke("StopApplication"), rollback)
-        stop_app.next(where)
-        safety = guarded(invoke("SafetyBackup"), rollback)
-        safety.next(stop_app)
+        prepare = sfn.Parallel(self, "SafetyBackupAndStage", output_path="$[0]")
+        prepare.branch(invoke("SafetyBackup"))
+        prepare.branch(where)
+        guarded(prepare, rollback)
+        prepare.next(check)
         # a request refused by validation (Validate or, as of a moment, DumpPointInTime returns {"refusal": ...}):
         # nothing was touched, so the execution succeeds, with {"status": "refused", "reason": ...} as its output;
         # no Fail state (ExecutionsFailed counts every one), no NotifyFailure, no RestoreFailed metric
@@ -222,8 +226,7 @@ class RestoreWorkflow(Construct):
             sfn.Choice(self, "WhatNext")
             .when(refused, self.refused)
             .when(sfn.Condition.boolean_equals("$.request.dry_run", True), finish)
-            .when(sfn.Condition.string_equals("$.request.mode", "drill"), where)
-            .otherwise(safety)
+            .otherwise(prepare)  # a drill's SafetyBackup takes none
         )
         validate = guarded(invoke("Validate"), rollback)
         validate.next(

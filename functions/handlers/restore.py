@@ -167,10 +167,11 @@ def parse_expired_copies_event(event: Any) -> ExpiredCopiesInvocation:
 def drop_expired_copies(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Daily (EventBridge) or a direct invoke naming a database: the previous databases kept after restores are
     dropped once their time is up, also when no later restore comes to drop them; and the scratch databases of
-    migration rehearsals that died (no keeper session left), also when no later rehearsal comes to drop them."""
+    migration rehearsals that died (no keeper session left), also when no later rehearsal comes to drop them; and
+    the work databases of restores that have ended."""
     settings = FunctionSettings()
     invocation = parse_expired_copies_event(event)
-    dropped, stale = {}, {}
+    dropped, stale, orphaned = {}, {}, {}
     for config in databases_to_run(settings.databases, invocation.database):
         names = expired_copies.drop(settings, config.name)
         emit(contract.PRE_RESTORE_COPIES_DROPPED, len(names), MetricUnit.Count, config.name)
@@ -179,7 +180,10 @@ def drop_expired_copies(event: dict[str, Any], context: LambdaContext) -> dict[s
         stale[config.name] = scratch.drop_stale(database_spec(config))
         if stale[config.name]:
             logger.warning("dead rehearsals' scratch databases dropped", extra={"dropped": stale[config.name]})
-    return {"dropped": dropped, "stale_rehearsals": stale}
+        orphaned[config.name] = expired_copies.drop_orphaned_work(settings, config.name)
+        if orphaned[config.name]:
+            logger.warning("ended restores' work databases dropped", extra={"dropped": orphaned[config.name]})
+    return {"dropped": dropped, "stale_rehearsals": stale, "orphaned_work": orphaned}
 
 
 class ExecutionStatusChange(BaseModel):

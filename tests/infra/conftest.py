@@ -191,3 +191,12 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synth]:
 
 def validation_report(outdir: Path) -> dict[str, Any]:
     return json.loads((outdir / "validation-report.json").read_text())  # type: ignore[no-any-return]
+
+
+def all_states(states: dict[str, Any]) -> dict[str, Any]:
+    """The states of a state machine and of its Parallel states' branches, by name."""
+    found = dict(states)
+    for state in states.values():
+        for branch in state.get("Branches", []):
+            found |= all_states(branch["States"])
+    return found

@@ -13,9 +13,10 @@ from aws_cdk.assertions import Template
 
 from dbops.contract import ENV_TASK_CPU_UNITS, RETRIED_STEP_ERRORS
 from infra.restore_workflow import STEP_HANDLERS, StageTask
-from tests.infra.conftest import Synth
+from tests.infra.conftest import Synth, all_states
 
-BEFORE_SWAP = ("Validate", "SafetyBackup", "StopApplication", "Stage", "Check", "Swap", "StageOnFargate")
+BEFORE_SWAP = ("Validate", "SafetyBackupAndStage", "StopApplication", "Check", "Swap")
+IN_PARALLEL = ("SafetyBackup", "Stage", "StageOnFargate")  # caught by the Parallel they run in
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,24 @@ def test_every_step_before_the_swap_is_caught_into_rollback_then_notify_then_fai
     assert states["RestoreFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.outcome"}
     for name in ("StartApplication", "Finish"):  # after the swap the data is restored: report, do not roll back
         assert states[name]["Catch"][0]["Next"] == "NotifyFailure"
+    branches = [b["States"] for b in states["SafetyBackupAndStage"]["Branches"]]
+    assert set(IN_PARALLEL) <= {name for branch in branches for name in all_states(branch)}
+    assert all("Catch" not in state for branch in branches for state in all_states(branch).values())
+
+
+def test_the_safety_backup_and_the_stage_run_side_by_side_and_the_application_stops_for_the_swap_alone(
+    definition: dict[str, Any],
+) -> None:
+    """Neither touches the target's rows (Stage fills the work database), so the restore waits for the longer of the
+    two, not their sum; the execution goes on with the SafetyBackup branch's state (its safety_backup_id; Stage
+    returns its input). The application is stopped once the copy is checked, right before the swap."""
+    states = definition["States"]
+    prepare = states["SafetyBackupAndStage"]
+    assert prepare["Type"] == "Parallel" and prepare["OutputPath"] == "$[0]" and prepare["Next"] == "Check"
+    assert prepare["Branches"][0]["StartAt"] == "SafetyBackup"
+    assert prepare["Branches"][1]["StartAt"] == "StageWhere"
+    assert states["WhatNext"]["Default"] == "SafetyBackupAndStage"
+    assert states["DrillOrSwap"]["Default"] == "StopApplication" and states["StopApplication"]["Next"] == "Swap"
 
 
 def test_a_refused_request_ends_in_a_succeed_state_before_anything_starts(definition: dict[str, Any]) -> None:
@@ -64,8 +83,8 @@ def test_a_refused_request_ends_in_a_succeed_state_before_anything_starts(defini
 
 
 def test_transient_errors_are_retried_and_the_whole_restore_is_bounded_by_the_rto(definition: dict[str, Any]) -> None:
-    for name in ("Validate", "Stage", "Swap", "Rollback"):
-        retries = definition["States"][name]["Retry"]
+    for name in ("Validate", "SafetyBackup", "Stage", "Swap", "Rollback"):
+        retries = all_states(definition["States"])[name]["Retry"]
         assert any(r["ErrorEquals"] == list(RETRIED_STEP_ERRORS) and r["MaxAttempts"] == 3 for r in retries), name
     assert definition["TimeoutSeconds"] == 4 * 3600
 
@@ -90,7 +109,7 @@ def test_a_swap_refused_for_now_or_for_its_pause_is_not_retried_on_top_of_its_ow
 
 
 def test_large_archives_stage_on_fargate_with_the_same_code(definition: dict[str, Any], synthesized: Synth) -> None:
-    states = definition["States"]
+    states = all_states(definition["States"])
     assert states["StageWhere"]["Choices"][0] == {
         "Variable": "$.use_fargate",
         "BooleanEquals": True,

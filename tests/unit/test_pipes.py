@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from dbops.postgres import pipes
@@ -60,7 +61,9 @@ def test_the_pipe_is_widened() -> None:
 
 
 def _read_syscalls() -> int:
-    for line in Path("/proc/self/io").read_text().splitlines():
+    """This thread's read system calls so far (not the process's: another thread of the test run, a moto server
+    say, reads sockets meanwhile)."""
+    for line in Path(f"/proc/self/task/{threading.get_native_id()}/io").read_text().splitlines():
         if line.startswith("syscr:"):
             return int(line.split()[1])
     raise AssertionError("no syscr in /proc/self/io")
@@ -81,4 +84,6 @@ def test_a_slow_writer_is_read_in_few_large_reads() -> None:
         reads = _read_syscalls() - before
     assert proc.returncode == 0
     assert received == writes * 4096
-    assert reads < writes / 5, f"{reads} reads for {writes} writes"
+    # woken by each write it would take ~1,000 reads; on the 2-core host under the suite's load (the writer runs
+    # slower, so fewer writes pile up in each nap) it took 175-214
+    assert reads < writes / 3, f"{reads} reads for {writes} writes"

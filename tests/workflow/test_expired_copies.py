@@ -81,13 +81,36 @@ def test_expired_copies_are_dropped_by_the_daily_schedule_and_nothing_else_is(
     still_kept = kept("r2", now + timedelta(days=3))
     # a record naming a database no restore of ours would have kept (altered by hand, say): never dropped
     foreign = kept("r3", now - timedelta(hours=1), name=f"{sample_db.dbname}_reporting")
+    # named as a kept copy, but no restore recorded keeping it (made by hand, or another database's): never dropped
+    unrecorded = databases.work_name(sample_db.dbname, "r9", "pre_restore")
+    with connect(sample_db.for_database("postgres")) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(unrecorded)))
+    made.append(unrecorded)
+
+    # a work database whose restore has ended (its record names it: a stage that ran on after the safety backup
+    # beside it failed), and one of a restore still running (no record yet)
+    ended_work = kept("r5", now + timedelta(days=3), name=databases.work_name(sample_db.dbname, "r5", "restore"))
+    records.save(
+        bucket,
+        records.load(bucket, "restore", "sprint_reports_v2", "r5").model_copy(  # type: ignore[union-attr]
+            update={"work_db": ended_work, "pre_restore_db": None, "keep_until": None}
+        ),
+    )
+    staging = databases.work_name(sample_db.dbname, "r6", "restore")
+    with connect(sample_db.for_database("postgres")) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging)))
+    made.append(staging)
 
     result = drop_expired_copies(scheduled_event("dbops-expired-copies"), LocalLambdaContext())
 
-    assert result == {"dropped": {"sprint_reports_v2": [expired]}, "stale_rehearsals": {"sprint_reports_v2": [dead]}}
+    assert result == {
+        "dropped": {"sprint_reports_v2": [expired]},
+        "stale_rehearsals": {"sprint_reports_v2": [dead]},
+        "orphaned_work": {"sprint_reports_v2": [ended_work]},
+    }
     present = _present(sample_db)
-    assert expired not in present and dead not in present
-    assert {still_kept, foreign, running, sample_db.dbname} <= present
+    assert expired not in present and dead not in present and ended_work not in present
+    assert {still_kept, foreign, unrecorded, running, staging, sample_db.dbname} <= present
     [metric] = [m for m in emf_metrics(capsys.readouterr().out) if m["name"] == "PreRestoreCopiesDropped"]
     assert metric["value"] in (1, [1]) and metric["dimensions"] == {"database": "sprint_reports_v2"}
 

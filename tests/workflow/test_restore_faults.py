@@ -12,7 +12,11 @@ from dbops.backup import catalog
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.verify import verify_backup
 from dbops.cli.sample_data import create_sample_data
+from dbops.errors import RestoreError
 from dbops.postgres.connection import ConnectionSpec, connect
+from dbops.restore import outcome, steps
+from dbops.restore.models import RestoreRequest, RestoreState, StepError
+from dbops.settings import FunctionSettings
 from local_stack.postgres import LocalPostgres
 from tests.support import WhenProcessWrites, kill, table_checksums
 
@@ -188,4 +192,22 @@ def test_custom_check_that_fails_stops_the_restore_before_the_swap(
 
     _assert_failed_cleanly(result, 'custom check "SELECT NOT EXISTS', sample_db, before)
     assert "Swap" not in result["states"]
+    assert _work_databases(sample_db) == []
+
+
+def test_a_stage_that_outlives_its_restore_drops_what_it_made(
+    sample_db: ConnectionSpec, bucket: str, configure: Callable[..., None]
+) -> None:
+    """Stage runs beside the safety backup: when that fails, Rollback drops the work database and the restore ends
+    (its record written) while a Lambda or task already running Stage goes on. Once done, Stage sees the record,
+    drops what it made and fails, so nothing is left behind on the server."""
+    configure(sample_db)
+    _backup_then_change(sample_db, bucket)
+    settings = FunctionSettings()
+    state = steps.validate(RestoreState(request=RestoreRequest(tables=["users"])), settings)
+    outcome.notify_failure(state.model_copy(update={"error": StepError(Error="BackupError", Cause="killed")}), settings)
+
+    with pytest.raises(RestoreError, match=f"restore {state.restore_id} ended while its stage ran"):
+        steps.stage(state, settings)
+
     assert _work_databases(sample_db) == []

@@ -71,7 +71,15 @@ def test_full_restore_swaps_in_a_checked_copy_and_keeps_the_old_one(
     result = run_restore()
 
     assert result["status"] == "SUCCEEDED", result.get("cause")
-    assert result["states"][:6] == ["Request", "RestoreOrRehearse", "Validate", "FromWhere", "WhatNext", "SafetyBackup"]
+    assert result["states"][:6] == [
+        "Request",
+        "RestoreOrRehearse",
+        "Validate",
+        "FromWhere",
+        "WhatNext",
+        "SafetyBackupAndStage",
+    ]
+    assert {"SafetyBackup", "Stage"} <= set(result["states"])
     assert "Swap" in result["states"] and "Rollback" not in result["states"]
     assert table_checksums(sample_db) == good
     state = json.loads(result["output"])
@@ -148,7 +156,9 @@ def test_drill_restores_the_latest_backup_checks_it_records_it_and_drops_it(
     result = run_restore(mode="drill")
 
     assert result["status"] == "SUCCEEDED", result.get("cause")
-    assert "Swap" not in result["states"] and "SafetyBackup" not in result["states"]
+    assert "Swap" not in result["states"] and "StopApplication" not in result["states"]
+    assert json.loads(result["output"])["safety_backup_id"] is None  # a drill touches nothing: no safety backup
+    assert [e.manifest.kind for e in catalog.list_backups(bucket)] == ["nightly"]
     [drill] = records.load_all(bucket, "drill")
     assert drill.ok and drill.backup_id == backup.id and drill.seconds > 0
     assert _databases(sample_db) == databases_before

@@ -270,14 +270,10 @@ def put_text(
 
 def get_text(bucket: str, key: str) -> str | None:
     """The object's text, or None when it does not exist."""
-    try:
-        return str(aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read().decode())
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from None
-    except BotoCoreError as exc:
-        raise StorageError(f"cannot read s3://{bucket}/{key}: {exc}") from None
+    body = _unless_missing(
+        lambda: aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read(), "read", bucket, key
+    )
+    return None if body is None else str(body.decode())
 
 
 def list_keys(bucket: str, prefix: str) -> Iterator[str]:
@@ -306,19 +302,26 @@ def delete_object(bucket: str, key: str) -> None:
         raise StorageError(f"cannot delete s3://{bucket}/{key}: {exc}") from None
 
 
-def list_objects(bucket: str, prefix: str) -> Iterator[tuple[str, datetime]]:
-    """Each object's key and when it was written (S3's LastModified, which lifecycle ages count from)."""
+def _listing(bucket: str, prefix: str, **extra: str) -> Iterator[dict[str, Any]]:
+    """The pages of a listing of `prefix`: a missing bucket is BucketNotFound, any other failure a StorageError."""
     try:
-        pages = aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for page in pages:
-            for item in page.get("Contents", []):
-                yield item["Key"], item["LastModified"]
+        yield from aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **extra)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
             raise BucketNotFound(f"bucket {bucket} does not exist") from None
         raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
     except BotoCoreError as exc:
         raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
+
+
+def list_objects(bucket: str, prefix: str) -> Iterator[tuple[str, datetime]]:
+    """Each object's key and when it was written (S3's LastModified, which lifecycle ages count from)."""
+    return ((o["Key"], o["LastModified"]) for page in _listing(bucket, prefix) for o in page.get("Contents", []))
+
+
+def list_folders(bucket: str, prefix: str) -> Iterator[str]:
+    """The folders right under `prefix` (S3's common prefixes at the next /), none of the objects in them listed."""
+    return (f["Prefix"] for page in _listing(bucket, prefix, Delimiter="/") for f in page.get("CommonPrefixes", []))
 
 
 def _missing(exc: ClientError) -> bool:

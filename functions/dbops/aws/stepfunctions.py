@@ -78,10 +78,12 @@ def running(execution_arn: str) -> bool | None:
     return bool(status == "RUNNING")
 
 
-def _report(events: list[dict[str, Any]], on_state: OnState) -> None:
+def _report(events: list[dict[str, Any]], on_state: OnState, exits: bool) -> None:
     for event in events:
         if "stateEnteredEventDetails" in event:
             on_state("entered", event["stateEnteredEventDetails"]["name"])
+        elif exits and "stateExitedEventDetails" in event:
+            on_state("exited", event["stateExitedEventDetails"]["name"])
         elif event["type"].endswith("Failed") and event["type"] != "ExecutionFailed":
             details: dict[str, Any] = next((v for k, v in event.items() if k.endswith("FailedEventDetails")), {})
             on_state("failed", f"{details.get('error', '')}")
@@ -93,9 +95,11 @@ def follow(
     poll_s: float = 0.5,
     timeout_s: float = 4 * 3600,
     on_poll: Callable[[], None] | None = None,
+    exits: bool = False,
 ) -> dict[str, Any]:
-    """Report each state as it is entered or fails, and call `on_poll` after each look while the execution runs
-    (a caller showing a state's progress); returns describe_execution once it has ended."""
+    """Report each state as it is entered or fails (and with `exits`, as it is left: the states of a Parallel's
+    branches interleave), and call `on_poll` after each look while the execution runs (a caller showing a state's
+    progress); returns describe_execution once it has ended."""
     sfn = aws.client("stepfunctions")
     seen = 0
     deadline = time.monotonic() + timeout_s
@@ -107,7 +111,7 @@ def follow(
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"cannot follow execution {execution_arn}: {exc}") from None
         if on_state is not None:
-            _report(events[seen:], on_state)
+            _report(events[seen:], on_state, exits)
         seen = len(events)
         if description["status"] != "RUNNING":
             return dict(description)

@@ -178,25 +178,18 @@ def stored_objects(manifest: BackupManifest) -> list[StoredObject]:
     return [manifest.dump, *([manifest.schema_sql] if manifest.schema_sql else []), *manifest.data]
 
 
-def _complete(bucket: str, manifest: BackupManifest, present: frozenset[str] | None) -> bool:
-    """Every archive the manifest names is there: in the listing, or (without one) looked up."""
-    keys = [obj.key for obj in stored_objects(manifest)]
-    if present is not None:
-        return all(k in present for k in keys)
-    return all(s3stream.exists(bucket, k) for k in keys)
-
-
-def _load(bucket: str, prefix: str, present: frozenset[str] | None = None) -> CatalogEntry | None:
-    """The backup under `prefix`, or None when it is not one (no manifest, or an object it names is gone).
-    `present`: the keys a listing found under the prefix; without it each object is looked up."""
+def _load(bucket: str, prefix: str, present: frozenset[str]) -> CatalogEntry | None:
+    """The backup under `prefix`, or None when it is not one: no manifest, or an object it names is not among
+    `present`, the keys a listing found under the prefix (gone: lifecycle expires a backup's objects one by one)."""
+    if prefix + MANIFEST not in present:
+        return None
     text = s3stream.get_text(bucket, prefix + MANIFEST)
     if text is None:
         return None
     manifest = BackupManifest.model_validate_json(text)
-    if not _complete(bucket, manifest, present):
+    if not all(obj.key in present for obj in stored_objects(manifest)):
         return None
-    has_verification = present is None or prefix + VERIFICATION in present
-    verification_text = s3stream.get_text(bucket, prefix + VERIFICATION) if has_verification else None
+    verification_text = s3stream.get_text(bucket, prefix + VERIFICATION) if prefix + VERIFICATION in present else None
     verification = Verification.model_validate_json(verification_text) if verification_text else None
     return CatalogEntry(manifest=manifest, verification=verification)
 
@@ -211,6 +204,15 @@ def list_backups(bucket: str, *, kind: str | None = None, database: str | None =
     return sorted(entries, key=lambda e: e.manifest.finished_at, reverse=True)
 
 
+def backups_since(bucket: str, kind: str, database: str, since: datetime) -> list[CatalogEntry]:
+    """The committed backups of `kind` of `database` begun at `since` or later, from their ids (which start with
+    the second they began): one listing of the ids, then only those backups read, however many older ones."""
+    floor = since.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    prefixes = [p for p in s3stream.list_folders(bucket, f"{ROOT}{kind}/{database}/") if p.split("/")[-2] >= floor]
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        return [e for e in pool.map(lambda prefix: _load_listed(bucket, prefix), prefixes) if e is not None]
+
+
 def databases(bucket: str) -> list[str]:
     """The databases the bucket holds backups of (a manifest under backups/<kind>/<database>/<id>/), from the listing
     alone: no manifest is read."""
@@ -218,9 +220,15 @@ def databases(bucket: str) -> list[str]:
     return sorted({p.removeprefix(ROOT).split("/", 1)[1].rsplit("/", 2)[0] for p in prefixes})
 
 
+def _load_listed(bucket: str, prefix: str) -> CatalogEntry | None:
+    """The backup under `prefix`, its objects' presence from one listing of that prefix alone: a request or two
+    whatever the backup's size (a parallel backup of a large database has hundreds of objects)."""
+    return _load(bucket, prefix, frozenset(s3stream.list_keys(bucket, prefix)))
+
+
 def load_backup(bucket: str, kind: str, database: str, backup_id: str) -> CatalogEntry:
-    """One backup read straight from its prefix (no listing), when its kind and database are known."""
-    entry = _load(bucket, backup_prefix(kind, database, backup_id))
+    """One backup read straight from its prefix, when its kind and database are known."""
+    entry = _load_listed(bucket, backup_prefix(kind, database, backup_id))
     if entry is None:
         raise BackupNotFound(f"backup {backup_id} ({kind} of {database}) not found in bucket {bucket}")
     return entry
@@ -234,11 +242,25 @@ def find_backup(bucket: str, ref: str, *, kind: str | None = None, database: str
             scope = " ".join(x for x in (kind, database and f"of {database}") if x) or "any"
             raise BackupNotFound(f"no committed backup ({scope}) in bucket {bucket}")
         return entries[0]
+    if "/" in ref:
+        raise _not_found(bucket, ref)
+    if database is not None:  # the prefixes it can be under, each listed alone (not every backup of the database)
+        kinds = [kind] if kind else list(BACKUP_KINDS)
+        with ThreadPoolExecutor(max_workers=len(kinds)) as pool:
+            found = pool.map(lambda k: _load_listed(bucket, backup_prefix(k, database, ref)), kinds)
+            entry = next((e for e in found if e is not None), None)
+        if entry is not None:
+            return entry
+        raise _not_found(bucket, ref)
     for prefix, present in _backup_prefixes(bucket, kind, database).items():
         if prefix.split("/")[-2] == ref:
             entry = _load(bucket, prefix, present)
             if entry is not None:
                 return entry
-    raise BackupNotFound(
+    raise _not_found(bucket, ref)
+
+
+def _not_found(bucket: str, ref: str) -> BackupNotFound:
+    return BackupNotFound(
         f"backup {ref!r} not found in bucket {bucket}; `dbops backups list` shows the committed backups"
     )

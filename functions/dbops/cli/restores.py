@@ -61,7 +61,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     execution = start_restore(arn, request)
     print(f"started {execution.rsplit(':', 1)[-1]}", flush=True)
     stage = StageProgress(configured_bucket(args.bucket), execution, _print_state)  # Stage's bytes, rate, time left
-    description = follow(execution, stage.on_state, on_poll=stage.on_poll)
+    description = follow(execution, stage.on_state, on_poll=stage.on_poll, exits=True)
     if description["status"] == "SUCCEEDED":
         output = json.loads(description.get("output") or "{}")
         if output.get("status") == REFUSED_STATUS:  # the execution's Validate refused it: nothing changed

@@ -27,11 +27,14 @@ class StageProgress:
         self._read_at = float("-inf")
 
     def on_state(self, kind: str, name: str) -> None:
-        if self.printer is not None:  # Stage has ended (or failed): its last figures, then the state's line
-            self._show()
+        """For follow(..., exits=True): Stage runs beside the safety backup, so only its own exit (or a failure)
+        ends its figures; a state left is not printed."""
+        if self.printer is not None and (kind == "failed" or (kind == "exited" and name in STAGE_STATES)):
+            self._show()  # Stage's last figures, then the next line
             self.printer.done()
             self.printer = None
-        self.print_state(kind, name)
+        if kind != "exited":
+            self.print_state(kind, name)
         if kind == "entered" and name in STAGE_STATES and self.bucket:
             self.printer = ProgressPrinter()
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest
 from dbops.errors import NoReplicatedBackup
 from dbops.restore.models import RestoreState
 from dbops.settings import FunctionSettings
+
+# how much earlier than the restore's start a backup it took may say it began (the steps run on different hosts)
+CLOCK_MARGIN = timedelta(minutes=1)
 
 
 def _whole(manifest: BackupManifest) -> bool:
@@ -40,3 +45,13 @@ def chosen_manifest(state: RestoreState, settings: FunctionSettings) -> BackupMa
     """The chosen backup's manifest, read straight from its prefix."""
     assert state.backup_id is not None and state.backup_kind is not None and state.database is not None
     return catalog.load_backup(settings.bucket, state.backup_kind, state.database, state.backup_id).manifest
+
+
+def taken_by(state: RestoreState, settings: FunctionSettings, kind: str) -> BackupManifest | None:
+    """The backup of `kind` this restore took already (a retried step, or the Fargate task wrote it): found among
+    the backups begun since the restore started, not by reading every backup of that kind ever taken."""
+    since = (state.started_at or datetime.now(UTC)) - CLOCK_MARGIN
+    for entry in catalog.backups_since(settings.bucket, kind, str(state.database), since):
+        if entry.manifest.labels.get("restore_id") == state.restore_id:
+            return entry.manifest
+    return None

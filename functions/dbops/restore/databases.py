@@ -13,6 +13,7 @@ from dbops.errors import DatabaseError
 from dbops.postgres.connection import ConnectionSpec, connect
 
 MAX_NAME = 63
+PRE_RESTORE = "pre_restore"  # work_name's purpose for the copy a full restore keeps of the database it replaced
 
 
 def admin_spec(spec: ConnectionSpec) -> ConnectionSpec:
@@ -29,6 +30,15 @@ def existing(spec: ConnectionSpec, *names: str) -> set[str]:
     with connect(admin_spec(spec)) as conn:
         rows = conn.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", [list(names)]).fetchall()
     return {str(r[0]) for r in rows}
+
+
+def named_for(spec: ConnectionSpec, purpose: str) -> dict[str, str]:
+    """The databases on the server named as `work_name` names them for `purpose`: name -> the restore id in it."""
+    marker = f"__{purpose}_"
+    pattern = "%" + marker.replace("_", "\\_") + "%"
+    with connect(admin_spec(spec)) as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [pattern]).fetchall()
+    return {str(r[0]): str(r[0]).rsplit(marker, 1)[1] for r in rows}
 
 
 def exists(spec: ConnectionSpec, name: str) -> bool:

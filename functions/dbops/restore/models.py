@@ -158,3 +158,8 @@ class RestoreState(BaseModel):
     @property
     def drill(self) -> bool:
         return self.request.mode == "drill"
+
+    @property
+    def record_kind(self) -> Literal["restore", "drill"]:
+        """Its record's kind, and its work database's purpose (databases.work_name)."""
+        return "drill" if self.drill else "restore"

@@ -27,7 +27,7 @@ def _record(state: RestoreState, settings: FunctionSettings, ok: bool, detail: s
         settings.bucket,
         records.RestoreRecord(
             restore_id=state.restore_id,
-            kind="drill" if state.drill else "restore",
+            kind=state.record_kind,
             database=state.database,
             backup_id=state.backup_id,
             target_db=state.target_db,
@@ -40,6 +40,7 @@ def _record(state: RestoreState, settings: FunctionSettings, ok: bool, detail: s
             pre_restore_db=keep,
             keep_until=now + timedelta(days=settings.pre_restore_keep_days) if keep else None,
             swap_pause_s=state.swap_pause_s,
+            work_db=state.work_db,
         ),
     )
 

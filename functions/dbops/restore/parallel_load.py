@@ -3,9 +3,10 @@
 The schema archive is small and pg_restore -j needs a regular file, so it is saved to a temporary folder; the data
 objects never touch disk: each is read from S3, checked (size, sha256) and decompressed on the way into a psql
 `COPY ... FROM STDIN`, and a copy whose object turns out not to match is killed before its COPY ends, so it
-commits nothing. Order, as pg_restore's own: pre-data (tables, types, functions), the rows of the data objects,
-the archive's own data with -j (the small tables' rows, sequence values, large objects, extension configuration),
-post-data with -j (indexes, constraints, triggers, materialized views refreshed).
+commits nothing. Order, as pg_restore's own: pre-data (tables, types, functions), the rows of the data objects, then
+in one pg_restore -j the archive's own data (the small tables' rows, sequence values, large objects, extension
+configuration) and post-data (indexes, constraints, triggers, materialized views refreshed). With no data object
+to load (a selective restore of tables small enough to be in the archive), one pg_restore does it all.
 """
 
 from __future__ import annotations
@@ -137,14 +138,15 @@ def restore_parallel(
             listing = selective_list(archive, manifest.tables, chosen, folder, pg_bin_dir)
             only = [f"--use-list={listing}"]
             objects = [o for o in manifest.data if o.table_oid in chosen]
-        run_pg_restore(target, ["--section=pre-data", *only], archive=archive, pg_bin_dir=pg_bin_dir)
-        load_rows(bucket, objects, manifest.encoding or "UTF8", target, jobs, psql, counted)
-        # the archive's own data: the small tables' rows (none in a backup written with a
-        # data object for every table), sequence values, large objects, extension configuration
         parallel = f"--jobs={restore_jobs(manifest.tables, jobs)}"
-        run_pg_restore(target, ["--section=data", parallel, *only], archive=archive, pg_bin_dir=pg_bin_dir)
-        post = ["--section=post-data", parallel, *only]
-        run_pg_restore(target, post, archive=archive, pg_bin_dir=pg_bin_dir)
+        rest: list[str] = []  # every section: no data object to load between pre-data and the rest
+        if objects:
+            run_pg_restore(target, ["--section=pre-data", *only], archive=archive, pg_bin_dir=pg_bin_dir)
+            load_rows(bucket, objects, manifest.encoding or "UTF8", target, jobs, psql, counted)
+            rest = ["--section=data", "--section=post-data"]
+        # the archive's own data (the small tables' rows, sequence values, large objects, extension
+        # configuration), then post-data, in one pg_restore -j that orders them by their dependencies
+        run_pg_restore(target, [*rest, parallel, *only], archive=archive, pg_bin_dir=pg_bin_dir)
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(folder)

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 from dbops import contract
 from dbops.aws import rds
-from dbops.backup.catalog import list_backups
 from dbops.backup.placement import runner_for
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.backup.tables import list_tables
@@ -22,6 +21,7 @@ from dbops.config.databases import DatabaseConfig
 from dbops.errors import ConfigError, PointInTimeError, RestoreRefused
 from dbops.postgres.connection import connect, database_spec
 from dbops.restore import steps
+from dbops.restore.backup_choice import taken_by
 from dbops.restore.models import InstanceEndpoint, RestoreState
 from dbops.restore.table_choice import resolve_names
 from dbops.restore.validate import requested_database, target_of
@@ -122,13 +122,9 @@ def write_dump(state: RestoreState, settings: FunctionSettings) -> str:
     dump is in the bucket already (a retry, or the Fargate task wrote it); returns its id. The task runs this."""
     assert state.instance_endpoint is not None and state.temporary_instance is not None and state.request.as_of
     db = settings.database(state.database)
-    done = [
-        e.manifest
-        for e in list_backups(settings.bucket, kind="pointintime", database=db.name)
-        if e.manifest.labels.get("restore_id") == state.restore_id
-    ]
-    if done:
-        return done[0].id
+    done = taken_by(state, settings, "pointintime")
+    if done is not None:
+        return done.id
     spec = database_spec(db).model_copy(
         update={"host": state.instance_endpoint.host, "port": state.instance_endpoint.port}
     )

@@ -25,6 +25,7 @@ class RestoreRecord(BaseModel):
     pre_restore_db: str | None = None
     keep_until: datetime | None = None
     swap_pause_s: float | None = None  # selective: the application's writes on the restored tables waited this long
+    work_db: str | None = None  # the database it staged into (dropped by then, unless something ran on)
 
 
 def _key(record: RestoreRecord) -> str:
@@ -46,6 +47,12 @@ def load_newest(bucket: str, kind: Literal["restore", "drill"], database: str) -
     orders them (a weekly drill's records are never all read to find the last)."""
     newest = max(s3stream.list_objects(bucket, _prefix(kind, database)), key=lambda found: found[1], default=None)
     text = s3stream.get_text(bucket, newest[0]) if newest else None
+    return RestoreRecord.model_validate_json(text) if text else None
+
+
+def load(bucket: str, kind: Literal["restore", "drill"], database: str, restore_id: str) -> RestoreRecord | None:
+    """One restore's record, None when there is none."""
+    text = s3stream.get_text(bucket, f"{_prefix(kind, database)}{restore_id}.json")
     return RestoreRecord.model_validate_json(text) if text else None
 
 

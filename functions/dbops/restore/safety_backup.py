@@ -9,11 +9,11 @@ restore of those tables puts back like any other backup.
 
 from __future__ import annotations
 
-from dbops.backup import catalog
 from dbops.backup.catalog import BackupManifest
 from dbops.backup.parallel.plan import copy_streams
 from dbops.backup.parallel.run import run_parallel_backup
 from dbops.backup.run import BackupRequest, run_backup
+from dbops.restore.backup_choice import taken_by
 from dbops.restore.connections import target_spec
 from dbops.restore.models import RestoreState
 from dbops.settings import FunctionSettings
@@ -23,9 +23,9 @@ def safety_backup(state: RestoreState, settings: FunctionSettings) -> RestoreSta
     """A fresh backup of the target as it is now (kind prerestore), unless the target is new."""
     if state.drill or not state.target_existed or state.safety_backup_id:
         return state
-    for entry in catalog.list_backups(settings.bucket, kind="prerestore", database=state.database):
-        if entry.manifest.labels.get("restore_id") == state.restore_id:  # a retried step: reuse it
-            return state.model_copy(update={"safety_backup_id": entry.manifest.id})
+    taken = taken_by(state, settings, "prerestore")  # a retried step: reuse it
+    if taken is not None:
+        return state.model_copy(update={"safety_backup_id": taken.id})
     request = BackupRequest(
         database=str(state.database),
         bucket=settings.bucket,

@@ -9,7 +9,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from dbops.restore import databases
+from dbops.errors import RestoreError
+from dbops.restore import databases, records
 from dbops.restore.archive import Progress
 from dbops.restore.backup_choice import chosen_manifest
 from dbops.restore.connections import server_spec
@@ -28,7 +29,8 @@ def stage(
 ) -> RestoreState:
     """Restore into the work database (`<db>__restore_<id>`), from a local copy so pg_restore -j can run;
     `progress("restore", bytes)` as it reads the bucket. Run by the state machine (the state knows its execution),
-    the figures are published in the bucket too (`progress_file`); `warn` hears of a write that failed."""
+    the figures are published in the bucket too (`progress_file`); `warn` hears of a write that failed.
+    Returns the state it was given: it runs beside SafetyBackup, whose state the execution goes on with."""
     spec = server_spec(state, settings)  # its secret read once: the work database's spec is derived from it
     assert state.work_db is not None
     databases.drop(spec, state.work_db)  # a retried stage starts clean
@@ -56,4 +58,9 @@ def stage(
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if records.load(settings.bucket, state.record_kind, str(state.database), state.restore_id) is not None:
+        # the safety backup beside it failed, and Rollback ended the restore while this ran: what it made is no
+        # one's (Rollback dropped the work database before it was made, or Lambda ran on after the failure)
+        databases.drop(spec, state.work_db)
+        raise RestoreError(f"restore {state.restore_id} ended while its stage ran: {state.work_db} dropped")
     return state

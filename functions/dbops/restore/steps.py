@@ -1,7 +1,7 @@
 """The restore steps from a backup, each from its own module, under the names the handlers and the state machine use.
 
-They run validate → safety_backup → stop_application → stage → check → swap → start_application → finish, and on
-any failure rollback → notify_failure. Each takes the execution state and returns it updated, and each is
+They run validate → safety_backup beside stage → check → stop_application → swap → start_application → finish,
+and on any failure rollback → notify_failure. Each takes the execution state and returns it updated, and each is
 idempotent, so a retried step does no harm. Nothing touches the target before `swap`, and `rollback` puts it back
 as it was. A restore as of a moment runs its own steps around these (dbops.restore.point_in_time_steps).
 """

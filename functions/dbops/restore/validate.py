@@ -62,7 +62,6 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
         missing = unrestorable_in(spec.for_database(target), plans)
         if missing:
             raise RestoreRefused(f"not restorable into target {target}: {', '.join(missing)}")
-    purpose = "drill" if req.mode == "drill" else "restore"
     return state.model_copy(
         update={
             "started_at": state.started_at or datetime.now(UTC),
@@ -73,8 +72,8 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
             "archive_size": manifest.dump.raw_size,
             "target_db": None if req.mode == "drill" else target,
             "target_existed": target_existed and req.mode == "restore",
-            "work_db": databases.work_name(target, state.restore_id, purpose),
-            "pre_restore_db": databases.work_name(target, state.restore_id, "pre_restore")
+            "work_db": databases.work_name(target, state.restore_id, state.record_kind),
+            "pre_restore_db": databases.work_name(target, state.restore_id, databases.PRE_RESTORE)
             if req.mode == "restore" and not req.tables and target_existed
             else None,
             "tables": plans,
