@@ -29,8 +29,9 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
+from dbops.aws import s3listing
 from dbops.aws.part_buffers import PartBuffers
-from dbops.errors import BucketNotFound, StorageError
+from dbops.errors import StorageError
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
@@ -308,17 +309,8 @@ def delete_object(bucket: str, key: str) -> None:
 
 def list_objects(bucket: str, prefix: str) -> Iterator[tuple[str, datetime]]:
     """Each object's key and when it was written (S3's LastModified, which lifecycle ages count from)."""
-    try:
-        pages = aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for page in pages:
-            for item in page.get("Contents", []):
-                yield item["Key"], item["LastModified"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
-            raise BucketNotFound(f"bucket {bucket} does not exist") from None
-        raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
-    except BotoCoreError as exc:
-        raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
+    for page in s3listing.pages(bucket, prefix):
+        yield from ((item["Key"], item["LastModified"]) for item in page.get("Contents", []))
 
 
 def _missing(exc: ClientError) -> bool:
