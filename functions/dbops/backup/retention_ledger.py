@@ -6,8 +6,9 @@ listed with and already carrying the tags the pass wants; it reads all of them (
 missing, unreadable, of an unknown shape, or its last full check is FULL_CHECK_AGE old, so that a tag changed by hand
 is put right within that. An entry is kept only when the listing began in a later second than the object was
 written (S3's LastModified has one-second resolution: an object written again within the same second, after a pass
-read its tags, would look unchanged). A ledger that cannot be written leaves the previous one, which only makes the
-next pass read more.
+read its tags, would look unchanged). A ledger that cannot be written (the pass's `ledger_error`) leaves the previous
+one: its entries for the objects the pass re-tagged hold the old tags, which the next pass (wanting the new ones)
+reads again, and its full check ages, so within FULL_CHECK_AGE every pass reads every object.
 """
 
 from __future__ import annotations
