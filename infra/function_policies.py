@@ -37,7 +37,7 @@ def bucket_statements(
     if access.list_prefixes:
         statements.append(
             iam.PolicyStatement(
-                sid="ListBackups",
+                sid=sids.get("ListBackups", "ListBackups"),
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [f"{p}*" for p in access.list_prefixes]}},

@@ -14,6 +14,7 @@ from dbops.contract import (
     REHEARSALS_PREFIX,
     RESTORE_PROGRESS_PREFIX,
     RESTORES_PREFIX,
+    RETENTION_LEDGER_PREFIX,
 )
 from infra.constants import (
     BACKUP_SIZING,
@@ -80,13 +81,14 @@ BACKUP = FunctionSpec(
     handler="handlers.backup.handler",
     description="dbops: pg_dump | zstd | S3 multipart, manifest last (nightly, predeploy, manual)",
     sizing=BACKUP_SIZING,
-    # reads the catalog and tags backups for retention (dbops.backup.retention) after a backup
+    # reads the catalog and tags backups for retention (dbops.backup.retention) after a backup, keeping what it saw
+    # of the tags in the retention ledger
     bucket=BucketAccess(
-        read=(f"{BACKUPS_PREFIX}*",),
-        write=(f"{BACKUPS_PREFIX}*",),
+        read=(f"{BACKUPS_PREFIX}*", f"{RETENTION_LEDGER_PREFIX}*"),
+        write=(f"{BACKUPS_PREFIX}*", f"{RETENTION_LEDGER_PREFIX}*"),
         tag=(f"{BACKUPS_PREFIX}*",),
         lock=(f"{BACKUPS_PREFIX}*",),
-        list_prefixes=(BACKUPS_PREFIX,),
+        list_prefixes=(BACKUPS_PREFIX, RETENTION_LEDGER_PREFIX),
     ),
     retry_attempts=1,
     kind="backup",

@@ -21,7 +21,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from dbops import contract
-from dbops.contract import BACKUPS_PREFIX, METRICS_NAMESPACE, SERVICE_NAME
+from dbops.contract import BACKUPS_PREFIX, METRICS_NAMESPACE, RETENTION_LEDGER_PREFIX, SERVICE_NAME
 from infra.constants import FUNCTION_ASSET_EXCLUDES, FUNCTIONS_DIR, PG_BIN_DIR
 from infra.function_policies import bucket_prefix_reasons, bucket_statements, function_statements
 from infra.function_specs import BACKUP, HEALTH, MAINTENANCE, BucketAccess, FunctionSpec, restore_step_spec
@@ -114,14 +114,28 @@ class Functions(Construct):
 
     def grant_backup_access(self, principal: iam.IGrantable) -> None:
         """What a backup in the Fargate task may do besides a restore step's: write (and lock) backups of every
-        kind and tag its database's backups for retention, as the Backup function does, and put its metrics (a task's
-        awslogs output is not read as EMF) by PutMetricData, in dbops' namespace only."""
+        kind and tag its database's backups for retention (keeping its retention ledger), as the Backup function
+        does, and put its metrics (a task's awslogs output is not read as EMF) by PutMetricData, in dbops' namespace
+        only."""
         every_kind = (f"{BACKUPS_PREFIX}*",)
-        access = BucketAccess(write=every_kind, tag=every_kind, lock=every_kind)
-        sids = {"WriteBackups": "WriteBackupsOfEveryKind", "LockBackups": "LockBackupsOfEveryKind"}
+        ledger = (f"{RETENTION_LEDGER_PREFIX}*",)  # what retention saw of the tags (dbops.backup.retention_ledger)
+        access = BucketAccess(
+            read=ledger,
+            write=(*every_kind, *ledger),
+            tag=every_kind,
+            lock=every_kind,
+            list_prefixes=(RETENTION_LEDGER_PREFIX,),
+        )
+        sids = {
+            "ListBackups": "ListRetentionLedger",
+            "ReadBackups": "ReadRetentionLedger",
+            "WriteBackups": "WriteBackupsOfEveryKind",
+            "LockBackups": "LockBackupsOfEveryKind",
+        }
         for statement in bucket_statements(self.bucket, self.key, access, sids):
             if statement.sid != "BackupKey":  # the restore step's grant has the key's actions already
                 principal.grant_principal.add_to_principal_policy(statement)
+        acknowledge_nag(principal, bucket_prefix_reasons(self.bucket, BucketAccess(read=ledger)))  # type: ignore[arg-type]
         principal.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="PutDbopsMetrics",

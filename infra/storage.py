@@ -4,8 +4,8 @@ predeploy backups never below the newest verified ones: see dbops.backup.retenti
 With `backup_lock` the bucket is created with S3 Object Lock enabled and no default retention: dbops writes each
 backup object with its own retention (a nightly backup for the lock's days, a predeploy one for its kind's age, a
 weekly or monthly one lengthened to its class's age), and whatever must change (verification records, health
-counters, restore, drill and rehearsal records) is written unlocked. A default retention would lock all of that
-too, every version of the health counters included, and one age for every kind."""
+counters, retention ledgers, restore, drill and rehearsal records) is written unlocked. A default retention would
+lock all of that too, every version of the health counters included, and one age for every kind."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from dbops.contract import HEALTH_PREFIX, RESTORE_PROGRESS_PREFIX
+from dbops.contract import HEALTH_PREFIX, RESTORE_PROGRESS_PREFIX, RETENTION_LEDGER_PREFIX
 from infra.retention_settings import BackupLockSettings, RetentionDays
 from infra.scanners import acknowledge_checkov
 
@@ -98,6 +98,9 @@ class BackupStorage(Construct):
 
 
 RESTORE_PROGRESS_DAYS = 7
+# a retention ledger not rewritten for a week is read in full anyway (dbops.backup.retention_ledger): one left a month
+# (its database no longer backed up, or no predeploy backup since) goes
+RETENTION_LEDGER_DAYS = 30
 
 
 def lifecycle_rules(retention: RetentionDays) -> list[s3.LifecycleRule]:
@@ -122,6 +125,14 @@ def lifecycle_rules(retention: RetentionDays) -> list[s3.LifecycleRule]:
             id="restore-progress-expire",
             prefix=RESTORE_PROGRESS_PREFIX,
             expiration=Duration.days(RESTORE_PROGRESS_DAYS),
+            noncurrent_version_expiration=Duration.days(1),
+        ),
+        # every retention pass rewrites its kind and database's ledger (unlocked, like the verification records): the
+        # replaced versions go after a day
+        s3.LifecycleRule(
+            id="retention-ledger-expire",
+            prefix=RETENTION_LEDGER_PREFIX,
+            expiration=Duration.days(RETENTION_LEDGER_DAYS),
             noncurrent_version_expiration=Duration.days(1),
         ),
     ]

@@ -84,6 +84,9 @@ RESTORES_PREFIX = "restores/"  # restores/<database>/<id>.json: each restore's o
 DRILLS_PREFIX = "drills/"  # drills/<database>/<id>.json: each drill's outcome
 # restore-progress/<execution name>.json: a running restore's Stage progress, for `dbops restore` to show
 RESTORE_PROGRESS_PREFIX = "restore-progress/"
+# retention/<kind>/<database>.json: what the last retention pass saw or wrote on each backup object's tags, so the
+# next one reads only what may have changed (dbops.backup.retention_ledger); outside backups/, which the catalog lists
+RETENTION_LEDGER_PREFIX = "retention/"
 HEALTH_PREFIX = "health/"  # the health function's counters between runs (dbops.health.counters)
 REHEARSALS_PREFIX = "rehearsals/"  # rehearsals/<database>/<id>/: a deployed rehearsal's records and report
 # a backup's verification record, backups/<kind>/<database>/<id>/verification.json: restores write it too

@@ -256,6 +256,11 @@ def test_the_task_may_tag_backups_as_the_backup_function_does(synthesized: Synth
     [tag] = [s for s in statements if s.get("Sid") == "TagBackups"]
     assert sorted(tag["Action"]) == ["s3:GetObjectTagging", "s3:PutObjectTagging"]
     assert "backups/*" in json.dumps(tag["Resource"])
+    # and keep the retention ledger as the Backup function does (dbops.backup.retention_ledger)
+    by_sid = {s.get("Sid"): s for s in statements}
+    assert "retention/*" in json.dumps(by_sid["ReadRetentionLedger"]["Resource"])
+    assert "retention/*" in json.dumps(by_sid["WriteBackupsOfEveryKind"]["Resource"])
+    assert by_sid["ListRetentionLedger"]["Condition"] == {"StringLike": {"s3:prefix": ["retention/*"]}}
 
 
 def test_the_task_may_send_metrics_in_dbops_namespace_only(synthesized: Synth) -> None:

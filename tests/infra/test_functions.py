@@ -113,26 +113,31 @@ def _list_backups(bucket_id: str) -> dict[str, Any]:
     }
 
 
-def _objects(bucket_id: str) -> dict[str, Any]:
-    return {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, "/backups/*"]]}
+def _objects(bucket_id: str, prefix: str = "backups") -> dict[str, Any]:
+    return {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{prefix}/*"]]}
 
 
 def test_backup_role_writes_reads_and_tags_backups_reads_its_secrets_and_nothing_else(synthesized: Synth) -> None:
     bucket_id, key_id, log_id = _ids(synthesized, "Backup")
+    # the retention ledger beside the backups (dbops.backup.retention_ledger)
+    backups_and_ledger = [_objects(bucket_id), _objects(bucket_id, "retention")]
     expected = {
         **_common(log_id),
-        "ListBackups": _list_backups(bucket_id),
+        "ListBackups": {
+            **_list_backups(bucket_id),
+            "Condition": {"StringLike": {"s3:prefix": ["backups/*", "retention/*"]}},
+        },
         "ReadBackups": {
             "Sid": "ReadBackups",
             "Effect": "Allow",
             "Action": "s3:GetObject",
-            "Resource": _objects(bucket_id),
+            "Resource": backups_and_ledger,
         },
         "WriteBackups": {
             "Sid": "WriteBackups",
             "Effect": "Allow",
             "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
-            "Resource": _objects(bucket_id),
+            "Resource": backups_and_ledger,
         },
         "TagBackups": {  # retention: which backups the lifecycle may expire
             "Sid": "TagBackups",

@@ -345,6 +345,18 @@ def test_the_stage_step_publishes_its_progress_and_reads_it_back(enforced: Enfor
     assert denied(enforced.s3("health").put_object, Bucket=BUCKET, Key=key, Body=b"{}")
 
 
+@pytest.mark.parametrize("user", ["backup", "task"])
+def test_the_backup_roles_keep_the_retention_ledger(enforced: EnforcedAws, user: str) -> None:
+    """A retention pass reads and rewrites retention/<kind>/<database>.json (dbops.backup.retention_ledger); a role
+    that runs no retention pass may not write it."""
+    s3 = enforced.s3(user)
+    key = f"retention/nightly/ledger_{user}.json"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"{}"
+    for other in ("health", "restore", "rehearsal"):
+        assert denied(enforced.s3(other).put_object, Bucket=BUCKET, Key=key, Body=b"{}"), other
+
+
 # ---- proven on the template (what moto cannot decide) --------------------------------------------------------------
 
 

@@ -51,6 +51,7 @@ def test_lifecycle_expires_each_backup_kind_at_its_configured_age(synthesized: S
     assert {r["Prefix"] for r in rules if "ExpirationInDays" in r} == {
         *(f"backups/{kind}/" for kind in ("nightly", "predeploy", "prerestore", "manual", "pointintime")),
         "restore-progress/",  # a restore's Stage progress (test_storage_lock: a week)
+        "retention/",  # the retention ledgers (test_storage_lock: a month)
     }
     assert all(r["Status"] == "Enabled" for r in rules)
 

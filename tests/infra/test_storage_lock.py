@@ -66,6 +66,22 @@ def test_restore_progress_expires_after_a_week_and_its_old_versions_after_a_day(
     }
 
 
+def test_retention_ledgers_old_versions_expire_after_a_day_and_a_forgotten_one_after_a_month(
+    synthesized: Synth,
+) -> None:
+    """Every retention pass rewrites retention/<kind>/<database>.json (written unlocked); a ledger not rewritten for a
+    week is read in full anyway, so one left a month (its database no longer backed up) may go."""
+    rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
+    (ledger,) = [r for r in rules if r.get("Prefix") == "retention/"]
+    assert ledger == {
+        "Id": "retention-ledger-expire",
+        "Prefix": "retention/",
+        "ExpirationInDays": 30,
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+        "Status": "Enabled",
+    }
+
+
 def _backup_environment(synthesized: Synth) -> dict[str, Any]:
     function_id = synthesized.logical_id(synthesized.stack.functions.by_name["Backup"])
     return synthesized.json["Resources"][function_id]["Properties"]["Environment"]["Variables"]  # type: ignore[no-any-return]

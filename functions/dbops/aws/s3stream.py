@@ -29,8 +29,9 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbops import aws
+from dbops.aws import s3listing
 from dbops.aws.part_buffers import PartBuffers
-from dbops.errors import BucketNotFound, StorageError
+from dbops.errors import StorageError
 
 PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10_000  # S3's limit per upload
@@ -302,26 +303,16 @@ def delete_object(bucket: str, key: str) -> None:
         raise StorageError(f"cannot delete s3://{bucket}/{key}: {exc}") from None
 
 
-def _listing(bucket: str, prefix: str, **extra: str) -> Iterator[dict[str, Any]]:
-    """The pages of a listing of `prefix`: a missing bucket is BucketNotFound, any other failure a StorageError."""
-    try:
-        yield from aws.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **extra)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
-            raise BucketNotFound(f"bucket {bucket} does not exist") from None
-        raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
-    except BotoCoreError as exc:
-        raise StorageError(f"cannot list s3://{bucket}/{prefix}: {exc}") from None
-
-
 def list_objects(bucket: str, prefix: str) -> Iterator[tuple[str, datetime]]:
     """Each object's key and when it was written (S3's LastModified, which lifecycle ages count from)."""
-    return ((o["Key"], o["LastModified"]) for page in _listing(bucket, prefix) for o in page.get("Contents", []))
+    for page in s3listing.pages(bucket, prefix):
+        yield from ((item["Key"], item["LastModified"]) for item in page.get("Contents", []))
 
 
 def list_folders(bucket: str, prefix: str) -> Iterator[str]:
     """The folders right under `prefix` (S3's common prefixes at the next /), none of the objects in them listed."""
-    return (f["Prefix"] for page in _listing(bucket, prefix, Delimiter="/") for f in page.get("CommonPrefixes", []))
+    for page in s3listing.pages(bucket, prefix, Delimiter="/"):
+        yield from (folder["Prefix"] for folder in page.get("CommonPrefixes", []))
 
 
 def _missing(exc: ClientError) -> bool:

@@ -4,8 +4,23 @@ The lifecycle rules of `nightly` and `predeploy` expire an object only when it i
 *and* tagged `dbops-expirable=true`. This module sets that tag: a backup becomes expirable once `keep` newer
 backups of the same kind and database have passed verification. The newest `keep` verified backups are never
 expirable, whatever their age, so a month of failing backups cannot empty the bucket. Every object of a backup
-carries the same tag (the lifecycle expires a backup whole), checked object by object on every pass: a pass
-that stopped half-way, or an object written again since (a verification record), is put right by the next.
+carries the same tag (the lifecycle expires a backup whole), checked object by object: a pass that stopped
+half-way, or an object written again since (a verification record), is put right by the next.
+
+A pass reads only the tags that may have changed: the retention ledger (dbops.backup.retention_ledger) holds, per
+object, the LastModified and tags the last pass saw or wrote; an object listed with the same LastModified whose
+recorded tags are already what this pass wants is not read. Every object is read when the ledger is missing or bad,
+and once every FULL_CHECK_AGE (a tag changed by hand outside dbops is put right within it). The ledger is written at
+the end of a pass, and before the pass's first tag write without the objects it is about to read, so a pass stopped
+half-way leaves none of those known. The one race it admits: two passes over the same kind and database at once,
+with different catalog views, each write the tags and the ledger of their view, and the last tag write and the last
+ledger write may come from different passes, leaving the ledger disagreeing with an object's real tags until the
+next full check. The safe way round: views only become more expirable as verified backups are added (a pass that
+started later sees at least the verified backups the earlier one saw), so the real tag the ledger misstates is the
+older view's, the less expirable one, and the next pass, wanting at least the newer view, reads it if the ledger
+says otherwise or else leaves a backup kept longer than needed: never released early. Only a catalog that loses a
+verified backup (deleted or re-verified as failed) between such racing passes could leave a backup released that
+should be kept, until the full check.
 The lifecycle removes a backup's objects one by one, in no set order: the catalog never lists a backup one
 of whose archives is gone.
 
@@ -26,9 +41,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dbops.aws import s3stream
+from dbops.aws import s3listing, s3stream
 from dbops.backup import catalog
 from dbops.backup.classes import classify
+from dbops.backup.retention_ledger import LedgerPass
 from dbops.config.backup import DEFAULT_KEEP, RetentionClasses
 from dbops.contract import CLASS_TAG, CLASSED_KIND, EXPIRABLE_TAG, RETAINED_KINDS
 from dbops.errors import ConfigError
@@ -50,6 +66,9 @@ class RetentionResult(BaseModel):
     leftovers: list[str] = Field(default_factory=list, description="keys outside any backup, released this pass")
     classes: dict[str, str] = Field(default_factory=dict, description="nightly backups: id -> class")
     locks_extended: list[str] = Field(default_factory=list, description="keys whose Object Lock this pass lengthened")
+    full_check: bool = Field(default=False, description="every object's tags read (the ledger old, missing or bad)")
+    tags_read: int = Field(default=0, description="objects whose tags this pass read (the others: known unchanged)")
+    ledger_error: str | None = None
 
     def log_fields(self) -> dict[str, object]:
         return {
@@ -63,6 +82,9 @@ class RetentionResult(BaseModel):
             "weekly": sum(c == "weekly" for c in self.classes.values()),
             "monthly": sum(c == "monthly" for c in self.classes.values()),
             "locks_extended": len(self.locks_extended),
+            "full_check": self.full_check,
+            "tags_read": self.tags_read,
+            **({"ledger_error": self.ledger_error} if self.ledger_error else {}),
         }
 
 
@@ -91,9 +113,11 @@ def release_for_expiry(
     now = now or datetime.now(UTC)
     entries = catalog.list_backups(bucket, kind=kind, database=database)  # newest first
     # listed after the catalog: every object of a backup it holds is written before its manifest, so is here
+    listed, listed_at = s3listing.list_objects_dated(bucket, f"{catalog.ROOT}{kind}/{database}/")
     written: dict[str, dict[str, datetime]] = {}  # prefix -> key -> LastModified
-    for key, modified in s3stream.list_objects(bucket, f"{catalog.ROOT}{kind}/{database}/"):
+    for key, modified in listed.items():
         written.setdefault(key.rsplit("/", 1)[0] + "/", {})[key] = modified
+    ledger = LedgerPass(bucket, kind, database, now, listed, listed_at)
     by_class = classify(entries, classes) if kind == CLASSED_KIND and classes is not None else {}
     result.classes = by_class
     plan: list[_Tagging] = []  # each backup's tags
@@ -101,68 +125,87 @@ def release_for_expiry(
     for entry in entries:
         backup_class = by_class.get(entry.manifest.id)
         tags = {EXPIRABLE_TAG: "true" if verified_newer >= keep else "false"}
-        plan.append(_Tagging(entry.manifest.prefix, tags | ({CLASS_TAG: backup_class} if backup_class else {})))
-        plan[-1].lock_days = classes.days(backup_class) if classes and backup_class else None
-        plan[-1].keeps_class = kind == CLASSED_KIND and classes is None
-        verified_newer += bool(entry.verified)
-    backups = {item.prefix for item in plan}
-    leftover_tags = {EXPIRABLE_TAG: "true"} | ({CLASS_TAG: "nightly"} if kind == CLASSED_KIND else {})
-    with ThreadPoolExecutor(max_workers=catalog.READERS) as pool:
-        list(pool.map(lambda item: item.apply(bucket, written), plan))
-        leftovers = pool.map(
-            lambda objects: _release_leftovers(bucket, objects, now, leftover_tags),
-            [objects for prefix, objects in written.items() if prefix not in backups],
+        item = _Tagging(
+            written.get(entry.manifest.prefix, {}), tags | ({CLASS_TAG: backup_class} if backup_class else {})
         )
-        result.leftovers = sorted(key for keys in leftovers for key in keys)
+        item.lock_days = classes.days(backup_class) if classes and backup_class else None
+        item.keeps_class = kind == CLASSED_KIND and classes is None
+        plan.append(item)
+        verified_newer += bool(entry.verified)
+    backups = {entry.manifest.prefix for entry in entries}
+    leftover_tags = {EXPIRABLE_TAG: "true"} | ({CLASS_TAG: "nightly"} if kind == CLASSED_KIND else {})
+    # objects outside any backup, once old enough that no backup still being written can own them
+    leftovers = [
+        _Tagging({k: m for k, m in objects.items() if now - m >= LEFTOVER_AGE}, leftover_tags)
+        for prefix, objects in written.items()
+        if prefix not in backups
+    ]
+    to_read = {key for item in [*plan, *leftovers] for key in item.to_read(ledger)}
+    ledger.before_changes(to_read)
+    with ThreadPoolExecutor(max_workers=catalog.READERS) as pool:
+        list(pool.map(lambda item: item.apply(bucket, ledger), [*plan, *leftovers]))
+    ledger.finish()
+    result.leftovers = sorted(key for item in leftovers for key in item.tagged)
     for entry, item in zip(entries, plan, strict=True):
         (result.expirable if item.tags[EXPIRABLE_TAG] == "true" else result.protected).append(entry.manifest.id)
-        if item.retagged:
+        if item.tagged:
             result.retagged.append(entry.manifest.id)
         result.locks_extended.extend(item.extended)
+    result.full_check = ledger.full
+    result.tags_read = sum(item.reads for item in [*plan, *leftovers])
+    result.ledger_error = ledger.error
     return result
 
 
 class _Tagging:
-    """The tags every object of one backup must carry, and (a weekly or monthly one) how long it must stay locked
-    from when each object was written."""
+    """The tags every object of one backup (or every leftover of one prefix) must carry, and (a weekly or monthly
+    backup) how long it must stay locked from when each object was written."""
 
-    def __init__(self, prefix: str, tags: dict[str, str]) -> None:
-        self.prefix = prefix
+    def __init__(self, objects: dict[str, datetime], tags: dict[str, str]) -> None:
+        self.objects = objects  # key -> LastModified
         self.tags = tags
         self.lock_days: int | None = None
         self.keeps_class = False  # the classes not known: each object keeps its class tag (none yet: nightly)
-        self.retagged = False
+        self.reads = 0
+        self.tagged: list[str] = []
         self.extended: list[str] = []
+        self._to_read: list[str] = []
 
-    def apply(self, bucket: str, written: dict[str, dict[str, datetime]]) -> None:
-        for key, modified in sorted(written.get(self.prefix, {}).items()):
+    def wanted(self, current: dict[str, str]) -> dict[str, str]:
+        """The tags an object carrying `current` must carry."""
+        return {CLASS_TAG: current.get(CLASS_TAG, "nightly"), **self.tags} if self.keeps_class else self.tags
+
+    def to_read(self, ledger: LedgerPass) -> list[str]:
+        """The objects whose tags must be read: all but those the ledger knows unchanged and already right."""
+        self._to_read = []
+        for key in sorted(self.objects):
+            known = ledger.known(key)
+            if known is not None and _carries(known, self.wanted(known)):
+                ledger.unread(key)
+            else:
+                self._to_read.append(key)
+        return self._to_read
+
+    def apply(self, bucket: str, ledger: LedgerPass) -> None:
+        for key in self._to_read:
             current = s3stream.get_tags(bucket, key)
+            self.reads += 1
             if current is None:
                 continue
-            tags = {CLASS_TAG: current.get(CLASS_TAG, "nightly"), **self.tags} if self.keeps_class else self.tags
-            if all(current.get(k) == v for k, v in tags.items()):
+            tags = self.wanted(current)
+            if _carries(current, tags):
+                ledger.saw(key, current)
                 continue
             # the lock first: a pass stopped in between leaves the old class, so the next pass does both again
-            if self.lock_days and s3stream.extend_lock(bucket, key, modified + timedelta(days=self.lock_days)):
+            if self.lock_days and s3stream.extend_lock(bucket, key, self.objects[key] + timedelta(days=self.lock_days)):
                 self.extended.append(key)
-            self.retagged |= s3stream.put_tags(bucket, key, {**current, **tags})
+            if s3stream.put_tags(bucket, key, {**current, **tags}):
+                self.tagged.append(key)
+                ledger.saw(key, {**current, **tags})
 
 
-def _set_tags(bucket: str, key: str, tags: dict[str, str]) -> bool:
-    """Our tags on one object, keeping any other tags (a tag set is replaced whole); False when unchanged or gone."""
-    current = s3stream.get_tags(bucket, key)
-    if current is None or all(current.get(k) == v for k, v in tags.items()):
-        return False
-    return s3stream.put_tags(bucket, key, {**current, **tags})
-
-
-def _release_leftovers(bucket: str, objects: dict[str, datetime], now: datetime, tags: dict[str, str]) -> list[str]:
-    """Objects outside any backup, once old enough that no backup still being written can own them."""
-    return [
-        key
-        for key, modified in sorted(objects.items())
-        if now - modified >= LEFTOVER_AGE and _set_tags(bucket, key, tags)
-    ]
+def _carries(current: dict[str, str], tags: dict[str, str]) -> bool:
+    return all(current.get(k) == v for k, v in tags.items())
 
 
 class BackupExpiry(BaseModel):
