@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -148,6 +149,15 @@ def tripped(execution: dict[str, Any], machine: str, databases: Sequence[str], s
         if hit:
             found.append(alarm["AlarmName"])
     return found
+
+
+def fresh_second() -> datetime:
+    """The start of the next whole second, once it has come: what is emitted from now on counts from it, and a
+    datapoint an earlier test emitted moments ago (same database) does not, even taken by its second."""
+    now = datetime.now(UTC)
+    start = now.replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep((start - now).total_seconds())
+    return start
 
 
 def metric_sum(name: str, database: str, since: datetime) -> float:

@@ -11,7 +11,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -31,7 +31,7 @@ from local_stack.metrics import emf_to_cloudwatch
 from local_stack.postgres import LocalPostgres
 from local_stack.replication import LocalReplication, configure_replication
 from tests.support import restore_environment
-from tests.workflow.alarms import dr_template, dr_tripped, metric_sum
+from tests.workflow.alarms import dr_template, dr_tripped, fresh_second, metric_sum
 
 DATABASE = "sprint_reports_v2"  # the synthesized DR stack's database (tests/infra/conftest.py)
 DR_REGION = "us-west-2"
@@ -138,7 +138,7 @@ def test_restoring_from_a_missing_or_empty_replica_is_refused_with_the_reason(
 def test_the_disaster_drill_restores_the_newest_replicated_backup_and_emits_its_metrics(disaster: Disaster) -> None:
     disaster.back_up()
     disaster.replication.run()
-    since = datetime.now(UTC) - timedelta(seconds=1)
+    since = fresh_second()  # an earlier test's drill metrics are not counted
     before = _databases(disaster.dr)
 
     result = _drill(disaster)
@@ -158,7 +158,7 @@ def test_the_disaster_drill_alarms_when_no_verified_backup_was_replicated(disast
     assert disaster.replication.run()
     assert [e.verified for e in catalog.list_backups(disaster.replica, database=DATABASE)] == [None]
     disaster.back_up()
-    since = datetime.now(UTC) - timedelta(seconds=1)
+    since = fresh_second()  # an earlier test's drill metrics are not counted
 
     result = _drill(disaster)
 
@@ -178,7 +178,7 @@ def test_the_disaster_drill_alarms_when_the_replicated_backup_is_too_old(disaste
     for field in ("started_at", "finished_at"):
         replicated[field] = (datetime.fromisoformat(replicated[field]) - timedelta(days=3)).isoformat()
     s3.put_object(Bucket=disaster.replica, Key=key, Body=json.dumps(replicated).encode())
-    since = datetime.now(UTC) - timedelta(seconds=1)
+    since = fresh_second()  # an earlier test's drill metrics are not counted
 
     result = _drill(disaster)
 
