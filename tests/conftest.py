@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 
 from dbops import aws
-from dbops.aws.stepfunctions import follow
 from dbops.cli.sample_data import create_sample_data
 from dbops.postgres.connection import ConnectionSpec, connect
 from dbops.restore.models import RestoreRequest
 from dbops.restore.runner import start_restore
 from local_stack.aws import LocalAws
 from local_stack.postgres import LocalPostgres
-from tests.support import restore_environment, server_bin_dir, server_params
+from tests.support import restore_environment, run_to_end, server_bin_dir, server_params
 
 ALEMBIC_PROJECT = Path(__file__).parent / "fixtures" / "alembic_sprint_reports"
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
@@ -179,13 +178,6 @@ def run_restore(restore_machine: str) -> Callable[..., dict[str, Any]]:
     """Start a restore execution and follow it to its end: describe_execution plus `states`, the states entered."""
 
     def run(**request: Any) -> dict[str, Any]:
-        states: list[str] = []
-        description = follow(
-            start_restore(restore_machine, RestoreRequest(**request)),
-            lambda kind, name: states.append(name) if kind == "entered" else None,
-            poll_s=0.2,
-        )
-        description["states"] = states
-        return description
+        return run_to_end(start_restore(restore_machine, RestoreRequest(**request)))
 
     return run

@@ -59,6 +59,25 @@ def restore_environment(spec: ConnectionSpec, bucket: str, **database: Any) -> d
     }
 
 
+def run_to_end(execution_arn: str, timeout_s: float = 900.0) -> dict[str, Any]:
+    """Wait for a Step Functions execution to end: its describe_execution plus `states`, the states it entered in
+    order. The status alone is polled (every 50 ms) and the history read once, at the end (once the status is final
+    the history is complete): reading the whole history on every poll, as `dbops.aws.stepfunctions.follow` does for
+    a person watching, kept the in-process moto server serializing it while the execution ran."""
+    from dbops import aws
+    from dbops.aws.stepfunctions import history
+
+    sfn = aws.client("stepfunctions")
+    deadline = time.monotonic() + timeout_s
+    while (description := sfn.describe_execution(executionArn=execution_arn))["status"] == "RUNNING":
+        if time.monotonic() > deadline:
+            raise AssertionError(f"execution {execution_arn} still running after {timeout_s:.0f} s")
+        time.sleep(0.05)
+    events = history(execution_arn)
+    description["states"] = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+    return dict(description)
+
+
 def emf_metrics(output: str) -> list[dict[str, Any]]:
     """Every EMF metric printed to stdout: [{name, value, dimensions}]."""
     found = []

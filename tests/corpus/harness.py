@@ -612,6 +612,13 @@ def damage(spec: ConnectionSpec, table: Table) -> list[str]:
         return d.done
 
 
+def table_content(spec: ConnectionSpec, table: Table) -> dict[TableKey, Fingerprint]:
+    """The fingerprints of one table (of its leaves, for a partitioned table): what `damage` changed, since it
+    keeps no change that touched another table."""
+    with connect(spec, statement_timeout_ms=0) as conn:
+        return _content(conn, table)
+
+
 def _content(conn: psycopg.Connection[Any], table: Table) -> dict[TableKey, Fingerprint]:
     """The table's content, or its leaves' for a partitioned table."""
     if table.kind == "r":

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import copy
+import functools
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,9 +153,16 @@ class Synth:
     outdir: Path
     settings: dict[str, Any]
 
+    @functools.cached_property
+    def _json_text(self) -> str:
+        """The template as JSON text, read from CDK once: each to_json() is a round trip to its node process
+        (0.1 s); parsing the text again is 3 ms."""
+        return json.dumps(self.template.to_json())
+
     @property
     def json(self) -> dict[str, Any]:
-        return self.template.to_json()  # type: ignore[no-any-return]
+        """The template, a fresh copy on each read (as to_json() gives): a test may change what it is given."""
+        return json.loads(self._json_text)  # type: ignore[no-any-return]
 
     def resources(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.json["Resources"].items() if v["Type"] == kind}
@@ -184,9 +195,18 @@ def synth(root: Path, settings: dict[str, Any], **build_kwargs: Any) -> Synth:
     return Synth(app=app, stack=stack, template=Template.from_stack(stack), outdir=outdir, settings=settings)
 
 
+@functools.cache
+def default_synth() -> Synth:
+    """The app with settings_dict(), synthesized once per process: the infra tests' `synthesized` and the workflow
+    tests' alarm checks (tests/workflow/alarms.py) share it (a synth is some 6 s of CPU)."""
+    root = Path(tempfile.mkdtemp(prefix="dbops-synth-"))
+    atexit.register(shutil.rmtree, root, True)
+    return synth(root, settings_dict())
+
+
 @pytest.fixture(scope="session")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synth]:
-    yield synth(tmp_path_factory.mktemp("synth"), settings_dict())
+def synthesized() -> Iterator[Synth]:
+    yield default_synth()
 
 
 def validation_report(outdir: Path) -> dict[str, Any]:

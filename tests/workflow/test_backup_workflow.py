@@ -14,13 +14,12 @@ from typing import Any
 import pytest
 
 from dbops import aws
-from dbops.aws.stepfunctions import follow
 from dbops.backup import catalog
 from dbops.backup.run import BackupRequest, run_backup
 from dbops.cli import main
 from dbops.postgres.connection import ConnectionSpec
 from local_stack.aws import LocalAws
-from tests.support import cloudwatch_sums, emf_metrics
+from tests.support import cloudwatch_sums, emf_metrics, run_to_end
 from tests.workflow.alarms import tripped
 
 pytestmark = pytest.mark.any_server_version  # the flow, not the server: PostgreSQL 18 alone
@@ -61,10 +60,7 @@ def _run(machine: str, request: dict[str, Any]) -> dict[str, Any]:
     execution = aws.client("stepfunctions").start_execution(
         stateMachineArn=machine, name=f"backup-{uuid.uuid4().hex[:12]}", input=json.dumps(request)
     )["executionArn"]
-    states: list[str] = []
-    description = follow(execution, lambda kind, name: states.append(name) if kind == "entered" else None, poll_s=0.2)
-    description["states"] = states
-    return description
+    return run_to_end(execution)
 
 
 def _outputs(result: dict[str, Any], state: str) -> list[dict[str, Any]]:
