@@ -189,15 +189,21 @@ class RestoreWorkflow(Construct):
         start_app = guarded(invoke("StartApplication"), notify_failure)
         start_app.next(finish)
         swap = guarded(invoke("Swap"), rollback)
-        swap.next(start_app)
-        # the application is stopped for the swap alone, not while the copy is staged and checked
+        swap.next(
+            sfn.Choice(self, "ApplicationStopped")
+            .when(sfn.Condition.boolean_equals("$.app_stopped", True), start_app)
+            .otherwise(finish)
+        )
+        # the application is stopped for the swap alone, not while the copy is staged and checked; a database
+        # without an application hook (Validate's app_hook) goes straight to the swap
         stop_app = guarded(invoke("StopApplication"), rollback)
         stop_app.next(swap)
         check = guarded(invoke("Check"), rollback)
         check.next(
             sfn.Choice(self, "DrillOrSwap")
             .when(sfn.Condition.string_equals("$.request.mode", "drill"), finish)
-            .otherwise(stop_app)
+            .when(sfn.Condition.boolean_equals("$.app_hook", True), stop_app)
+            .otherwise(swap)
         )
         # the safety backup (of the target) and the stage (of the backup, into the work database: the target is not
         # touched) run side by side; the execution goes on with the safety backup's state (Stage returns its input),

@@ -57,14 +57,24 @@ def test_the_safety_backup_and_the_stage_run_side_by_side_and_the_application_st
 ) -> None:
     """Neither touches the target's rows (Stage fills the work database), so the restore waits for the longer of the
     two, not their sum; the execution goes on with the SafetyBackup branch's state (its safety_backup_id; Stage
-    returns its input). The application is stopped once the copy is checked, right before the swap."""
+    returns its input). The application is stopped once the copy is checked, right before the swap, and only where
+    the database has an application hook (no Lambda invoked for nothing)."""
     states = definition["States"]
     prepare = states["SafetyBackupAndStage"]
     assert prepare["Type"] == "Parallel" and prepare["OutputPath"] == "$[0]" and prepare["Next"] == "Check"
     assert prepare["Branches"][0]["StartAt"] == "SafetyBackup"
     assert prepare["Branches"][1]["StartAt"] == "StageWhere"
     assert states["WhatNext"]["Default"] == "SafetyBackupAndStage"
-    assert states["DrillOrSwap"]["Default"] == "StopApplication" and states["StopApplication"]["Next"] == "Swap"
+    drill, hook = states["DrillOrSwap"]["Choices"]
+    assert drill["Next"] == "Finish" and hook == {
+        "Variable": "$.app_hook",
+        "BooleanEquals": True,
+        "Next": "StopApplication",
+    }
+    assert states["DrillOrSwap"]["Default"] == "Swap" and states["StopApplication"]["Next"] == "Swap"
+    [stopped] = states["ApplicationStopped"]["Choices"]  # started again only where it was stopped
+    assert stopped == {"Variable": "$.app_stopped", "BooleanEquals": True, "Next": "StartApplication"}
+    assert states["Swap"]["Next"] == "ApplicationStopped" and states["ApplicationStopped"]["Default"] == "Finish"
 
 
 def test_a_refused_request_ends_in_a_succeed_state_before_anything_starts(definition: dict[str, Any]) -> None:

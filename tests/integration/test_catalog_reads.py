@@ -64,9 +64,12 @@ def test_a_backup_found_by_id_lists_only_its_own_prefix_and_heads_none_of_its_ob
     assert [key for op, key in sent if op == "GetObject"] == [manifest.prefix + catalog.MANIFEST]
     assert all(o.prefix not in key for o in others for _, key in sent)
 
-    with s3_requests() as sent:  # by kind and id, as Stage and Check read the chosen backup
+    with s3_requests() as sent:  # by kind and id, whole
         assert catalog.load_backup(bucket, "manual", DATABASE, manifest.id).manifest == manifest
     assert [op for op, _ in sent] == ["ListObjectsV2", "GetObject"]
+    with s3_requests() as sent:  # its manifest alone, as Stage and Check read the backup Validate chose
+        assert catalog.read_manifest(bucket, "manual", DATABASE, manifest.id) == manifest
+    assert sent == [("GetObject", manifest.prefix + catalog.MANIFEST)]
 
 
 def test_a_backup_whose_object_is_gone_is_not_found_by_id(sample_db: ConnectionSpec, bucket: str) -> None:

@@ -226,6 +226,15 @@ def _load_listed(bucket: str, prefix: str) -> CatalogEntry | None:
     return _load(bucket, prefix, frozenset(s3stream.list_keys(bucket, prefix)))
 
 
+def read_manifest(bucket: str, kind: str, database: str, backup_id: str) -> BackupManifest:
+    """A backup's manifest alone, one GET: for a step after the backup was found whole (its objects are read
+    later, and one gone by then fails that read, named)."""
+    text = s3stream.get_text(bucket, backup_prefix(kind, database, backup_id) + MANIFEST)
+    if text is None:
+        raise BackupNotFound(f"backup {backup_id} ({kind} of {database}) not found in bucket {bucket}")
+    return BackupManifest.model_validate_json(text)
+
+
 def load_backup(bucket: str, kind: str, database: str, backup_id: str) -> CatalogEntry:
     """One backup read straight from its prefix, when its kind and database are known."""
     entry = _load_listed(bucket, backup_prefix(kind, database, backup_id))

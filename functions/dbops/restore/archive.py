@@ -168,8 +168,11 @@ def selective_list(
     return path
 
 
-def restore_jobs(tables: list[TableStat], jobs: int) -> int:
+def restore_jobs(tables: list[TableStat], jobs: int, chosen: set[int] | None = None) -> int:
     """pg_restore's jobs for an archive of these tables: one where it holds a partitioned table, whose indexes,
     partition attachments and foreign keys parallel jobs create in no fixed order and can deadlock on (seen on
-    PostgreSQL 15 and 18 in the corpus); `jobs` otherwise."""
-    return 1 if any(t.relkind == "p" for t in tables) else jobs
+    PostgreSQL 15 and 18 in the corpus); `jobs` otherwise, and no more than the tables restored (`chosen`, pg_class
+    OIDs: a selective restore's), each of which a job's process and connection would otherwise wait beside."""
+    if any(t.relkind == "p" for t in tables):
+        return 1
+    return jobs if chosen is None else max(1, min(jobs, len(chosen)))

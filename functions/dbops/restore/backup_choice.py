@@ -42,9 +42,9 @@ def newest_verified(bucket: str, database: str) -> catalog.CatalogEntry:
 
 
 def chosen_manifest(state: RestoreState, settings: FunctionSettings) -> BackupManifest:
-    """The chosen backup's manifest, read straight from its prefix."""
+    """The chosen backup's manifest (Validate found the backup whole and verified), read straight from its prefix."""
     assert state.backup_id is not None and state.backup_kind is not None and state.database is not None
-    return catalog.load_backup(settings.bucket, state.backup_kind, state.database, state.backup_id).manifest
+    return catalog.read_manifest(settings.bucket, state.backup_kind, state.database, state.backup_id)
 
 
 def taken_by(state: RestoreState, settings: FunctionSettings, kind: str) -> BackupManifest | None:

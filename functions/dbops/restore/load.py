@@ -52,7 +52,7 @@ def load_backup(
         )
         return
     local = archive.download(bucket, manifest.dump, folder / "archive.dump", ByteCount(progress, "restore"))
-    args = [f"--jobs={archive.restore_jobs(manifest.tables, jobs)}"]
+    args = [f"--jobs={archive.restore_jobs(manifest.tables, jobs, chosen)}"]
     if chosen is not None:
         args.append(f"--use-list={archive.selective_list(local, manifest.tables, chosen, folder, pg_bin_dir)}")
     run_pg_restore(target, args, archive=local, pg_bin_dir=pg_bin_dir)

@@ -135,6 +135,7 @@ class RestoreState(BaseModel):
     tables: list[TablePlan] = Field(default_factory=list)
     use_fargate: bool = False
     safety_backup_id: str | None = None
+    app_hook: bool = Field(default=False, description="the database has an application hook: Stop/StartApplication")
     app_stopped: bool = False
     checked: list[str] = Field(default_factory=list)
     swapped: bool = False

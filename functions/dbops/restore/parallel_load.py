@@ -138,7 +138,7 @@ def restore_parallel(
             listing = selective_list(archive, manifest.tables, chosen, folder, pg_bin_dir)
             only = [f"--use-list={listing}"]
             objects = [o for o in manifest.data if o.table_oid in chosen]
-        parallel = f"--jobs={restore_jobs(manifest.tables, jobs)}"
+        parallel = f"--jobs={restore_jobs(manifest.tables, jobs, chosen)}"
         rest: list[str] = []  # every section: no data object to load between pre-data and the rest
         if objects:
             run_pg_restore(target, ["--section=pre-data", *only], archive=archive, pg_bin_dir=pg_bin_dir)

@@ -78,5 +78,6 @@ def validate(state: RestoreState, settings: FunctionSettings, backup_id: str | N
             else None,
             "tables": plans,
             "use_fargate": manifest.raw_bytes > settings.fargate_threshold_bytes,
+            "app_hook": db.app_hook is not None,
         }
     )
