@@ -48,6 +48,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 
 from dbops import aws
+from local_stack import asl_cache
 from local_stack.lambda_runtime import LocalLambdaContext
 
 if TYPE_CHECKING:
@@ -524,6 +525,7 @@ def _deploy(
     else:
         text = str(definition)
     LambdaSimpleBackend.invoke = _dispatch  # type: ignore[method-assign]
+    asl_cache.install()
     machine = aws.client("stepfunctions").create_state_machine(name=machine_name, definition=text, roleArn=role)
     return str(machine["stateMachineArn"])
 
