@@ -19,6 +19,12 @@ def _bucket(synthesized: Synth) -> dict[str, Any]:
     return synthesized.json["Resources"][synthesized.logical_id(synthesized.stack.storage.bucket)]["Properties"]
 
 
+def _rule(synthesized: Synth, prefix: str) -> dict[str, Any]:
+    """The bucket's one lifecycle rule for `prefix`."""
+    (rule,) = [r for r in _bucket(synthesized)["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == prefix]
+    return rule  # type: ignore[no-any-return]
+
+
 def test_the_bucket_has_object_lock_enabled_without_a_default_retention(synthesized: Synth) -> None:
     bucket = _bucket(synthesized)
     assert bucket["ObjectLockEnabled"] is True
@@ -43,9 +49,7 @@ def test_object_lock_is_off_unless_configured() -> None:
 
 def test_health_counters_old_versions_expire_after_a_day(synthesized: Synth) -> None:
     """The health function rewrites health/ every 5 minutes: ~288 versions a day per object on a versioned bucket."""
-    rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
-    (health,) = [r for r in rules if r.get("Prefix") == "health/"]
-    assert health == {
+    assert _rule(synthesized, "health/") == {
         "Id": "health-expire-noncurrent",
         "Prefix": "health/",
         "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
@@ -55,9 +59,7 @@ def test_health_counters_old_versions_expire_after_a_day(synthesized: Synth) -> 
 
 def test_restore_progress_expires_after_a_week_and_its_old_versions_after_a_day(synthesized: Synth) -> None:
     """A restore's Stage rewrites restore-progress/<execution>.json every 2 s while it runs; nothing reads it after."""
-    rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
-    (progress,) = [r for r in rules if r.get("Prefix") == "restore-progress/"]
-    assert progress == {
+    assert _rule(synthesized, "restore-progress/") == {
         "Id": "restore-progress-expire",
         "Prefix": "restore-progress/",
         "ExpirationInDays": 7,
@@ -71,9 +73,7 @@ def test_retention_ledgers_old_versions_expire_after_a_day_and_a_forgotten_one_a
 ) -> None:
     """Every retention pass rewrites retention/<kind>/<database>.json (written unlocked); a ledger not rewritten for a
     week is read in full anyway, so one left a month (its database no longer backed up) may go."""
-    rules = _bucket(synthesized)["LifecycleConfiguration"]["Rules"]
-    (ledger,) = [r for r in rules if r.get("Prefix") == "retention/"]
-    assert ledger == {
+    assert _rule(synthesized, "retention/") == {
         "Id": "retention-ledger-expire",
         "Prefix": "retention/",
         "ExpirationInDays": 30,

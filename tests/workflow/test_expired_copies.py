@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from psycopg import sql
@@ -43,12 +44,15 @@ def test_expired_copies_are_dropped_by_the_daily_schedule_and_nothing_else_is(
     configure(sample_db)
     now = datetime.now(UTC)
 
-    def kept(restore_id: str, keep_until: datetime, name: str | None = None) -> str:
-        """A restore record keeping a previous database (created here) until `keep_until`."""
-        copy = name or databases.work_name(sample_db.dbname, restore_id, "pre_restore")
+    def create(name: str) -> str:
         with connect(sample_db.for_database("postgres")) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(copy)))
-        made.append(copy)
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        made.append(name)
+        return name
+
+    def record(restore_id: str, **outcome: Any) -> None:
+        """A restore's record, written as Finish or NotifyFailure writes it, eight days ago."""
+        run = {"started_at": now - timedelta(days=8), "finished_at": now - timedelta(days=8), "seconds": 60.0}
         records.save(
             bucket,
             records.RestoreRecord(
@@ -59,47 +63,34 @@ def test_expired_copies_are_dropped_by_the_daily_schedule_and_nothing_else_is(
                 target_db=sample_db.dbname,
                 tables=[],
                 ok=True,
-                started_at=now - timedelta(days=8),
-                finished_at=now - timedelta(days=8),
-                seconds=60.0,
                 detail="restored",
-                pre_restore_db=copy,
-                keep_until=keep_until,
+                **run,
+                **outcome,
             ),
         )
+
+    def kept(restore_id: str, keep_until: datetime, name: str | None = None) -> str:
+        """A restore record keeping a previous database (created here) until `keep_until`."""
+        copy = create(name or databases.work_name(sample_db.dbname, restore_id, "pre_restore"))
+        record(restore_id, pre_restore_db=copy, keep_until=keep_until)
         return copy
 
     # a rehearsal killed a day ago left its scratch database (no keeper session); one under way keeps its own
-    dead = f"{sample_db.dbname}__rehearse_{(now - timedelta(days=1)).strftime('%Y%m%d%H%M%S')}_dead"
+    dead = create(f"{sample_db.dbname}__rehearse_{(now - timedelta(days=1)).strftime('%Y%m%d%H%M%S')}_dead")
     with connect(sample_db.for_database("postgres")) as conn:
         server_now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
-        running = f"{sample_db.dbname}__rehearse_{server_now.astimezone(UTC).strftime('%Y%m%d%H%M%S')}_beef"
-        for name in (dead, running):
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    made.extend([dead, running])
+    running = create(f"{sample_db.dbname}__rehearse_{server_now.astimezone(UTC).strftime('%Y%m%d%H%M%S')}_beef")
     expired = kept("r1", now - timedelta(hours=1))
     still_kept = kept("r2", now + timedelta(days=3))
     # a record naming a database no restore of ours would have kept (altered by hand, say): never dropped
     foreign = kept("r3", now - timedelta(hours=1), name=f"{sample_db.dbname}_reporting")
     # named as a kept copy, but no restore recorded keeping it (made by hand, or another database's): never dropped
-    unrecorded = databases.work_name(sample_db.dbname, "r9", "pre_restore")
-    with connect(sample_db.for_database("postgres")) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(unrecorded)))
-    made.append(unrecorded)
-
+    unrecorded = create(databases.work_name(sample_db.dbname, "r9", "pre_restore"))
     # a work database whose restore has ended (its record names it: a stage that ran on after the safety backup
     # beside it failed), and one of a restore still running (no record yet)
-    ended_work = kept("r5", now + timedelta(days=3), name=databases.work_name(sample_db.dbname, "r5", "restore"))
-    records.save(
-        bucket,
-        records.load(bucket, "restore", "sprint_reports_v2", "r5").model_copy(  # type: ignore[union-attr]
-            update={"work_db": ended_work, "pre_restore_db": None, "keep_until": None}
-        ),
-    )
-    staging = databases.work_name(sample_db.dbname, "r6", "restore")
-    with connect(sample_db.for_database("postgres")) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(staging)))
-    made.append(staging)
+    ended_work = create(databases.work_name(sample_db.dbname, "r5", "restore"))
+    record("r5", work_db=ended_work)
+    staging = create(databases.work_name(sample_db.dbname, "r6", "restore"))
 
     result = drop_expired_copies(scheduled_event("dbops-expired-copies"), LocalLambdaContext())
 

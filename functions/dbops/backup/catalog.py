@@ -231,7 +231,7 @@ def read_manifest(bucket: str, kind: str, database: str, backup_id: str) -> Back
     later, and one gone by then fails that read, named)."""
     text = s3stream.get_text(bucket, backup_prefix(kind, database, backup_id) + MANIFEST)
     if text is None:
-        raise BackupNotFound(f"backup {backup_id} ({kind} of {database}) not found in bucket {bucket}")
+        raise _not_in(bucket, kind, database, backup_id)
     return BackupManifest.model_validate_json(text)
 
 
@@ -239,8 +239,12 @@ def load_backup(bucket: str, kind: str, database: str, backup_id: str) -> Catalo
     """One backup read straight from its prefix, when its kind and database are known."""
     entry = _load_listed(bucket, backup_prefix(kind, database, backup_id))
     if entry is None:
-        raise BackupNotFound(f"backup {backup_id} ({kind} of {database}) not found in bucket {bucket}")
+        raise _not_in(bucket, kind, database, backup_id)
     return entry
+
+
+def _not_in(bucket: str, kind: str, database: str, backup_id: str) -> BackupNotFound:
+    return BackupNotFound(f"backup {backup_id} ({kind} of {database}) not found in bucket {bucket}")
 
 
 def find_backup(bucket: str, ref: str, *, kind: str | None = None, database: str | None = None) -> CatalogEntry:
